@@ -1,0 +1,359 @@
+//! Compares a shadow service's HTTP response with the primary's, for traffic mirroring.
+//!
+//! The gateway captures both responses of a mirrored request as [`Captured`] and calls
+//! [`compare`], which is pure, synchronous and never panics. It looks at, in order:
+//!
+//! 1. the **status** code;
+//! 2. the **headers**, as ordered lists of values, minus those that differ on every call (`date`,
+//!    `server`, ..., the hop-by-hop headers, see [`DEFAULT_IGNORED_HEADERS`]) and
+//!    [`DiffOptions::ignore_headers`]; `content-length` is skipped when the bodies differ, and
+//!    `content-encoding` always, as bodies are compared decoded; values of
+//!    [`DiffOptions::secret_headers`] are shown as `[redacted]`;
+//! 3. the **body**, after undoing `content-encoding` (gzip, deflate, br): as JSON (a structural diff
+//!    naming each differing value by its JSON path, with [`DiffOptions::ignore_paths`] left out),
+//!    else as UTF-8 text (a line diff), else as bytes (hashes and lengths).
+//!
+//! Responses that differ on every call of the primary itself (timestamps, ids) are handled by
+//! [`NoiseFilter`]: the gateway sometimes asks the primary twice, [`NoiseFilter::learn`]s the
+//! fields that differed, and [`NoiseFilter::classify`] drops those fields from later comparisons.
+//!
+//! ```
+//! use response_diff::{Captured, Classified, DiffOptions, NoiseFilter, compare};
+//!
+//! let answer = |body: &'static str| Captured { status: 200, body: body.into(), ..Captured::default() };
+//! let mut opts = DiffOptions::default();
+//! opts.ignore_paths = vec!["$.items[*].id".parse().unwrap()];
+//!
+//! let noise = NoiseFilter::new(1000);
+//! noise.learn(&compare(&answer(r#"{"ts":1}"#), &answer(r#"{"ts":2}"#), &opts));
+//!
+//! let primary = answer(r#"{"ts":1,"total":2,"items":[{"id":7}]}"#);
+//! let shadow = answer(r#"{"ts":3,"total":3,"items":[{"id":8}]}"#);
+//! match noise.classify(compare(&primary, &shadow, &opts)) {
+//!     Classified::Mismatch(differences) => assert_eq!(differences[0].field, "$.total"),
+//!     other => panic!("{other:?}"),
+//! }
+//! ```
+
+mod decode;
+mod json;
+mod noise;
+mod path;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, header};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+pub use noise::{Classified, NoiseFilter};
+pub use path::{JsonPath, PathError};
+
+/// Headers whose values differ on every call, or that belong to one hop: never compared.
+pub static DEFAULT_IGNORED_HEADERS: [HeaderName; 11] = [
+    header::DATE,
+    HeaderName::from_static("x-request-id"),
+    header::SERVER,
+    header::AGE,
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+];
+
+/// The value shown in place of a secret header's value.
+pub const REDACTED: &str = "[redacted]";
+
+/// One HTTP response as captured by the gateway (the body possibly cut at a cap).
+#[derive(Clone, Default)]
+pub struct Captured {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// The body was cut at the capture cap: it cannot be compared.
+    pub truncated: bool,
+}
+
+/// What to leave out of a comparison and how much of it to show.
+#[derive(Debug, Clone)]
+pub struct DiffOptions {
+    /// Compared by no one, in addition to [`DEFAULT_IGNORED_HEADERS`].
+    pub ignore_headers: Vec<HeaderName>,
+    /// JSON values (and everything below them) left out of the body comparison.
+    pub ignore_paths: Vec<JsonPath>,
+    /// Report which fields differ, never their values (the status code is still shown).
+    pub redact_values: bool,
+    /// Headers still compared but whose values are never stored or shown.
+    pub secret_headers: Vec<HeaderName>,
+    /// At most this many differences are reported (at least one is, whatever this says).
+    pub max_differences: usize,
+    /// Values longer than this many characters are cut, ending in `…`.
+    pub max_value_len: usize,
+}
+
+impl Default for DiffOptions {
+    fn default() -> Self {
+        DiffOptions {
+            ignore_headers: Vec::new(),
+            ignore_paths: Vec::new(),
+            redact_values: false,
+            secret_headers: vec![
+                header::AUTHORIZATION,
+                header::COOKIE,
+                header::SET_COOKIE,
+                header::PROXY_AUTHORIZATION,
+            ],
+            max_differences: 20,
+            max_value_len: 120,
+        }
+    }
+}
+
+/// The outcome of comparing a shadow response with the primary's.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Comparison {
+    Match,
+    /// Never empty; at most [`DiffOptions::max_differences`] long.
+    Mismatch(Vec<Difference>),
+    Skipped(SkipReason),
+}
+
+/// One differing field.
+///
+/// `field` is `status`, `header:<name>`, a JSON path such as `$.user.name` (an array whose length
+/// changed shows `array of N` on each side), `body:line N` (a text line, numbered in the primary's
+/// body, or in the shadow's for lines only the shadow has) or `body` (bytes: values are a short
+/// SHA-256 and the length). `None` means absent on that side, or redacted.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Difference {
+    pub field: String,
+    pub primary: Option<String>,
+    pub shadow: Option<String>,
+}
+
+/// Why two responses were not compared.
+#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
+pub enum SkipReason {
+    /// A body was cut at the capture cap, or would decompress past the decoding cap.
+    #[error("body over the size cap")]
+    BodyOverCap,
+    /// A `content-encoding` that is unknown, or a body that does not decode with it.
+    #[error("undecodable content-encoding: {0}")]
+    UndecodableEncoding(String),
+}
+
+/// Compares `shadow` with `primary`: status, then headers, then body (see the crate docs).
+///
+/// When a body cannot be compared ([`Comparison::Skipped`]), a differing status or header is
+/// still reported as a [`Comparison::Mismatch`]: a real difference should not hide behind a cap.
+pub fn compare(primary: &Captured, shadow: &Captured, opts: &DiffOptions) -> Comparison {
+    let limit = opts.max_differences.max(1);
+    let mut differences = Vec::new();
+    if primary.status != shadow.status {
+        differences.push(Difference {
+            field: "status".to_owned(),
+            primary: Some(primary.status.to_string()),
+            shadow: Some(shadow.status.to_string()),
+        });
+    }
+
+    let body = if primary.truncated || shadow.truncated {
+        Err(SkipReason::BodyOverCap)
+    } else {
+        compare_bodies(primary, shadow, opts, limit)
+    };
+
+    let mut ignored: Vec<&HeaderName> = DEFAULT_IGNORED_HEADERS
+        .iter()
+        .chain(&opts.ignore_headers)
+        .collect();
+    // Bodies are compared decoded, so how they were encoded on the wire is not a difference.
+    ignored.push(&header::CONTENT_ENCODING);
+    if body.as_ref().map_or(true, |body| body.raw_differ) {
+        ignored.push(&header::CONTENT_LENGTH);
+    }
+    compare_headers(primary, shadow, opts, &ignored, &mut differences);
+
+    match body {
+        Err(reason) if differences.is_empty() => return Comparison::Skipped(reason),
+        Err(_) => {}
+        Ok(body) => differences.extend(body.differences),
+    }
+    if differences.is_empty() {
+        return Comparison::Match;
+    }
+    differences.truncate(limit);
+    if opts.redact_values {
+        for d in differences.iter_mut().filter(|d| d.field != "status") {
+            d.primary = None;
+            d.shadow = None;
+        }
+    }
+    Comparison::Mismatch(differences)
+}
+
+fn compare_headers(
+    primary: &Captured,
+    shadow: &Captured,
+    opts: &DiffOptions,
+    ignored: &[&HeaderName],
+    out: &mut Vec<Difference>,
+) {
+    let mut names: Vec<&HeaderName> = primary
+        .headers
+        .keys()
+        .chain(shadow.headers.keys())
+        .filter(|name| !ignored.contains(name))
+        .collect();
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    let secret = |name: &HeaderName| opts.secret_headers.contains(name);
+    for name in names {
+        let a: Vec<&[u8]> = primary
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        let b: Vec<&[u8]> = shadow
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        if a == b {
+            continue;
+        }
+        let show = |values: &[&[u8]]| -> Option<String> {
+            if values.is_empty() {
+                None
+            } else if secret(name) {
+                Some(REDACTED.to_owned())
+            } else {
+                Some(shorten(&header_values(values), opts.max_value_len))
+            }
+        };
+        out.push(Difference {
+            field: format!("header:{name}"),
+            primary: show(&a),
+            shadow: show(&b),
+        });
+    }
+}
+
+/// One value as is; several as a JSON array, so that `a, b` and `["a", "b"]` stay apart.
+fn header_values(values: &[&[u8]]) -> String {
+    let values: Vec<String> = values
+        .iter()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    match values.as_slice() {
+        [one] => one.clone(),
+        many => serde_json::to_string(many).unwrap_or_default(),
+    }
+}
+
+struct BodyComparison {
+    differences: Vec<Difference>,
+    /// The bodies as captured differ (so `content-length` may too).
+    raw_differ: bool,
+}
+
+fn compare_bodies(
+    primary: &Captured,
+    shadow: &Captured,
+    opts: &DiffOptions,
+    limit: usize,
+) -> Result<BodyComparison, SkipReason> {
+    let codings = (
+        decode::codings(&primary.headers),
+        decode::codings(&shadow.headers),
+    );
+    let raw_differ = primary.body != shadow.body;
+    let mut result = BodyComparison {
+        differences: Vec::new(),
+        raw_differ,
+    };
+    if !raw_differ && codings.0 == codings.1 {
+        return Ok(result);
+    }
+    let a = decode::decode(&primary.body, &codings.0)?;
+    let b = decode::decode(&shadow.body, &codings.1)?;
+    if a == b {
+        return Ok(result);
+    }
+    let value_len = (!opts.redact_values).then_some(opts.max_value_len);
+    result.differences = match (
+        serde_json::from_slice::<serde_json::Value>(&a),
+        serde_json::from_slice::<serde_json::Value>(&b),
+    ) {
+        (Ok(x), Ok(y)) => json::diff(&x, &y, &opts.ignore_paths, limit, value_len)
+            .into_iter()
+            .map(|d| Difference {
+                field: d.path,
+                primary: d.primary,
+                shadow: d.shadow,
+            })
+            .collect(),
+        _ => match (std::str::from_utf8(&a), std::str::from_utf8(&b)) {
+            (Ok(x), Ok(y)) => diff_lines(x, y, limit, opts.max_value_len),
+            _ => vec![Difference {
+                field: "body".to_owned(),
+                primary: Some(fingerprint(&a)),
+                shadow: Some(fingerprint(&b)),
+            }],
+        },
+    };
+    Ok(result)
+}
+
+/// A line diff; bounded in time, as the diff of two large unrelated texts can be slow.
+fn diff_lines(primary: &str, shadow: &str, limit: usize, max_len: usize) -> Vec<Difference> {
+    let diff = similar::TextDiff::configure()
+        .timeout(Duration::from_millis(100))
+        .diff_lines(primary, shadow);
+    let line = |s: Option<&str>| s.map(|s| shorten(s.trim_end_matches(['\n', '\r']), max_len));
+    let mut out = Vec::new();
+    for op in diff.ops() {
+        let (tag, old, new) = op.as_tag_tuple();
+        if tag == similar::DiffTag::Equal {
+            continue;
+        }
+        for i in 0..old.len().max(new.len()) {
+            if out.len() >= limit {
+                return out;
+            }
+            let old_line = (i < old.len()).then(|| old.start + i);
+            let new_line = (i < new.len()).then(|| new.start + i);
+            let number = old_line.or(new_line).unwrap_or_default() + 1;
+            out.push(Difference {
+                field: format!("body:line {number}"),
+                primary: line(old_line.and_then(|n| diff.old_slice(n))),
+                shadow: line(new_line.and_then(|n| diff.new_slice(n))),
+            });
+        }
+    }
+    out
+}
+
+/// `sha256:0123abcd… (123 bytes)`: enough to tell bodies apart without showing them.
+fn fingerprint(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}… ({} bytes)", body.len())
+}
+
+/// Cuts `s` to `max` characters, marking the cut with `…`.
+pub(crate) fn shorten(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_owned(),
+        Some((end, _)) => format!("{}…", &s[..end]),
+    }
+}
+
+#[cfg(test)]
+mod tests;

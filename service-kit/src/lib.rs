@@ -1,0 +1,18 @@
+//! Shared plumbing of the mesh's binaries (`proxy-svc`, `target-svc`, `gateway`):
+//!
+//! - [`telemetry`]: `tracing` logs plus OpenTelemetry spans over OTLP, configured by `OTEL_*`;
+//! - [`propagation`]: W3C and B3 trace context, and the headers forwarded from hop to hop;
+//! - [`settings`]: layered settings (embedded defaults, file, environment, flags);
+//! - [`serve`]: serving a listener the caller bound, with graceful shutdown;
+//! - [`relay`] and [`service`]: the tutorial's `/proxy?url=` and `/index` service;
+//! - [`cli`]: what the binaries' `main` functions share.
+
+pub mod cli;
+pub mod propagation;
+pub mod relay;
+pub mod serve;
+pub mod service;
+pub mod settings;
+pub mod telemetry;
+
+pub use service::{Service, ServiceIdentity, ServiceSettings};

@@ -1,0 +1,50 @@
+//! Layered settings: embedded defaults, then an optional file, then environment variables, then
+//! command-line flags; the last layer that sets a key wins (the `config` crate does the merging).
+//! Errors are one line naming the source and the key.
+
+use std::path::Path;
+
+use config::{Config, Environment, File, FileFormat};
+use serde::de::DeserializeOwned;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingsError(String);
+
+/// The layers above the embedded defaults.
+pub struct Layers<'a> {
+    /// YAML with every key set: the embedded default.
+    pub defaults: &'static str,
+    pub file: Option<&'a Path>,
+    /// Environment variables `PREFIX_KEY`, nested keys joined with `__` (`SVC_RELAY__TIMEOUT`).
+    pub env_prefix: &'static str,
+    /// The environment to read (`std::env::vars()` in `main`; tests pass their own).
+    pub env: Vec<(String, String)>,
+    /// Flags given on the command line, as (key, value).
+    pub overrides: Vec<(&'static str, String)>,
+}
+
+/// Loads `T` from the layers; the message of an error names where the bad value came from.
+pub fn load<T: DeserializeOwned>(layers: Layers<'_>) -> Result<T, SettingsError> {
+    let source = match layers.file {
+        Some(path) => path.display().to_string(),
+        None => "settings".to_owned(),
+    };
+    let mut builder = Config::builder().add_source(File::from_str(layers.defaults, FileFormat::Yaml));
+    if let Some(path) = layers.file {
+        if !path.is_file() {
+            return Err(SettingsError(format!("{}: no such settings file", path.display())));
+        }
+        builder = builder.add_source(File::from(path).format(FileFormat::Yaml));
+    }
+    let env = Environment::with_prefix(layers.env_prefix)
+        .prefix_separator("_")
+        .separator("__")
+        .source(Some(layers.env.into_iter().collect()));
+    builder = builder.add_source(env);
+    for (key, value) in layers.overrides {
+        builder = builder.set_override(key, value).map_err(|e| SettingsError(format!("--{key}: {e}")))?;
+    }
+    let built = builder.build().map_err(|e| SettingsError(format!("{source}: {e}")))?;
+    built.try_deserialize().map_err(|e| SettingsError(format!("{source} (with {}_* environment and flags): {e}", layers.env_prefix)))
+}

@@ -34,6 +34,7 @@ pub fn service_main(name: &str, version: &str) -> ExitCode {
         file: cli.config.as_deref(),
         env_prefix: "SVC",
         env: std::env::vars().collect(),
+        list_keys: crate::service::LIST_SETTINGS,
         overrides: cli.listen.into_iter().map(|listen| ("listen", listen)).collect(),
     };
     let settings: ServiceSettings = match settings::load(layers) {
@@ -99,6 +100,7 @@ fn fail(name: &str, error: &dyn std::fmt::Display) -> ExitCode {
 pub fn health_check(listen: &str, path: &str) -> ExitCode {
     let port = listen.rsplit(':').next().unwrap_or("80");
     let url = format!("http://127.0.0.1:{port}{path}");
+    crate::install_crypto_provider();
     let checked = tokio::runtime::Builder::new_current_thread().enable_all().build().map(|runtime| {
         runtime.block_on(async {
             let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(3)).build()?;

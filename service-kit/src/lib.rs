@@ -15,4 +15,10 @@ pub mod service;
 pub mod settings;
 pub mod telemetry;
 
+/// Installs the process-wide TLS crypto provider (ring) that every HTTP client here uses.
+/// Idempotent; called before any client is built.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub use service::{Service, ServiceIdentity, ServiceSettings};

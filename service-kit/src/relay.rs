@@ -173,8 +173,7 @@ fn find_cause<'a, E: std::error::Error + 'static>(error: &'a (dyn std::error::Er
 
 impl Relay {
     pub fn new(settings: &RelaySettings) -> Result<Self, reqwest::Error> {
-        // rustls needs one process-wide crypto provider; a second install is a harmless no-op.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::install_crypto_provider();
         let guard = Arc::new(Guard { allow_hosts: settings.allow_hosts.clone(), allow_link_local: settings.allow_link_local });
         let redirect_guard = guard.clone();
         let client = reqwest::Client::builder()

@@ -37,12 +37,15 @@ pub struct ServiceSettings {
     pub shutdown_deadline: Duration,
 }
 
+/// Settings that environment variables give as comma-separated lists.
+pub const LIST_SETTINGS: &[&str] = &["relay.allow_hosts"];
+
 /// The embedded default settings.
 pub const DEFAULT_SETTINGS: &str = include_str!("defaults.yaml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("listen: cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),

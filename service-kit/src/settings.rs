@@ -20,6 +20,8 @@ pub struct Layers<'a> {
     pub env_prefix: &'static str,
     /// The environment to read (`std::env::vars()` in `main`; tests pass their own).
     pub env: Vec<(String, String)>,
+    /// Keys whose environment value is a comma-separated list (`SVC_RELAY__ALLOW_HOSTS=a,b`).
+    pub list_keys: &'static [&'static str],
     /// Flags given on the command line, as (key, value).
     pub overrides: Vec<(&'static str, String)>,
 }
@@ -41,6 +43,10 @@ pub fn load<T: DeserializeOwned>(layers: Layers<'_>) -> Result<T, SettingsError>
         .prefix_separator("_")
         .separator("__")
         .source(Some(layers.env.into_iter().collect()));
+    let env = match layers.list_keys {
+        [] => env,
+        keys => keys.iter().fold(env.try_parsing(true).list_separator(","), |env, key| env.with_list_parse_key(key)),
+    };
     builder = builder.add_source(env);
     for (key, value) in layers.overrides {
         builder = builder.set_override(key, value).map_err(|e| SettingsError(format!("--{key}: {e}")))?;

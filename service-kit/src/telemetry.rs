@@ -138,6 +138,7 @@ impl Telemetry {
             LogSink::TestWriter => fmt.with_test_writer().boxed(),
             LogSink::Discard => fmt.with_writer(std::io::sink).boxed(),
         };
+        crate::install_crypto_provider();
         let provider = settings.exporter.as_ref().map(|exporter| build_provider(settings, exporter)).transpose()?;
         let otel = provider.as_ref().map(|provider| {
             tracing_opentelemetry::layer()
@@ -161,6 +162,15 @@ impl Telemetry {
     /// Makes this pipeline the process-wide default (once, in `main`).
     pub fn install_global(&self) -> Result<(), tracing::dispatcher::SetGlobalDefaultError> {
         tracing::dispatcher::set_global_default(self.dispatch.clone())
+    }
+
+    /// Exports every finished span now. Blocks like [`Telemetry::shutdown`].
+    pub fn flush(&self) {
+        if let Some(provider) = &self.provider {
+            if let Err(error) = provider.force_flush() {
+                tracing::warn!(%error, "flushing spans failed");
+            }
+        }
     }
 
     /// Flushes and stops the exporter. Blocks: call it off the async runtime's worker threads

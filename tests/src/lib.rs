@@ -1,1 +1,7 @@
-//! e2e
+//! Helpers for the end-to-end tests (`tests/e2e/`), shared so no test file writes its own:
+//! a real OTLP receiver ([`otlp`]), misbehaving test upstreams ([`upstream`]), and the tutorial's
+//! services running in-process, each with its own telemetry ([`services`]).
+
+pub mod otlp;
+pub mod services;
+pub mod upstream;

@@ -1,0 +1,85 @@
+//! The tutorial's services run in-process, each under its own telemetry (own `service.name` and
+//! `service.version`), as they would in separate containers.
+
+use std::net::SocketAddr;
+
+use service_kit::settings::{self, Layers};
+use service_kit::telemetry::{LogSink, OtlpExporter, OtlpProtocol, Telemetry, TelemetrySettings};
+use service_kit::{Service, ServiceIdentity, ServiceSettings};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::instrument::WithSubscriber;
+
+use crate::otlp::Receiver;
+
+/// Telemetry for one in-process component, exporting to `receiver` over OTLP/HTTP when given.
+pub fn telemetry(name: &str, version: &str, receiver: Option<&Receiver>) -> Telemetry {
+    let settings = TelemetrySettings {
+        service_name: name.to_owned(),
+        service_version: version.to_owned(),
+        exporter: receiver.map(|r| OtlpExporter { endpoint: r.http_traces_url(), protocol: OtlpProtocol::HttpProtobuf }),
+        log_filter: "info".to_owned(),
+        log_sink: LogSink::TestWriter,
+    };
+    Telemetry::new(&settings).expect("telemetry")
+}
+
+/// The embedded default service settings with `(key, value)` overrides.
+pub fn service_settings(overrides: &[(&'static str, &str)]) -> ServiceSettings {
+    service_settings_with_env(overrides, &[])
+}
+
+/// Like [`service_settings`], with `SVC_*` variables as a user would set them.
+pub fn service_settings_with_env(overrides: &[(&'static str, &str)], env: &[(&str, &str)]) -> ServiceSettings {
+    settings::load(Layers {
+        defaults: service_kit::service::DEFAULT_SETTINGS,
+        file: None,
+        env_prefix: "SVC",
+        env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        list_keys: service_kit::service::LIST_SETTINGS,
+        overrides: overrides.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+    })
+    .expect("valid settings")
+}
+
+/// A service running in this process on a 127.0.0.1 port.
+pub struct RunningService {
+    pub addr: SocketAddr,
+    pub telemetry: Telemetry,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl RunningService {
+    pub async fn start(name: &str, version: &str, settings: &ServiceSettings, receiver: Option<&Receiver>) -> Self {
+        let telemetry = telemetry(name, version, receiver);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let identity = ServiceIdentity { name: name.to_owned(), version: version.to_owned() };
+        let service = Service::with_listener(listener, settings, identity).expect("service");
+        let addr = service.local_addr().expect("address");
+        let (stop, stopped) = oneshot::channel();
+        let run = service.run_until(async {
+            let _ = stopped.await;
+        });
+        let task = tokio::spawn(run.with_subscriber(telemetry.dispatch().clone()));
+        Self { addr, telemetry, stop, task }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Exports every finished span now.
+    pub async fn flush(&self) {
+        tokio::task::block_in_place(|| self.telemetry.flush());
+    }
+
+    /// Graceful stop, then span flush.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+        let telemetry = self.telemetry;
+        let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    }
+}

@@ -1,0 +1,299 @@
+//! The one internal routing model. Both front-ends produce it; nothing past the loaders knows
+//! which format a route came from.
+
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method};
+use regex::Regex;
+use serde::Serialize;
+
+/// The ordered route table: the first route whose any match fits wins; no match is a 404.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteTable {
+    pub routes: Vec<Route>,
+    /// Every destination a route or mirror names, deduplicated by (host, subset, port);
+    /// indexed by [`DestinationId`].
+    pub destinations: Vec<Destination>,
+}
+
+/// Index into [`RouteTable::destinations`]; only meaningful for the table that produced it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct DestinationId(pub usize);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Route {
+    /// Unique in the table: used in logs, metrics and spans.
+    pub name: String,
+    /// Virtual hosts the route applies to (Istio `VirtualService.spec.hosts`): `*`, `*.example.com`
+    /// or an exact host, compared with the request authority without its port. Empty = any host.
+    pub hosts: Vec<String>,
+    /// Any one fitting is enough; empty = the route matches every request.
+    pub matches: Vec<RouteMatch>,
+    pub rewrite_uri: Option<String>,
+    pub rewrite_authority: Option<String>,
+    /// Never empty; at least one weight is non-zero.
+    pub destinations: Vec<WeightedDestination>,
+    pub mirrors: Vec<MirrorPolicy>,
+    /// Upstream deadline for the primary request; over it the gateway answers 504.
+    #[serde(serialize_with = "ser::opt_duration")]
+    pub timeout: Option<Duration>,
+}
+
+/// All conditions of one match must hold.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteMatch {
+    /// Matched against the path without its query string.
+    pub uri: Option<StringMatch>,
+    /// Empty = any method.
+    #[serde(serialize_with = "ser::methods")]
+    pub methods: Vec<Method>,
+    pub headers: Vec<HeaderMatch>,
+    pub authority: Option<StringMatch>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HeaderMatch {
+    #[serde(serialize_with = "ser::header_name")]
+    pub name: HeaderName,
+    pub value: StringMatch,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StringMatch {
+    Exact(String),
+    Prefix(String),
+    /// Compiled anchored (`^(?:...)$`): a full match, like Istio's RE2 semantics.
+    /// Serialized as the pattern the user wrote.
+    Regex(#[serde(serialize_with = "ser::regex")] Regex),
+}
+
+impl StringMatch {
+    /// Compiles `pattern` for full-match semantics.
+    pub fn regex(pattern: &str) -> Result<Self, regex::Error> {
+        Regex::new(&format!("^(?:{pattern})$")).map(StringMatch::Regex)
+    }
+
+    /// The pattern as written by the user (without the anchoring added at compile time).
+    pub fn source(&self) -> &str {
+        match self {
+            StringMatch::Exact(s) | StringMatch::Prefix(s) => s,
+            StringMatch::Regex(re) => regex_source(re),
+        }
+    }
+}
+
+pub(crate) fn regex_source(re: &Regex) -> &str {
+    let s = re.as_str();
+    s.strip_prefix("^(?:")
+        .and_then(|s| s.strip_suffix(")$"))
+        .unwrap_or(s)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WeightedDestination {
+    pub id: DestinationId,
+    pub weight: u32,
+}
+
+/// A host (and optional subset/port) resolved to the endpoints that serve it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Destination {
+    pub host: String,
+    pub subset: Option<String>,
+    pub port: Option<u16>,
+    /// Never empty after validation.
+    pub endpoints: Vec<Endpoint>,
+}
+
+impl Destination {
+    /// `"target/v2"`, or `"target"` without a subset.
+    pub fn label(&self) -> String {
+        label(&self.host, self.subset.as_deref())
+    }
+}
+
+pub(crate) fn label(host: &str, subset: Option<&str>) -> String {
+    match subset {
+        Some(s) => format!("{host}/{s}"),
+        None => host.to_string(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    /// A DNS name or an IP address (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// `"host:port"`, with an IPv6 address in brackets.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// How one copy of a route's traffic is sent to a shadow destination.
+#[derive(Debug, Clone, Serialize)]
+pub struct MirrorPolicy {
+    /// Unique within the route; sent as `x-shadow: <name>`. Defaults to the destination label.
+    pub name: String,
+    pub destination: DestinationId,
+    /// Share of requests copied, 0.0..=100.0.
+    pub percent: f64,
+    /// Sampling is decided on this header's value so a request id is mirrored consistently.
+    #[serde(serialize_with = "ser::header_name")]
+    pub sample_header: HeaderName,
+    #[serde(serialize_with = "ser::duration")]
+    pub timeout: Duration,
+    /// Copies over this many in flight are dropped (and counted), never queued.
+    pub max_in_flight: usize,
+    /// A request body longer than this is not copied (the copy is aborted).
+    pub max_body_bytes: usize,
+    pub methods: MethodSet,
+    /// Append `-shadow` to the copy's host, as Envoy does.
+    pub shadow_host_suffix: bool,
+    #[serde(serialize_with = "ser::set_headers")]
+    pub set_headers: Vec<(HeaderName, HeaderValue)>,
+    #[serde(serialize_with = "ser::header_names")]
+    pub remove_headers: Vec<HeaderName>,
+    pub compare: Option<CompareSpec>,
+}
+
+/// Which request methods a mirror copies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MethodSet {
+    /// GET, HEAD, OPTIONS: copies that cannot change state (the native default).
+    Safe,
+    /// Every method but CONNECT (Istio's behaviour).
+    All,
+    List(#[serde(serialize_with = "ser::methods")] Vec<Method>),
+}
+
+impl MethodSet {
+    /// CONNECT is never mirrored: the gateway refuses upgrades and tunnels.
+    pub fn allows(&self, m: &Method) -> bool {
+        if m == Method::CONNECT {
+            return false;
+        }
+        match self {
+            MethodSet::Safe => m == Method::GET || m == Method::HEAD || m == Method::OPTIONS,
+            MethodSet::All => true,
+            MethodSet::List(list) => list.contains(m),
+        }
+    }
+}
+
+/// Compare the shadow's response with the primary's, off the request path.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareSpec {
+    #[serde(serialize_with = "ser::header_names")]
+    pub ignore_headers: Vec<HeaderName>,
+    /// JSON paths such as `$.timestamp` or `$.items[*].id`.
+    pub ignore_paths: Vec<String>,
+    pub max_body_bytes: usize,
+    /// Share of requests also sent twice to the primary to learn which differences are noise; 0 = off.
+    pub noise_percent: f64,
+    /// Keep bodies out of diff reports.
+    pub redact_bodies: bool,
+}
+
+pub(crate) const DEFAULT_MIRROR_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+pub(crate) const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+pub(crate) const DEFAULT_SAMPLE_HEADER: &str = "x-request-id";
+
+impl Default for CompareSpec {
+    fn default() -> Self {
+        CompareSpec {
+            ignore_headers: Vec::new(),
+            ignore_paths: Vec::new(),
+            max_body_bytes: DEFAULT_MAX_BODY,
+            noise_percent: 0.0,
+            redact_bodies: false,
+        }
+    }
+}
+
+/// Header values never shown in `/config` or logs.
+pub(crate) fn is_secret_header(name: &HeaderName) -> bool {
+    name == http::header::AUTHORIZATION
+        || name == http::header::PROXY_AUTHORIZATION
+        || name == http::header::COOKIE
+        || name == http::header::SET_COOKIE
+}
+
+/// Formats a duration the way the configuration writes them: `5s`, `500ms`, `1.5s`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d.as_nanos().is_multiple_of(1_000_000) {
+        format!("{ms}ms")
+    } else {
+        format!("{}us", d.as_micros())
+    }
+}
+
+/// `serialize_with` helpers for types that have no serde support of their own.
+mod ser {
+    use super::*;
+    use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+
+    pub fn duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(*d))
+    }
+
+    pub fn opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => duration(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn methods<S: Serializer>(m: &[Method], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(m.len()))?;
+        for m in m {
+            seq.serialize_element(m.as_str())?;
+        }
+        seq.end()
+    }
+
+    pub fn header_name<S: Serializer>(h: &HeaderName, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(h.as_str())
+    }
+
+    pub fn header_names<S: Serializer>(h: &[HeaderName], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(h.len()))?;
+        for h in h {
+            seq.serialize_element(h.as_str())?;
+        }
+        seq.end()
+    }
+
+    pub fn set_headers<S: Serializer>(
+        h: &[(HeaderName, HeaderValue)],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(h.len()))?;
+        for (name, value) in h {
+            let shown = if is_secret_header(name) {
+                "<redacted>"
+            } else {
+                value.to_str().unwrap_or("<binary>")
+            };
+            map.serialize_entry(name.as_str(), shown)?;
+        }
+        map.end()
+    }
+
+    pub fn regex<S: Serializer>(re: &Regex, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(regex_source(re))
+    }
+}

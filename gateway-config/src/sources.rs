@@ -1,0 +1,126 @@
+//! What the front-ends hand to validation: routes whose destinations are still names, and the
+//! facts that resolve those names to endpoints (native services, Istio subsets and
+//! ServiceEntries). Each item keeps where it was written, for error messages.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+
+use crate::ConfigError;
+use crate::model::{CompareSpec, Endpoint, MethodSet, RouteMatch};
+
+/// Where something was written: a file and a path inside it.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    pub file: String,
+    pub path: String,
+}
+
+impl Origin {
+    pub fn err(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError::new(&self.file, &self.path, message.into())
+    }
+}
+
+/// A destination by name, resolved during validation.
+#[derive(Debug, Clone)]
+pub(crate) struct DestRef {
+    pub host: String,
+    pub subset: Option<String>,
+    pub port: Option<u16>,
+    /// The `host`/`to` key, for unknown-host errors.
+    pub origin: Origin,
+    /// The `subset` key (or `to` again in the native format), for unknown-subset errors.
+    pub subset_origin: Origin,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct PendingRoute {
+    /// `None`: named `route-<index>` in the merged table.
+    pub name: Option<String>,
+    pub origin: Origin,
+    pub hosts: Vec<String>,
+    pub matches: Vec<RouteMatch>,
+    pub rewrite_uri: Option<String>,
+    pub rewrite_authority: Option<String>,
+    /// Weight `None` when not written: see validation for the default.
+    pub destinations: Vec<(DestRef, Option<u32>)>,
+    pub destinations_origin: Origin,
+    pub mirrors: Vec<PendingMirror>,
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct PendingMirror {
+    pub name: Option<String>,
+    pub origin: Origin,
+    pub to: DestRef,
+    pub percent: f64,
+    pub sample_header: HeaderName,
+    pub timeout: Duration,
+    pub max_in_flight: usize,
+    pub max_body_bytes: usize,
+    pub methods: MethodSet,
+    pub shadow_host_suffix: bool,
+    pub set_headers: Vec<(HeaderName, HeaderValue)>,
+    pub remove_headers: Vec<HeaderName>,
+    pub compare: Option<CompareSpec>,
+}
+
+/// A native `services:` entry.
+#[derive(Debug, Clone)]
+pub(crate) struct NativeService {
+    pub host: String,
+    pub origin: Origin,
+    pub shape: NativeShape,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum NativeShape {
+    /// `echo: [127.0.0.1:9000]`
+    Plain(Vec<Endpoint>),
+    /// `target: {v1: [...], v2: [...]}`
+    Subsets(BTreeMap<String, Vec<Endpoint>>),
+}
+
+/// A DestinationRule subset: a label selector.
+#[derive(Debug, Clone)]
+pub(crate) struct IstioSubset {
+    pub host: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ServiceEntry {
+    pub hosts: Vec<String>,
+    pub ports: Vec<SePort>,
+    pub endpoints: Vec<SeEndpoint>,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct SePort {
+    pub number: u16,
+    pub name: Option<String>,
+    pub target_port: Option<u16>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct SeEndpoint {
+    pub address: String,
+    pub ports: BTreeMap<String, u16>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Everything every file said, merged in order.
+#[derive(Debug, Default)]
+pub(crate) struct Sources {
+    pub files: Vec<String>,
+    pub routes: Vec<PendingRoute>,
+    pub services: Vec<NativeService>,
+    pub subsets: Vec<IstioSubset>,
+    pub service_entries: Vec<ServiceEntry>,
+}

@@ -1,0 +1,31 @@
+use gateway_config::{Loaded, RouteHit, RouteTable, load_str};
+use http::{HeaderMap, Method};
+
+pub fn load(text: &str) -> Loaded {
+    match load_str("test.yaml", text) {
+        Ok(l) => l,
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+pub fn load_err(text: &str) -> String {
+    match load_str("test.yaml", text) {
+        Ok(l) => panic!("expected an error, got {:#?}", l.table.routes),
+        Err(e) => e.to_string(),
+    }
+}
+
+pub fn get<'a>(table: &'a RouteTable, path: &str) -> Option<RouteHit<'a>> {
+    table.find(&Method::GET, path, &HeaderMap::new(), Some("gateway.local"))
+}
+
+/// The route name, primary destination label and endpoint authorities for a GET of `path`.
+pub fn route_summary(table: &RouteTable, path: &str) -> Option<(String, String, Vec<String>)> {
+    let hit = get(table, path)?;
+    let d = table.destination(hit.route.destinations[0].id);
+    Some((
+        hit.route.name.clone(),
+        d.label(),
+        d.endpoints.iter().map(|e| e.authority()).collect(),
+    ))
+}

@@ -1,0 +1,8 @@
+//! Loader tests: the tutorial files, both front-ends, error messages and robustness.
+
+mod errors;
+mod examples;
+mod helpers;
+mod istio;
+mod native;
+mod robustness;

@@ -12,14 +12,11 @@ use serde_yaml::Value;
 
 use crate::Warning;
 use crate::model::{
-    CompareSpec, DEFAULT_MAX_BODY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MIRROR_TIMEOUT,
-    DEFAULT_SAMPLE_HEADER, HeaderMatch, MethodSet, RouteMatch, StringMatch,
+    CompareSpec, DEFAULT_MAX_BODY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MIRROR_TIMEOUT, DEFAULT_SAMPLE_HEADER, HeaderMatch, MethodSet,
+    RouteMatch, StringMatch,
 };
 use crate::native::check_json_path;
-use crate::sources::{
-    DestRef, IstioSubset, Origin, PendingMirror, PendingRoute, SeEndpoint, SePort, ServiceEntry,
-    Sources,
-};
+use crate::sources::{DestRef, IstioSubset, Origin, PendingMirror, PendingRoute, SeEndpoint, SePort, ServiceEntry, Sources};
 use crate::yaml::{Node, Result};
 
 const GROUP: &str = "networking.istio.io/";
@@ -32,12 +29,7 @@ pub const ANNOTATION_IGNORE_HEADERS: &str = "mirror.gateway/compare-ignore-heade
 pub const ANNOTATION_NOISE_PERCENT: &str = "mirror.gateway/noise-percent";
 
 /// Adds the documents of one Istio file (index is 1-based position in the stream).
-pub(crate) fn load(
-    file: &str,
-    docs: &[(usize, Value)],
-    sources: &mut Sources,
-    warnings: &mut Vec<Warning>,
-) -> Result<()> {
+pub(crate) fn load(file: &str, docs: &[(usize, Value)], sources: &mut Sources, warnings: &mut Vec<Warning>) -> Result<()> {
     for (index, doc) in docs {
         let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
         let name = doc
@@ -83,18 +75,14 @@ pub(crate) fn load(
             "DestinationRule" => destination_rule(&spec, sources, warnings)?,
             "ServiceEntry" => service_entry(&spec, sources, warnings)?,
             "" => return Err(root.missing("kind")),
-            other => warnings.push(root.warning(format!(
-                "kind {other} is not implemented by this gateway; document ignored"
-            ))),
+            other => warnings.push(root.warning(format!("kind {other} is not implemented by this gateway; document ignored"))),
         }
     }
     Ok(())
 }
 
 fn api_warning(root: &Node<'_>, api: &str) -> Warning {
-    root.warning(format!(
-        "apiVersion \"{api}\" is not {GROUP}*; document ignored"
-    ))
+    root.warning(format!("apiVersion \"{api}\" is not {GROUP}*; document ignored"))
 }
 
 fn origin(node: &Node<'_>) -> Origin {
@@ -105,10 +93,7 @@ fn origin(node: &Node<'_>) -> Origin {
 }
 
 fn strings(node: &Node<'_>) -> Result<Vec<String>> {
-    node.one_or_many()?
-        .iter()
-        .map(|n| n.str().map(str::to_string))
-        .collect()
+    node.one_or_many()?.iter().map(|n| n.str().map(str::to_string)).collect()
 }
 
 fn gateway(spec: &Node<'_>, warnings: &mut Vec<Warning>) -> Result<()> {
@@ -146,13 +131,7 @@ fn p_warning(port: &Node<'_>, protocol: &str) -> Warning {
     ))
 }
 
-fn virtual_service(
-    root: &Node<'_>,
-    spec: &Node<'_>,
-    vs_name: &str,
-    sources: &mut Sources,
-    warnings: &mut Vec<Warning>,
-) -> Result<()> {
+fn virtual_service(root: &Node<'_>, spec: &Node<'_>, vs_name: &str, sources: &mut Sources, warnings: &mut Vec<Warning>) -> Result<()> {
     spec.warn_unhandled(&["hosts", "gateways", "http"], warnings);
     let hosts = match spec.get("hosts") {
         Some(h) => strings(&h)?,
@@ -191,10 +170,8 @@ fn compare_from_annotations(root: &Node<'_>) -> Result<Option<CompareSpec>> {
     }
     if let Some(h) = annotations.get(ANNOTATION_IGNORE_HEADERS) {
         for name in h.str()?.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            spec.ignore_headers.push(
-                HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| h.err(format!("invalid header name \"{name}\"")))?,
-            );
+            spec.ignore_headers
+                .push(HeaderName::from_bytes(name.as_bytes()).map_err(|_| h.err(format!("invalid header name \"{name}\"")))?);
         }
     }
     if let Some(n) = annotations.get(ANNOTATION_NOISE_PERCENT) {
@@ -234,11 +211,7 @@ fn http_route(
         (None, _) => format!("{vs_name}.{index}"),
     };
     let matches = match h.get("match") {
-        Some(m) => m
-            .seq()?
-            .iter()
-            .map(|m| http_match(m, warnings))
-            .collect::<Result<_>>()?,
+        Some(m) => m.seq()?.iter().map(|m| http_match(m, warnings)).collect::<Result<_>>()?,
         None => Vec::new(),
     };
     let (mut rewrite_uri, mut rewrite_authority) = (None, None);
@@ -266,20 +239,12 @@ fn http_route(
         ) {
             (Some(p), _) => {
                 p.warn_unhandled(&["value"], warnings);
-                p.get("value")
-                    .map(|v| v.percent())
-                    .transpose()?
-                    .unwrap_or(0.0)
+                p.get("value").map(|v| v.percent()).transpose()?.unwrap_or(0.0)
             }
             (None, Some(legacy)) => legacy.percent()?,
             (None, None) => 100.0,
         };
-        mirrors.push(imported_mirror(
-            &m,
-            destination(&m, warnings)?,
-            percent,
-            compare,
-        ));
+        mirrors.push(imported_mirror(&m, destination(&m, warnings)?, percent, compare));
     } else {
         for key in ["mirrorPercentage", "mirror_percent", "mirrorPercent"] {
             if let Some(p) = h.get(key) {
@@ -294,10 +259,7 @@ fn http_route(
             let percent = match m.get("percentage") {
                 Some(p) => {
                     p.warn_unhandled(&["value"], warnings);
-                    p.get("value")
-                        .map(|v| v.percent())
-                        .transpose()?
-                        .unwrap_or(0.0)
+                    p.get("value").map(|v| v.percent()).transpose()?.unwrap_or(0.0)
                 }
                 None => 100.0,
             };
@@ -331,9 +293,8 @@ fn http_match(m: &Node<'_>, warnings: &mut Vec<Warning>) -> Result<RouteMatch> {
     }
     for (key, child) in m.entries()? {
         if !["uri", "authority", "method", "headers", "name"].contains(&key.as_str()) {
-            warnings.push(child.warning(
-                "match condition not implemented by this gateway; ignored, so this match is broader than in Istio",
-            ));
+            warnings
+                .push(child.warning("match condition not implemented by this gateway; ignored, so this match is broader than in Istio"));
         }
     }
     let uri = m.get("uri").map(|u| u.string_match()).transpose()?;
@@ -343,10 +304,7 @@ fn http_match(m: &Node<'_>, warnings: &mut Vec<Warning>) -> Result<RouteMatch> {
         match method.string_match()? {
             StringMatch::Exact(text) => {
                 let upper = text.to_ascii_uppercase();
-                methods.push(
-                    http::Method::from_bytes(upper.as_bytes())
-                        .map_err(|_| method.err(format!("invalid method \"{text}\"")))?,
-                );
+                methods.push(http::Method::from_bytes(upper.as_bytes()).map_err(|_| method.err(format!("invalid method \"{text}\"")))?);
             }
             _ => return Err(method.err("only `exact` method matches are supported")),
         }
@@ -354,8 +312,7 @@ fn http_match(m: &Node<'_>, warnings: &mut Vec<Warning>) -> Result<RouteMatch> {
     let mut headers = Vec::new();
     if let Some(h) = m.get("headers") {
         for (name, value) in h.entries()? {
-            let header = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| value.err(format!("invalid header name \"{name}\"")))?;
+            let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| value.err(format!("invalid header name \"{name}\"")))?;
             headers.push(HeaderMatch {
                 name: header,
                 value: value.string_match()?,
@@ -399,12 +356,7 @@ fn destination(d: &Node<'_>, warnings: &mut Vec<Warning>) -> Result<DestRef> {
     })
 }
 
-fn imported_mirror(
-    node: &Node<'_>,
-    to: DestRef,
-    percent: f64,
-    compare: Option<&CompareSpec>,
-) -> PendingMirror {
+fn imported_mirror(node: &Node<'_>, to: DestRef, percent: f64, compare: Option<&CompareSpec>) -> PendingMirror {
     PendingMirror {
         name: None,
         origin: origin(node),
@@ -424,17 +376,10 @@ fn imported_mirror(
 }
 
 fn labels(node: &Node<'_>) -> Result<BTreeMap<String, String>> {
-    node.entries()?
-        .into_iter()
-        .map(|(k, v)| Ok((k, v.scalar()?)))
-        .collect()
+    node.entries()?.into_iter().map(|(k, v)| Ok((k, v.scalar()?))).collect()
 }
 
-fn destination_rule(
-    spec: &Node<'_>,
-    sources: &mut Sources,
-    warnings: &mut Vec<Warning>,
-) -> Result<()> {
+fn destination_rule(spec: &Node<'_>, sources: &mut Sources, warnings: &mut Vec<Warning>) -> Result<()> {
     spec.warn_unhandled(&["host", "subsets"], warnings);
     let host = spec.require("host")?.str()?.to_string();
     if let Some(subsets) = spec.get("subsets") {
@@ -456,15 +401,8 @@ fn destination_rule(
     Ok(())
 }
 
-fn service_entry(
-    spec: &Node<'_>,
-    sources: &mut Sources,
-    warnings: &mut Vec<Warning>,
-) -> Result<()> {
-    spec.warn_unhandled(
-        &["hosts", "ports", "resolution", "endpoints", "location"],
-        warnings,
-    );
+fn service_entry(spec: &Node<'_>, sources: &mut Sources, warnings: &mut Vec<Warning>) -> Result<()> {
+    spec.warn_unhandled(&["hosts", "ports", "resolution", "endpoints", "location"], warnings);
     let hosts = strings(&spec.require("hosts")?)?;
     let mut ports = Vec::new();
     if let Some(ps) = spec.get("ports") {
@@ -488,9 +426,7 @@ fn service_entry(
             let address_node = e.require("address")?;
             let address = address_node.str()?.trim();
             if address.is_empty() || address.starts_with("unix://") || address.contains('/') {
-                return Err(address_node.err(format!(
-                    "unsupported address \"{address}\": expected an IP address or DNS name"
-                )));
+                return Err(address_node.err(format!("unsupported address \"{address}\": expected an IP address or DNS name")));
             }
             let mut eps_ports = BTreeMap::new();
             if let Some(ps) = e.get("ports") {
@@ -499,10 +435,7 @@ fn service_entry(
                 }
             }
             endpoints.push(SeEndpoint {
-                address: address
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_string(),
+                address: address.trim_start_matches('[').trim_end_matches(']').to_string(),
                 ports: eps_ports,
                 labels: match e.get("labels") {
                     Some(l) => labels(&l)?,

@@ -29,14 +29,11 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde_yaml::Value;
 
-pub use istio::{
-    ANNOTATION_COMPARE, ANNOTATION_IGNORE_HEADERS, ANNOTATION_IGNORE_PATHS,
-    ANNOTATION_NOISE_PERCENT,
-};
+pub use istio::{ANNOTATION_COMPARE, ANNOTATION_IGNORE_HEADERS, ANNOTATION_IGNORE_PATHS, ANNOTATION_NOISE_PERCENT};
 pub use matching::RouteHit;
 pub use model::{
-    CompareSpec, Destination, DestinationId, Endpoint, HeaderMatch, MethodSet, MirrorPolicy, Route,
-    RouteMatch, RouteTable, StringMatch, WeightedDestination, format_duration,
+    CompareSpec, Destination, DestinationId, Endpoint, HeaderMatch, MethodSet, MirrorPolicy, Route, RouteMatch, RouteTable, StringMatch,
+    WeightedDestination, format_duration,
 };
 pub use yaml::{parse_duration, parse_size};
 
@@ -113,8 +110,7 @@ pub fn load_files(paths: &[PathBuf]) -> Result<Loaded, ConfigError> {
     let mut texts = Vec::with_capacity(paths.len());
     for path in paths {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::new(&name, "(file)", format!("cannot read: {e}")))?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new(&name, "(file)", format!("cannot read: {e}")))?;
         texts.push((name, text));
     }
     load_texts(texts.iter().map(|(n, t)| (n.as_str(), t.as_str())))
@@ -126,9 +122,7 @@ pub fn load_str(file_name: &str, text: &str) -> Result<Loaded, ConfigError> {
 }
 
 /// Loads several (file name, text) pairs, merged in order; what [`load_files`] does after reading.
-pub fn load_texts<'a>(
-    files: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> Result<Loaded, ConfigError> {
+pub fn load_texts<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Loaded, ConfigError> {
     let mut sources = sources::Sources::default();
     let mut warnings = Vec::new();
     for (name, text) in files {
@@ -141,12 +135,7 @@ pub fn load_texts<'a>(
     Ok(Loaded { table, warnings })
 }
 
-fn load_one(
-    file: &str,
-    text: &str,
-    sources: &mut sources::Sources,
-    warnings: &mut Vec<Warning>,
-) -> Result<(), ConfigError> {
+fn load_one(file: &str, text: &str, sources: &mut sources::Sources, warnings: &mut Vec<Warning>) -> Result<(), ConfigError> {
     sources.files.push(file.to_string());
     let docs = parse_documents(file, text)?;
     let docs: Vec<(usize, Value)> = docs
@@ -184,12 +173,7 @@ fn parse_documents(file: &str, text: &str) -> Result<Vec<Value>, ConfigError> {
     for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let doc = Value::deserialize(de).map_err(|e| {
             let path = match e.location() {
-                Some(l) => format!(
-                    "document {} (line {}, column {})",
-                    i + 1,
-                    l.line(),
-                    l.column()
-                ),
+                Some(l) => format!("document {} (line {}, column {})", i + 1, l.line(), l.column()),
                 None => format!("document {}", i + 1),
             };
             ConfigError::new(file, path, format!("invalid YAML: {}", yaml::one_line(&e)))

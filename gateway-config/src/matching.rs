@@ -11,6 +11,8 @@ use crate::model::{Destination, DestinationId, Route, RouteMatch, RouteTable, St
 #[derive(Debug, Clone, Copy)]
 pub struct RouteHit<'a> {
     pub route: &'a Route,
+    /// Position of `route` in [`RouteTable::routes`] (for state kept beside the table).
+    pub index: usize,
     /// `None` when the route has no matches (it matches everything).
     pub match_index: Option<usize>,
 }
@@ -20,21 +22,16 @@ impl RouteTable {
     ///
     /// `path` is the request path; a query string, if present, is ignored (Istio matches the
     /// path only). `authority` is the Host / `:authority` value, port included.
-    pub fn find(
-        &self,
-        method: &Method,
-        path: &str,
-        headers: &HeaderMap,
-        authority: Option<&str>,
-    ) -> Option<RouteHit<'_>> {
+    pub fn find(&self, method: &Method, path: &str, headers: &HeaderMap, authority: Option<&str>) -> Option<RouteHit<'_>> {
         let path = path.split_once('?').map_or(path, |(p, _)| p);
-        self.routes.iter().find_map(|route| {
+        self.routes.iter().enumerate().find_map(|(index, route)| {
             if !route_host_fits(&route.hosts, authority) {
                 return None;
             }
             if route.matches.is_empty() {
                 return Some(RouteHit {
                     route,
+                    index,
                     match_index: None,
                 });
             }
@@ -44,6 +41,7 @@ impl RouteTable {
                 .position(|m| m.fits(method, path, headers, authority))
                 .map(|i| RouteHit {
                     route,
+                    index,
                     match_index: Some(i),
                 })
         })
@@ -59,13 +57,7 @@ impl RouteTable {
 
 impl RouteMatch {
     /// All conditions hold. `path` is without its query string.
-    pub fn fits(
-        &self,
-        method: &Method,
-        path: &str,
-        headers: &HeaderMap,
-        authority: Option<&str>,
-    ) -> bool {
+    pub fn fits(&self, method: &Method, path: &str, headers: &HeaderMap, authority: Option<&str>) -> bool {
         if let Some(uri) = &self.uri
             && !uri.matches(path)
         {
@@ -144,13 +136,10 @@ impl RouteHit<'_> {
             Some((p, q)) => (p, Some(q)),
             None => (path_and_query, None),
         };
-        let matched_prefix = self
-            .match_index
-            .and_then(|i| self.route.matches.get(i))
-            .and_then(|m| match &m.uri {
-                Some(StringMatch::Prefix(p)) if path.starts_with(p.as_str()) => Some(p.len()),
-                _ => None,
-            });
+        let matched_prefix = self.match_index.and_then(|i| self.route.matches.get(i)).and_then(|m| match &m.uri {
+            Some(StringMatch::Prefix(p)) if path.starts_with(p.as_str()) => Some(p.len()),
+            _ => None,
+        });
         let mut out = String::with_capacity(path_and_query.len() + rewrite.len());
         out.push_str(rewrite);
         if let Some(n) = matched_prefix {

@@ -85,9 +85,7 @@ impl StringMatch {
 
 pub(crate) fn regex_source(re: &Regex) -> &str {
     let s = re.as_str();
-    s.strip_prefix("^(?:")
-        .and_then(|s| s.strip_suffix(")$"))
-        .unwrap_or(s)
+    s.strip_prefix("^(?:").and_then(|s| s.strip_suffix(")$")).unwrap_or(s)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -277,10 +275,7 @@ mod ser {
         seq.end()
     }
 
-    pub fn set_headers<S: Serializer>(
-        h: &[(HeaderName, HeaderValue)],
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub fn set_headers<S: Serializer>(h: &[(HeaderName, HeaderValue)], s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(h.len()))?;
         for (name, value) in h {
             let shown = if is_secret_header(name) {

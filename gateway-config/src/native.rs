@@ -9,12 +9,10 @@ use serde_yaml::Value;
 
 use crate::ConfigError;
 use crate::model::{
-    CompareSpec, DEFAULT_MAX_BODY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MIRROR_TIMEOUT,
-    DEFAULT_SAMPLE_HEADER, Endpoint, HeaderMatch, MethodSet, RouteMatch, StringMatch,
+    CompareSpec, DEFAULT_MAX_BODY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MIRROR_TIMEOUT, DEFAULT_SAMPLE_HEADER, Endpoint, HeaderMatch, MethodSet,
+    RouteMatch, StringMatch,
 };
-use crate::sources::{
-    DestRef, NativeService, NativeShape, Origin, PendingMirror, PendingRoute, Sources,
-};
+use crate::sources::{DestRef, NativeService, NativeShape, Origin, PendingMirror, PendingRoute, Sources};
 use crate::yaml::{Node, Result};
 
 /// Mirror settings a file may change for all its mirrors.
@@ -115,9 +113,7 @@ fn endpoints(node: &Node<'_>) -> Result<Vec<Endpoint>> {
 /// `host:port` or `[v6]:port`.
 pub(crate) fn parse_endpoint(text: &str) -> std::result::Result<Endpoint, String> {
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-        let (h, p) = rest
-            .split_once("]:")
-            .ok_or("expected [address]:port for IPv6")?;
+        let (h, p) = rest.split_once("]:").ok_or("expected [address]:port for IPv6")?;
         (h, p)
     } else {
         text.rsplit_once(':').ok_or("expected host:port")?
@@ -125,9 +121,7 @@ pub(crate) fn parse_endpoint(text: &str) -> std::result::Result<Endpoint, String
     if host.is_empty() || host.contains(['/', ' ', '[', ']']) {
         return Err("invalid host".into());
     }
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("invalid port \"{port}\""))?;
+    let port: u16 = port.parse().map_err(|_| format!("invalid port \"{port}\""))?;
     if port == 0 {
         return Err("port 0 is not a valid port".into());
     }
@@ -138,9 +132,7 @@ pub(crate) fn parse_endpoint(text: &str) -> std::result::Result<Endpoint, String
 }
 
 fn route(node: &Node<'_>, defaults: &MirrorDefaults) -> Result<PendingRoute> {
-    node.deny_unknown(&[
-        "name", "hosts", "match", "rewrite", "to", "timeout", "mirror", "mirrors",
-    ])?;
+    node.deny_unknown(&["name", "hosts", "match", "rewrite", "to", "timeout", "mirror", "mirrors"])?;
     let name = node.get("name").map(|n| n.scalar()).transpose()?;
     let hosts = match node.get("hosts") {
         Some(h) => h
@@ -151,11 +143,7 @@ fn route(node: &Node<'_>, defaults: &MirrorDefaults) -> Result<PendingRoute> {
         None => Vec::new(),
     };
     let matches = match node.get("match") {
-        Some(m) => m
-            .one_or_many()?
-            .iter()
-            .map(route_match)
-            .collect::<Result<_>>()?,
+        Some(m) => m.one_or_many()?.iter().map(route_match).collect::<Result<_>>()?,
         None => Vec::new(),
     };
     let (rewrite_uri, rewrite_authority) = match node.get("rewrite") {
@@ -205,14 +193,7 @@ fn route(node: &Node<'_>, defaults: &MirrorDefaults) -> Result<PendingRoute> {
 }
 
 fn route_match(node: &Node<'_>) -> Result<RouteMatch> {
-    node.deny_unknown(&[
-        "prefix",
-        "exact",
-        "regex",
-        "methods",
-        "headers",
-        "authority",
-    ])?;
+    node.deny_unknown(&["prefix", "exact", "regex", "methods", "headers", "authority"])?;
     let mut uri = None;
     for kind in ["prefix", "exact", "regex"] {
         if let Some(v) = node.get(kind) {
@@ -223,38 +204,25 @@ fn route_match(node: &Node<'_>) -> Result<RouteMatch> {
             uri = Some(match kind {
                 "prefix" => StringMatch::Prefix(text),
                 "exact" => StringMatch::Exact(text),
-                _ => StringMatch::regex(&text).map_err(|e| {
-                    v.err(format!(
-                        "bad regex \"{text}\": {}",
-                        crate::yaml::one_line(&e)
-                    ))
-                })?,
+                _ => StringMatch::regex(&text).map_err(|e| v.err(format!("bad regex \"{text}\": {}", crate::yaml::one_line(&e))))?,
             });
         }
     }
     let methods = match node.get("methods") {
-        Some(m) => m
-            .one_or_many()?
-            .iter()
-            .map(|m| m.method())
-            .collect::<Result<_>>()?,
+        Some(m) => m.one_or_many()?.iter().map(|m| m.method()).collect::<Result<_>>()?,
         None => Vec::new(),
     };
     let mut headers = Vec::new();
     if let Some(h) = node.get("headers") {
         for (name, value) in h.entries()? {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| value.err(format!("invalid header name \"{name}\"")))?;
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| value.err(format!("invalid header name \"{name}\"")))?;
             headers.push(HeaderMatch {
                 name,
                 value: bare_or_match(&value)?,
             });
         }
     }
-    let authority = node
-        .get("authority")
-        .map(|a| bare_or_match(&a))
-        .transpose()?;
+    let authority = node.get("authority").map(|a| bare_or_match(&a)).transpose()?;
     Ok(RouteMatch {
         uri,
         methods,
@@ -280,9 +248,7 @@ fn dest_ref(node: &Node<'_>) -> Result<DestRef> {
         None => (text, None),
     };
     if host.is_empty() || subset.is_some_and(|s| s.is_empty() || s.contains('/')) {
-        return Err(node.err(format!(
-            "invalid destination \"{text}\": expected host or host/subset"
-        )));
+        return Err(node.err(format!("invalid destination \"{text}\": expected host or host/subset")));
     }
     Ok(DestRef {
         host: host.to_string(),
@@ -301,23 +267,11 @@ fn methods(node: &Node<'_>) -> Result<MethodSet> {
             _ => Ok(MethodSet::List(vec![node.method()?])),
         };
     }
-    Ok(MethodSet::List(
-        node.seq()?
-            .iter()
-            .map(|m| m.method())
-            .collect::<Result<_>>()?,
-    ))
+    Ok(MethodSet::List(node.seq()?.iter().map(|m| m.method()).collect::<Result<_>>()?))
 }
 
 fn mirror_defaults(node: &Node<'_>) -> Result<MirrorDefaults> {
-    node.deny_unknown(&[
-        "timeout",
-        "max_in_flight",
-        "max_body",
-        "methods",
-        "sample_header",
-        "shadow_host",
-    ])?;
+    node.deny_unknown(&["timeout", "max_in_flight", "max_body", "methods", "sample_header", "shadow_host"])?;
     let mut d = MirrorDefaults::default();
     apply_common(node, &mut d)?;
     Ok(d)
@@ -349,13 +303,7 @@ fn apply_common(node: &Node<'_>, d: &mut MirrorDefaults) -> Result<()> {
 fn mirror(node: &Node<'_>, defaults: &MirrorDefaults) -> Result<PendingMirror> {
     if !node.is_mapping() {
         let to = dest_ref(node)?;
-        return Ok(pending_mirror(
-            None,
-            origin(node),
-            to,
-            100.0,
-            defaults.clone(),
-        ));
+        return Ok(pending_mirror(None, origin(node), to, 100.0, defaults.clone()));
     }
     node.deny_unknown(&[
         "to",
@@ -380,8 +328,7 @@ fn mirror(node: &Node<'_>, defaults: &MirrorDefaults) -> Result<PendingMirror> {
         h.deny_unknown(&["set", "remove"])?;
         if let Some(set) = h.get("set") {
             for (name, value) in set.entries()? {
-                let header = HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| value.err(format!("invalid header name \"{name}\"")))?;
+                let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| value.err(format!("invalid header name \"{name}\"")))?;
                 m.set_headers.push((header, value.header_value()?));
             }
         }
@@ -397,13 +344,7 @@ fn mirror(node: &Node<'_>, defaults: &MirrorDefaults) -> Result<PendingMirror> {
     Ok(m)
 }
 
-fn pending_mirror(
-    name: Option<String>,
-    origin: Origin,
-    to: DestRef,
-    percent: f64,
-    d: MirrorDefaults,
-) -> PendingMirror {
+fn pending_mirror(name: Option<String>, origin: Origin, to: DestRef, percent: f64, d: MirrorDefaults) -> PendingMirror {
     PendingMirror {
         name,
         origin,
@@ -426,13 +367,7 @@ fn compare(node: &Node<'_>) -> std::result::Result<Option<CompareSpec>, ConfigEr
     if !node.is_mapping() {
         return Ok(node.bool()?.then(CompareSpec::default));
     }
-    node.deny_unknown(&[
-        "ignore_headers",
-        "ignore_paths",
-        "max_body",
-        "noise_percent",
-        "redact_bodies",
-    ])?;
+    node.deny_unknown(&["ignore_headers", "ignore_paths", "max_body", "noise_percent", "redact_bodies"])?;
     let mut spec = CompareSpec::default();
     if let Some(h) = node.get("ignore_headers") {
         for n in h.one_or_many()? {
@@ -467,8 +402,6 @@ pub(crate) fn check_json_path(p: &str) -> std::result::Result<(), String> {
     if p.starts_with('$') {
         Ok(())
     } else {
-        Err(format!(
-            "invalid JSON path \"{p}\": must start with `$`, e.g. $.timestamp"
-        ))
+        Err(format!("invalid JSON path \"{p}\": must start with `$`, e.g. $.timestamp"))
     }
 }

@@ -4,10 +4,7 @@
 use std::collections::HashMap;
 
 use crate::ConfigError;
-use crate::model::{
-    Destination, DestinationId, Endpoint, MirrorPolicy, Route, RouteTable, WeightedDestination,
-    label,
-};
+use crate::model::{Destination, DestinationId, Endpoint, MirrorPolicy, Route, RouteTable, WeightedDestination, label};
 use crate::sources::{DestRef, NativeShape, PendingRoute, Sources};
 use crate::yaml::Result;
 
@@ -35,15 +32,12 @@ pub(crate) fn build(sources: Sources) -> Result<RouteTable> {
     let mut names: HashMap<String, String> = HashMap::new();
     let mut routes = Vec::with_capacity(sources.routes.len());
     for (index, pending) in sources.routes.iter().enumerate() {
-        let name = pending
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("route-{index}"));
+        let name = pending.name.clone().unwrap_or_else(|| format!("route-{index}"));
         let here = format!("{}: {}", pending.origin.file, pending.origin.path);
         if let Some(first) = names.insert(name.clone(), here) {
-            return Err(pending.origin.err(format!(
-                "duplicate route name \"{name}\" (first defined at {first})"
-            )));
+            return Err(pending
+                .origin
+                .err(format!("duplicate route name \"{name}\" (first defined at {first})")));
         }
         routes.push(builder.route(name, pending)?);
     }
@@ -109,16 +103,12 @@ struct Builder<'s> {
 impl Builder<'_> {
     fn route(&mut self, name: String, p: &PendingRoute) -> Result<Route> {
         if p.destinations.is_empty() {
-            return Err(p
-                .destinations_origin
-                .err("no destinations: nothing to route to"));
+            return Err(p.destinations_origin.err("no destinations: nothing to route to"));
         }
         if let Some(uri) = &p.rewrite_uri
             && !uri.starts_with('/')
         {
-            return Err(p
-                .origin
-                .err(format!("rewrite uri \"{uri}\" must start with `/`")));
+            return Err(p.origin.err(format!("rewrite uri \"{uri}\" must start with `/`")));
         }
         if let Some(a) = &p.rewrite_authority
             && (a.is_empty() || http::uri::Authority::try_from(a.as_str()).is_err())
@@ -126,9 +116,7 @@ impl Builder<'_> {
             return Err(p.origin.err(format!("invalid rewrite authority \"{a}\"")));
         }
         let any_weight = p.destinations.iter().any(|(_, w)| w.is_some());
-        let equal_share = u32::try_from(100 / p.destinations.len())
-            .unwrap_or(1)
-            .max(1);
+        let equal_share = u32::try_from(100 / p.destinations.len()).unwrap_or(1).max(1);
         let mut destinations = Vec::with_capacity(p.destinations.len());
         for (dest, weight) in &p.destinations {
             let weight = match weight {
@@ -142,16 +130,11 @@ impl Builder<'_> {
             });
         }
         if destinations.iter().all(|d| d.weight == 0) {
-            return Err(p
-                .destinations_origin
-                .err("weights are all zero: no destination would get traffic"));
+            return Err(p.destinations_origin.err("weights are all zero: no destination would get traffic"));
         }
         let mut mirrors: Vec<MirrorPolicy> = Vec::with_capacity(p.mirrors.len());
         for m in &p.mirrors {
-            let name = m
-                .name
-                .clone()
-                .unwrap_or_else(|| label(&m.to.host, m.to.subset.as_deref()));
+            let name = m.name.clone().unwrap_or_else(|| label(&m.to.host, m.to.subset.as_deref()));
             if mirrors.iter().any(|other| other.name == name) {
                 return Err(m.origin.err(format!(
                     "duplicate mirror name \"{name}\" in route \"{}\"",
@@ -159,9 +142,7 @@ impl Builder<'_> {
                 )));
             }
             if !(0.0..=100.0).contains(&m.percent) {
-                return Err(m
-                    .origin
-                    .err(format!("percentage {} is out of range 0..=100", m.percent)));
+                return Err(m.origin.err(format!("percentage {} is out of range 0..=100", m.percent)));
             }
             if m.timeout.is_zero() {
                 return Err(m.origin.err("mirror timeout must be greater than zero"));
@@ -172,10 +153,9 @@ impl Builder<'_> {
             if let Some(c) = &m.compare
                 && !(0.0..=100.0).contains(&c.noise_percent)
             {
-                return Err(m.origin.err(format!(
-                    "noise percentage {} is out of range 0..=100",
-                    c.noise_percent
-                )));
+                return Err(m
+                    .origin
+                    .err(format!("noise percentage {} is out of range 0..=100", c.noise_percent)));
             }
             mirrors.push(MirrorPolicy {
                 name,
@@ -230,39 +210,25 @@ impl Builder<'_> {
 
     fn endpoints(&self, r: &DestRef) -> Result<Vec<Endpoint>> {
         let s = self.sources;
-        if let Some(svc) = s
-            .services
-            .iter()
-            .find(|svc| hosts_match(&svc.host, &r.host))
-        {
+        if let Some(svc) = s.services.iter().find(|svc| hosts_match(&svc.host, &r.host)) {
             return match (&svc.shape, &r.subset) {
                 (NativeShape::Plain(eps), None) => Ok(eps.clone()),
-                (NativeShape::Plain(_), Some(subset)) => Err(r.subset_origin.err(format!(
-                    "unknown subset \"{subset}\" for host \"{}\" (it has no subsets)",
-                    r.host
-                ))),
+                (NativeShape::Plain(_), Some(subset)) => Err(r
+                    .subset_origin
+                    .err(format!("unknown subset \"{subset}\" for host \"{}\" (it has no subsets)", r.host))),
                 (NativeShape::Subsets(map), None) => Ok(map.values().flatten().cloned().collect()),
-                (NativeShape::Subsets(map), Some(subset)) => {
-                    map.get(subset).cloned().ok_or_else(|| {
-                        r.subset_origin.err(format!(
-                            "unknown subset \"{subset}\" for host \"{}\" (known: {})",
-                            r.host,
-                            map.keys().cloned().collect::<Vec<_>>().join(", ")
-                        ))
-                    })
-                }
+                (NativeShape::Subsets(map), Some(subset)) => map.get(subset).cloned().ok_or_else(|| {
+                    r.subset_origin.err(format!(
+                        "unknown subset \"{subset}\" for host \"{}\" (known: {})",
+                        r.host,
+                        map.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ))
+                }),
             };
         }
 
-        let subsets: Vec<_> = s
-            .subsets
-            .iter()
-            .filter(|d| hosts_match(&d.host, &r.host))
-            .collect();
-        let entry = s
-            .service_entries
-            .iter()
-            .find(|e| e.hosts.iter().any(|h| hosts_match(h, &r.host)));
+        let subsets: Vec<_> = s.subsets.iter().filter(|d| hosts_match(&d.host, &r.host)).collect();
+        let entry = s.service_entries.iter().find(|e| e.hosts.iter().any(|h| hosts_match(h, &r.host)));
         if subsets.is_empty() && entry.is_none() {
             return Err(r.origin.err(format!(
                 "unknown host \"{}\": no native service, ServiceEntry or DestinationRule defines it",
@@ -274,9 +240,7 @@ impl Builder<'_> {
             Some(name) => match subsets.iter().find(|d| &d.name == name) {
                 Some(d) => Some(&d.labels),
                 None => {
-                    return Err(r
-                        .subset_origin
-                        .err(format!("unknown subset \"{name}\" for host \"{}\"", r.host)));
+                    return Err(r.subset_origin.err(format!("unknown subset \"{name}\" for host \"{}\"", r.host)));
                 }
             },
         };
@@ -294,18 +258,15 @@ impl Builder<'_> {
                 ))
             })?,
             None => entry.ports.first().ok_or_else(|| {
-                entry.origin.err(format!(
-                    "the ServiceEntry for host \"{}\" declares no ports",
-                    r.host
-                ))
+                entry
+                    .origin
+                    .err(format!("the ServiceEntry for host \"{}\" declares no ports", r.host))
             })?,
         };
         let endpoints: Vec<Endpoint> = entry
             .endpoints
             .iter()
-            .filter(|e| {
-                selector.is_none_or(|sel| sel.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
-            })
+            .filter(|e| selector.is_none_or(|sel| sel.iter().all(|(k, v)| e.labels.get(k) == Some(v))))
             .map(|e| Endpoint {
                 host: e.address.clone(),
                 port: port
@@ -318,12 +279,7 @@ impl Builder<'_> {
             .collect();
         if endpoints.is_empty() {
             let wanted = selector
-                .map(|sel| {
-                    sel.iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
+                .map(|sel| sel.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
                 .unwrap_or_default();
             return Err(r.subset_origin.err(format!(
                 "missing endpoints: the ServiceEntry for host \"{}\" ({}: {}) has no endpoint{}",

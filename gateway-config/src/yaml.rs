@@ -90,11 +90,7 @@ impl<'a> Node<'a> {
 
     /// A child position that does not exist yet, for errors about a missing key.
     pub fn missing(&self, key: &str) -> ConfigError {
-        ConfigError::new(
-            self.file,
-            self.at(self.v, self.child_path(key)).path(),
-            "required key is missing",
-        )
+        ConfigError::new(self.file, self.at(self.v, self.child_path(key)).path(), "required key is missing")
     }
 
     pub fn require(&self, key: &str) -> Result<Node<'a>> {
@@ -109,9 +105,7 @@ impl<'a> Node<'a> {
             .ok_or_else(|| self.err(format!("expected a mapping, found {}", kind_of(self.v))))?;
         map.iter()
             .map(|(k, v)| {
-                let key = scalar_to_string(k).ok_or_else(|| {
-                    self.err(format!("keys must be strings, found {}", kind_of(k)))
-                })?;
+                let key = scalar_to_string(k).ok_or_else(|| self.err(format!("keys must be strings, found {}", kind_of(k))))?;
                 let path = self.child_path(&key);
                 Ok((key, self.at(v, path)))
             })
@@ -152,10 +146,7 @@ impl<'a> Node<'a> {
     pub fn deny_unknown(&self, allowed: &[&str]) -> Result<()> {
         for (key, child) in self.entries()? {
             if !allowed.contains(&key.as_str()) {
-                return Err(child.err(format!(
-                    "unknown key \"{key}\" (expected one of: {})",
-                    allowed.join(", ")
-                )));
+                return Err(child.err(format!("unknown key \"{key}\" (expected one of: {})", allowed.join(", "))));
             }
         }
         Ok(())
@@ -179,12 +170,7 @@ impl<'a> Node<'a> {
 
     /// A string, number or boolean, as text (labels and header values are often written bare).
     pub fn scalar(&self) -> Result<String> {
-        scalar_to_string(self.v).ok_or_else(|| {
-            self.err(format!(
-                "expected a string or number, found {}",
-                kind_of(self.v)
-            ))
-        })
+        scalar_to_string(self.v).ok_or_else(|| self.err(format!("expected a string or number, found {}", kind_of(self.v))))
     }
 
     pub fn bool(&self) -> Result<bool> {
@@ -259,8 +245,7 @@ impl<'a> Node<'a> {
 
     pub fn header_name(&self) -> Result<HeaderName> {
         let s = self.str()?;
-        HeaderName::from_bytes(s.as_bytes())
-            .map_err(|_| self.err(format!("invalid header name \"{s}\"")))
+        HeaderName::from_bytes(s.as_bytes()).map_err(|_| self.err(format!("invalid header name \"{s}\"")))
     }
 
     pub fn header_value(&self) -> Result<HeaderValue> {
@@ -271,8 +256,7 @@ impl<'a> Node<'a> {
     pub fn method(&self) -> Result<Method> {
         let s = self.str()?;
         let upper = s.to_ascii_uppercase();
-        Method::from_bytes(upper.as_bytes())
-            .map_err(|_| self.err(format!("invalid method \"{s}\"")))
+        Method::from_bytes(upper.as_bytes()).map_err(|_| self.err(format!("invalid method \"{s}\"")))
     }
 
     /// `{exact|prefix|regex: value}`, exactly one kind.
@@ -293,8 +277,7 @@ impl<'a> Node<'a> {
         match kind.as_str() {
             "exact" => Ok(StringMatch::Exact(text)),
             "prefix" => Ok(StringMatch::Prefix(text)),
-            _ => StringMatch::regex(&text)
-                .map_err(|e| value_node.err(format!("bad regex \"{text}\": {}", one_line(&e)))),
+            _ => StringMatch::regex(&text).map_err(|e| value_node.err(format!("bad regex \"{text}\": {}", one_line(&e)))),
         }
     }
 }
@@ -330,9 +313,7 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     let mut rest = text;
     let mut total = 0f64;
     while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         if num_len == 0 {
             return Err("expected a number, e.g. 15s, 500ms, 1m".into());
         }
@@ -340,9 +321,7 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
             .parse()
             .map_err(|_| format!("\"{}\" is not a number", &rest[..num_len]))?;
         rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let seconds = match unit {
@@ -363,9 +342,7 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
 /// Byte sizes: a whole number, optionally with B, KiB, MiB, GiB (1024-based) or KB, MB, GB.
 pub fn parse_size(text: &str) -> std::result::Result<usize, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     if digits.is_empty() {
         return Err("expected a number of bytes, e.g. 65536, 64KiB, 1MiB".into());
@@ -380,9 +357,7 @@ pub fn parse_size(text: &str) -> std::result::Result<usize, String> {
         "MB" | "M" => 1_000_000,
         "GB" | "G" => 1_000_000_000,
         other => {
-            return Err(format!(
-                "unknown unit \"{other}\" (B, KiB, MiB, GiB, KB, MB, GB)"
-            ));
+            return Err(format!("unknown unit \"{other}\" (B, KiB, MiB, GiB, KB, MB, GB)"));
         }
     };
     n.checked_mul(factor)

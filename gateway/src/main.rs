@@ -1,1 +1,129 @@
-fn main() {}
+//! `gateway --config FILE [--config FILE ...] [--listen ADDR] [--admin-listen ADDR]`
+//!
+//! Routes and mirrors HTTP traffic as the configuration files say (native YAML or Istio
+//! documents), until SIGTERM or Ctrl-C. `gateway --check-config FILE` only validates.
+//! SIGHUP, or a change of a file, reloads the configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use gateway::Gateway;
+use gateway::settings::{DEFAULT_SETTINGS, GatewaySettings, LIST_SETTINGS};
+use service_kit::settings::{self, Layers};
+
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Routing configuration (native YAML or Istio documents); repeat to merge several files
+    /// [env GATEWAY_CONFIG, comma-separated]
+    #[arg(long, value_name = "FILE")]
+    config: Vec<PathBuf>,
+    /// Data-plane address [default: 0.0.0.0:8080; env GATEWAY_LISTEN]
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Admin address (health, /config, /metrics, /mirrors) [default: 0.0.0.0:9901; env GATEWAY_ADMIN_LISTEN]
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<String>,
+    /// Gateway settings file (YAML) layered over the embedded defaults
+    #[arg(long, value_name = "FILE")]
+    settings: Option<PathBuf>,
+    /// Validate these routing files (and any --config ones), print warnings, and exit
+    #[arg(long, value_name = "FILE", num_args = 0..)]
+    check_config: Option<Vec<PathBuf>>,
+    /// Ask the running gateway on this host whether it is healthy (container health checks)
+    #[arg(long)]
+    health_check: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut overrides: Vec<(&'static str, String)> = Vec::new();
+    overrides.extend(cli.listen.clone().map(|v| ("listen", v)));
+    overrides.extend(cli.admin_listen.clone().map(|v| ("admin_listen", v)));
+    let layers = Layers {
+        defaults: DEFAULT_SETTINGS,
+        file: cli.settings.as_deref(),
+        env_prefix: "GATEWAY",
+        env: std::env::vars().collect(),
+        list_keys: LIST_SETTINGS,
+        overrides,
+    };
+    let mut settings: GatewaySettings = match settings::load(layers) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("gateway: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if !cli.config.is_empty() {
+        settings.config = cli.config.clone();
+    }
+    if cli.health_check {
+        return service_kit::cli::health_check(&settings.admin_listen, "/readyz");
+    }
+    if let Some(files) = cli.check_config {
+        let mut all = settings.config.clone();
+        all.extend(files);
+        return check_config(&all);
+    }
+    if settings.config.is_empty() {
+        eprintln!("gateway: config: no routing file given (use --config FILE or GATEWAY_CONFIG)");
+        return ExitCode::from(2);
+    }
+    let loaded = match gateway_config::load_files(&settings.config) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("gateway: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    service_kit::cli::run("gateway", env!("CARGO_PKG_VERSION"), |version| async move {
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .context("installing the metrics recorder")?;
+        for warning in &loaded.warnings {
+            tracing::warn!(%warning, "configuration field not implemented");
+        }
+        let routes = loaded.table.routes.len();
+        let poll = settings.reload.poll_interval;
+        let gateway = Gateway::bind(settings, loaded, Some(metrics)).await?;
+        tracing::info!(addr = %gateway.local_addr()?, admin = %gateway.admin_addr()?, routes, %version, "gateway listening");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let watcher = tokio::spawn(gateway.reloader().watch(poll, async move {
+            let mut stop_rx = stop_rx;
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        }));
+        gateway.run_until(service_kit::serve::shutdown_signal()).await;
+        let _ = stop_tx.send(true);
+        let _ = watcher.await;
+        Ok(())
+    })
+}
+
+fn check_config(files: &[PathBuf]) -> ExitCode {
+    if files.is_empty() {
+        eprintln!("gateway: --check-config: no file given");
+        return ExitCode::from(2);
+    }
+    match gateway_config::load_files(files) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                eprintln!("warning: {warning}");
+            }
+            let mirrors: usize = loaded.table.routes.iter().map(|r| r.mirrors.len()).sum();
+            println!(
+                "ok: {} routes, {} mirrors, {} destinations",
+                loaded.table.routes.len(),
+                mirrors,
+                loaded.table.destinations.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -27,27 +27,15 @@ pub(crate) fn codings(headers: &HeaderMap) -> Vec<String> {
 
 /// The body with every content coding undone, last applied first.
 pub(crate) fn decode(body: &[u8], codings: &[String]) -> Result<Vec<u8>, SkipReason> {
-    let limit = body
-        .len()
-        .saturating_mul(MAX_RATIO)
-        .clamp(MIN_DECODED_ALLOWANCE, MAX_DECODED);
+    let limit = body.len().saturating_mul(MAX_RATIO).clamp(MIN_DECODED_ALLOWANCE, MAX_DECODED);
     let mut current = body.to_vec();
     for coding in codings.iter().rev() {
         current = match coding.as_str() {
-            "gzip" | "x-gzip" => read_capped(
-                flate2::read::MultiGzDecoder::new(&current[..]),
-                limit,
-                coding,
-            )?,
+            "gzip" | "x-gzip" => read_capped(flate2::read::MultiGzDecoder::new(&current[..]), limit, coding)?,
             // RFC 9110 says zlib-wrapped, but some servers send raw deflate: accept both.
-            "deflate" => read_capped(flate2::read::ZlibDecoder::new(&current[..]), limit, coding)
-                .or_else(|err| match err {
+            "deflate" => read_capped(flate2::read::ZlibDecoder::new(&current[..]), limit, coding).or_else(|err| match err {
                 SkipReason::BodyOverCap => Err(err),
-                _ => read_capped(
-                    flate2::read::DeflateDecoder::new(&current[..]),
-                    limit,
-                    coding,
-                ),
+                _ => read_capped(flate2::read::DeflateDecoder::new(&current[..]), limit, coding),
             })?,
             "br" => read_capped(brotli::Decompressor::new(&current[..], 4096), limit, coding)?,
             other => return Err(SkipReason::UndecodableEncoding(other.to_owned())),

@@ -16,13 +16,7 @@ pub(crate) struct JsonDifference {
 /// Walks both documents together: objects by key (order-insensitive), arrays by index. A change
 /// of array length is one difference at the array's path with the two lengths; the common
 /// elements are still compared. Stops after `limit` differences.
-pub(crate) fn diff(
-    primary: &Value,
-    shadow: &Value,
-    ignore: &[JsonPath],
-    limit: usize,
-    value_len: Option<usize>,
-) -> Vec<JsonDifference> {
+pub(crate) fn diff(primary: &Value, shadow: &Value, ignore: &[JsonPath], limit: usize, value_len: Option<usize>) -> Vec<JsonDifference> {
     let mut walk = Walk {
         ignore,
         limit,
@@ -53,9 +47,7 @@ impl<'v> Walk<'v, '_> {
     }
 
     fn show(&self, v: &Value) -> String {
-        self.value_len
-            .map(|max| compact(v, max))
-            .unwrap_or_default()
+        self.value_len.map(|max| compact(v, max)).unwrap_or_default()
     }
 
     fn push(&mut self, primary: Option<String>, shadow: Option<String>) {

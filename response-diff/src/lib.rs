@@ -167,10 +167,7 @@ pub fn compare(primary: &Captured, shadow: &Captured, opts: &DiffOptions) -> Com
         compare_bodies(primary, shadow, opts, limit)
     };
 
-    let mut ignored: Vec<&HeaderName> = DEFAULT_IGNORED_HEADERS
-        .iter()
-        .chain(&opts.ignore_headers)
-        .collect();
+    let mut ignored: Vec<&HeaderName> = DEFAULT_IGNORED_HEADERS.iter().chain(&opts.ignore_headers).collect();
     // Bodies are compared decoded, so how they were encoded on the wire is not a difference.
     ignored.push(&header::CONTENT_ENCODING);
     if body.as_ref().map_or(true, |body| body.raw_differ) {
@@ -196,13 +193,7 @@ pub fn compare(primary: &Captured, shadow: &Captured, opts: &DiffOptions) -> Com
     Comparison::Mismatch(differences)
 }
 
-fn compare_headers(
-    primary: &Captured,
-    shadow: &Captured,
-    opts: &DiffOptions,
-    ignored: &[&HeaderName],
-    out: &mut Vec<Difference>,
-) {
+fn compare_headers(primary: &Captured, shadow: &Captured, opts: &DiffOptions, ignored: &[&HeaderName], out: &mut Vec<Difference>) {
     let mut names: Vec<&HeaderName> = primary
         .headers
         .keys()
@@ -213,18 +204,8 @@ fn compare_headers(
     names.dedup();
     let secret = |name: &HeaderName| opts.secret_headers.contains(name);
     for name in names {
-        let a: Vec<&[u8]> = primary
-            .headers
-            .get_all(name)
-            .iter()
-            .map(|v| v.as_bytes())
-            .collect();
-        let b: Vec<&[u8]> = shadow
-            .headers
-            .get_all(name)
-            .iter()
-            .map(|v| v.as_bytes())
-            .collect();
+        let a: Vec<&[u8]> = primary.headers.get_all(name).iter().map(|v| v.as_bytes()).collect();
+        let b: Vec<&[u8]> = shadow.headers.get_all(name).iter().map(|v| v.as_bytes()).collect();
         if a == b {
             continue;
         }
@@ -247,10 +228,7 @@ fn compare_headers(
 
 /// One value as is; several as a JSON array, so that `a, b` and `["a", "b"]` stay apart.
 fn header_values(values: &[&[u8]]) -> String {
-    let values: Vec<String> = values
-        .iter()
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-        .collect();
+    let values: Vec<String> = values.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect();
     match values.as_slice() {
         [one] => one.clone(),
         many => serde_json::to_string(many).unwrap_or_default(),
@@ -263,16 +241,8 @@ struct BodyComparison {
     raw_differ: bool,
 }
 
-fn compare_bodies(
-    primary: &Captured,
-    shadow: &Captured,
-    opts: &DiffOptions,
-    limit: usize,
-) -> Result<BodyComparison, SkipReason> {
-    let codings = (
-        decode::codings(&primary.headers),
-        decode::codings(&shadow.headers),
-    );
+fn compare_bodies(primary: &Captured, shadow: &Captured, opts: &DiffOptions, limit: usize) -> Result<BodyComparison, SkipReason> {
+    let codings = (decode::codings(&primary.headers), decode::codings(&shadow.headers));
     let raw_differ = primary.body != shadow.body;
     let mut result = BodyComparison {
         differences: Vec::new(),

@@ -76,9 +76,7 @@ impl NoiseFilter {
             Comparison::Skipped(reason) => Classified::Skipped(reason),
             Comparison::Mismatch(differences) => {
                 let fields = self.lock();
-                let (noise, real): (Vec<Difference>, Vec<Difference>) = differences
-                    .into_iter()
-                    .partition(|d| fields.contains(&d.field));
+                let (noise, real): (Vec<Difference>, Vec<Difference>) = differences.into_iter().partition(|d| fields.contains(&d.field));
                 if real.is_empty() {
                     Classified::Noise(noise.into_iter().map(|d| d.field).collect())
                 } else {
@@ -97,8 +95,6 @@ impl NoiseFilter {
 
     /// A panic elsewhere while holding the lock leaves a set that is still valid: keep using it.
     fn lock(&self) -> MutexGuard<'_, HashSet<String>> {
-        self.fields
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.fields.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -41,16 +41,12 @@ impl JsonPath {
     /// Whether this pattern names `location` exactly (wildcards standing for one step each).
     pub(crate) fn matches(&self, location: &[Step<'_>]) -> bool {
         self.0.len() == location.len()
-            && self
-                .0
-                .iter()
-                .zip(location)
-                .all(|(seg, step)| match (seg, step) {
-                    (Segment::Wildcard, _) => true,
-                    (Segment::Key(k), Step::Key(s)) => k == s,
-                    (Segment::Index(i), Step::Index(j)) => i == j,
-                    _ => false,
-                })
+            && self.0.iter().zip(location).all(|(seg, step)| match (seg, step) {
+                (Segment::Wildcard, _) => true,
+                (Segment::Key(k), Step::Key(s)) => k == s,
+                (Segment::Index(i), Step::Index(j)) => i == j,
+                _ => false,
+            })
     }
 }
 
@@ -62,10 +58,7 @@ impl FromStr for JsonPath {
             path: input.to_owned(),
             reason: reason.to_owned(),
         };
-        let rest = input
-            .trim()
-            .strip_prefix('$')
-            .ok_or_else(|| fail("must start with `$`"))?;
+        let rest = input.trim().strip_prefix('$').ok_or_else(|| fail("must start with `$`"))?;
         let chars: Vec<char> = rest.chars().collect();
         let mut segments = Vec::new();
         let mut i = 0;
@@ -97,9 +90,7 @@ impl FromStr for JsonPath {
                                 match chars.get(i) {
                                     None => return Err(fail("unterminated quoted member name")),
                                     Some('\\') => {
-                                        let escaped = chars.get(i + 1).ok_or_else(|| {
-                                            fail("unterminated quoted member name")
-                                        })?;
+                                        let escaped = chars.get(i + 1).ok_or_else(|| fail("unterminated quoted member name"))?;
                                         name.push(*escaped);
                                         i += 2;
                                     }
@@ -125,9 +116,7 @@ impl FromStr for JsonPath {
                                 i += 1;
                             }
                             let digits: String = chars[start..i].iter().collect();
-                            let index = digits
-                                .parse()
-                                .map_err(|_| fail("array index out of range"))?;
+                            let index = digits.parse().map_err(|_| fail("array index out of range"))?;
                             segments.push(Segment::Index(index));
                         }
                         _ => return Err(fail("expected an index, `*` or a quoted name after `[`")),
@@ -180,9 +169,7 @@ pub(crate) fn render(location: &[Step<'_>]) -> String {
 fn write_key(f: &mut fmt::Formatter<'_>, key: &str) -> fmt::Result {
     let plain = !key.is_empty()
         && key != "*"
-        && key
-            .chars()
-            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        && key.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-')
         && !key.starts_with(|c: char| c.is_ascii_digit());
     if plain {
         write!(f, ".{key}")
@@ -211,19 +198,11 @@ mod tests {
         assert_eq!(p("$").0, vec![]);
         assert_eq!(
             p("$.a.b[2]").0,
-            vec![
-                Segment::Key("a".into()),
-                Segment::Key("b".into()),
-                Segment::Index(2)
-            ]
+            vec![Segment::Key("a".into()), Segment::Key("b".into()), Segment::Index(2)]
         );
         assert_eq!(
             p("$.items[*].id").0,
-            vec![
-                Segment::Key("items".into()),
-                Segment::Wildcard,
-                Segment::Key("id".into())
-            ]
+            vec![Segment::Key("items".into()), Segment::Wildcard, Segment::Key("id".into())]
         );
         assert_eq!(p("$.*").0, vec![Segment::Wildcard]);
         assert_eq!(p("$['odd key']").0, vec![Segment::Key("odd key".into())]);
@@ -233,14 +212,7 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for s in [
-            "$",
-            "$.a.b[2]",
-            "$.items[*].id",
-            "$['odd key']",
-            r"$['a\'b']",
-            "$['1st']",
-        ] {
+        for s in ["$", "$.a.b[2]", "$.items[*].id", "$['odd key']", r"$['a\'b']", "$['1st']"] {
             assert_eq!(p(s).to_string(), s);
             assert_eq!(p(&p(s).to_string()), p(s));
         }
@@ -249,17 +221,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_bad_path() {
-        for bad in [
-            "a.b",
-            "$.",
-            "$..a",
-            "$[",
-            "$[x]",
-            "$['a",
-            "$[1",
-            "$a",
-            "$[99999999999999999999999]",
-        ] {
+        for bad in ["a.b", "$.", "$..a", "$[", "$[x]", "$['a", "$[1", "$a", "$[99999999999999999999999]"] {
             let err = bad.parse::<JsonPath>().unwrap_err();
             assert_eq!(err.path, bad);
             assert!(err.to_string().contains(bad), "{err}");

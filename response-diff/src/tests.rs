@@ -5,10 +5,7 @@ use super::*;
 fn resp(status: u16, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Captured {
     let mut map = HeaderMap::new();
     for (name, value) in headers {
-        map.append(
-            HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            value.parse().unwrap(),
-        );
+        map.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
     }
     Captured {
         status,
@@ -19,11 +16,7 @@ fn resp(status: u16, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Captur
 }
 
 fn json(body: &str) -> Captured {
-    resp(
-        200,
-        &[("content-type", "application/json")],
-        body.to_owned(),
-    )
+    resp(200, &[("content-type", "application/json")], body.to_owned())
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -116,8 +109,7 @@ fn json_key_order_and_number_form_are_irrelevant() {
     let b = json(r#"{ "b": {"y": 2, "x": [1, 2]}, "a": 1.0 }"#);
     // The bytes (and so content-length) differ; the documents do not.
     let mut b = b;
-    b.headers
-        .insert(header::CONTENT_LENGTH, "99".parse().unwrap());
+    b.headers.insert(header::CONTENT_LENGTH, "99".parse().unwrap());
     assert_eq!(compare(&a, &b, &opts()), Comparison::Match);
 }
 
@@ -154,24 +146,13 @@ fn array_length_change() {
 fn json_by_parsing_without_content_type_and_root_change() {
     let a = resp(200, &[], "[1]");
     let b = resp(200, &[], "{}");
-    assert_eq!(
-        mismatch(compare(&a, &b, &opts())),
-        vec![diff("$", Some("[1]"), Some("{}"))]
-    );
+    assert_eq!(mismatch(compare(&a, &b, &opts())), vec![diff("$", Some("[1]"), Some("{}"))]);
 }
 
 #[test]
 fn text_line_diff() {
-    let a = resp(
-        200,
-        &[("content-type", "text/plain")],
-        "one\ntwo\nthree\nfour\n",
-    );
-    let b = resp(
-        200,
-        &[("content-type", "text/plain")],
-        "one\nTWO\nthree\nfour\nfive\n",
-    );
+    let a = resp(200, &[("content-type", "text/plain")], "one\ntwo\nthree\nfour\n");
+    let b = resp(200, &[("content-type", "text/plain")], "one\nTWO\nthree\nfour\nfive\n");
     assert_eq!(
         mismatch(compare(&a, &b, &opts())),
         vec![
@@ -180,33 +161,20 @@ fn text_line_diff() {
         ]
     );
     let c = resp(200, &[("content-type", "text/plain")], "one\nthree\nfour\n");
-    assert_eq!(
-        mismatch(compare(&a, &c, &opts())),
-        vec![diff("body:line 2", Some("two"), None)]
-    );
+    assert_eq!(mismatch(compare(&a, &c, &opts())), vec![diff("body:line 2", Some("two"), None)]);
 }
 
 #[test]
 fn content_type_json_but_invalid_json_falls_back_to_text() {
     let a = json("{broken\nx");
     let b = json("{broken\ny");
-    assert_eq!(
-        mismatch(compare(&a, &b, &opts())),
-        vec![diff("body:line 2", Some("x"), Some("y"))]
-    );
+    assert_eq!(mismatch(compare(&a, &b, &opts())), vec![diff("body:line 2", Some("x"), Some("y"))]);
 }
 
 #[test]
 fn gzip_and_deflate_bodies_equal_to_plain_match() {
     let body = br#"{"a":[1,2,3],"b":"hello hello hello"}"#;
-    let plain = resp(
-        200,
-        &[
-            ("content-type", "application/json"),
-            ("content-length", "38"),
-        ],
-        &body[..],
-    );
+    let plain = resp(200, &[("content-type", "application/json"), ("content-length", "38")], &body[..]);
     let zipped = gzip(body);
     let len = zipped.len().to_string();
     let gz = resp(
@@ -221,10 +189,7 @@ fn gzip_and_deflate_bodies_equal_to_plain_match() {
     assert_eq!(compare(&plain, &gz, &opts()), Comparison::Match);
     let x_gz = resp(
         200,
-        &[
-            ("content-type", "application/json"),
-            ("content-encoding", "X-GZIP"),
-        ],
+        &[("content-type", "application/json"), ("content-encoding", "X-GZIP")],
         gzip(body),
     );
     assert_eq!(compare(&plain, &x_gz, &opts()), Comparison::Match);
@@ -236,10 +201,7 @@ fn gzip_and_deflate_bodies_equal_to_plain_match() {
     for encoded in [zlib.finish().unwrap(), raw.finish().unwrap()] {
         let d = resp(
             200,
-            &[
-                ("content-type", "application/json"),
-                ("content-encoding", "deflate"),
-            ],
+            &[("content-type", "application/json"), ("content-encoding", "deflate")],
             encoded,
         );
         assert_eq!(compare(&plain, &d, &opts()), Comparison::Match);
@@ -248,10 +210,7 @@ fn gzip_and_deflate_bodies_equal_to_plain_match() {
     // A difference inside a compressed body is still found.
     let other = resp(
         200,
-        &[
-            ("content-type", "application/json"),
-            ("content-encoding", "gzip"),
-        ],
+        &[("content-type", "application/json"), ("content-encoding", "gzip")],
         gzip(br#"{"a":[1,2,4],"b":"hello hello hello"}"#),
     );
     assert_eq!(fields(compare(&plain, &other, &opts())), ["$.a[2]"]);
@@ -264,11 +223,7 @@ fn brotli_and_stacked_encodings() {
     let br = resp(200, &[("content-encoding", "br")], brotli(body));
     assert_eq!(compare(&plain, &br, &opts()), Comparison::Match);
     // gzip applied first, then br.
-    let both = resp(
-        200,
-        &[("content-encoding", "gzip, br")],
-        brotli(&gzip(body)),
-    );
+    let both = resp(200, &[("content-encoding", "gzip, br")], brotli(&gzip(body)));
     assert_eq!(compare(&plain, &both, &opts()), Comparison::Match);
     let identity = resp(200, &[("content-encoding", "identity")], &body[..]);
     assert_eq!(compare(&plain, &identity, &opts()), Comparison::Match);
@@ -294,14 +249,8 @@ fn over_cap_is_skipped() {
     let a = resp(200, &[], "abc");
     let mut b = resp(200, &[], "abd");
     b.truncated = true;
-    assert_eq!(
-        compare(&a, &b, &opts()),
-        Comparison::Skipped(SkipReason::BodyOverCap)
-    );
-    assert_eq!(
-        compare(&b, &a, &opts()),
-        Comparison::Skipped(SkipReason::BodyOverCap)
-    );
+    assert_eq!(compare(&a, &b, &opts()), Comparison::Skipped(SkipReason::BodyOverCap));
+    assert_eq!(compare(&b, &a, &opts()), Comparison::Skipped(SkipReason::BodyOverCap));
     // A differing status is not hidden by the skipped body.
     b.status = 500;
     assert_eq!(fields(compare(&a, &b, &opts())), ["status"]);
@@ -313,34 +262,20 @@ fn decompression_bomb_is_over_cap() {
     assert!(bomb.len() < 64 * 1024, "{}", bomb.len());
     let a = resp(200, &[], "x");
     let b = resp(200, &[("content-encoding", "gzip")], bomb);
-    assert_eq!(
-        compare(&a, &b, &opts()),
-        Comparison::Skipped(SkipReason::BodyOverCap)
-    );
+    assert_eq!(compare(&a, &b, &opts()), Comparison::Skipped(SkipReason::BodyOverCap));
 }
 
 #[test]
 fn binary_bodies_are_compared_by_hash() {
-    let a = resp(
-        200,
-        &[("content-type", "image/png")],
-        vec![0xff, 0xfe, 0x00, 1],
-    );
-    let b = resp(
-        200,
-        &[("content-type", "image/png")],
-        vec![0xff, 0xfe, 0x00, 2, 3],
-    );
+    let a = resp(200, &[("content-type", "image/png")], vec![0xff, 0xfe, 0x00, 1]);
+    let b = resp(200, &[("content-type", "image/png")], vec![0xff, 0xfe, 0x00, 2, 3]);
     assert_eq!(compare(&a, &a.clone(), &opts()), Comparison::Match);
     let d = mismatch(compare(&a, &b, &opts()));
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].field, "body");
     let p = d[0].primary.as_deref().unwrap();
     let s = d[0].shadow.as_deref().unwrap();
-    assert!(
-        p.starts_with("sha256:") && p.ends_with("… (4 bytes)"),
-        "{p}"
-    );
+    assert!(p.starts_with("sha256:") && p.ends_with("… (4 bytes)"), "{p}");
     assert!(s.ends_with("(5 bytes)") && p != s, "{s}");
     // sha256 of [ff fe 00 01] starts with these bytes.
     assert_eq!(p, fingerprint(&[0xff, 0xfe, 0x00, 1]));
@@ -365,12 +300,7 @@ fn default_ignored_headers() {
     );
     let b = resp(
         200,
-        &[
-            ("date", "Tue"),
-            ("x-request-id", "2"),
-            ("server", "b"),
-            ("content-length", "5"),
-        ],
+        &[("date", "Tue"), ("x-request-id", "2"), ("server", "b"), ("content-length", "5")],
         "hello",
     );
     assert_eq!(compare(&a, &b, &opts()), Comparison::Match);
@@ -391,10 +321,7 @@ fn custom_ignored_headers_and_multi_values() {
         ]
     );
     let mut o = opts();
-    o.ignore_headers = vec![
-        HeaderName::from_static("etag"),
-        HeaderName::from_static("vary"),
-    ];
+    o.ignore_headers = vec![HeaderName::from_static("etag"), HeaderName::from_static("vary")];
     assert_eq!(compare(&a, &b, &o), Comparison::Match);
     let missing = resp(200, &[("etag", "\"1\"")], "x");
     assert_eq!(
@@ -405,14 +332,7 @@ fn custom_ignored_headers_and_multi_values() {
 
 #[test]
 fn secret_header_values_are_redacted() {
-    let a = resp(
-        200,
-        &[
-            ("set-cookie", "session=abc"),
-            ("authorization", "Bearer secret"),
-        ],
-        "x",
-    );
+    let a = resp(200, &[("set-cookie", "session=abc"), ("authorization", "Bearer secret")], "x");
     let b = resp(200, &[("set-cookie", "session=def")], "x");
     let d = mismatch(compare(&a, &b, &opts()));
     assert_eq!(
@@ -423,10 +343,7 @@ fn secret_header_values_are_redacted() {
         ]
     );
     let shown = format!("{d:?}{}", serde_json::to_string(&d).unwrap());
-    assert!(
-        !shown.contains("abc") && !shown.contains("secret"),
-        "{shown}"
-    );
+    assert!(!shown.contains("abc") && !shown.contains("secret"), "{shown}");
 }
 
 #[test]
@@ -458,22 +375,11 @@ fn long_values_are_truncated() {
     let mut o = opts();
     o.max_value_len = 10;
     let d = mismatch(compare(&a, &b, &o));
-    assert_eq!(
-        d,
-        vec![diff("$.s", Some("\"aaaaaaaaa…"), Some("\"ébbbbbbbb…"))]
-    );
-    let d = mismatch(compare(
-        &resp(200, &[], long_a),
-        &resp(200, &[], long_b),
-        &o,
-    ));
+    assert_eq!(d, vec![diff("$.s", Some("\"aaaaaaaaa…"), Some("\"ébbbbbbbb…"))]);
+    let d = mismatch(compare(&resp(200, &[], long_a), &resp(200, &[], long_b), &o));
     assert_eq!(d[0].primary.as_deref(), Some("aaaaaaaaaa…"));
     assert_eq!(d[0].shadow.as_deref(), Some("ébbbbbbbbb…"));
-    let d = mismatch(compare(
-        &resp(200, &[("x", &"h".repeat(50))], "1"),
-        &resp(200, &[], "1"),
-        &o,
-    ));
+    let d = mismatch(compare(&resp(200, &[("x", &"h".repeat(50))], "1"), &resp(200, &[], "1"), &o));
     assert_eq!(d[0].primary.as_deref(), Some("hhhhhhhhhh…"));
     assert_eq!(shorten("short", 10), "short");
     assert_eq!(shorten("exactly10!", 10), "exactly10!");
@@ -492,15 +398,7 @@ fn differences_are_capped() {
     assert_eq!(fields(compare(&a, &b, &o)), ["$.k000", "$.k001", "$.k002"]);
     let text_a: String = (0..100).map(|i| format!("{i}\n")).collect();
     let text_b: String = (0..100).map(|i| format!("{}\n", i * 7)).collect();
-    assert_eq!(
-        mismatch(compare(
-            &resp(200, &[], text_a),
-            &resp(200, &[], text_b),
-            &o
-        ))
-        .len(),
-        3
-    );
+    assert_eq!(mismatch(compare(&resp(200, &[], text_a), &resp(200, &[], text_b), &o)).len(), 3);
 }
 
 #[test]
@@ -537,9 +435,7 @@ fn noise_filter_is_bounded_and_shareable() {
         .map(|t| {
             let noise = noise.clone();
             std::thread::spawn(move || {
-                let d = (0..5)
-                    .map(|i| diff(&format!("$.f{t}{i}"), None, None))
-                    .collect();
+                let d = (0..5).map(|i| diff(&format!("$.f{t}{i}"), None, None)).collect();
                 noise.learn(&Comparison::Mismatch(d));
             })
         })
@@ -562,10 +458,7 @@ fn serializes_for_the_admin_api() {
         serde_json::json!({"Noise": ["$.a"]})
     );
     assert_eq!(
-        serde_json::to_value(Comparison::Skipped(SkipReason::UndecodableEncoding(
-            "zstd".into()
-        )))
-        .unwrap(),
+        serde_json::to_value(Comparison::Skipped(SkipReason::UndecodableEncoding("zstd".into()))).unwrap(),
         serde_json::json!({"Skipped": {"UndecodableEncoding": "zstd"}})
     );
 }
@@ -600,9 +493,7 @@ impl Garbage {
 #[test]
 fn garbage_input_never_panics() {
     let mut g = Garbage(0x9e37_79b9_7f4a_7c15);
-    let encodings = [
-        "", "gzip", "deflate", "br", "x-gzip", "gzip, br", "zstd", ",,", "identity",
-    ];
+    let encodings = ["", "gzip", "deflate", "br", "x-gzip", "gzip, br", "zstd", ",,", "identity"];
     let mut o = opts();
     o.ignore_paths = vec!["$[*].*".parse().unwrap()];
     o.max_value_len = 3;
@@ -610,18 +501,10 @@ fn garbage_input_never_panics() {
     for round in 0..2000 {
         let mut captured = || {
             let enc = encodings[(g.next() % encodings.len() as u64) as usize];
-            let mut c = resp(
-                (g.next() % 600) as u16,
-                &[("content-encoding", enc)],
-                g.bytes(),
-            );
+            let mut c = resp((g.next() % 600) as u16, &[("content-encoding", enc)], g.bytes());
             if g.next().is_multiple_of(4) {
                 // Garbage that really is compressed, so decoding goes past the header.
-                c.body = Bytes::from(if enc == "br" {
-                    brotli(&c.body)
-                } else {
-                    gzip(&c.body)
-                });
+                c.body = Bytes::from(if enc == "br" { brotli(&c.body) } else { gzip(&c.body) });
             }
             c.truncated = g.next().is_multiple_of(50);
             c
@@ -639,16 +522,7 @@ fn garbage_input_never_panics() {
         let deep_b = format!("{}2{}", "[".repeat(depth), "]".repeat(depth));
         let _ = compare(&resp(200, &[], deep_a), &resp(200, &[], deep_b), &o);
     }
-    for s in [
-        "",
-        "$",
-        "$[",
-        "$['",
-        "$[\\",
-        "$['\\",
-        "$.é[*]",
-        "$[0][0][*]",
-    ] {
+    for s in ["", "$", "$[", "$['", "$[\\", "$['\\", "$.é[*]", "$[0][0][*]"] {
         let _ = s.parse::<JsonPath>();
     }
 }

@@ -44,7 +44,10 @@ pub fn service_main(name: &str, version: &str) -> ExitCode {
     if cli.health_check {
         return health_check(&settings.listen, "/healthz");
     }
-    let identity = ServiceIdentity { name: name.to_owned(), version: version.to_owned() };
+    let identity = ServiceIdentity {
+        name: name.to_owned(),
+        version: version.to_owned(),
+    };
     run(name, version, |version| async move {
         let service = Service::build(&settings, identity).await?;
         let addr = service.local_addr()?;

@@ -30,7 +30,10 @@ where
 {
     let mut builder = Builder::new(TokioExecutor::new());
     // Idle keep-alive connections are closed after a while; slow header senders are cut off.
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

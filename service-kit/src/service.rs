@@ -77,16 +77,21 @@ pub struct Service {
 
 impl Service {
     pub async fn build(settings: &ServiceSettings, identity: ServiceIdentity) -> Result<Self, BuildError> {
-        let listener = TcpListener::bind(&settings.listen)
-            .await
-            .map_err(|source| BuildError::Bind { addr: settings.listen.clone(), source })?;
+        let listener = TcpListener::bind(&settings.listen).await.map_err(|source| BuildError::Bind {
+            addr: settings.listen.clone(),
+            source,
+        })?;
         Ok(Self::with_listener(listener, settings, identity)?)
     }
 
     /// For callers (tests) that bound the listener themselves.
     pub fn with_listener(listener: TcpListener, settings: &ServiceSettings, identity: ServiceIdentity) -> Result<Self, reqwest::Error> {
         let relay = Relay::new(&settings.relay)?;
-        Ok(Self { listener, router: router(identity, relay), deadline: settings.shutdown_deadline })
+        Ok(Self {
+            listener,
+            router: router(identity, relay),
+            deadline: settings.shutdown_deadline,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
@@ -156,7 +161,12 @@ async fn trace_request(State(identity): State<Arc<ServiceIdentity>>, request: Re
         if status.is_server_error() {
             span.record("otel.status_code", "ERROR");
         }
-        tracing::info!(status = status.as_u16(), elapsed_ms = started.elapsed().as_secs_f64() * 1e3, shadow, "request end");
+        tracing::info!(
+            status = status.as_u16(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            shadow,
+            "request end"
+        );
         response
     }
     .instrument(span)

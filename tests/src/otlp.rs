@@ -66,7 +66,11 @@ impl Receiver {
         let service = TraceServiceServer::new(Grpc(store.clone()));
         tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
-            if let Err(error) = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await {
+            if let Err(error) = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming)
+                .await
+            {
                 eprintln!("otlp-receiver: gRPC server failed: {error}");
             }
         });
@@ -80,7 +84,11 @@ impl Receiver {
                 eprintln!("otlp-receiver: HTTP server failed: {error}");
             }
         });
-        Ok(Self { store, grpc_addr, http_addr })
+        Ok(Self {
+            store,
+            grpc_addr,
+            http_addr,
+        })
     }
 
     /// Binds both on 127.0.0.1 with ports chosen by the system.
@@ -155,7 +163,10 @@ fn kind_name(kind: i32) -> &'static str {
 }
 
 fn attributes(pairs: &[KeyValue]) -> BTreeMap<String, serde_json::Value> {
-    pairs.iter().map(|kv| (kv.key.clone(), kv.value.as_ref().map_or(serde_json::Value::Null, json_value))).collect()
+    pairs
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.as_ref().map_or(serde_json::Value::Null, json_value)))
+        .collect()
 }
 
 fn json_value(value: &AnyValue) -> serde_json::Value {
@@ -174,14 +185,18 @@ struct Grpc(Arc<Store>);
 
 #[tonic::async_trait]
 impl TraceService for Grpc {
-    async fn export(&self, request: tonic::Request<ExportTraceServiceRequest>) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         self.0.add(request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
     }
 }
 
 async fn http_export(State(store): State<Arc<Store>>, body: Bytes) -> Result<Vec<u8>, (StatusCode, String)> {
-    let request = ExportTraceServiceRequest::decode(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("not an OTLP protobuf export: {e}")))?;
+    let request =
+        ExportTraceServiceRequest::decode(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("not an OTLP protobuf export: {e}")))?;
     store.add(request);
     Ok(ExportTraceServiceResponse { partial_success: None }.encode_to_vec())
 }

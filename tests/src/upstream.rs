@@ -16,7 +16,11 @@ use tokio::sync::Notify;
 #[derive(Debug, Clone)]
 pub enum Behaviour {
     /// `status`, `body`, and extra headers, at once.
-    Answer { status: StatusCode, body: String, headers: Vec<(&'static str, String)> },
+    Answer {
+        status: StatusCode,
+        body: String,
+        headers: Vec<(&'static str, String)>,
+    },
     /// 200 with `body` after `delay`.
     Slow { delay: Duration, body: String },
     /// Reads the request, never answers.
@@ -27,7 +31,11 @@ pub enum Behaviour {
 
 impl Behaviour {
     pub fn ok(body: &str) -> Self {
-        Self::Answer { status: StatusCode::OK, body: body.to_owned(), headers: Vec::new() }
+        Self::Answer {
+            status: StatusCode::OK,
+            body: body.to_owned(),
+            headers: Vec::new(),
+        }
     }
 }
 
@@ -105,7 +113,12 @@ async fn answer(State((log, behaviour)): State<(Arc<Log>, Arc<Behaviour>)>, requ
     let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
     let uri = parts.uri.path_and_query().map(|pq| pq.as_str().to_owned()).unwrap_or_default();
     if let Ok(mut requests) = log.requests.lock() {
-        requests.push(Recorded { method: parts.method, uri, headers: parts.headers, body });
+        requests.push(Recorded {
+            method: parts.method,
+            uri,
+            headers: parts.headers,
+            body,
+        });
     }
     log.arrived.notify_waiters();
     match behaviour.as_ref() {

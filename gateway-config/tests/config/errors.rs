@@ -2,8 +2,7 @@
 
 use crate::helpers::load_err;
 
-const SERVICES: &str =
-    "services:\n  target:\n    v1: [target:8090]\n    v2: [target-v2:8090]\n  echo: [echo:1]\n";
+const SERVICES: &str = "services:\n  target:\n    v1: [target:8090]\n    v2: [target-v2:8090]\n  echo: [echo:1]\n";
 
 fn native_err(routes: &str) -> String {
     load_err(&format!("{SERVICES}routes:\n{routes}"))
@@ -17,13 +16,10 @@ fn assert_err(err: &str, expected: &str) {
 
 #[test]
 fn tutorial_unknown_subset_names_the_document_and_key() {
-    let tutorial = include_str!("../../../examples/istio/istio.yaml").replace(
-        "     host: target\n     subset: v2",
-        "     host: target\n     subset: v3",
-    );
+    let tutorial = include_str!("../../../examples/istio/istio.yaml")
+        .replace("     host: target\n     subset: v2", "     host: target\n     subset: v3");
     let entries = include_str!("../../../examples/istio/service-entries.yaml");
-    let err = gateway_config::load_texts([("istio.yaml", tutorial.as_str()), ("se.yaml", entries)])
-        .unwrap_err();
+    let err = gateway_config::load_texts([("istio.yaml", tutorial.as_str()), ("se.yaml", entries)]).unwrap_err();
     assert_err(
         &err.to_string(),
         "istio.yaml: document 4 (VirtualService target): spec.http[0].mirror.subset: unknown subset \"v3\" for host \"target\"",
@@ -41,30 +37,18 @@ fn native_unknown_subset_and_host() {
         "test.yaml: routes[0].to: unknown subset \"v1\" for host \"echo\" (it has no subsets)",
     );
     let err = native_err("  - to: nowhere\n");
-    assert!(
-        err.starts_with("test.yaml: routes[0].to: unknown host \"nowhere\""),
-        "{err}"
-    );
+    assert!(err.starts_with("test.yaml: routes[0].to: unknown host \"nowhere\""), "{err}");
     let err = native_err("  - to: echo\n    mirror: nowhere/v2\n");
-    assert!(
-        err.starts_with("test.yaml: routes[0].mirror: unknown host"),
-        "{err}"
-    );
+    assert!(err.starts_with("test.yaml: routes[0].mirror: unknown host"), "{err}");
 }
 
 #[test]
 fn bad_regex() {
     let err = native_err("  - match: { regex: \"/a(\" }\n    to: echo\n");
-    assert!(
-        err.starts_with("test.yaml: routes[0].match.regex: bad regex \"/a(\""),
-        "{err}"
-    );
+    assert!(err.starts_with("test.yaml: routes[0].match.regex: bad regex \"/a(\""), "{err}");
     assert!(!err.contains('\n'));
     let err = native_err("  - match: { headers: { x-a: { regex: \"[\" } } }\n    to: echo\n");
-    assert!(
-        err.starts_with("test.yaml: routes[0].match.headers.x-a.regex: bad regex"),
-        "{err}"
-    );
+    assert!(err.starts_with("test.yaml: routes[0].match.headers.x-a.regex: bad regex"), "{err}");
 }
 
 #[test]
@@ -86,8 +70,7 @@ fn duplicate_names() {
         &err,
         "test.yaml: routes[1]: duplicate route name \"a\" (first defined at test.yaml: routes[0])",
     );
-    let err =
-        native_err("  - to: echo\n    mirrors: [target/v2, { to: target/v1, name: target/v2 }]\n");
+    let err = native_err("  - to: echo\n    mirrors: [target/v2, { to: target/v1, name: target/v2 }]\n");
     assert_err(
         &err,
         "test.yaml: routes[0].mirrors[1]: duplicate mirror name \"target/v2\" in route \"(unnamed)\"",
@@ -97,10 +80,7 @@ fn duplicate_names() {
 #[test]
 fn missing_endpoints() {
     let err = load_err("services:\n  a: []\nroutes:\n  - to: a\n");
-    assert_err(
-        &err,
-        "test.yaml: routes[0].to: missing endpoints: no endpoint for \"a\"",
-    );
+    assert_err(&err, "test.yaml: routes[0].to: missing endpoints: no endpoint for \"a\"");
     let err = load_err(
         "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x}\nspec:\n  http: [{route: [{destination: {host: a, subset: v1}}]}]\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: a}\nspec: {host: a, subsets: [{name: v1, labels: {v: '1'}}]}\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: a}\nspec: {hosts: [a], resolution: STATIC, ports: [{number: 80, name: http}], endpoints: [{address: 1.2.3.4, labels: {v: '2'}}]}\n",
     );
@@ -114,21 +94,13 @@ fn missing_endpoints() {
 #[test]
 fn unknown_keys_are_named() {
     assert_err(
-        &load_err(&format!(
-            "{SERVICES}routes:\n  - to: echo\n    retries: 3\n"
-        )),
+        &load_err(&format!("{SERVICES}routes:\n  - to: echo\n    retries: 3\n")),
         "test.yaml: routes[0].retries: unknown key \"retries\" (expected one of: name, hosts, match, rewrite, to, timeout, mirror, mirrors)",
     );
     let err = load_err("servics: {}\n");
-    assert!(
-        err.starts_with("test.yaml: servics: unknown key \"servics\""),
-        "{err}"
-    );
+    assert!(err.starts_with("test.yaml: servics: unknown key \"servics\""), "{err}");
     let err = native_err("  - to: echo\n    mirrors: [{ to: target/v2, percnt: 3 }]\n");
-    assert!(
-        err.starts_with("test.yaml: routes[0].mirrors[0].percnt: unknown key"),
-        "{err}"
-    );
+    assert!(err.starts_with("test.yaml: routes[0].mirrors[0].percnt: unknown key"), "{err}");
 }
 
 #[test]
@@ -166,10 +138,7 @@ fn bad_values() {
             "  - to: echo\n    rewrite: index\n",
             "test.yaml: routes[0]: rewrite uri \"index\" must start with `/`",
         ),
-        (
-            "  - to: target//v1\n",
-            "test.yaml: routes[0].to: invalid destination",
-        ),
+        ("  - to: target//v1\n", "test.yaml: routes[0].to: invalid destination"),
         (
             "  - match: { prefix: /a, exact: /b }\n    to: echo\n",
             "test.yaml: routes[0].match.exact: a match takes at most one",
@@ -178,17 +147,11 @@ fn bad_values() {
             "  - to: echo\n    mirrors: [{ to: target/v2, compare: { ignore_paths: [timestamp] } }]\n",
             "test.yaml: routes[0].mirrors[0].compare.ignore_paths[0]: invalid JSON path",
         ),
-        (
-            "  - name: x\n",
-            "test.yaml: routes[0].to: required key is missing",
-        ),
+        ("  - name: x\n", "test.yaml: routes[0].to: required key is missing"),
     ];
     for (routes, expected) in cases {
         let err = native_err(routes);
-        assert!(
-            err.starts_with(expected),
-            "expected {expected:?}, got {err:?}"
-        );
+        assert!(err.starts_with(expected), "expected {expected:?}, got {err:?}");
         assert!(!err.contains('\n'), "{err}");
     }
 }
@@ -196,19 +159,14 @@ fn bad_values() {
 #[test]
 fn endpoint_port_zero() {
     let err = load_err("services: {a: [a:0]}\nroutes: [{to: a}]\n");
-    assert!(
-        err.starts_with("test.yaml: services.a[0]: bad endpoint \"a:0\": port 0"),
-        "{err}"
-    );
+    assert!(err.starts_with("test.yaml: services.a[0]: bad endpoint \"a:0\": port 0"), "{err}");
     let err = load_err("services: {a: [a]}\nroutes: [{to: a}]\n");
     assert!(err.contains("expected host:port"), "{err}");
     let err = load_err(
         "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: a}\nspec: {hosts: [a], ports: [{number: 80, name: http}], endpoints: [{address: 1.2.3.4, ports: {http: 0}}]}\n",
     );
     assert!(
-        err.starts_with(
-            "test.yaml: document 1 (ServiceEntry a): spec.endpoints[0].ports.http: port 0"
-        ),
+        err.starts_with("test.yaml: document 1 (ServiceEntry a): spec.endpoints[0].ports.http: port 0"),
         "{err}"
     );
 }
@@ -242,8 +200,5 @@ fn istio_percent_and_port_errors() {
     let err = load_err(&format!(
         "{se}apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: v}}\nspec:\n  http: [{{match: [{{method: {{regex: 'GET|POST'}}}}], route: [{{destination: {{host: a}}}}]}}]\n"
     ));
-    assert!(
-        err.contains("spec.http[0].match[0].method: only `exact`"),
-        "{err}"
-    );
+    assert!(err.contains("spec.http[0].match[0].method: only `exact`"), "{err}");
 }

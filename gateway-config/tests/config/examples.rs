@@ -8,17 +8,11 @@ use http::Method;
 use crate::helpers::{get, route_summary};
 
 fn example(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name)
 }
 
 fn tutorial() -> Loaded {
-    load_files(&[
-        example("istio/istio.yaml"),
-        example("istio/service-entries.yaml"),
-    ])
-    .unwrap_or_else(|e| panic!("{e}"))
+    load_files(&[example("istio/istio.yaml"), example("istio/service-entries.yaml")]).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn native() -> Loaded {
@@ -29,19 +23,11 @@ fn assert_tutorial_routing(table: &RouteTable) {
     assert_eq!(table.routes.len(), 2);
     assert_eq!(
         route_summary(table, "/proxy/proxy"),
-        Some((
-            "proxy".to_string(),
-            "proxy/v1".to_string(),
-            vec!["127.0.0.1:8091".to_string()]
-        ))
+        Some(("proxy".to_string(), "proxy/v1".to_string(), vec!["127.0.0.1:8091".to_string()]))
     );
     assert_eq!(
         route_summary(table, "/target/index"),
-        Some((
-            "target".to_string(),
-            "target/v1".to_string(),
-            vec!["127.0.0.1:8092".to_string()]
-        ))
+        Some(("target".to_string(), "target/v1".to_string(), vec!["127.0.0.1:8092".to_string()]))
     );
     assert!(get(table, "/other").is_none());
     assert!(get(table, "/target").is_none(), "prefix is /target/");
@@ -72,11 +58,7 @@ fn assert_tutorial_routing(table: &RouteTable) {
 fn tutorial_istio_files_load_unchanged_with_service_entries() {
     let loaded = tutorial();
     assert_tutorial_routing(&loaded.table);
-    assert!(
-        loaded.warnings.is_empty(),
-        "unexpected warnings: {:?}",
-        loaded.warnings
-    );
+    assert!(loaded.warnings.is_empty(), "unexpected warnings: {:?}", loaded.warnings);
 }
 
 #[test]

@@ -115,10 +115,7 @@ spec:
     assert_eq!(dns.endpoints[0].authority(), "api.example.org:443");
     let c = r.mirrors[0].compare.as_ref().unwrap();
     assert_eq!(c.ignore_paths, vec!["$.timestamp", "$.items[*].id"]);
-    assert_eq!(
-        c.ignore_headers,
-        vec![http::header::ETAG, http::header::DATE]
-    );
+    assert_eq!(c.ignore_headers, vec![http::header::ETAG, http::header::DATE]);
     assert_eq!(c.noise_percent, 10.0);
 
     let second = &t.routes[1];
@@ -130,15 +127,10 @@ spec:
     // Matching.
     let mut h = HeaderMap::new();
     h.insert("x-tenant", HeaderValue::from_static("acme-1"));
-    let hit = t
-        .find(&Method::POST, "/orders/12", &h, Some("shop.local"))
-        .unwrap();
+    let hit = t.find(&Method::POST, "/orders/12", &h, Some("shop.local")).unwrap();
     assert_eq!(hit.route.name, "shop.orders");
     assert_eq!(
-        t.find(&Method::GET, "/orders/12", &h, Some("shop.local"))
-            .unwrap()
-            .route
-            .name,
+        t.find(&Method::GET, "/orders/12", &h, Some("shop.local")).unwrap().route.name,
         "shop.1"
     );
 }
@@ -220,10 +212,7 @@ spec: {}
         "vs.yaml: document 5 (Deployment shop): apiVersion \"apps/v1\" is not networking.istio.io",
     ];
     for e in expect {
-        assert!(
-            warnings.iter().any(|w| w.starts_with(e)),
-            "missing warning {e:?} in {warnings:#?}"
-        );
+        assert!(warnings.iter().any(|w| w.starts_with(e)), "missing warning {e:?} in {warnings:#?}");
     }
     assert_eq!(warnings.len(), expect.len(), "{warnings:#?}");
 }
@@ -231,23 +220,16 @@ spec: {}
 #[test]
 fn api_versions() {
     for v in ["v1alpha3", "v1beta1", "v1"] {
-        let text = ENTRIES.replace(
-            "networking.istio.io/v1\n",
-            &format!("networking.istio.io/{v}\n"),
-        );
+        let text = ENTRIES.replace("networking.istio.io/v1\n", &format!("networking.istio.io/{v}\n"));
         let vs = format!(
             "apiVersion: networking.istio.io/{v}\nkind: VirtualService\nmetadata: {{name: s}}\nspec:\n  http:\n    - route: [{{destination: {{host: shop, subset: v1}}}}]\n"
         );
-        let loaded = load_texts([("e.yaml", text.as_str()), ("v.yaml", vs.as_str())])
-            .unwrap_or_else(|e| panic!("{v}: {e}"));
+        let loaded = load_texts([("e.yaml", text.as_str()), ("v.yaml", vs.as_str())]).unwrap_or_else(|e| panic!("{v}: {e}"));
         assert_eq!(loaded.table.routes.len(), 1);
     }
     let err = load_err("apiVersion: networking.istio.io/v2\nkind: VirtualService\nspec: {}\n");
     assert!(err.contains("unsupported apiVersion"), "{err}");
-    assert!(
-        err.starts_with("test.yaml: document 1 (VirtualService): apiVersion:"),
-        "{err}"
-    );
+    assert!(err.starts_with("test.yaml: document 1 (VirtualService): apiVersion:"), "{err}");
 }
 
 #[test]
@@ -257,14 +239,8 @@ fn virtual_service_hosts_select_by_authority() {
     );
     let t = &loaded.table;
     let h = HeaderMap::new();
-    assert!(
-        t.find(&Method::GET, "/", &h, Some("shop.example.com:8080"))
-            .is_some()
-    );
-    assert!(
-        t.find(&Method::GET, "/", &h, Some("other.example.com"))
-            .is_none()
-    );
+    assert!(t.find(&Method::GET, "/", &h, Some("shop.example.com:8080")).is_some());
+    assert!(t.find(&Method::GET, "/", &h, Some("other.example.com")).is_none());
     assert!(get(t, "/").is_none());
 }
 
@@ -287,9 +263,7 @@ fn istio_routes_may_use_native_services() {
 
 #[test]
 fn mixing_native_and_istio_in_one_file_is_an_error() {
-    let err = load_err(
-        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nspec: {hosts: [a]}\n---\nroutes: []\n",
-    );
+    let err = load_err("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nspec: {hosts: [a]}\n---\nroutes: []\n");
     assert!(err.starts_with("test.yaml: document 2: "), "{err}");
     assert!(err.contains("without apiVersion"), "{err}");
 }

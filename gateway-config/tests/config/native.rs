@@ -87,15 +87,8 @@ fn every_field_is_read() {
     assert_eq!(m.methods, vec![Method::GET, Method::POST]);
     assert_eq!(m.headers.len(), 2);
     assert!(matches!(&m.authority, Some(StringMatch::Prefix(p)) if p == "api."));
-    let weights: Vec<_> = api
-        .destinations
-        .iter()
-        .map(|d| (t.destination(d.id).label(), d.weight))
-        .collect();
-    assert_eq!(
-        weights,
-        vec![("target/v1".to_string(), 90), ("target/v2".to_string(), 10)]
-    );
+    let weights: Vec<_> = api.destinations.iter().map(|d| (t.destination(d.id).label(), d.weight)).collect();
+    assert_eq!(weights, vec![("target/v1".to_string(), 90), ("target/v2".to_string(), 10)]);
     let v1 = t.destination(api.destinations[0].id);
     assert_eq!(v1.endpoints.len(), 2);
     assert_eq!(v1.endpoints[1].authority(), "10.0.0.2:8090");
@@ -127,10 +120,7 @@ fn every_field_is_read() {
     assert_eq!(echo.timeout, Duration::from_secs(2));
     assert_eq!(echo.max_in_flight, 10);
     assert_eq!(echo.max_body_bytes, 64 * 1024);
-    assert_eq!(
-        echo.methods,
-        MethodSet::List(vec![Method::GET, Method::POST])
-    );
+    assert_eq!(echo.methods, MethodSet::List(vec![Method::GET, Method::POST]));
     assert_eq!(echo.sample_header, "x-b3-traceid");
     assert!(!echo.shadow_host_suffix);
     assert!(echo.compare.is_none());
@@ -138,15 +128,9 @@ fn every_field_is_read() {
     // Unnamed route: named by position; a host with subsets and no subset takes them all.
     assert_eq!(t.routes[3].name, "route-3");
     assert!(t.routes[3].matches.is_empty());
-    assert_eq!(
-        t.destination(t.routes[3].destinations[0].id).label(),
-        "proxy"
-    );
+    assert_eq!(t.destination(t.routes[3].destinations[0].id).label(), "proxy");
     assert_eq!(t.routes[2].name, "regex");
-    assert_eq!(
-        t.destination(t.routes[2].destinations[0].id).endpoints[0].authority(),
-        "[::1]:9001"
-    );
+    assert_eq!(t.destination(t.routes[2].destinations[0].id).endpoints[0].authority(), "[::1]:9001");
 }
 
 #[test]
@@ -170,32 +154,18 @@ fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
 fn match_conditions() {
     let t = load(FULL).table;
     let ok = headers(&[("x-user", "u42"), ("x-env", "prod")]);
-    let find = |m: &Method, path: &str, h: &HeaderMap, a: Option<&str>| {
-        t.find(m, path, h, a).map(|hit| hit.route.name.as_str())
-    };
+    let find = |m: &Method, path: &str, h: &HeaderMap, a: Option<&str>| t.find(m, path, h, a).map(|hit| hit.route.name.as_str());
     let host = Some("api.example.com:8080");
     assert_eq!(find(&Method::GET, "/api/x", &ok, host), Some("api"));
     assert_eq!(find(&Method::POST, "/api/x?q=1", &ok, host), Some("api"));
     // Method, header regex (full match), missing header, authority and host each exclude it.
     assert_eq!(find(&Method::PUT, "/api/x", &ok, host), Some("route-3"));
     let bad_user = headers(&[("x-user", "u42x"), ("x-env", "prod")]);
-    assert_eq!(
-        find(&Method::GET, "/api/x", &bad_user, host),
-        Some("route-3")
-    );
+    assert_eq!(find(&Method::GET, "/api/x", &bad_user, host), Some("route-3"));
     let missing = headers(&[("x-user", "u1")]);
-    assert_eq!(
-        find(&Method::GET, "/api/x", &missing, host),
-        Some("route-3")
-    );
-    assert_eq!(
-        find(&Method::GET, "/api/x", &ok, Some("www.example.com")),
-        Some("route-3")
-    );
-    assert_eq!(
-        find(&Method::GET, "/api/x", &ok, Some("api.other")),
-        Some("route-3")
-    );
+    assert_eq!(find(&Method::GET, "/api/x", &missing, host), Some("route-3"));
+    assert_eq!(find(&Method::GET, "/api/x", &ok, Some("www.example.com")), Some("route-3"));
+    assert_eq!(find(&Method::GET, "/api/x", &ok, Some("api.other")), Some("route-3"));
     assert_eq!(find(&Method::GET, "/api/x", &ok, None), Some("route-3"));
     // Several values of one header: any one matching is enough.
     let multi = headers(&[("x-user", "nobody"), ("x-user", "u7"), ("x-env", "prod")]);
@@ -205,23 +175,15 @@ fn match_conditions() {
     assert_eq!(find(&Method::GET, "/exact", &none, None), Some("exact"));
     assert_eq!(find(&Method::GET, "/exact/", &none, None), Some("route-3"));
     assert_eq!(find(&Method::GET, "/items/12", &none, None), Some("regex"));
-    assert_eq!(
-        find(&Method::GET, "/items/12/x", &none, None),
-        Some("route-3")
-    );
-    assert_eq!(
-        find(&Method::GET, "/anything", &none, None),
-        Some("route-3")
-    );
+    assert_eq!(find(&Method::GET, "/items/12/x", &none, None), Some("route-3"));
+    assert_eq!(find(&Method::GET, "/anything", &none, None), Some("route-3"));
 }
 
 #[test]
 fn rewrites_follow_istio() {
     let t = load(FULL).table;
     let ok = headers(&[("x-user", "u42"), ("x-env", "prod")]);
-    let api = t
-        .find(&Method::GET, "/api/users", &ok, Some("api.example.com"))
-        .unwrap();
+    let api = t.find(&Method::GET, "/api/users", &ok, Some("api.example.com")).unwrap();
     assert_eq!(api.rewrite_path("/api/users?id=3"), "/v2/users?id=3");
     assert_eq!(api.rewrite_path("/api/"), "/v2/");
 
@@ -240,10 +202,7 @@ fn rewrites_follow_istio() {
 
 #[test]
 fn rewrite_without_uri_match_replaces_whole_path() {
-    let t = load(
-        "services: {a: [a:1]}\nroutes:\n  - match: {methods: [GET]}\n    rewrite: /fixed\n    to: a\n",
-    )
-    .table;
+    let t = load("services: {a: [a:1]}\nroutes:\n  - match: {methods: [GET]}\n    rewrite: /fixed\n    to: a\n").table;
     let hit = get(&t, "/some/path").unwrap();
     assert_eq!(hit.match_index, Some(0));
     assert_eq!(hit.rewrite_path("/some/path?q"), "/fixed?q");
@@ -251,10 +210,7 @@ fn rewrite_without_uri_match_replaces_whole_path() {
 
 #[test]
 fn weights_default_and_zero() {
-    let t = load(
-        "services: {a: [a:1], b: [b:1]}\nroutes:\n  - to: [a, b]\n  - to: [{to: a, weight: 3}, b]\n",
-    )
-    .table;
+    let t = load("services: {a: [a:1], b: [b:1]}\nroutes:\n  - to: [a, b]\n  - to: [{to: a, weight: 3}, b]\n").table;
     let w = |r: usize| -> Vec<u32> { t.routes[r].destinations.iter().map(|d| d.weight).collect() };
     assert_eq!(w(0), vec![50, 50]);
     assert_eq!(w(1), vec![3, 0]);
@@ -276,10 +232,7 @@ fn method_set_semantics() {
 fn compare_shorthand_and_several_files() {
     let loaded = gateway_config::load_texts([
         ("services.yaml", "services: {a: [a:1], b: [b:1]}\n"),
-        (
-            "routes.yaml",
-            "routes:\n  - to: a\n    mirrors: [{to: b, compare: true}]\n",
-        ),
+        ("routes.yaml", "routes:\n  - to: a\n    mirrors: [{to: b, compare: true}]\n"),
     ])
     .unwrap();
     let m = &loaded.table.routes[0].mirrors[0];

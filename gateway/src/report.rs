@@ -1,0 +1,415 @@
+//! What the gateway knows about each mirror: copies and their outcomes, comparison results, the
+//! shadow-minus-primary latency distribution, and the last mismatches (bounded in count and bytes).
+//! Served as JSON at `/mirrors`, as a page at `/`, and as Prometheus metrics.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use response_diff::{Classified, Difference};
+use serde::Serialize;
+
+use crate::settings::ReportSettings;
+
+/// How one copy ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShadowOutcome {
+    /// The shadow answered (any status) within the mirror's timeout.
+    Ok,
+    Timeout,
+    /// Refused, reset, or the copy's body was abandoned mid-way.
+    Error,
+    /// Not sent, or abandoned before it was complete, for `DropReason`.
+    Dropped(DropReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// `max_in_flight` copies were already running.
+    InFlightCap,
+    /// The request body is larger than the mirror's `max_body`.
+    BodyOverCap,
+    /// The shadow read the body more slowly than the client sent it.
+    BodyBackpressure,
+    /// The client's body failed or was abandoned.
+    ClientAborted,
+}
+
+impl ShadowOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShadowOutcome::Ok => "ok",
+            ShadowOutcome::Timeout => "timeout",
+            ShadowOutcome::Error => "error",
+            ShadowOutcome::Dropped(_) => "dropped",
+        }
+    }
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::InFlightCap => "max_in_flight",
+            DropReason::BodyOverCap => "body_over_cap",
+            DropReason::BodyBackpressure => "body_backpressure",
+            DropReason::ClientAborted => "client_aborted",
+        }
+    }
+}
+
+/// Latency deltas kept for percentiles (the most recent ones).
+const LATENCY_SAMPLES: usize = 2048;
+
+/// One mismatch as shown in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct MismatchRecord {
+    /// Seconds since the Unix epoch.
+    pub at: f64,
+    pub method: String,
+    pub path: String,
+    pub request_id: String,
+    pub trace_id: String,
+    pub primary_status: u16,
+    pub shadow_status: u16,
+    pub differences: Vec<Difference>,
+}
+
+impl MismatchRecord {
+    fn size(&self) -> usize {
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        std::mem::size_of::<Self>()
+            + self.method.len()
+            + self.path.len()
+            + self.request_id.len()
+            + self.trace_id.len()
+            + self
+                .differences
+                .iter()
+                .map(|d| d.field.len() + text(&d.primary) + text(&d.shadow) + 64)
+                .sum::<usize>()
+    }
+}
+
+struct Recent {
+    records: VecDeque<MismatchRecord>,
+    bytes: usize,
+}
+
+/// Counters and samples of one mirror of one route.
+pub struct MirrorStats {
+    pub route: String,
+    pub mirror: String,
+    pub destination: String,
+    comparing: AtomicBool,
+    sent: AtomicU64,
+    ok: AtomicU64,
+    timeout: AtomicU64,
+    error: AtomicU64,
+    dropped: [AtomicU64; 4],
+    matched: AtomicU64,
+    mismatched: AtomicU64,
+    noise: AtomicU64,
+    skipped: AtomicU64,
+    latency_delta_ms: Mutex<VecDeque<f64>>,
+    recent: Mutex<Recent>,
+    max_records: usize,
+    max_bytes: usize,
+}
+
+/// `/mirrors` entry for one mirror.
+#[derive(Debug, Clone, Serialize)]
+pub struct MirrorReport {
+    pub route: String,
+    pub mirror: String,
+    pub destination: String,
+    pub comparing: bool,
+    pub copies: CopyCounts,
+    pub comparison: ComparisonCounts,
+    /// matched / (matched + mismatched); noise and skipped are not counted either way.
+    pub match_rate: Option<f64>,
+    /// Shadow minus primary response time, milliseconds, over the recent compared requests.
+    pub latency_delta_ms: LatencyDelta,
+    pub recent_mismatches: Vec<MismatchRecord>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyCounts {
+    pub sent: u64,
+    pub ok: u64,
+    pub timeout: u64,
+    pub error: u64,
+    pub dropped: u64,
+    pub dropped_max_in_flight: u64,
+    pub dropped_body_over_cap: u64,
+    pub dropped_body_backpressure: u64,
+    pub dropped_client_aborted: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ComparisonCounts {
+    pub matched: u64,
+    pub mismatched: u64,
+    pub noise: u64,
+    pub skipped: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencyDelta {
+    pub samples: usize,
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+fn drop_index(reason: DropReason) -> usize {
+    match reason {
+        DropReason::InFlightCap => 0,
+        DropReason::BodyOverCap => 1,
+        DropReason::BodyBackpressure => 2,
+        DropReason::ClientAborted => 3,
+    }
+}
+
+impl MirrorStats {
+    pub fn new(route: &str, mirror: &str, destination: &str, settings: &ReportSettings) -> Self {
+        Self {
+            route: route.to_owned(),
+            mirror: mirror.to_owned(),
+            destination: destination.to_owned(),
+            comparing: AtomicBool::new(false),
+            sent: AtomicU64::new(0),
+            ok: AtomicU64::new(0),
+            timeout: AtomicU64::new(0),
+            error: AtomicU64::new(0),
+            dropped: Default::default(),
+            matched: AtomicU64::new(0),
+            mismatched: AtomicU64::new(0),
+            noise: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            latency_delta_ms: Mutex::new(VecDeque::with_capacity(LATENCY_SAMPLES)),
+            recent: Mutex::new(Recent {
+                records: VecDeque::new(),
+                bytes: 0,
+            }),
+            max_records: settings.recent_mismatches,
+            max_bytes: settings.max_bytes,
+        }
+    }
+
+    pub fn set_comparing(&self, on: bool) {
+        self.comparing.store(on, Ordering::Relaxed);
+    }
+
+    /// A copy was sent to the shadow.
+    pub fn sent(&self) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("gateway_mirror_copies_sent_total", "route" => self.route.clone(), "mirror" => self.mirror.clone()).increment(1);
+    }
+
+    /// How a copy ended (sent or not).
+    pub fn outcome(&self, outcome: ShadowOutcome) {
+        let counter = match outcome {
+            ShadowOutcome::Ok => &self.ok,
+            ShadowOutcome::Timeout => &self.timeout,
+            ShadowOutcome::Error => &self.error,
+            ShadowOutcome::Dropped(reason) => &self.dropped[drop_index(reason)],
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let reason = match outcome {
+            ShadowOutcome::Dropped(reason) => reason.as_str(),
+            _ => "",
+        };
+        metrics::counter!(
+            "gateway_mirror_copies_total",
+            "route" => self.route.clone(),
+            "mirror" => self.mirror.clone(),
+            "outcome" => outcome.as_str(),
+            "reason" => reason,
+        )
+        .increment(1);
+    }
+
+    /// A comparison result, with the latency delta of the pair (shadow minus primary).
+    pub fn compared(&self, result: &Classified, latency_delta_ms: f64, record: impl FnOnce() -> Option<MismatchRecord>) {
+        let counter = match result {
+            Classified::Match => &self.matched,
+            Classified::Mismatch(_) => &self.mismatched,
+            Classified::Noise(_) => &self.noise,
+            Classified::Skipped(_) => &self.skipped,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(
+            "gateway_mirror_comparisons_total",
+            "route" => self.route.clone(),
+            "mirror" => self.mirror.clone(),
+            "result" => result.label(),
+        )
+        .increment(1);
+        if !matches!(result, Classified::Skipped(_)) {
+            metrics::histogram!("gateway_mirror_latency_delta_seconds", "route" => self.route.clone(), "mirror" => self.mirror.clone())
+                .record(latency_delta_ms / 1e3);
+            let mut samples = self.latency_delta_ms.lock().unwrap_or_else(|p| p.into_inner());
+            if samples.len() == LATENCY_SAMPLES {
+                samples.pop_front();
+            }
+            samples.push_back(latency_delta_ms);
+        }
+        if matches!(result, Classified::Mismatch(_))
+            && let Some(record) = record()
+        {
+            self.remember(record);
+        }
+    }
+
+    fn remember(&self, record: MismatchRecord) {
+        if self.max_records == 0 {
+            return;
+        }
+        let size = record.size();
+        if size > self.max_bytes {
+            return;
+        }
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.bytes += size;
+        recent.records.push_back(record);
+        while recent.records.len() > self.max_records || recent.bytes > self.max_bytes {
+            match recent.records.pop_front() {
+                Some(old) => recent.bytes -= old.size(),
+                None => break,
+            }
+        }
+    }
+
+    pub fn report(&self) -> MirrorReport {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let dropped: Vec<u64> = self.dropped.iter().map(load).collect();
+        let (matched, mismatched) = (load(&self.matched), load(&self.mismatched));
+        let mut samples: Vec<f64> = self
+            .latency_delta_ms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        samples.sort_by(f64::total_cmp);
+        let percentile = |p: f64| (!samples.is_empty()).then(|| samples[((samples.len() - 1) as f64 * p).round() as usize]);
+        let recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .records
+            .iter()
+            .rev()
+            .cloned()
+            .collect();
+        MirrorReport {
+            route: self.route.clone(),
+            mirror: self.mirror.clone(),
+            destination: self.destination.clone(),
+            comparing: self.comparing.load(Ordering::Relaxed),
+            copies: CopyCounts {
+                sent: load(&self.sent),
+                ok: load(&self.ok),
+                timeout: load(&self.timeout),
+                error: load(&self.error),
+                dropped: dropped.iter().sum(),
+                dropped_max_in_flight: dropped[0],
+                dropped_body_over_cap: dropped[1],
+                dropped_body_backpressure: dropped[2],
+                dropped_client_aborted: dropped[3],
+            },
+            comparison: ComparisonCounts {
+                matched,
+                mismatched,
+                noise: load(&self.noise),
+                skipped: load(&self.skipped),
+            },
+            match_rate: (matched + mismatched > 0).then(|| matched as f64 / (matched + mismatched) as f64),
+            latency_delta_ms: LatencyDelta {
+                samples: samples.len(),
+                p50: percentile(0.5),
+                p99: percentile(0.99),
+            },
+            recent_mismatches: recent,
+        }
+    }
+}
+
+/// Seconds since the Unix epoch, for records.
+pub fn now_epoch_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: usize, len: usize) -> MismatchRecord {
+        MismatchRecord {
+            at: 0.0,
+            method: "GET".into(),
+            path: format!("/{n}"),
+            request_id: String::new(),
+            trace_id: String::new(),
+            primary_status: 200,
+            shadow_status: 200,
+            differences: vec![Difference {
+                field: "$.a".into(),
+                primary: Some("x".repeat(len)),
+                shadow: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn recent_mismatches_are_bounded_by_count_and_bytes() {
+        let stats = MirrorStats::new(
+            "r",
+            "m",
+            "t/v2",
+            &ReportSettings {
+                recent_mismatches: 3,
+                max_bytes: 4096,
+            },
+        );
+        let mismatch = Classified::Mismatch(Vec::new());
+        for n in 0..10 {
+            stats.compared(&mismatch, 1.0, || Some(record(n, 10)));
+        }
+        let report = stats.report();
+        assert_eq!(report.recent_mismatches.len(), 3);
+        assert_eq!(report.recent_mismatches[0].path, "/9", "newest first");
+        for n in 0..10 {
+            stats.compared(&mismatch, 1.0, || Some(record(n, 1500)));
+        }
+        let kept = stats.recent.lock().unwrap();
+        assert!(kept.bytes <= 4096 && kept.records.len() <= 2, "{} bytes", kept.bytes);
+    }
+
+    #[test]
+    fn match_rate_and_percentiles() {
+        let stats = MirrorStats::new(
+            "r",
+            "m",
+            "t/v2",
+            &ReportSettings {
+                recent_mismatches: 3,
+                max_bytes: 4096,
+            },
+        );
+        for delta in 1..=100 {
+            let result = if delta % 4 == 0 {
+                Classified::Mismatch(Vec::new())
+            } else {
+                Classified::Match
+            };
+            stats.compared(&result, f64::from(delta), || None);
+        }
+        let report = stats.report();
+        assert_eq!(report.match_rate, Some(0.75));
+        assert_eq!(report.latency_delta_ms.p50, Some(51.0));
+        assert_eq!(report.latency_delta_ms.p99, Some(99.0));
+    }
+}

@@ -1,0 +1,55 @@
+//! Settings of the gateway process (not the routing: that is the `--config` files).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Embedded defaults; override with a settings file, `GATEWAY_*` variables or flags.
+pub const DEFAULT_SETTINGS: &str = include_str!("defaults.yaml");
+
+/// Settings whose environment value is a comma-separated list (`GATEWAY_CONFIG=a.yaml,b.yaml`).
+pub const LIST_SETTINGS: &[&str] = &["config"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySettings {
+    pub listen: String,
+    pub admin_listen: String,
+    /// Routing files (native or Istio YAML), merged in order.
+    #[serde(default)]
+    pub config: Vec<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_deadline: Duration,
+    pub upstream: UpstreamSettings,
+    pub reload: ReloadSettings,
+    pub report: ReportSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSettings {
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Idle pooled connections are closed after this.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    pub max_idle_per_endpoint: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadSettings {
+    /// How often the routing files are checked for changes (SIGHUP reloads at once); 0 = never.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSettings {
+    /// Recent mismatches kept per mirror for `/mirrors` and the admin page.
+    pub recent_mismatches: usize,
+    /// Memory cap for all kept mismatch diffs together, in bytes.
+    pub max_bytes: usize,
+}

@@ -1,0 +1,119 @@
+//! Upstream connections: one pooled HTTP client per destination, endpoint choice, and the
+//! hop-by-hop header rules of RFC 9110 section 7.6.1.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use gateway_config::{Destination, Endpoint};
+use http::header::{self, HeaderMap, HeaderName};
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::settings::UpstreamSettings;
+
+/// Request and response bodies as they travel through the gateway.
+pub type BoxBody = UnsyncBoxBody<Bytes, BoxError>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A destination ready to send to: its endpoints and its own connection pool.
+pub struct Upstream {
+    pub label: String,
+    endpoints: Vec<String>,
+    next: AtomicUsize,
+    client: Client<HttpConnector, BoxBody>,
+}
+
+impl Upstream {
+    pub fn new(destination: &Destination, settings: &UpstreamSettings) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(settings.connect_timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(settings.idle_timeout)
+            .pool_max_idle_per_host(settings.max_idle_per_endpoint)
+            .build(connector);
+        Self {
+            label: destination.label(),
+            endpoints: destination.endpoints.iter().map(Endpoint::authority).collect(),
+            next: AtomicUsize::new(0),
+            client,
+        }
+    }
+
+    /// The next endpoint, round-robin.
+    pub fn pick(&self) -> &str {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        &self.endpoints[n % self.endpoints.len()]
+    }
+
+    pub fn client(&self) -> &Client<HttpConnector, BoxBody> {
+        &self.client
+    }
+}
+
+/// Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TRAILER,
+];
+
+/// Removes hop-by-hop headers, including any that `Connection` names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_those_named_in_connection_are_removed() {
+        let mut headers = HeaderMap::new();
+        headers.insert("connection", "keep-alive, x-private".parse().unwrap());
+        headers.insert("keep-alive", "timeout=5".parse().unwrap());
+        headers.insert("x-private", "1".parse().unwrap());
+        headers.insert("transfer-encoding", "chunked".parse().unwrap());
+        headers.insert("upgrade", "websocket".parse().unwrap());
+        headers.insert("x-request-id", "r".parse().unwrap());
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("x-request-id"));
+    }
+
+    #[test]
+    fn endpoints_are_chosen_round_robin() {
+        let destination = Destination {
+            host: "target".into(),
+            subset: Some("v1".into()),
+            port: None,
+            endpoints: vec![Endpoint { host: "a".into(), port: 1 }, Endpoint { host: "b".into(), port: 2 }],
+        };
+        let settings = UpstreamSettings {
+            connect_timeout: std::time::Duration::from_secs(1),
+            idle_timeout: std::time::Duration::from_secs(1),
+            max_idle_per_endpoint: 1,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let _guard = rt.enter();
+        let upstream = Upstream::new(&destination, &settings);
+        let picks: Vec<&str> = (0..4).map(|_| upstream.pick()).collect();
+        assert_eq!(picks, ["a:1", "b:2", "a:1", "b:2"]);
+    }
+}

@@ -243,7 +243,9 @@ fn build_copy(
 /// Starts the copy's task; returns at once.
 pub fn spawn(copy: Copy) {
     let span = copy.span.clone();
-    tokio::spawn(run(copy).instrument(span).with_current_subscriber());
+    // The instrumented future is awaited, so the span is dropped while the dispatcher is set:
+    // a span closed outside it would never release its parent (the gateway's server span).
+    tokio::spawn(async move { run(copy).instrument(span).await }.with_current_subscriber());
 }
 
 async fn run(copy: Copy) {
@@ -287,7 +289,7 @@ async fn run(copy: Copy) {
         span.record("mirror.drop_reason", reason.as_str());
     }
     if let Some((captured, _)) = &shadow {
-        span.record("http.response.status_code", captured.status);
+        span.record("http.response.status_code", i64::from(captured.status));
     }
     stats.outcome(outcome);
     tracing::debug!(

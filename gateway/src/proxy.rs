@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gateway_config::WeightedDestination;
+use gateway_config::{RouteHit, WeightedDestination};
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
@@ -21,6 +21,7 @@ use tracing::Instrument;
 use crate::Shared;
 use crate::body::{CaptureBody, OnCaptured, TeeBody};
 use crate::mirror::{self, Original};
+use crate::state::Active;
 use crate::upstream::{BoxBody, strip_hop_by_hop};
 
 static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
@@ -76,13 +77,27 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<R
             request.headers_mut().insert(X_REQUEST_ID.clone(), value);
         }
     }
+    // Matching is a pure function of the request head, done first so the span gets its final
+    // name (`GET target`): OpenTelemetry spans cannot be renamed once started.
+    let active = shared.active.load_full();
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| request.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let hit = active.table.find(
+        request.method(),
+        request.uri().path(),
+        request.headers(),
+        host.as_ref().and_then(|h| h.to_str().ok()),
+    );
     let span = tracing::info_span!(
         "gateway",
-        otel.name = tracing::field::Empty,
+        otel.name = %format_args!("{} {}", request.method(), hit.map_or("(no route)", |hit| hit.route.name.as_str())),
         otel.kind = "server",
         http.request.method = %request.method(),
         url.path = request.uri().path(),
-        http.route = tracing::field::Empty,
+        http.route = hit.map(|hit| hit.route.name.as_str()),
         http.response.status_code = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
         request_id = request.headers().get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default(),
@@ -92,15 +107,17 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<R
     if propagation::is_shadow(request.headers()) {
         span.record("traffic.shadow", true);
     }
-    let (response, route) = forward(&shared, request)
-        .instrument(span.clone())
-        .await
-        .unwrap_or_else(|(error, route)| {
-            tracing::warn!(parent: &span, %error, "answered by the gateway");
-            (error.into_response(), route)
-        });
+    let route = hit.map(|hit| hit.route.name.clone());
+    let response = match hit {
+        Some(hit) => forward(&active, hit, host, request).instrument(span.clone()).await,
+        None => Err(GatewayError::NoRoute),
+    }
+    .unwrap_or_else(|error| {
+        tracing::warn!(parent: &span, %error, "answered by the gateway");
+        error.into_response()
+    });
     let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
+    span.record("http.response.status_code", i64::from(status.as_u16()));
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
@@ -110,25 +127,14 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<R
     Ok(response)
 }
 
-type Forwarded = Result<(Response<BoxBody>, Option<String>), (GatewayError, Option<String>)>;
-
-async fn forward(shared: &Shared, request: Request<Incoming>) -> Forwarded {
-    let active = shared.active.load_full();
+async fn forward(
+    active: &Active,
+    hit: RouteHit<'_>,
+    host: Option<HeaderValue>,
+    request: Request<Incoming>,
+) -> Result<Response<BoxBody>, GatewayError> {
     let (mut parts, body) = request.into_parts();
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
-    let authority = host.as_ref().and_then(|h| h.to_str().ok());
-    let Some(hit) = active.table.find(&parts.method, parts.uri.path(), &parts.headers, authority) else {
-        return Err((GatewayError::NoRoute, None));
-    };
     let route = hit.route;
-    let route_name = Some(route.name.clone());
-    let span = tracing::Span::current();
-    span.record("http.route", route.name.as_str());
-    span.record("otel.name", format!("{} {}", parts.method, route.name).as_str());
 
     let destination = pick(&route.destinations);
     let upstream = &active.upstreams[destination.0];
@@ -140,7 +146,7 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Forwarded {
         .path_and_query(path_and_query.as_ref())
         .build()
     else {
-        return Err((GatewayError::BadRequestUri, route_name));
+        return Err(GatewayError::BadRequestUri);
     };
 
     // Upgrades are not proxied (the Upgrade header goes with the hop-by-hop ones) nor mirrored.
@@ -210,7 +216,7 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Forwarded {
             Ok(answered) => answered,
             Err(_) => {
                 client_span.record("otel.status_code", "ERROR");
-                return Err((GatewayError::UpstreamTimeout, route_name));
+                return Err(GatewayError::UpstreamTimeout);
             }
         },
         None => sent.await,
@@ -220,11 +226,11 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Forwarded {
         Err(error) => {
             client_span.record("otel.status_code", "ERROR");
             tracing::warn!(parent: &client_span, error = %error, source = ?std::error::Error::source(&error), endpoint, "upstream request failed");
-            return Err((GatewayError::UpstreamUnavailable, route_name));
+            return Err(GatewayError::UpstreamUnavailable);
         }
     };
     let primary_latency = started.elapsed();
-    client_span.record("http.response.status_code", response.status().as_u16());
+    client_span.record("http.response.status_code", i64::from(response.status().as_u16()));
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let body = if compare_waiters.is_empty() {
@@ -232,7 +238,7 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Forwarded {
     } else {
         capture(body, &parts, compare_waiters, primary_latency, mirrors)
     };
-    Ok((Response::from_parts(parts, body), route_name))
+    Ok(Response::from_parts(parts, body))
 }
 
 /// Keeps a copy of the primary's answer for the mirrors that compare, handed over at its end.

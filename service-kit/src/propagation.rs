@@ -87,6 +87,9 @@ pub fn inject(span: &tracing::Span, headers: &mut HeaderMap) -> bool {
         headers.remove(name);
     }
     INJECT.inject_context(&cx, &mut HeaderInjector(headers));
+    if headers.get("tracestate").is_some_and(|v| v.is_empty()) {
+        headers.remove("tracestate");
+    }
     true
 }
 

@@ -235,7 +235,7 @@ impl Relay {
             span.record("otel.status_code", "ERROR");
             tracing::warn!(parent: &span, %error, "relay failed");
         })?;
-        span.record("http.response.status_code", upstream.status().as_u16());
+        span.record("http.response.status_code", i64::from(upstream.status().as_u16()));
         let mut response = Response::builder().status(upstream.status().as_u16());
         if let Some(content_type) = upstream.headers().get(header::CONTENT_TYPE) {
             response = response.header(header::CONTENT_TYPE, content_type);

@@ -157,7 +157,7 @@ async fn trace_request(State(identity): State<Arc<ServiceIdentity>>, request: Re
         let response = next.run(request).await;
         let status = response.status();
         let span = tracing::Span::current();
-        span.record("http.response.status_code", status.as_u16());
+        span.record("http.response.status_code", i64::from(status.as_u16()));
         if status.is_server_error() {
             span.record("otel.status_code", "ERROR");
         }

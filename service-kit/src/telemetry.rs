@@ -149,6 +149,8 @@ impl Telemetry {
         let otel = provider.as_ref().map(|provider| {
             tracing_opentelemetry::layer()
                 .with_tracer(provider.tracer(settings.service_name.clone()))
+                .with_threads(false)
+                .with_tracked_inactivity(false)
                 .with_filter(exporter_noise())
         });
         let subscriber = Registry::default().with(otel).with(fmt.with_filter(filter));

@@ -1,0 +1,137 @@
+//! The gateway running in-process on 127.0.0.1 ports, from configuration files written to a
+//! temporary directory (so reloads can be exercised by rewriting them).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use gateway::settings::{DEFAULT_SETTINGS, GatewaySettings, LIST_SETTINGS};
+use gateway::{Gateway, Reloader};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use service_kit::settings::{self, Layers};
+use service_kit::telemetry::Telemetry;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::instrument::WithSubscriber;
+
+use crate::otlp::Receiver;
+use crate::services::telemetry;
+
+/// Metrics go to one process-wide recorder; every gateway of the test binary renders it.
+pub fn metrics() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().expect("metrics recorder"))
+        .clone()
+}
+
+/// A directory of its own under the system temporary directory.
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("gateway-test-{}-{tag}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+pub struct RunningGateway {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub reloader: Reloader,
+    pub files: Vec<PathBuf>,
+    telemetry: Telemetry,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl RunningGateway {
+    /// Writes `files` (name, YAML) and starts a gateway on them.
+    pub async fn start(files: &[(&str, &str)], receiver: Option<&Receiver>) -> Self {
+        Self::try_start(files, receiver).await.expect("gateway starts")
+    }
+
+    pub async fn try_start(files: &[(&str, &str)], receiver: Option<&Receiver>) -> Result<Self, String> {
+        let dir = scratch_dir("config");
+        let paths: Vec<PathBuf> = files
+            .iter()
+            .map(|(name, text)| {
+                let path = dir.join(name);
+                std::fs::write(&path, text).expect("write config");
+                path
+            })
+            .collect();
+        let settings: GatewaySettings = settings::load(Layers {
+            defaults: DEFAULT_SETTINGS,
+            file: None,
+            env_prefix: "GATEWAY",
+            env: Vec::new(),
+            list_keys: LIST_SETTINGS,
+            overrides: vec![("reload.poll_interval", "0s".to_owned())],
+        })
+        .map_err(|e| e.to_string())?;
+        let settings = GatewaySettings {
+            config: paths.clone(),
+            ..settings
+        };
+        let loaded = gateway_config::load_files(&paths).map_err(|e| e.to_string())?;
+        let telemetry = telemetry("gateway", "test", receiver);
+        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+        let admin = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+        let gateway = Gateway::with_listeners(listener, admin, settings, loaded, Some(metrics())).map_err(|e| e.to_string())?;
+        let (addr, admin) = (
+            gateway.local_addr().map_err(|e| e.to_string())?,
+            gateway.admin_addr().map_err(|e| e.to_string())?,
+        );
+        let reloader = gateway.reloader();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let run = gateway.run_until(async {
+            let _ = stopped.await;
+        });
+        let task = tokio::spawn(run.with_subscriber(telemetry.dispatch().clone()));
+        Ok(Self {
+            addr,
+            admin,
+            reloader,
+            files: paths,
+            telemetry,
+            stop,
+            task,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    /// The mirror report (`/mirrors`) as JSON.
+    pub async fn mirrors(&self) -> serde_json::Value {
+        let body = reqwest_get(&self.admin_url("/mirrors")).await;
+        serde_json::from_str(&body).expect("mirrors JSON")
+    }
+
+    pub async fn flush(&self) {
+        tokio::task::block_in_place(|| self.telemetry.flush());
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+        let telemetry = self.telemetry;
+        let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    }
+}
+
+/// A plain GET with a fresh connection, returning the body.
+async fn reqwest_get(url: &str) -> String {
+    let client = hyper_get_client();
+    client.get(url).send().await.expect("GET").text().await.expect("body")
+}
+
+fn hyper_get_client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().expect("client")
+}

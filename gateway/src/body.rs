@@ -148,11 +148,16 @@ where
     type Error = BoxError;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
-        match this.inner.poll_frame(cx) {
+        let mut this = self.project();
+        match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.copies.retain_mut(|copy| copy.offer(data));
+                }
+                // A body of known length is not polled again after its last frame: end the
+                // copies now, complete.
+                if this.inner.is_end_stream() {
+                    this.copies.clear();
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -244,9 +249,9 @@ where
     type Error = B::Error;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        match &polled {
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        let finished = match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     let room = this.cap.saturating_sub(this.kept.len());
@@ -255,22 +260,24 @@ where
                     }
                     this.kept.extend_from_slice(&data[..data.len().min(room)]);
                 }
+                // A body of known length is not polled again after its last frame.
+                this.inner.is_end_stream()
             }
-            Poll::Ready(None) => {
-                if let (Some(done), Some((status, headers))) = (this.done.take(), this.head.take()) {
-                    done(Captured {
-                        status,
-                        headers,
-                        body: std::mem::take(this.kept).freeze(),
-                        truncated: *this.truncated,
-                    });
-                }
-            }
+            Poll::Ready(None) => true,
             // An error: nothing to compare (the closure is dropped, its receivers see that).
             Poll::Ready(Some(Err(_))) => {
                 this.done.take();
+                false
             }
-            Poll::Pending => {}
+            Poll::Pending => false,
+        };
+        if finished && let (Some(done), Some((status, headers))) = (this.done.take(), this.head.take()) {
+            done(Captured {
+                status,
+                headers,
+                body: std::mem::take(this.kept).freeze(),
+                truncated: *this.truncated,
+            });
         }
         polled
     }

@@ -1,0 +1,175 @@
+//! `cargo run -p local-mesh`: the tutorial's whole mesh on localhost, no Docker needed.
+//!
+//! Starts the gateway (8080, admin 9901), proxy-svc (8091), target v1 (8092) and target v2
+//! (8093) in one process, each with its own telemetry (its own `service.name` and
+//! `service.version`), routed exactly like the tutorial: `/proxy/` -> proxy, `/target/` ->
+//! target v1, mirrored to target v2 (and compared). Prints what to curl. Traces go to
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` when it is set. Any address may use port 0.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use gateway::Gateway;
+use gateway::settings::{DEFAULT_SETTINGS as GATEWAY_DEFAULTS, GatewaySettings, LIST_SETTINGS};
+use service_kit::service::{DEFAULT_SETTINGS as SERVICE_DEFAULTS, LIST_SETTINGS as SERVICE_LISTS};
+use service_kit::settings::{self, Layers};
+use service_kit::telemetry::{Telemetry, TelemetrySettings};
+use service_kit::{Service, ServiceIdentity, ServiceSettings};
+use tokio::net::TcpListener;
+use tracing::instrument::WithSubscriber;
+
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    admin_listen: String,
+    #[arg(long, default_value = "127.0.0.1:8091")]
+    proxy_listen: String,
+    #[arg(long, default_value = "127.0.0.1:8092")]
+    target_v1_listen: String,
+    #[arg(long, default_value = "127.0.0.1:8093")]
+    target_v2_listen: String,
+}
+
+/// The tutorial's routing in the native format, with the services' actual addresses.
+fn routing(proxy: &str, v1: &str, v2: &str) -> String {
+    format!(
+        r#"services:
+  proxy:
+    v1: [{proxy}]
+  target:
+    v1: [{v1}]
+    v2: [{v2}]
+routes:
+  - name: proxy
+    match: {{ prefix: /proxy/ }}
+    rewrite: /
+    to: proxy/v1
+  - name: target
+    match: {{ prefix: /target/ }}
+    rewrite: /
+    to: target/v1
+    mirrors:
+      - to: target/v2
+        name: v2
+        methods: all
+        compare: true
+"#
+    )
+}
+
+fn telemetry(name: &str, version: &str) -> anyhow::Result<Telemetry> {
+    let mut settings = TelemetrySettings::from_env(name, version, |key| std::env::var(key).ok())?;
+    // One process, four services: each keeps its own name whatever OTEL_SERVICE_NAME says.
+    settings.service_name = name.to_owned();
+    Ok(Telemetry::new(&settings)?)
+}
+
+async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("local-mesh: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("local-mesh: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let service_settings: ServiceSettings = settings::load(Layers {
+        defaults: SERVICE_DEFAULTS,
+        file: None,
+        env_prefix: "SVC",
+        env: std::env::vars().collect(),
+        list_keys: SERVICE_LISTS,
+        overrides: Vec::new(),
+    })?;
+    let (proxy_listener, v1_listener, v2_listener) = (
+        bind(&cli.proxy_listen).await?,
+        bind(&cli.target_v1_listen).await?,
+        bind(&cli.target_v2_listen).await?,
+    );
+    let (proxy_addr, v1_addr, v2_addr) = (proxy_listener.local_addr()?, v1_listener.local_addr()?, v2_listener.local_addr()?);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let mut telemetries = Vec::new();
+    let mut tasks = Vec::new();
+    for (listener, name, version) in [
+        (proxy_listener, "proxy", "v1"),
+        (v1_listener, target_svc::NAME, "v1"),
+        (v2_listener, target_svc::NAME, "v2"),
+    ] {
+        let telemetry = telemetry(name, version)?;
+        let identity = ServiceIdentity {
+            name: name.to_owned(),
+            version: version.to_owned(),
+        };
+        let service = Service::with_listener(listener, &service_settings, identity)?;
+        tasks.push(tokio::spawn(
+            service.run_until(stopped()).with_subscriber(telemetry.dispatch().clone()),
+        ));
+        telemetries.push(telemetry);
+    }
+
+    let gateway_settings: GatewaySettings = settings::load(Layers {
+        defaults: GATEWAY_DEFAULTS,
+        file: None,
+        env_prefix: "GATEWAY",
+        env: std::env::vars().collect(),
+        list_keys: LIST_SETTINGS,
+        overrides: Vec::new(),
+    })?;
+    let loaded = gateway_config::load_str(
+        "local-mesh routing",
+        &routing(&proxy_addr.to_string(), &v1_addr.to_string(), &v2_addr.to_string()),
+    )?;
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    let gateway_telemetry = telemetry("gateway", env!("CARGO_PKG_VERSION"))?;
+    let gateway = Gateway::with_listeners(
+        bind(&cli.listen).await?,
+        bind(&cli.admin_listen).await?,
+        gateway_settings,
+        loaded,
+        Some(metrics),
+    )?;
+    let (gateway_addr, admin_addr) = (gateway.local_addr()?, gateway.admin_addr()?);
+    tasks.push(tokio::spawn(
+        gateway.run_until(stopped()).with_subscriber(gateway_telemetry.dispatch().clone()),
+    ));
+    telemetries.push(gateway_telemetry);
+
+    println!("local mesh is up: gateway {gateway_addr}, proxy {proxy_addr}, target v1 {v1_addr}, target v2 {v2_addr}");
+    println!("  curl http://{gateway_addr}/target/index");
+    println!("  curl 'http://{gateway_addr}/proxy/proxy?url=http://{v1_addr}/index'");
+    println!("  mirror report: http://{admin_addr}/   (JSON: /mirrors, metrics: /metrics)");
+    println!("Ctrl-C stops it.");
+
+    service_kit::serve::shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    tokio::task::spawn_blocking(move || telemetries.into_iter().for_each(Telemetry::shutdown)).await?;
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! The README's run command, started as a user would: both curls of the tutorial answer `index`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Stops the mesh however the test ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_local_mesh_serves_both_curls_of_the_tutorial() {
+    service_kit::install_crypto_provider();
+    let mut mesh = Command::new(env!("CARGO_BIN_EXE_local-mesh"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--proxy-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--target-v1-listen", "127.0.0.1:0", "--target-v2-listen", "127.0.0.1:0"])
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start local-mesh");
+    let stdout = BufReader::new(mesh.stdout.take().expect("stdout"));
+    let _mesh = Running(mesh);
+    // The printed curl commands, exactly as a user would copy them.
+    let curls: Vec<String> = stdout
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|line| line.trim().strip_prefix("curl ").map(|url| url.trim_matches('\'').to_owned()))
+        .take(2)
+        .collect();
+    assert_eq!(curls.len(), 2, "two curl lines printed");
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    for url in &curls {
+        let body = runtime.block_on(async { client.get(url).send().await.unwrap().text().await.unwrap() });
+        assert_eq!(body, "index", "{url}");
+    }
+}

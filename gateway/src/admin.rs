@@ -135,7 +135,7 @@ async fn page(State(shared): State<Arc<Shared>>) -> Html<String> {
         for m in &r.recent_mismatches {
             let _ = write!(
                 mismatches,
-                "<section class=\"mismatch\"><h3>{} {} <small>route {} → mirror {} · status {} vs {} · request {} · trace {}</small></h3>\
+                "<section class=\"mismatch\"><h3>{} {} <small>route {} → mirror {} · status {} vs {} · request {}{}</small></h3>\
                  <table><thead><tr><th>field</th><th>primary</th><th>shadow</th></tr></thead><tbody>",
                 escape(&m.method),
                 escape(&m.path),
@@ -144,7 +144,11 @@ async fn page(State(shared): State<Arc<Shared>>) -> Html<String> {
                 m.primary_status,
                 m.shadow_status,
                 escape(&m.request_id),
-                escape(&m.trace_id),
+                if m.trace_id.is_empty() {
+                    String::new()
+                } else {
+                    format!(" · trace {}", escape(&m.trace_id))
+                },
             );
             for d in &m.differences {
                 let _ = write!(

@@ -49,7 +49,8 @@ pub fn service_main(name: &str, version: &str) -> ExitCode {
         version: version.to_owned(),
     };
     run(name, version, |version| async move {
-        let service = Service::build(&settings, identity).await?;
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+        let service = Service::build(&settings, identity, Some(metrics)).await?;
         let addr = service.local_addr()?;
         tracing::info!(%addr, version = %version, "listening");
         service.run_until(crate::serve::shutdown_signal()).await;

@@ -9,8 +9,9 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -52,7 +53,17 @@ pub enum BuildError {
 }
 
 /// The router of the service, separate from serving so it can be tested without a socket.
-pub fn router(identity: ServiceIdentity, relay: Relay) -> Router {
+/// `metrics` renders `/metrics` (the process-wide Prometheus recorder `main` installs).
+pub fn router(identity: ServiceIdentity, relay: Relay, metrics: Option<PrometheusHandle>) -> Router {
+    let metrics_route = get(move || {
+        let metrics = metrics.clone();
+        async move {
+            match metrics {
+                Some(handle) => ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response(),
+                None => StatusCode::NOT_FOUND.into_response(),
+            }
+        }
+    });
     Router::new()
         .route("/index", get(index))
         .route("/proxy", get(relay::proxy_handler).post(relay::proxy_handler))
@@ -61,6 +72,7 @@ pub fn router(identity: ServiceIdentity, relay: Relay) -> Router {
         .layer(middleware::from_fn_with_state(Arc::new(identity), trace_request))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
+        .route("/metrics", metrics_route)
         .fallback(|| async { (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({ "error": "no such path" }))) })
 }
 
@@ -76,20 +88,34 @@ pub struct Service {
 }
 
 impl Service {
-    pub async fn build(settings: &ServiceSettings, identity: ServiceIdentity) -> Result<Self, BuildError> {
+    pub async fn build(
+        settings: &ServiceSettings,
+        identity: ServiceIdentity,
+        metrics: Option<PrometheusHandle>,
+    ) -> Result<Self, BuildError> {
         let listener = TcpListener::bind(&settings.listen).await.map_err(|source| BuildError::Bind {
             addr: settings.listen.clone(),
             source,
         })?;
-        Ok(Self::with_listener(listener, settings, identity)?)
+        Ok(Self::with_metrics(listener, settings, identity, metrics)?)
     }
 
     /// For callers (tests) that bound the listener themselves.
     pub fn with_listener(listener: TcpListener, settings: &ServiceSettings, identity: ServiceIdentity) -> Result<Self, reqwest::Error> {
+        Self::with_metrics(listener, settings, identity, None)
+    }
+
+    /// Like [`Service::with_listener`], serving `/metrics` from `metrics`.
+    pub fn with_metrics(
+        listener: TcpListener,
+        settings: &ServiceSettings,
+        identity: ServiceIdentity,
+        metrics: Option<PrometheusHandle>,
+    ) -> Result<Self, reqwest::Error> {
         let relay = Relay::new(&settings.relay)?;
         Ok(Self {
             listener,
-            router: router(identity, relay),
+            router: router(identity, relay, metrics),
             deadline: settings.shutdown_deadline,
         })
     }
@@ -167,6 +193,19 @@ async fn trace_request(State(identity): State<Arc<ServiceIdentity>>, request: Re
             shadow,
             "request end"
         );
+        // Label by route, not raw path: a label per distinct URL would grow without bound.
+        let route = match path.as_str() {
+            "/index" | "/proxy" => path.clone(),
+            _ => "other".to_owned(),
+        };
+        let labels = [
+            ("route", route),
+            ("status", status.as_str().to_owned()),
+            ("version", identity.version.clone()),
+            ("shadow", shadow.to_string()),
+        ];
+        metrics::counter!("http_server_requests_total", &labels).increment(1);
+        metrics::histogram!("http_server_request_duration_seconds", &labels[..1]).record(started.elapsed().as_secs_f64());
         response
     }
     .instrument(span)

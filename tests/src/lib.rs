@@ -2,6 +2,7 @@
 //! a real OTLP receiver ([`otlp`]), misbehaving test upstreams ([`upstream`]), and the tutorial's
 //! services running in-process, each with its own telemetry ([`services`]).
 
+pub mod browser;
 pub mod gateway;
 pub mod otlp;
 pub mod services;

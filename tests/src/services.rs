@@ -62,7 +62,7 @@ impl RunningService {
             name: name.to_owned(),
             version: version.to_owned(),
         };
-        let service = Service::with_listener(listener, settings, identity).expect("service");
+        let service = Service::with_metrics(listener, settings, identity, Some(crate::gateway::metrics())).expect("service");
         let addr = service.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel();
         let run = service.run_until(async {

@@ -27,6 +27,14 @@ pub enum Behaviour {
     Hang,
     /// Accepts the connection and closes it without a word.
     Reset,
+    /// 200 with the body given for the request's path, else `default`.
+    ByPath {
+        bodies: Vec<(&'static str, String)>,
+        default: String,
+        content_type: &'static str,
+    },
+    /// 200 with JSON whose `seq` field differs on every call, and between upstreams (noise).
+    Noisy { name: String },
 }
 
 impl Behaviour {
@@ -53,6 +61,7 @@ pub struct Recorded {
 struct Log {
     requests: Mutex<Vec<Recorded>>,
     arrived: Notify,
+    calls: std::sync::atomic::AtomicU64,
 }
 
 /// A running test upstream.
@@ -115,12 +124,13 @@ async fn answer(State((log, behaviour)): State<(Arc<Log>, Arc<Behaviour>)>, requ
     if let Ok(mut requests) = log.requests.lock() {
         requests.push(Recorded {
             method: parts.method,
-            uri,
+            uri: uri.clone(),
             headers: parts.headers,
             body,
         });
     }
     log.arrived.notify_waiters();
+    let call = log.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     match behaviour.as_ref() {
         Behaviour::Answer { status, body, headers } => {
             let mut response = (*status, body.clone()).into_response();
@@ -134,6 +144,22 @@ async fn answer(State((log, behaviour)): State<(Arc<Log>, Arc<Behaviour>)>, requ
         Behaviour::Slow { delay, body } => {
             tokio::time::sleep(*delay).await;
             body.clone().into_response()
+        }
+        Behaviour::ByPath {
+            bodies,
+            default,
+            content_type,
+        } => {
+            let path = uri.split('?').next().unwrap_or_default();
+            let body = bodies.iter().find(|(p, _)| *p == path).map_or(default, |(_, body)| body);
+            ([("content-type", *content_type)], body.clone()).into_response()
+        }
+        Behaviour::Noisy { name } => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let body = serde_json::json!({ "name": name, "seq": format!("{nanos}-{call}") }).to_string();
+            ([("content-type", "application/json")], body).into_response()
         }
         Behaviour::Hang | Behaviour::Reset => std::future::pending().await,
     }

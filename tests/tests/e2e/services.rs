@@ -36,6 +36,11 @@ async fn v1_and_v2_answer_index_side_by_side() {
     assert_eq!(get(&v1.url("/healthz")).await.0, StatusCode::OK);
     assert_eq!(get(&v2.url("/readyz")).await.0, StatusCode::OK);
     assert_eq!(get(&v1.url("/nope")).await.0, StatusCode::NOT_FOUND);
+    let metrics = get(&v2.url("/metrics")).await.1;
+    assert!(
+        metrics.contains(r#"http_server_requests_total{route="/index",status="200",version="v2",shadow="false"} 1"#),
+        "{metrics}"
+    );
     v1.stop().await;
     v2.stop().await;
 }

@@ -32,11 +32,7 @@ pub const ANNOTATION_NOISE_PERCENT: &str = "mirror.gateway/noise-percent";
 pub(crate) fn load(file: &str, docs: &[(usize, Value)], sources: &mut Sources, warnings: &mut Vec<Warning>) -> Result<()> {
     for (index, doc) in docs {
         let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
-        let name = doc
-            .get("metadata")
-            .and_then(|m| m.get("name"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let name = doc.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("");
         let label = match (kind.is_empty(), name.is_empty()) {
             (true, _) => format!("document {index}"),
             (false, true) => format!("document {index} ({kind})"),
@@ -55,9 +51,10 @@ pub(crate) fn load(file: &str, docs: &[(usize, Value)], sources: &mut Sources, w
             continue;
         };
         if !VERSIONS.contains(&version) {
-            return Err(root.get("apiVersion").unwrap_or(root.clone()).err(format!(
-                "unsupported apiVersion \"{api}\" (expected {GROUP}v1alpha3, v1beta1 or v1)"
-            )));
+            return Err(root
+                .get("apiVersion")
+                .unwrap_or(root.clone())
+                .err(format!("unsupported apiVersion \"{api}\" (expected {GROUP}v1alpha3, v1beta1 or v1)")));
         }
         root.warn_unhandled(&["apiVersion", "kind", "metadata", "spec"], warnings);
         if let Some(meta) = root.get("metadata")
@@ -86,10 +83,7 @@ fn api_warning(root: &Node<'_>, api: &str) -> Warning {
 }
 
 fn origin(node: &Node<'_>) -> Origin {
-    Origin {
-        file: node.file.to_string(),
-        path: node.path(),
-    }
+    Origin { file: node.file.to_string(), path: node.path() }
 }
 
 fn strings(node: &Node<'_>) -> Result<Vec<String>> {
@@ -126,9 +120,7 @@ fn gateway(spec: &Node<'_>, warnings: &mut Vec<Warning>) -> Result<()> {
 }
 
 fn p_warning(port: &Node<'_>, protocol: &str) -> Warning {
-    port.warning(format!(
-        "protocol {protocol} is not implemented: the gateway serves plain HTTP/1.1 and h2c on its --listen address"
-    ))
+    port.warning(format!("protocol {protocol} is not implemented: the gateway serves plain HTTP/1.1 and h2c on its --listen address"))
 }
 
 fn virtual_service(root: &Node<'_>, spec: &Node<'_>, vs_name: &str, sources: &mut Sources, warnings: &mut Vec<Warning>) -> Result<()> {
@@ -190,18 +182,7 @@ fn http_route(
     warnings: &mut Vec<Warning>,
 ) -> Result<PendingRoute> {
     h.warn_unhandled(
-        &[
-            "name",
-            "match",
-            "rewrite",
-            "route",
-            "mirror",
-            "mirrors",
-            "mirrorPercentage",
-            "mirror_percent",
-            "mirrorPercent",
-            "timeout",
-        ],
+        &["name", "match", "rewrite", "route", "mirror", "mirrors", "mirrorPercentage", "mirror_percent", "mirrorPercent", "timeout"],
         warnings,
     );
     let http_name = h.get("name").map(|n| n.scalar()).transpose()?;
@@ -220,10 +201,8 @@ fn http_route(
         rewrite_uri = r.get("uri").map(|u| u.scalar()).transpose()?;
         rewrite_authority = r.get("authority").map(|a| a.scalar()).transpose()?;
     }
-    let route = h.get("route").ok_or_else(|| {
-        h.missing("route")
-            .with_hint("(redirect, directResponse and delegate are not implemented)")
-    })?;
+    let route =
+        h.get("route").ok_or_else(|| h.missing("route").with_hint("(redirect, directResponse and delegate are not implemented)"))?;
     let mut destinations = Vec::new();
     for r in route.seq()? {
         r.warn_unhandled(&["destination", "weight"], warnings);
@@ -233,10 +212,7 @@ fn http_route(
     }
     let mut mirrors = Vec::new();
     if let Some(m) = h.get("mirror") {
-        let percent = match (
-            h.get("mirrorPercentage"),
-            h.get("mirror_percent").or_else(|| h.get("mirrorPercent")),
-        ) {
+        let percent = match (h.get("mirrorPercentage"), h.get("mirror_percent").or_else(|| h.get("mirrorPercent"))) {
             (Some(p), _) => {
                 p.warn_unhandled(&["value"], warnings);
                 p.get("value").map(|v| v.percent()).transpose()?.unwrap_or(0.0)
@@ -313,18 +289,10 @@ fn http_match(m: &Node<'_>, warnings: &mut Vec<Warning>) -> Result<RouteMatch> {
     if let Some(h) = m.get("headers") {
         for (name, value) in h.entries()? {
             let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| value.err(format!("invalid header name \"{name}\"")))?;
-            headers.push(HeaderMatch {
-                name: header,
-                value: value.string_match()?,
-            });
+            headers.push(HeaderMatch { name: header, value: value.string_match()? });
         }
     }
-    Ok(RouteMatch {
-        uri,
-        methods,
-        headers,
-        authority,
-    })
+    Ok(RouteMatch { uri, methods, headers, authority })
 }
 
 /// `{host, subset, port: {number}}`.
@@ -347,13 +315,7 @@ fn destination(d: &Node<'_>, warnings: &mut Vec<Warning>) -> Result<DestRef> {
         }
         None => None,
     };
-    Ok(DestRef {
-        host,
-        subset,
-        port,
-        origin: origin(&host_node),
-        subset_origin: origin(subset_node.as_ref().unwrap_or(&host_node)),
-    })
+    Ok(DestRef { host, subset, port, origin: origin(&host_node), subset_origin: origin(subset_node.as_ref().unwrap_or(&host_node)) })
 }
 
 fn imported_mirror(node: &Node<'_>, to: DestRef, percent: f64, compare: Option<&CompareSpec>) -> PendingMirror {
@@ -390,12 +352,7 @@ fn destination_rule(spec: &Node<'_>, sources: &mut Sources, warnings: &mut Vec<W
                 Some(l) => labels(&l)?,
                 None => BTreeMap::new(),
             };
-            sources.subsets.push(IstioSubset {
-                host: host.clone(),
-                name,
-                labels,
-                origin: origin(&s),
-            });
+            sources.subsets.push(IstioSubset { host: host.clone(), name, labels, origin: origin(&s) });
         }
     }
     Ok(())
@@ -452,26 +409,17 @@ fn service_entry(spec: &Node<'_>, sources: &mut Sources, warnings: &mut Vec<Warn
                 endpoints = hosts
                     .iter()
                     .filter(|h| !h.contains('*'))
-                    .map(|h| SeEndpoint {
-                        address: h.clone(),
-                        ports: BTreeMap::new(),
-                        labels: BTreeMap::new(),
-                    })
+                    .map(|h| SeEndpoint { address: h.clone(), ports: BTreeMap::new(), labels: BTreeMap::new() })
                     .collect();
             }
         }
         other => {
             let node = spec.get("resolution").unwrap_or(spec.clone());
-            warnings.push(node.warning(format!(
-                "resolution {other} is not implemented (STATIC or DNS); the endpoints listed are used as given"
-            )));
+            warnings.push(
+                node.warning(format!("resolution {other} is not implemented (STATIC or DNS); the endpoints listed are used as given")),
+            );
         }
     }
-    sources.service_entries.push(ServiceEntry {
-        hosts,
-        ports,
-        endpoints,
-        origin: origin(spec),
-    });
+    sources.service_entries.push(ServiceEntry { hosts, ports, endpoints, origin: origin(spec) });
     Ok(())
 }

@@ -70,22 +70,14 @@ pub struct ConfigError {
 impl ConfigError {
     /// Builds an error kept on one line: control characters from the input are escaped.
     pub fn new(file: impl AsRef<str>, path: impl AsRef<str>, message: impl AsRef<str>) -> Self {
-        ConfigError {
-            file: one_line(file.as_ref()),
-            path: one_line(path.as_ref()),
-            message: one_line(message.as_ref()),
-        }
+        ConfigError { file: one_line(file.as_ref()), path: one_line(path.as_ref()), message: one_line(message.as_ref()) }
     }
 }
 
 impl Warning {
     /// Builds a warning kept on one line, like [`ConfigError::new`].
     pub fn new(file: impl AsRef<str>, path: impl AsRef<str>, message: impl AsRef<str>) -> Self {
-        Warning {
-            file: one_line(file.as_ref()),
-            path: one_line(path.as_ref()),
-            message: one_line(message.as_ref()),
-        }
+        Warning { file: one_line(file.as_ref()), path: one_line(path.as_ref()), message: one_line(message.as_ref()) }
     }
 }
 
@@ -94,15 +86,7 @@ fn one_line(text: &str) -> String {
     if !text.chars().any(char::is_control) {
         return text.to_string();
     }
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 /// Loads and merges several configuration files, in order, and validates the result.
@@ -138,28 +122,17 @@ pub fn load_texts<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> Re
 fn load_one(file: &str, text: &str, sources: &mut sources::Sources, warnings: &mut Vec<Warning>) -> Result<(), ConfigError> {
     sources.files.push(file.to_string());
     let docs = parse_documents(file, text)?;
-    let docs: Vec<(usize, Value)> = docs
-        .into_iter()
-        .enumerate()
-        .map(|(i, d)| (i + 1, d))
-        .filter(|(_, d)| !d.is_null())
-        .collect();
+    let docs: Vec<(usize, Value)> = docs.into_iter().enumerate().map(|(i, d)| (i + 1, d)).filter(|(_, d)| !d.is_null()).collect();
     if docs.is_empty() {
         warnings.push(Warning::new(file, "(file)", "empty configuration file"));
         return Ok(());
     }
-    let is_istio = docs
-        .iter()
-        .any(|(_, d)| d.as_mapping().is_some_and(|m| m.contains_key("apiVersion")));
+    let is_istio = docs.iter().any(|(_, d)| d.as_mapping().is_some_and(|m| m.contains_key("apiVersion")));
     if is_istio {
         istio::load(file, &docs, sources, warnings)
     } else {
         for (index, doc) in &docs {
-            let doc_label = if docs.len() > 1 {
-                format!("document {index}")
-            } else {
-                String::new()
-            };
+            let doc_label = if docs.len() > 1 { format!("document {index}") } else { String::new() };
             native::load(file, &doc_label, doc, sources)?;
         }
         Ok(())

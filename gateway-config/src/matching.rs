@@ -29,21 +29,13 @@ impl RouteTable {
                 return None;
             }
             if route.matches.is_empty() {
-                return Some(RouteHit {
-                    route,
-                    index,
-                    match_index: None,
-                });
+                return Some(RouteHit { route, index, match_index: None });
             }
-            route
-                .matches
-                .iter()
-                .position(|m| m.fits(method, path, headers, authority))
-                .map(|i| RouteHit {
-                    route,
-                    index,
-                    match_index: Some(i),
-                })
+            route.matches.iter().position(|m| m.fits(method, path, headers, authority)).map(|i| RouteHit {
+                route,
+                index,
+                match_index: Some(i),
+            })
         })
     }
 
@@ -72,12 +64,7 @@ impl RouteMatch {
                 _ => return false,
             }
         }
-        self.headers.iter().all(|h| {
-            headers
-                .get_all(&h.name)
-                .iter()
-                .any(|v| v.to_str().is_ok_and(|v| h.value.matches(v)))
-        })
+        self.headers.iter().all(|h| headers.get_all(&h.name).iter().any(|v| v.to_str().is_ok_and(|v| h.value.matches(v))))
     }
 }
 
@@ -104,10 +91,7 @@ fn route_host_fits(hosts: &[String], authority: Option<&str>) -> bool {
     let host = strip_port(authority);
     hosts.iter().any(|h| match h.strip_prefix('*') {
         Some(suffix) => {
-            host.len() > suffix.len()
-                && host
-                    .get(host.len() - suffix.len()..)
-                    .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
+            host.len() > suffix.len() && host.get(host.len() - suffix.len()..).is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
         }
         None => host.eq_ignore_ascii_case(h),
     })

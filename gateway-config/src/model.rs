@@ -278,11 +278,7 @@ mod ser {
     pub fn set_headers<S: Serializer>(h: &[(HeaderName, HeaderValue)], s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(h.len()))?;
         for (name, value) in h {
-            let shown = if is_secret_header(name) {
-                "<redacted>"
-            } else {
-                value.to_str().unwrap_or("<binary>")
-            };
+            let shown = if is_secret_header(name) { "<redacted>" } else { value.to_str().unwrap_or("<binary>") };
             map.serialize_entry(name.as_str(), shown)?;
         }
         map.end()

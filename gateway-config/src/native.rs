@@ -43,10 +43,7 @@ impl Default for MirrorDefaults {
 pub(crate) fn load(file: &str, doc: &str, value: &Value, sources: &mut Sources) -> Result<()> {
     let root = Node::root(value, file, doc);
     if !root.is_mapping() {
-        return Err(root.err(format!(
-            "expected a mapping with `services` and `routes`, found {}",
-            crate::yaml::kind_of(value)
-        )));
+        return Err(root.err(format!("expected a mapping with `services` and `routes`, found {}", crate::yaml::kind_of(value))));
     }
     root.deny_unknown(&["services", "routes", "defaults"])?;
 
@@ -71,10 +68,7 @@ pub(crate) fn load(file: &str, doc: &str, value: &Value, sources: &mut Sources) 
 }
 
 fn origin(node: &Node<'_>) -> Origin {
-    Origin {
-        file: node.file.to_string(),
-        path: node.path(),
-    }
+    Origin { file: node.file.to_string(), path: node.path() }
 }
 
 fn service(host: String, node: &Node<'_>) -> Result<NativeService> {
@@ -93,11 +87,7 @@ fn service(host: String, node: &Node<'_>) -> Result<NativeService> {
     } else {
         NativeShape::Plain(endpoints(node)?)
     };
-    Ok(NativeService {
-        host,
-        origin: origin(node),
-        shape,
-    })
+    Ok(NativeService { host, origin: origin(node), shape })
 }
 
 fn endpoints(node: &Node<'_>) -> Result<Vec<Endpoint>> {
@@ -125,21 +115,14 @@ pub(crate) fn parse_endpoint(text: &str) -> std::result::Result<Endpoint, String
     if port == 0 {
         return Err("port 0 is not a valid port".into());
     }
-    Ok(Endpoint {
-        host: host.to_string(),
-        port,
-    })
+    Ok(Endpoint { host: host.to_string(), port })
 }
 
 fn route(node: &Node<'_>, defaults: &MirrorDefaults) -> Result<PendingRoute> {
     node.deny_unknown(&["name", "hosts", "match", "rewrite", "to", "timeout", "mirror", "mirrors"])?;
     let name = node.get("name").map(|n| n.scalar()).transpose()?;
     let hosts = match node.get("hosts") {
-        Some(h) => h
-            .one_or_many()?
-            .iter()
-            .map(|h| h.str().map(str::to_string))
-            .collect::<Result<_>>()?,
+        Some(h) => h.one_or_many()?.iter().map(|h| h.str().map(str::to_string)).collect::<Result<_>>()?,
         None => Vec::new(),
     };
     let matches = match node.get("match") {
@@ -150,10 +133,7 @@ fn route(node: &Node<'_>, defaults: &MirrorDefaults) -> Result<PendingRoute> {
         None => (None, None),
         Some(r) if r.is_mapping() => {
             r.deny_unknown(&["uri", "authority"])?;
-            (
-                r.get("uri").map(|u| u.scalar()).transpose()?,
-                r.get("authority").map(|a| a.scalar()).transpose()?,
-            )
+            (r.get("uri").map(|u| u.scalar()).transpose()?, r.get("authority").map(|a| a.scalar()).transpose()?)
         }
         Some(r) => (Some(r.scalar()?), None),
     };
@@ -216,28 +196,16 @@ fn route_match(node: &Node<'_>) -> Result<RouteMatch> {
     if let Some(h) = node.get("headers") {
         for (name, value) in h.entries()? {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| value.err(format!("invalid header name \"{name}\"")))?;
-            headers.push(HeaderMatch {
-                name,
-                value: bare_or_match(&value)?,
-            });
+            headers.push(HeaderMatch { name, value: bare_or_match(&value)? });
         }
     }
     let authority = node.get("authority").map(|a| bare_or_match(&a)).transpose()?;
-    Ok(RouteMatch {
-        uri,
-        methods,
-        headers,
-        authority,
-    })
+    Ok(RouteMatch { uri, methods, headers, authority })
 }
 
 /// A bare string means an exact match.
 fn bare_or_match(node: &Node<'_>) -> Result<StringMatch> {
-    if node.is_mapping() {
-        node.string_match()
-    } else {
-        Ok(StringMatch::Exact(node.scalar()?))
-    }
+    if node.is_mapping() { node.string_match() } else { Ok(StringMatch::Exact(node.scalar()?)) }
 }
 
 /// `host` or `host/subset`.
@@ -399,9 +367,5 @@ pub(crate) fn json_path(node: &Node<'_>) -> Result<String> {
 }
 
 pub(crate) fn check_json_path(p: &str) -> std::result::Result<(), String> {
-    if p.starts_with('$') {
-        Ok(())
-    } else {
-        Err(format!("invalid JSON path \"{p}\": must start with `$`, e.g. $.timestamp"))
-    }
+    if p.starts_with('$') { Ok(()) } else { Err(format!("invalid JSON path \"{p}\": must start with `$`, e.g. $.timestamp")) }
 }

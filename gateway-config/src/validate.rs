@@ -10,11 +10,7 @@ use crate::yaml::Result;
 
 pub(crate) fn build(sources: Sources) -> Result<RouteTable> {
     if sources.routes.is_empty() {
-        let file = if sources.files.is_empty() {
-            "(no configuration files)".to_string()
-        } else {
-            sources.files.join(", ")
-        };
+        let file = if sources.files.is_empty() { "(no configuration files)".to_string() } else { sources.files.join(", ") };
         return Err(ConfigError::new(
             file,
             "routes",
@@ -24,43 +20,30 @@ pub(crate) fn build(sources: Sources) -> Result<RouteTable> {
     }
     check_duplicate_definitions(&sources)?;
 
-    let mut builder = Builder {
-        sources: &sources,
-        ids: HashMap::new(),
-        destinations: Vec::new(),
-    };
+    let mut builder = Builder { sources: &sources, ids: HashMap::new(), destinations: Vec::new() };
     let mut names: HashMap<String, String> = HashMap::new();
     let mut routes = Vec::with_capacity(sources.routes.len());
     for (index, pending) in sources.routes.iter().enumerate() {
         let name = pending.name.clone().unwrap_or_else(|| format!("route-{index}"));
         let here = format!("{}: {}", pending.origin.file, pending.origin.path);
         if let Some(first) = names.insert(name.clone(), here) {
-            return Err(pending
-                .origin
-                .err(format!("duplicate route name \"{name}\" (first defined at {first})")));
+            return Err(pending.origin.err(format!("duplicate route name \"{name}\" (first defined at {first})")));
         }
         routes.push(builder.route(name, pending)?);
     }
-    Ok(RouteTable {
-        routes,
-        destinations: builder.destinations,
-    })
+    Ok(RouteTable { routes, destinations: builder.destinations })
 }
 
 fn check_duplicate_definitions(sources: &Sources) -> Result<()> {
     for (i, s) in sources.services.iter().enumerate() {
         if let Some(first) = sources.services[..i].iter().find(|f| f.host == s.host) {
-            return Err(s.origin.err(format!(
-                "service \"{}\" is defined twice (first at {}: {})",
-                s.host, first.origin.file, first.origin.path
-            )));
+            return Err(s
+                .origin
+                .err(format!("service \"{}\" is defined twice (first at {}: {})", s.host, first.origin.file, first.origin.path)));
         }
     }
     for (i, s) in sources.subsets.iter().enumerate() {
-        if let Some(first) = sources.subsets[..i]
-            .iter()
-            .find(|f| f.name == s.name && hosts_match(&f.host, &s.host))
-        {
+        if let Some(first) = sources.subsets[..i].iter().find(|f| f.name == s.name && hosts_match(&f.host, &s.host)) {
             return Err(s.origin.err(format!(
                 "subset \"{}\" of host \"{}\" is defined twice (first at {}: {})",
                 s.name, s.host, first.origin.file, first.origin.path
@@ -79,8 +62,7 @@ pub(crate) fn hosts_match(a: &str, b: &str) -> bool {
     for (x, y) in [(a, b), (b, a)] {
         if let Some(suffix) = x.strip_prefix('*')
             && y.len() > suffix.len()
-            && y.get(y.len() - suffix.len()..)
-                .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
+            && y.get(y.len() - suffix.len()..).is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
         {
             return true;
         }
@@ -124,10 +106,7 @@ impl Builder<'_> {
                 None if any_weight => 0,
                 None => equal_share,
             };
-            destinations.push(WeightedDestination {
-                id: self.resolve(dest)?,
-                weight,
-            });
+            destinations.push(WeightedDestination { id: self.resolve(dest)?, weight });
         }
         if destinations.iter().all(|d| d.weight == 0) {
             return Err(p.destinations_origin.err("weights are all zero: no destination would get traffic"));
@@ -136,10 +115,9 @@ impl Builder<'_> {
         for m in &p.mirrors {
             let name = m.name.clone().unwrap_or_else(|| label(&m.to.host, m.to.subset.as_deref()));
             if mirrors.iter().any(|other| other.name == name) {
-                return Err(m.origin.err(format!(
-                    "duplicate mirror name \"{name}\" in route \"{}\"",
-                    p.name.as_deref().unwrap_or("(unnamed)")
-                )));
+                return Err(m
+                    .origin
+                    .err(format!("duplicate mirror name \"{name}\" in route \"{}\"", p.name.as_deref().unwrap_or("(unnamed)"))));
             }
             if !(0.0..=100.0).contains(&m.percent) {
                 return Err(m.origin.err(format!("percentage {} is out of range 0..=100", m.percent)));
@@ -153,9 +131,7 @@ impl Builder<'_> {
             if let Some(c) = &m.compare
                 && !(0.0..=100.0).contains(&c.noise_percent)
             {
-                return Err(m
-                    .origin
-                    .err(format!("noise percentage {} is out of range 0..=100", c.noise_percent)));
+                return Err(m.origin.err(format!("noise percentage {} is out of range 0..=100", c.noise_percent)));
             }
             mirrors.push(MirrorPolicy {
                 name,
@@ -192,18 +168,10 @@ impl Builder<'_> {
         }
         let endpoints = self.endpoints(r)?;
         if endpoints.is_empty() {
-            return Err(r.subset_origin.err(format!(
-                "missing endpoints: no endpoint for \"{}\"",
-                label(&r.host, r.subset.as_deref())
-            )));
+            return Err(r.subset_origin.err(format!("missing endpoints: no endpoint for \"{}\"", label(&r.host, r.subset.as_deref()))));
         }
         let id = DestinationId(self.destinations.len());
-        self.destinations.push(Destination {
-            host: r.host.clone(),
-            subset: r.subset.clone(),
-            port: r.port,
-            endpoints,
-        });
+        self.destinations.push(Destination { host: r.host.clone(), subset: r.subset.clone(), port: r.port, endpoints });
         self.ids.insert(key, id);
         Ok(id)
     }
@@ -213,9 +181,9 @@ impl Builder<'_> {
         if let Some(svc) = s.services.iter().find(|svc| hosts_match(&svc.host, &r.host)) {
             return match (&svc.shape, &r.subset) {
                 (NativeShape::Plain(eps), None) => Ok(eps.clone()),
-                (NativeShape::Plain(_), Some(subset)) => Err(r
-                    .subset_origin
-                    .err(format!("unknown subset \"{subset}\" for host \"{}\" (it has no subsets)", r.host))),
+                (NativeShape::Plain(_), Some(subset)) => {
+                    Err(r.subset_origin.err(format!("unknown subset \"{subset}\" for host \"{}\" (it has no subsets)", r.host)))
+                }
                 (NativeShape::Subsets(map), None) => Ok(map.values().flatten().cloned().collect()),
                 (NativeShape::Subsets(map), Some(subset)) => map.get(subset).cloned().ok_or_else(|| {
                     r.subset_origin.err(format!(
@@ -230,10 +198,9 @@ impl Builder<'_> {
         let subsets: Vec<_> = s.subsets.iter().filter(|d| hosts_match(&d.host, &r.host)).collect();
         let entry = s.service_entries.iter().find(|e| e.hosts.iter().any(|h| hosts_match(h, &r.host)));
         if subsets.is_empty() && entry.is_none() {
-            return Err(r.origin.err(format!(
-                "unknown host \"{}\": no native service, ServiceEntry or DestinationRule defines it",
-                r.host
-            )));
+            return Err(r
+                .origin
+                .err(format!("unknown host \"{}\": no native service, ServiceEntry or DestinationRule defines it", r.host)));
         }
         let selector = match &r.subset {
             None => None,
@@ -245,10 +212,9 @@ impl Builder<'_> {
             },
         };
         let Some(entry) = entry else {
-            return Err(r.origin.err(format!(
-                "missing endpoints: no ServiceEntry (or native service) says where host \"{}\" runs",
-                r.host
-            )));
+            return Err(r
+                .origin
+                .err(format!("missing endpoints: no ServiceEntry (or native service) says where host \"{}\" runs", r.host)));
         };
         let port = match r.port {
             Some(n) => entry.ports.iter().find(|p| p.number == n).ok_or_else(|| {
@@ -257,11 +223,10 @@ impl Builder<'_> {
                     r.host, entry.origin.file, entry.origin.path
                 ))
             })?,
-            None => entry.ports.first().ok_or_else(|| {
-                entry
-                    .origin
-                    .err(format!("the ServiceEntry for host \"{}\" declares no ports", r.host))
-            })?,
+            None => entry
+                .ports
+                .first()
+                .ok_or_else(|| entry.origin.err(format!("the ServiceEntry for host \"{}\" declares no ports", r.host)))?,
         };
         let endpoints: Vec<Endpoint> = entry
             .endpoints
@@ -269,28 +234,17 @@ impl Builder<'_> {
             .filter(|e| selector.is_none_or(|sel| sel.iter().all(|(k, v)| e.labels.get(k) == Some(v))))
             .map(|e| Endpoint {
                 host: e.address.clone(),
-                port: port
-                    .name
-                    .as_ref()
-                    .and_then(|n| e.ports.get(n).copied())
-                    .or(port.target_port)
-                    .unwrap_or(port.number),
+                port: port.name.as_ref().and_then(|n| e.ports.get(n).copied()).or(port.target_port).unwrap_or(port.number),
             })
             .collect();
         if endpoints.is_empty() {
-            let wanted = selector
-                .map(|sel| sel.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
-                .unwrap_or_default();
+            let wanted = selector.map(|sel| sel.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")).unwrap_or_default();
             return Err(r.subset_origin.err(format!(
                 "missing endpoints: the ServiceEntry for host \"{}\" ({}: {}) has no endpoint{}",
                 r.host,
                 entry.origin.file,
                 entry.origin.path,
-                if wanted.is_empty() {
-                    String::new()
-                } else {
-                    format!(" with labels {wanted}")
-                }
+                if wanted.is_empty() { String::new() } else { format!(" with labels {wanted}") }
             )));
         }
         Ok(endpoints)

@@ -36,12 +36,7 @@ pub(crate) fn kind_of(v: &Value) -> &'static str {
 
 impl<'a> Node<'a> {
     pub fn root(v: &'a Value, file: &'a str, doc: &'a str) -> Self {
-        Node {
-            v,
-            file,
-            doc,
-            path: String::new(),
-        }
+        Node { v, file, doc, path: String::new() }
     }
 
     /// The full location, e.g. `document 4 (VirtualService target): spec.http[0]`.
@@ -63,20 +58,11 @@ impl<'a> Node<'a> {
     }
 
     fn at(&self, v: &'a Value, path: String) -> Node<'a> {
-        Node {
-            v,
-            file: self.file,
-            doc: self.doc,
-            path,
-        }
+        Node { v, file: self.file, doc: self.doc, path }
     }
 
     fn child_path(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}.{key}", self.path)
-        }
+        if self.path.is_empty() { key.to_string() } else { format!("{}.{key}", self.path) }
     }
 
     /// A child by key; `None` when absent or null.
@@ -99,10 +85,7 @@ impl<'a> Node<'a> {
 
     /// The entries of a mapping with string keys, in order.
     pub fn entries(&self) -> Result<Vec<(String, Node<'a>)>> {
-        let map = self
-            .v
-            .as_mapping()
-            .ok_or_else(|| self.err(format!("expected a mapping, found {}", kind_of(self.v))))?;
+        let map = self.v.as_mapping().ok_or_else(|| self.err(format!("expected a mapping, found {}", kind_of(self.v))))?;
         map.iter()
             .map(|(k, v)| {
                 let key = scalar_to_string(k).ok_or_else(|| self.err(format!("keys must be strings, found {}", kind_of(k))))?;
@@ -122,24 +105,13 @@ impl<'a> Node<'a> {
 
     /// The items of a list.
     pub fn seq(&self) -> Result<Vec<Node<'a>>> {
-        let seq = self
-            .v
-            .as_sequence()
-            .ok_or_else(|| self.err(format!("expected a list, found {}", kind_of(self.v))))?;
-        Ok(seq
-            .iter()
-            .enumerate()
-            .map(|(i, v)| self.at(v, format!("{}[{i}]", self.path)))
-            .collect())
+        let seq = self.v.as_sequence().ok_or_else(|| self.err(format!("expected a list, found {}", kind_of(self.v))))?;
+        Ok(seq.iter().enumerate().map(|(i, v)| self.at(v, format!("{}[{i}]", self.path))).collect())
     }
 
     /// A list, or a single item taken as a list of one.
     pub fn one_or_many(&self) -> Result<Vec<Node<'a>>> {
-        if self.is_seq() {
-            self.seq()
-        } else {
-            Ok(vec![self.at(self.v, self.path.clone())])
-        }
+        if self.is_seq() { self.seq() } else { Ok(vec![self.at(self.v, self.path.clone())]) }
     }
 
     /// Errors on the first key not in `allowed`, naming it.
@@ -163,9 +135,7 @@ impl<'a> Node<'a> {
     }
 
     pub fn str(&self) -> Result<&'a str> {
-        self.v
-            .as_str()
-            .ok_or_else(|| self.err(format!("expected a string, found {}", kind_of(self.v))))
+        self.v.as_str().ok_or_else(|| self.err(format!("expected a string, found {}", kind_of(self.v))))
     }
 
     /// A string, number or boolean, as text (labels and header values are often written bare).
@@ -184,13 +154,8 @@ impl<'a> Node<'a> {
 
     pub fn u64(&self) -> Result<u64> {
         match self.v {
-            Value::Number(n) => n
-                .as_u64()
-                .ok_or_else(|| self.err(format!("expected a whole number >= 0, found {n}"))),
-            Value::String(s) => s
-                .trim()
-                .parse()
-                .map_err(|_| self.err(format!("expected a whole number >= 0, found \"{s}\""))),
+            Value::Number(n) => n.as_u64().ok_or_else(|| self.err(format!("expected a whole number >= 0, found {n}"))),
+            Value::String(s) => s.trim().parse().map_err(|_| self.err(format!("expected a whole number >= 0, found \"{s}\""))),
             other => Err(self.err(format!("expected a number, found {}", kind_of(other)))),
         }
     }
@@ -268,9 +233,7 @@ impl<'a> Node<'a> {
             return Err(self.err("expected one of exact, prefix or regex"));
         };
         if let Some((other, _)) = found.next() {
-            return Err(self.err(format!(
-                "\"{kind}\" and \"{other}\" both given; a match takes exactly one of exact, prefix or regex"
-            )));
+            return Err(self.err(format!("\"{kind}\" and \"{other}\" both given; a match takes exactly one of exact, prefix or regex")));
         }
         let value_node = value.clone();
         let text = value_node.scalar()?;
@@ -283,12 +246,7 @@ impl<'a> Node<'a> {
 }
 
 pub(crate) fn one_line(e: &dyn std::fmt::Display) -> String {
-    e.to_string()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+    e.to_string().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 fn scalar_to_string(v: &Value) -> Option<String> {
@@ -317,9 +275,7 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
         if num_len == 0 {
             return Err("expected a number, e.g. 15s, 500ms, 1m".into());
         }
-        let number: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| format!("\"{}\" is not a number", &rest[..num_len]))?;
+        let number: f64 = rest[..num_len].parse().map_err(|_| format!("\"{}\" is not a number", &rest[..num_len]))?;
         rest = &rest[num_len..];
         let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let unit = &rest[..unit_len];
@@ -360,9 +316,7 @@ pub fn parse_size(text: &str) -> std::result::Result<usize, String> {
             return Err(format!("unknown unit \"{other}\" (B, KiB, MiB, GiB, KB, MB, GB)"));
         }
     };
-    n.checked_mul(factor)
-        .and_then(|b| usize::try_from(b).ok())
-        .ok_or_else(|| "too large".to_string())
+    n.checked_mul(factor).and_then(|b| usize::try_from(b).ok()).ok_or_else(|| "too large".to_string())
 }
 
 #[cfg(test)]

@@ -28,10 +28,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
 async fn config(State(shared): State<Arc<Shared>>) -> Response {
     let active = shared.active.load();
     let (reloads, last_error) = shared.reload_status();
-    let loaded_at = active
-        .loaded_at
-        .duration_since(std::time::SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let loaded_at = active.loaded_at.duration_since(std::time::SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     axum::Json(json!({
         "files": shared.settings.config,
         "loaded_at": loaded_at,
@@ -47,11 +44,7 @@ async fn config(State(shared): State<Arc<Shared>>) -> Response {
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     match &shared.metrics {
         Some(handle) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({ "error": "metrics are not enabled in this process" })),
-        )
-            .into_response(),
+        None => (StatusCode::NOT_FOUND, axum::Json(json!({ "error": "metrics are not enabled in this process" }))).into_response(),
     }
 }
 
@@ -66,28 +59,16 @@ async fn mirrors(State(shared): State<Arc<Shared>>) -> Response {
         .routes
         .iter()
         .zip(&active.mirrors)
-        .flat_map(|(route, runtimes)| {
-            route
-                .mirrors
-                .iter()
-                .zip(runtimes)
-                .map(move |(policy, runtime)| (route, policy, runtime))
-        })
+        .flat_map(|(route, runtimes)| route.mirrors.iter().zip(runtimes).map(move |(policy, runtime)| (route, policy, runtime)))
         .filter_map(|(route, policy, runtime)| {
-            runtime
-                .comparer
-                .as_ref()
-                .map(|c| (format!("{}/{}", route.name, policy.name), json!(c.noise_fields())))
+            runtime.comparer.as_ref().map(|c| (format!("{}/{}", route.name, policy.name), json!(c.noise_fields())))
         })
         .collect();
     axum::Json(json!({ "mirrors": reports(&shared), "noise_fields": noise })).into_response()
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 fn millis(value: Option<f64>) -> String {
@@ -144,11 +125,7 @@ async fn page(State(shared): State<Arc<Shared>>) -> Html<String> {
                 m.primary_status,
                 m.shadow_status,
                 escape(&m.request_id),
-                if m.trace_id.is_empty() {
-                    String::new()
-                } else {
-                    format!(" · trace {}", escape(&m.trace_id))
-                },
+                if m.trace_id.is_empty() { String::new() } else { format!(" · trace {}", escape(&m.trace_id)) },
             );
             for d in &m.differences {
                 let _ = write!(

@@ -103,16 +103,7 @@ impl CopySender {
 pub fn copy_channel(cap: usize) -> (CopySender, ShadowBody, Arc<AbortFlag>) {
     let (tx, rx) = mpsc::channel(COPY_CHANNEL_FRAMES);
     let abort = Arc::new(AbortFlag::default());
-    (
-        CopySender {
-            tx,
-            sent: 0,
-            cap,
-            abort: abort.clone(),
-        },
-        ShadowBody { rx, abort: abort.clone() },
-        abort,
-    )
+    (CopySender { tx, sent: 0, cap, abort: abort.clone() }, ShadowBody { rx, abort: abort.clone() }, abort)
 }
 
 pin_project! {
@@ -230,14 +221,7 @@ pin_project! {
 
 impl<B> CaptureBody<B> {
     pub fn new(inner: B, status: u16, headers: HeaderMap, cap: usize, done: OnCaptured) -> Self {
-        Self {
-            inner,
-            kept: BytesMut::new(),
-            cap,
-            truncated: false,
-            head: Some((status, headers)),
-            done: Some(done),
-        }
+        Self { inner, kept: BytesMut::new(), cap, truncated: false, head: Some((status, headers)), done: Some(done) }
     }
 }
 
@@ -272,12 +256,7 @@ where
             Poll::Pending => false,
         };
         if finished && let (Some(done), Some((status, headers))) = (this.done.take(), this.head.take()) {
-            done(Captured {
-                status,
-                headers,
-                body: std::mem::take(this.kept).freeze(),
-                truncated: *this.truncated,
-            });
+            done(Captured { status, headers, body: std::mem::take(this.kept).freeze(), truncated: *this.truncated });
         }
         polled
     }

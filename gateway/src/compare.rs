@@ -19,11 +19,7 @@ pub struct Comparer {
 
 impl Comparer {
     pub fn new(spec: &CompareSpec) -> Result<Self, PathError> {
-        let ignore_paths = spec
-            .ignore_paths
-            .iter()
-            .map(|p| p.parse::<JsonPath>())
-            .collect::<Result<Vec<_>, _>>()?;
+        let ignore_paths = spec.ignore_paths.iter().map(|p| p.parse::<JsonPath>()).collect::<Result<Vec<_>, _>>()?;
         let options = DiffOptions {
             ignore_headers: spec.ignore_headers.clone(),
             ignore_paths,

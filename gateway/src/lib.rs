@@ -46,11 +46,7 @@ pub struct Shared {
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("{key}: cannot listen on {addr}: {source}")]
-    Bind {
-        key: &'static str,
-        addr: String,
-        source: std::io::Error,
-    },
+    Bind { key: &'static str, addr: String, source: std::io::Error },
     #[error("{0}")]
     Config(String),
 }
@@ -109,9 +105,7 @@ impl Gateway {
 
     /// A handle that swaps in new routing while the gateway runs.
     pub fn reloader(&self) -> Reloader {
-        Reloader {
-            shared: self.shared.clone(),
-        }
+        Reloader { shared: self.shared.clone() }
     }
 
     pub fn shared(&self) -> Arc<Shared> {
@@ -149,9 +143,7 @@ impl Reloader {
     /// Loads the configured files again. On error the running table is untouched.
     pub fn reload(&self) -> Result<usize, String> {
         let files: &[PathBuf] = &self.shared.settings.config;
-        let outcome = gateway_config::load_files(files)
-            .map_err(|e| e.to_string())
-            .and_then(|loaded| self.swap(loaded));
+        let outcome = gateway_config::load_files(files).map_err(|e| e.to_string()).and_then(|loaded| self.swap(loaded));
         match &outcome {
             Ok(routes) => tracing::info!(routes, "configuration reloaded"),
             Err(error) => tracing::error!(%error, "configuration rejected; the previous one keeps serving"),
@@ -225,9 +217,6 @@ impl Reloader {
 
 impl Shared {
     pub fn reload_status(&self) -> (u64, Option<String>) {
-        (
-            self.reloads.load(Ordering::Relaxed),
-            self.last_reload_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-        )
+        (self.reloads.load(Ordering::Relaxed), self.last_reload_error.lock().unwrap_or_else(|p| p.into_inner()).clone())
     }
 }

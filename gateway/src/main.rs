@@ -80,9 +80,8 @@ fn main() -> ExitCode {
         }
     };
     service_kit::cli::run("gateway", env!("CARGO_PKG_VERSION"), |version| async move {
-        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-            .install_recorder()
-            .context("installing the metrics recorder")?;
+        let metrics =
+            metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().context("installing the metrics recorder")?;
         for warning in &loaded.warnings {
             tracing::warn!(%warning, "configuration field not implemented");
         }
@@ -113,12 +112,7 @@ fn check_config(files: &[PathBuf]) -> ExitCode {
                 eprintln!("warning: {warning}");
             }
             let mirrors: usize = loaded.table.routes.iter().map(|r| r.mirrors.len()).sum();
-            println!(
-                "ok: {} routes, {} mirrors, {} destinations",
-                loaded.table.routes.len(),
-                mirrors,
-                loaded.table.destinations.len()
-            );
+            println!("ok: {} routes, {} mirrors, {} destinations", loaded.table.routes.len(), mirrors, loaded.table.destinations.len());
             ExitCode::SUCCESS
         }
         Err(error) => {

@@ -37,11 +37,7 @@ pub fn sampled(percent: f64, key: Option<&[u8]>) -> bool {
         return false;
     }
     let bucket = match key {
-        Some(key) => {
-            key.iter()
-                .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
-                % 10_000
-        }
+        Some(key) => key.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)) % 10_000,
         None => rand::random_range(0..10_000),
     };
     (bucket as f64) < percent * 100.0
@@ -110,10 +106,7 @@ pub fn plan(
         if !policy.methods.allows(original.method) {
             continue;
         }
-        if !sampled(
-            policy.percent,
-            original.headers.get(&policy.sample_header).map(HeaderValue::as_bytes),
-        ) {
+        if !sampled(policy.percent, original.headers.get(&policy.sample_header).map(HeaderValue::as_bytes)) {
             continue;
         }
         let upstream = &upstreams[policy.destination.0];
@@ -182,12 +175,7 @@ pub fn plan(
                 noise,
                 method: original.method.clone(),
                 path: original.path_and_query.to_owned(),
-                request_id: original
-                    .headers
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned(),
+                request_id: original.headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
             }
         });
         copies.push(Copy {
@@ -213,12 +201,7 @@ fn build_copy(
     span: &tracing::Span,
     body: BoxBody,
 ) -> Option<Request<BoxBody>> {
-    let uri = Uri::builder()
-        .scheme("http")
-        .authority(endpoint)
-        .path_and_query(original.path_and_query)
-        .build()
-        .ok()?;
+    let uri = Uri::builder().scheme("http").authority(endpoint).path_and_query(original.path_and_query).build().ok()?;
     let mut headers = original.headers.clone();
     if let Some(host) = original.host {
         let host = match (policy.shadow_host_suffix, host.to_str()) {
@@ -249,16 +232,7 @@ pub fn spawn(copy: Copy) {
 }
 
 async fn run(copy: Copy) {
-    let Copy {
-        request,
-        client,
-        span,
-        timeout,
-        stats,
-        abort,
-        permit,
-        compare,
-    } = copy;
+    let Copy { request, client, span, timeout, stats, abort, permit, compare } = copy;
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + timeout;
     stats.sent();
@@ -292,12 +266,7 @@ async fn run(copy: Copy) {
         span.record("http.response.status_code", i64::from(captured.status));
     }
     stats.outcome(outcome);
-    tracing::debug!(
-        outcome = outcome.as_str(),
-        latency_ms = latency.as_secs_f64() * 1e3,
-        noise,
-        "mirror copy done"
-    );
+    tracing::debug!(outcome = outcome.as_str(), latency_ms = latency.as_secs_f64() * 1e3, noise, "mirror copy done");
     if let Some(job) = compare {
         compare_copy(job, shadow, &span, &stats, deadline).await;
     }
@@ -322,12 +291,7 @@ async fn send(
             kept.extend_from_slice(&data[..data.len().min(room)]);
         }
     }
-    Ok(Captured {
-        status: parts.status.as_u16(),
-        headers: parts.headers,
-        body: kept.freeze(),
-        truncated,
-    })
+    Ok(Captured { status: parts.status.as_u16(), headers: parts.headers, body: kept.freeze(), truncated })
 }
 
 async fn compare_copy(
@@ -337,14 +301,7 @@ async fn compare_copy(
     stats: &MirrorStats,
     deadline: tokio::time::Instant,
 ) {
-    let CompareJob {
-        comparer,
-        primary,
-        noise,
-        method,
-        path,
-        request_id,
-    } = job;
+    let CompareJob { comparer, primary, noise, method, path, request_id } = job;
     let skip = |why: &str| {
         span.record("mirror.diff", "skipped");
         span.record("mirror.diff.fields", why);

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gateway_config::{RouteHit, WeightedDestination};
+use gateway_config::{DestinationId, RouteHit, WeightedDestination};
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use metrics::SharedString;
 use response_diff::Captured;
 use service_kit::propagation::{self, SHADOW_HEADER};
 use service_kit::serve::ClientAddr;
@@ -54,15 +55,9 @@ impl GatewayError {
     /// A short JSON body that names the problem, never internals.
     pub fn into_response(self) -> Response<BoxBody> {
         let body = format!("{{\"error\":\"{self}\"}}");
-        let mut response = Response::new(
-            http_body_util::Full::new(Bytes::from(body))
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        );
+        let mut response = Response::new(http_body_util::Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync());
         *response.status_mut() = self.status();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         response
     }
 }
@@ -85,12 +80,7 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<R
         .get(header::HOST)
         .cloned()
         .or_else(|| request.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
-    let hit = active.table.find(
-        request.method(),
-        request.uri().path(),
-        request.headers(),
-        host.as_ref().and_then(|h| h.to_str().ok()),
-    );
+    let hit = active.table.find(request.method(), request.uri().path(), request.headers(), host.as_ref().and_then(|h| h.to_str().ok()));
     let span = tracing::info_span!(
         "gateway",
         otel.name = %format_args!("{} {}", request.method(), hit.map_or("(no route)", |hit| hit.route.name.as_str())),
@@ -107,10 +97,11 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<R
     if propagation::is_shadow(request.headers()) {
         span.record("traffic.shadow", true);
     }
-    let route = hit.map(|hit| hit.route.name.clone());
-    let response = match hit {
-        Some(hit) => forward(&active, hit, host, request).instrument(span.clone()).await,
-        None => Err(GatewayError::NoRoute),
+    // The destination is chosen here so the request's metrics can name it.
+    let destination = hit.map(|hit| pick(&hit.route.destinations));
+    let response = match (hit, destination) {
+        (Some(hit), Some(destination)) => forward(&active, hit, destination, host, request).instrument(span.clone()).await,
+        _ => Err(GatewayError::NoRoute),
     }
     .unwrap_or_else(|error| {
         tracing::warn!(parent: &span, %error, "answered by the gateway");
@@ -121,31 +112,30 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<R
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
-    let route_label = route.as_deref().unwrap_or("");
-    metrics::counter!("gateway_requests_total", "route" => route_label.to_owned(), "status" => status.as_str().to_owned()).increment(1);
-    metrics::histogram!("gateway_request_duration_seconds", "route" => route_label.to_owned()).record(started.elapsed().as_secs_f64());
+    let (route, destination) = match (hit, destination) {
+        (Some(hit), Some(destination)) => (active.route_labels[hit.index].clone(), active.upstreams[destination.0].metric_label.clone()),
+        _ => (SharedString::const_str(""), SharedString::const_str("")),
+    };
+    metrics::histogram!("gateway_request_duration_seconds", "route" => route.clone()).record(started.elapsed().as_secs_f64());
+    metrics::counter!("gateway_requests_total", "route" => route, "destination" => destination, "status" => status.as_str().to_owned())
+        .increment(1);
     Ok(response)
 }
 
 async fn forward(
     active: &Active,
     hit: RouteHit<'_>,
+    destination: DestinationId,
     host: Option<HeaderValue>,
     request: Request<Incoming>,
 ) -> Result<Response<BoxBody>, GatewayError> {
     let (mut parts, body) = request.into_parts();
     let route = hit.route;
 
-    let destination = pick(&route.destinations);
     let upstream = &active.upstreams[destination.0];
     let endpoint = upstream.pick();
     let path_and_query = hit.rewrite_path(parts.uri.path_and_query().map_or("/", |pq| pq.as_str()));
-    let Ok(uri) = Uri::builder()
-        .scheme("http")
-        .authority(endpoint)
-        .path_and_query(path_and_query.as_ref())
-        .build()
-    else {
+    let Ok(uri) = Uri::builder().scheme("http").authority(endpoint).path_and_query(path_and_query.as_ref()).build() else {
         return Err(GatewayError::BadRequestUri);
     };
 
@@ -177,20 +167,10 @@ async fn forward(
             content_length: body.size_hint().exact(),
             route: &route.name,
         };
-        mirror::plan(
-            &original,
-            &route.mirrors,
-            mirrors,
-            &active.upstreams,
-            upstream,
-            &mut compare_waiters,
-        )
+        mirror::plan(&original, &route.mirrors, mirrors, &active.upstreams, upstream, &mut compare_waiters)
     };
-    let body: BoxBody = if senders.is_empty() {
-        body.map_err(Into::into).boxed_unsync()
-    } else {
-        TeeBody::new(body, senders).boxed_unsync()
-    };
+    let body: BoxBody =
+        if senders.is_empty() { body.map_err(Into::into).boxed_unsync() } else { TeeBody::new(body, senders).boxed_unsync() };
 
     let client_span = tracing::info_span!(
         "upstream",
@@ -249,11 +229,7 @@ fn capture(
     latency: Duration,
     mirrors: &[crate::state::MirrorRuntime],
 ) -> BoxBody {
-    let cap = mirrors
-        .iter()
-        .filter_map(|m| m.comparer.as_ref().map(|c| c.max_body_bytes))
-        .max()
-        .unwrap_or(0);
+    let cap = mirrors.iter().filter_map(|m| m.comparer.as_ref().map(|c| c.max_body_bytes)).max().unwrap_or(0);
     let done: OnCaptured = Box::new(move |captured: Captured| {
         for waiter in waiters {
             let _ = waiter.send((captured.clone(), latency));
@@ -261,21 +237,14 @@ fn capture(
     });
     if body.is_end_stream() {
         // An empty body is never polled: hand the capture over now.
-        done(Captured {
-            status: parts.status.as_u16(),
-            headers: parts.headers.clone(),
-            body: Bytes::new(),
-            truncated: false,
-        });
+        done(Captured { status: parts.status.as_u16(), headers: parts.headers.clone(), body: Bytes::new(), truncated: false });
         return body.map_err(Into::into).boxed_unsync();
     }
-    CaptureBody::new(body, parts.status.as_u16(), parts.headers.clone(), cap, done)
-        .map_err(Into::into)
-        .boxed_unsync()
+    CaptureBody::new(body, parts.status.as_u16(), parts.headers.clone(), cap, done).map_err(Into::into).boxed_unsync()
 }
 
 /// Weighted choice among a route's destinations (the common single destination costs nothing).
-fn pick(destinations: &[WeightedDestination]) -> gateway_config::DestinationId {
+fn pick(destinations: &[WeightedDestination]) -> DestinationId {
     if let [only] = destinations {
         return only.id;
     }
@@ -311,28 +280,11 @@ mod tests {
 
     #[test]
     fn weighted_choice_follows_the_weights() {
-        let destinations = [
-            WeightedDestination {
-                id: DestinationId(0),
-                weight: 90,
-            },
-            WeightedDestination {
-                id: DestinationId(1),
-                weight: 10,
-            },
-        ];
+        let destinations =
+            [WeightedDestination { id: DestinationId(0), weight: 90 }, WeightedDestination { id: DestinationId(1), weight: 10 }];
         let second = (0..10_000).filter(|_| pick(&destinations) == DestinationId(1)).count();
         assert!((700..1_300).contains(&second), "{second}");
-        let zero = [
-            WeightedDestination {
-                id: DestinationId(0),
-                weight: 0,
-            },
-            WeightedDestination {
-                id: DestinationId(1),
-                weight: 5,
-            },
-        ];
+        let zero = [WeightedDestination { id: DestinationId(0), weight: 0 }, WeightedDestination { id: DestinationId(1), weight: 5 }];
         assert!((0..100).all(|_| pick(&zero) == DestinationId(1)));
     }
 }

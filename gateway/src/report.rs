@@ -83,11 +83,7 @@ impl MismatchRecord {
             + self.path.len()
             + self.request_id.len()
             + self.trace_id.len()
-            + self
-                .differences
-                .iter()
-                .map(|d| d.field.len() + text(&d.primary) + text(&d.shadow) + 64)
-                .sum::<usize>()
+            + self.differences.iter().map(|d| d.field.len() + text(&d.primary) + text(&d.shadow) + 64).sum::<usize>()
     }
 }
 
@@ -187,10 +183,7 @@ impl MirrorStats {
             noise: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             latency_delta_ms: Mutex::new(VecDeque::with_capacity(LATENCY_SAMPLES)),
-            recent: Mutex::new(Recent {
-                records: VecDeque::new(),
-                bytes: 0,
-            }),
+            recent: Mutex::new(Recent { records: VecDeque::new(), bytes: 0 }),
             max_records: settings.recent_mismatches,
             max_bytes: settings.max_bytes,
         }
@@ -284,24 +277,10 @@ impl MirrorStats {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let dropped: Vec<u64> = self.dropped.iter().map(load).collect();
         let (matched, mismatched) = (load(&self.matched), load(&self.mismatched));
-        let mut samples: Vec<f64> = self
-            .latency_delta_ms
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .copied()
-            .collect();
+        let mut samples: Vec<f64> = self.latency_delta_ms.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
         samples.sort_by(f64::total_cmp);
         let percentile = |p: f64| (!samples.is_empty()).then(|| samples[((samples.len() - 1) as f64 * p).round() as usize]);
-        let recent = self
-            .recent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .records
-            .iter()
-            .rev()
-            .cloned()
-            .collect();
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner()).records.iter().rev().cloned().collect();
         MirrorReport {
             route: self.route.clone(),
             mirror: self.mirror.clone(),
@@ -318,18 +297,9 @@ impl MirrorStats {
                 dropped_body_backpressure: dropped[2],
                 dropped_client_aborted: dropped[3],
             },
-            comparison: ComparisonCounts {
-                matched,
-                mismatched,
-                noise: load(&self.noise),
-                skipped: load(&self.skipped),
-            },
+            comparison: ComparisonCounts { matched, mismatched, noise: load(&self.noise), skipped: load(&self.skipped) },
             match_rate: (matched + mismatched > 0).then(|| matched as f64 / (matched + mismatched) as f64),
-            latency_delta_ms: LatencyDelta {
-                samples: samples.len(),
-                p50: percentile(0.5),
-                p99: percentile(0.99),
-            },
+            latency_delta_ms: LatencyDelta { samples: samples.len(), p50: percentile(0.5), p99: percentile(0.99) },
             recent_mismatches: recent,
         }
     }
@@ -337,9 +307,7 @@ impl MirrorStats {
 
 /// Seconds since the Unix epoch, for records.
 pub fn now_epoch_seconds() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[cfg(test)]
@@ -355,25 +323,13 @@ mod tests {
             trace_id: String::new(),
             primary_status: 200,
             shadow_status: 200,
-            differences: vec![Difference {
-                field: "$.a".into(),
-                primary: Some("x".repeat(len)),
-                shadow: None,
-            }],
+            differences: vec![Difference { field: "$.a".into(), primary: Some("x".repeat(len)), shadow: None }],
         }
     }
 
     #[test]
     fn recent_mismatches_are_bounded_by_count_and_bytes() {
-        let stats = MirrorStats::new(
-            "r",
-            "m",
-            "t/v2",
-            &ReportSettings {
-                recent_mismatches: 3,
-                max_bytes: 4096,
-            },
-        );
+        let stats = MirrorStats::new("r", "m", "t/v2", &ReportSettings { recent_mismatches: 3, max_bytes: 4096 });
         let mismatch = Classified::Mismatch(Vec::new());
         for n in 0..10 {
             stats.compared(&mismatch, 1.0, || Some(record(n, 10)));
@@ -390,21 +346,9 @@ mod tests {
 
     #[test]
     fn match_rate_and_percentiles() {
-        let stats = MirrorStats::new(
-            "r",
-            "m",
-            "t/v2",
-            &ReportSettings {
-                recent_mismatches: 3,
-                max_bytes: 4096,
-            },
-        );
+        let stats = MirrorStats::new("r", "m", "t/v2", &ReportSettings { recent_mismatches: 3, max_bytes: 4096 });
         for delta in 1..=100 {
-            let result = if delta % 4 == 0 {
-                Classified::Mismatch(Vec::new())
-            } else {
-                Classified::Match
-            };
+            let result = if delta % 4 == 0 { Classified::Mismatch(Vec::new()) } else { Classified::Match };
             stats.compared(&result, f64::from(delta), || None);
         }
         let report = stats.report();

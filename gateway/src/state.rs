@@ -22,6 +22,8 @@ pub struct Active {
     pub upstreams: Vec<Upstream>,
     /// By route index, then mirror index.
     pub mirrors: Vec<Vec<MirrorRuntime>>,
+    /// By route index: route names as metric labels, shared rather than copied per request.
+    pub route_labels: Vec<metrics::SharedString>,
     pub loaded_at: SystemTime,
 }
 
@@ -67,28 +69,20 @@ impl Active {
             let mut runtimes = Vec::with_capacity(route.mirrors.len());
             for mirror in &route.mirrors {
                 let comparer = match &mirror.compare {
-                    Some(spec) => Some(Arc::new(Comparer::new(spec).map_err(|e| {
-                        format!("route {:?}: mirror {:?}: compare.ignore_paths: {e}", route.name, mirror.name)
-                    })?)),
+                    Some(spec) => Some(Arc::new(
+                        Comparer::new(spec)
+                            .map_err(|e| format!("route {:?}: mirror {:?}: compare.ignore_paths: {e}", route.name, mirror.name))?,
+                    )),
                     None => None,
                 };
                 let destination = table.destination(mirror.destination).label();
                 let stats = stats.mirror(&route.name, mirror, &destination, report);
                 stats.set_comparing(comparer.is_some());
-                runtimes.push(MirrorRuntime {
-                    in_flight: Arc::new(Semaphore::new(mirror.max_in_flight)),
-                    comparer,
-                    stats,
-                });
+                runtimes.push(MirrorRuntime { in_flight: Arc::new(Semaphore::new(mirror.max_in_flight)), comparer, stats });
             }
             mirrors.push(runtimes);
         }
-        Ok(Self {
-            table,
-            warnings,
-            upstreams,
-            mirrors,
-            loaded_at: SystemTime::now(),
-        })
+        let route_labels = table.routes.iter().map(|r| metrics::SharedString::from(Arc::<str>::from(r.name.as_str()))).collect();
+        Ok(Self { table, warnings, upstreams, mirrors, route_labels, loaded_at: SystemTime::now() })
     }
 }

@@ -20,6 +20,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A destination ready to send to: its endpoints and its own connection pool.
 pub struct Upstream {
     pub label: String,
+    /// `label` as a metric label, shared rather than copied per request.
+    pub metric_label: metrics::SharedString,
     endpoints: Vec<String>,
     next: AtomicUsize,
     client: Client<HttpConnector, BoxBody>,
@@ -37,6 +39,7 @@ impl Upstream {
             .build(connector);
         Self {
             label: destination.label(),
+            metric_label: metrics::SharedString::from(std::sync::Arc::<str>::from(destination.label())),
             endpoints: destination.endpoints.iter().map(Endpoint::authority).collect(),
             next: AtomicUsize::new(0),
             client,

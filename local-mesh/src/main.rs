@@ -99,11 +99,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         list_keys: SERVICE_LISTS,
         overrides: Vec::new(),
     })?;
-    let (proxy_listener, v1_listener, v2_listener) = (
-        bind(&cli.proxy_listen).await?,
-        bind(&cli.target_v1_listen).await?,
-        bind(&cli.target_v2_listen).await?,
-    );
+    let (proxy_listener, v1_listener, v2_listener) =
+        (bind(&cli.proxy_listen).await?, bind(&cli.target_v1_listen).await?, bind(&cli.target_v2_listen).await?);
     let (proxy_addr, v1_addr, v2_addr) = (proxy_listener.local_addr()?, v1_listener.local_addr()?, v2_listener.local_addr()?);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -115,20 +112,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let mut telemetries = Vec::new();
     let mut tasks = Vec::new();
-    for (listener, name, version) in [
-        (proxy_listener, "proxy", "v1"),
-        (v1_listener, target_svc::NAME, "v1"),
-        (v2_listener, target_svc::NAME, "v2"),
-    ] {
+    for (listener, name, version) in
+        [(proxy_listener, "proxy", "v1"), (v1_listener, target_svc::NAME, "v1"), (v2_listener, target_svc::NAME, "v2")]
+    {
         let telemetry = telemetry(name, version)?;
-        let identity = ServiceIdentity {
-            name: name.to_owned(),
-            version: version.to_owned(),
-        };
+        let identity = ServiceIdentity { name: name.to_owned(), version: version.to_owned() };
         let service = Service::with_listener(listener, &service_settings, identity)?;
-        tasks.push(tokio::spawn(
-            service.run_until(stopped()).with_subscriber(telemetry.dispatch().clone()),
-        ));
+        tasks.push(tokio::spawn(service.run_until(stopped()).with_subscriber(telemetry.dispatch().clone())));
         telemetries.push(telemetry);
     }
 
@@ -140,23 +130,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         list_keys: LIST_SETTINGS,
         overrides: Vec::new(),
     })?;
-    let loaded = gateway_config::load_str(
-        "local-mesh routing",
-        &routing(&proxy_addr.to_string(), &v1_addr.to_string(), &v2_addr.to_string()),
-    )?;
+    let loaded =
+        gateway_config::load_str("local-mesh routing", &routing(&proxy_addr.to_string(), &v1_addr.to_string(), &v2_addr.to_string()))?;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
     let gateway_telemetry = telemetry("gateway", env!("CARGO_PKG_VERSION"))?;
-    let gateway = Gateway::with_listeners(
-        bind(&cli.listen).await?,
-        bind(&cli.admin_listen).await?,
-        gateway_settings,
-        loaded,
-        Some(metrics),
-    )?;
+    let gateway =
+        Gateway::with_listeners(bind(&cli.listen).await?, bind(&cli.admin_listen).await?, gateway_settings, loaded, Some(metrics))?;
     let (gateway_addr, admin_addr) = (gateway.local_addr()?, gateway.admin_addr()?);
-    tasks.push(tokio::spawn(
-        gateway.run_until(stopped()).with_subscriber(gateway_telemetry.dispatch().clone()),
-    ));
+    tasks.push(tokio::spawn(gateway.run_until(stopped()).with_subscriber(gateway_telemetry.dispatch().clone())));
     telemetries.push(gateway_telemetry);
 
     println!("local mesh is up: gateway {gateway_addr}, proxy {proxy_addr}, target v1 {v1_addr}, target v2 {v2_addr}");

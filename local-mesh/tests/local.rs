@@ -18,14 +18,7 @@ impl Drop for Running {
 fn the_local_mesh_serves_both_curls_of_the_tutorial() {
     service_kit::install_crypto_provider();
     let mut mesh = Command::new(env!("CARGO_BIN_EXE_local-mesh"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--proxy-listen",
-            "127.0.0.1:0",
-        ])
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0"])
         .args(["--target-v1-listen", "127.0.0.1:0", "--target-v2-listen", "127.0.0.1:0"])
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .env("RUST_LOG", "warn")
@@ -44,11 +37,7 @@ fn the_local_mesh_serves_both_curls_of_the_tutorial() {
     assert_eq!(curls.len(), 2, "two curl lines printed");
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().unwrap();
     for url in &curls {
         let body = runtime.block_on(async { client.get(url).send().await.unwrap().text().await.unwrap() });
         assert_eq!(body, "index", "{url}");

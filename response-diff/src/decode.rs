@@ -47,10 +47,7 @@ pub(crate) fn decode(body: &[u8], codings: &[String]) -> Result<Vec<u8>, SkipRea
 fn read_capped(reader: impl Read, limit: usize, coding: &str) -> Result<Vec<u8>, SkipReason> {
     let mut out = Vec::new();
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    reader
-        .take(cap)
-        .read_to_end(&mut out)
-        .map_err(|err| SkipReason::UndecodableEncoding(format!("{coding}: {err}")))?;
+    reader.take(cap).read_to_end(&mut out).map_err(|err| SkipReason::UndecodableEncoding(format!("{coding}: {err}")))?;
     if out.len() > limit {
         return Err(SkipReason::BodyOverCap);
     }

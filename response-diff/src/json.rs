@@ -17,13 +17,7 @@ pub(crate) struct JsonDifference {
 /// of array length is one difference at the array's path with the two lengths; the common
 /// elements are still compared. Stops after `limit` differences.
 pub(crate) fn diff(primary: &Value, shadow: &Value, ignore: &[JsonPath], limit: usize, value_len: Option<usize>) -> Vec<JsonDifference> {
-    let mut walk = Walk {
-        ignore,
-        limit,
-        value_len,
-        out: Vec::new(),
-        location: Vec::new(),
-    };
+    let mut walk = Walk { ignore, limit, value_len, out: Vec::new(), location: Vec::new() };
     walk.value(primary, shadow);
     walk.out
 }
@@ -52,11 +46,7 @@ impl<'v> Walk<'v, '_> {
 
     fn push(&mut self, primary: Option<String>, shadow: Option<String>) {
         if !self.full() {
-            self.out.push(JsonDifference {
-                path: render(&self.location),
-                primary,
-                shadow,
-            });
+            self.out.push(JsonDifference { path: render(&self.location), primary, shadow });
         }
     }
 
@@ -142,10 +132,7 @@ fn compact(v: &Value, max: usize) -> String {
         }
     }
     // A char is at most 4 bytes: this many bytes always hold `max + 1` characters if there are.
-    let mut prefix = Prefix {
-        buf: Vec::new(),
-        cap: max.saturating_add(1).saturating_mul(4),
-    };
+    let mut prefix = Prefix { buf: Vec::new(), cap: max.saturating_add(1).saturating_mul(4) };
     let _ = serde_json::to_writer(&mut prefix, v);
     crate::shorten(&String::from_utf8_lossy(&prefix.buf), max)
 }

@@ -101,12 +101,7 @@ impl Default for DiffOptions {
             ignore_headers: Vec::new(),
             ignore_paths: Vec::new(),
             redact_values: false,
-            secret_headers: vec![
-                header::AUTHORIZATION,
-                header::COOKIE,
-                header::SET_COOKIE,
-                header::PROXY_AUTHORIZATION,
-            ],
+            secret_headers: vec![header::AUTHORIZATION, header::COOKIE, header::SET_COOKIE, header::PROXY_AUTHORIZATION],
             max_differences: 20,
             max_value_len: 120,
         }
@@ -161,11 +156,8 @@ pub fn compare(primary: &Captured, shadow: &Captured, opts: &DiffOptions) -> Com
         });
     }
 
-    let body = if primary.truncated || shadow.truncated {
-        Err(SkipReason::BodyOverCap)
-    } else {
-        compare_bodies(primary, shadow, opts, limit)
-    };
+    let body =
+        if primary.truncated || shadow.truncated { Err(SkipReason::BodyOverCap) } else { compare_bodies(primary, shadow, opts, limit) };
 
     let mut ignored: Vec<&HeaderName> = DEFAULT_IGNORED_HEADERS.iter().chain(&opts.ignore_headers).collect();
     // Bodies are compared decoded, so how they were encoded on the wire is not a difference.
@@ -194,12 +186,7 @@ pub fn compare(primary: &Captured, shadow: &Captured, opts: &DiffOptions) -> Com
 }
 
 fn compare_headers(primary: &Captured, shadow: &Captured, opts: &DiffOptions, ignored: &[&HeaderName], out: &mut Vec<Difference>) {
-    let mut names: Vec<&HeaderName> = primary
-        .headers
-        .keys()
-        .chain(shadow.headers.keys())
-        .filter(|name| !ignored.contains(name))
-        .collect();
+    let mut names: Vec<&HeaderName> = primary.headers.keys().chain(shadow.headers.keys()).filter(|name| !ignored.contains(name)).collect();
     names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     names.dedup();
     let secret = |name: &HeaderName| opts.secret_headers.contains(name);
@@ -218,11 +205,7 @@ fn compare_headers(primary: &Captured, shadow: &Captured, opts: &DiffOptions, ig
                 Some(shorten(&header_values(values), opts.max_value_len))
             }
         };
-        out.push(Difference {
-            field: format!("header:{name}"),
-            primary: show(&a),
-            shadow: show(&b),
-        });
+        out.push(Difference { field: format!("header:{name}"), primary: show(&a), shadow: show(&b) });
     }
 }
 
@@ -244,10 +227,7 @@ struct BodyComparison {
 fn compare_bodies(primary: &Captured, shadow: &Captured, opts: &DiffOptions, limit: usize) -> Result<BodyComparison, SkipReason> {
     let codings = (decode::codings(&primary.headers), decode::codings(&shadow.headers));
     let raw_differ = primary.body != shadow.body;
-    let mut result = BodyComparison {
-        differences: Vec::new(),
-        raw_differ,
-    };
+    let mut result = BodyComparison { differences: Vec::new(), raw_differ };
     if !raw_differ && codings.0 == codings.1 {
         return Ok(result);
     }
@@ -257,25 +237,14 @@ fn compare_bodies(primary: &Captured, shadow: &Captured, opts: &DiffOptions, lim
         return Ok(result);
     }
     let value_len = (!opts.redact_values).then_some(opts.max_value_len);
-    result.differences = match (
-        serde_json::from_slice::<serde_json::Value>(&a),
-        serde_json::from_slice::<serde_json::Value>(&b),
-    ) {
+    result.differences = match (serde_json::from_slice::<serde_json::Value>(&a), serde_json::from_slice::<serde_json::Value>(&b)) {
         (Ok(x), Ok(y)) => json::diff(&x, &y, &opts.ignore_paths, limit, value_len)
             .into_iter()
-            .map(|d| Difference {
-                field: d.path,
-                primary: d.primary,
-                shadow: d.shadow,
-            })
+            .map(|d| Difference { field: d.path, primary: d.primary, shadow: d.shadow })
             .collect(),
         _ => match (std::str::from_utf8(&a), std::str::from_utf8(&b)) {
             (Ok(x), Ok(y)) => diff_lines(x, y, limit, opts.max_value_len),
-            _ => vec![Difference {
-                field: "body".to_owned(),
-                primary: Some(fingerprint(&a)),
-                shadow: Some(fingerprint(&b)),
-            }],
+            _ => vec![Difference { field: "body".to_owned(), primary: Some(fingerprint(&a)), shadow: Some(fingerprint(&b)) }],
         },
     };
     Ok(result)
@@ -283,9 +252,7 @@ fn compare_bodies(primary: &Captured, shadow: &Captured, opts: &DiffOptions, lim
 
 /// A line diff; bounded in time, as the diff of two large unrelated texts can be slow.
 fn diff_lines(primary: &str, shadow: &str, limit: usize, max_len: usize) -> Vec<Difference> {
-    let diff = similar::TextDiff::configure()
-        .timeout(Duration::from_millis(100))
-        .diff_lines(primary, shadow);
+    let diff = similar::TextDiff::configure().timeout(Duration::from_millis(100)).diff_lines(primary, shadow);
     let line = |s: Option<&str>| s.map(|s| shorten(s.trim_end_matches(['\n', '\r']), max_len));
     let mut out = Vec::new();
     for op in diff.ops() {

@@ -47,10 +47,7 @@ pub struct NoiseFilter {
 impl NoiseFilter {
     /// A filter that will learn at most `max_fields` noisy fields.
     pub fn new(max_fields: usize) -> Self {
-        NoiseFilter {
-            max_fields,
-            fields: Mutex::new(HashSet::new()),
-        }
+        NoiseFilter { max_fields, fields: Mutex::new(HashSet::new()) }
     }
 
     /// Learns from comparing the primary with itself: every differing field becomes noise.
@@ -77,11 +74,7 @@ impl NoiseFilter {
             Comparison::Mismatch(differences) => {
                 let fields = self.lock();
                 let (noise, real): (Vec<Difference>, Vec<Difference>) = differences.into_iter().partition(|d| fields.contains(&d.field));
-                if real.is_empty() {
-                    Classified::Noise(noise.into_iter().map(|d| d.field).collect())
-                } else {
-                    Classified::Mismatch(real)
-                }
+                if real.is_empty() { Classified::Noise(noise.into_iter().map(|d| d.field).collect()) } else { Classified::Mismatch(real) }
             }
         }
     }

@@ -54,10 +54,7 @@ impl FromStr for JsonPath {
     type Err = PathError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let fail = |reason: &str| PathError {
-            path: input.to_owned(),
-            reason: reason.to_owned(),
-        };
+        let fail = |reason: &str| PathError { path: input.to_owned(), reason: reason.to_owned() };
         let rest = input.trim().strip_prefix('$').ok_or_else(|| fail("must start with `$`"))?;
         let chars: Vec<char> = rest.chars().collect();
         let mut segments = Vec::new();
@@ -196,14 +193,8 @@ mod tests {
     #[test]
     fn parses_the_supported_forms() {
         assert_eq!(p("$").0, vec![]);
-        assert_eq!(
-            p("$.a.b[2]").0,
-            vec![Segment::Key("a".into()), Segment::Key("b".into()), Segment::Index(2)]
-        );
-        assert_eq!(
-            p("$.items[*].id").0,
-            vec![Segment::Key("items".into()), Segment::Wildcard, Segment::Key("id".into())]
-        );
+        assert_eq!(p("$.a.b[2]").0, vec![Segment::Key("a".into()), Segment::Key("b".into()), Segment::Index(2)]);
+        assert_eq!(p("$.items[*].id").0, vec![Segment::Key("items".into()), Segment::Wildcard, Segment::Key("id".into())]);
         assert_eq!(p("$.*").0, vec![Segment::Wildcard]);
         assert_eq!(p("$['odd key']").0, vec![Segment::Key("odd key".into())]);
         assert_eq!(p(r#"$["it's"]"#).0, vec![Segment::Key("it's".into())]);

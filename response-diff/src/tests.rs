@@ -7,12 +7,7 @@ fn resp(status: u16, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Captur
     for (name, value) in headers {
         map.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
     }
-    Captured {
-        status,
-        headers: map,
-        body: body.into(),
-        truncated: false,
-    }
+    Captured { status, headers: map, body: body.into(), truncated: false }
 }
 
 fn json(body: &str) -> Captured {
@@ -35,11 +30,7 @@ fn brotli(data: &[u8]) -> Vec<u8> {
 }
 
 fn diff(field: &str, primary: Option<&str>, shadow: Option<&str>) -> Difference {
-    Difference {
-        field: field.to_owned(),
-        primary: primary.map(str::to_owned),
-        shadow: shadow.map(str::to_owned),
-    }
+    Difference { field: field.to_owned(), primary: primary.map(str::to_owned), shadow: shadow.map(str::to_owned) }
 }
 
 fn mismatch(c: Comparison) -> Vec<Difference> {
@@ -81,10 +72,7 @@ fn nested_json_change_is_named_by_its_path() {
     let b = json(r#"{"user":{"name":"Bob","tags":["x"]},"items":[{"id":1},{"id":3}]}"#);
     assert_eq!(
         mismatch(compare(&a, &b, &opts())),
-        vec![
-            diff("$.items[1].id", Some("2"), Some("3")),
-            diff("$.user.name", Some("\"Ann\""), Some("\"Bob\"")),
-        ]
+        vec![diff("$.items[1].id", Some("2"), Some("3")), diff("$.user.name", Some("\"Ann\""), Some("\"Bob\"")),]
     );
 }
 
@@ -118,10 +106,7 @@ fn ignored_paths_give_a_match() {
     let a = json(r#"{"timestamp":1,"items":[{"id":"a","v":1},{"id":"b","v":2}],"meta":{"x":1}}"#);
     let b = json(r#"{"timestamp":2,"items":[{"id":"c","v":1},{"id":"d","v":2}],"meta":{"y":2}}"#);
     let mut o = opts();
-    o.ignore_paths = ["$.timestamp", "$.items[*].id", "$.meta"]
-        .iter()
-        .map(|p| p.parse().unwrap())
-        .collect();
+    o.ignore_paths = ["$.timestamp", "$.items[*].id", "$.meta"].iter().map(|p| p.parse().unwrap()).collect();
     assert_eq!(compare(&a, &b, &o), Comparison::Match);
     o.ignore_paths.pop();
     assert_eq!(fields(compare(&a, &b, &o)), ["$.meta.x", "$.meta.y"]);
@@ -135,10 +120,7 @@ fn array_length_change() {
     let b = json(r#"{"items":[1,5,3,4]}"#);
     assert_eq!(
         mismatch(compare(&a, &b, &opts())),
-        vec![
-            diff("$.items", Some("array of 3"), Some("array of 4")),
-            diff("$.items[1]", Some("2"), Some("5")),
-        ]
+        vec![diff("$.items", Some("array of 3"), Some("array of 4")), diff("$.items[1]", Some("2"), Some("5")),]
     );
 }
 
@@ -155,10 +137,7 @@ fn text_line_diff() {
     let b = resp(200, &[("content-type", "text/plain")], "one\nTWO\nthree\nfour\nfive\n");
     assert_eq!(
         mismatch(compare(&a, &b, &opts())),
-        vec![
-            diff("body:line 2", Some("two"), Some("TWO")),
-            diff("body:line 5", None, Some("five")),
-        ]
+        vec![diff("body:line 2", Some("two"), Some("TWO")), diff("body:line 5", None, Some("five")),]
     );
     let c = resp(200, &[("content-type", "text/plain")], "one\nthree\nfour\n");
     assert_eq!(mismatch(compare(&a, &c, &opts())), vec![diff("body:line 2", Some("two"), None)]);
@@ -177,21 +156,9 @@ fn gzip_and_deflate_bodies_equal_to_plain_match() {
     let plain = resp(200, &[("content-type", "application/json"), ("content-length", "38")], &body[..]);
     let zipped = gzip(body);
     let len = zipped.len().to_string();
-    let gz = resp(
-        200,
-        &[
-            ("content-type", "application/json"),
-            ("content-encoding", "gzip"),
-            ("content-length", &len),
-        ],
-        zipped,
-    );
+    let gz = resp(200, &[("content-type", "application/json"), ("content-encoding", "gzip"), ("content-length", &len)], zipped);
     assert_eq!(compare(&plain, &gz, &opts()), Comparison::Match);
-    let x_gz = resp(
-        200,
-        &[("content-type", "application/json"), ("content-encoding", "X-GZIP")],
-        gzip(body),
-    );
+    let x_gz = resp(200, &[("content-type", "application/json"), ("content-encoding", "X-GZIP")], gzip(body));
     assert_eq!(compare(&plain, &x_gz, &opts()), Comparison::Match);
 
     let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
@@ -199,20 +166,13 @@ fn gzip_and_deflate_bodies_equal_to_plain_match() {
     let mut raw = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
     raw.write_all(body).unwrap();
     for encoded in [zlib.finish().unwrap(), raw.finish().unwrap()] {
-        let d = resp(
-            200,
-            &[("content-type", "application/json"), ("content-encoding", "deflate")],
-            encoded,
-        );
+        let d = resp(200, &[("content-type", "application/json"), ("content-encoding", "deflate")], encoded);
         assert_eq!(compare(&plain, &d, &opts()), Comparison::Match);
     }
 
     // A difference inside a compressed body is still found.
-    let other = resp(
-        200,
-        &[("content-type", "application/json"), ("content-encoding", "gzip")],
-        gzip(br#"{"a":[1,2,4],"b":"hello hello hello"}"#),
-    );
+    let other =
+        resp(200, &[("content-type", "application/json"), ("content-encoding", "gzip")], gzip(br#"{"a":[1,2,4],"b":"hello hello hello"}"#));
     assert_eq!(fields(compare(&plain, &other, &opts())), ["$.a[2]"]);
 }
 
@@ -233,10 +193,7 @@ fn brotli_and_stacked_encodings() {
 fn unknown_or_corrupt_encoding_is_skipped() {
     let plain = resp(200, &[], "abc");
     let zstd = resp(200, &[("content-encoding", "zstd")], "abc");
-    assert_eq!(
-        compare(&plain, &zstd, &opts()),
-        Comparison::Skipped(SkipReason::UndecodableEncoding("zstd".into()))
-    );
+    assert_eq!(compare(&plain, &zstd, &opts()), Comparison::Skipped(SkipReason::UndecodableEncoding("zstd".into())));
     let corrupt = resp(200, &[("content-encoding", "gzip")], "not gzip at all");
     assert!(matches!(
         compare(&plain, &corrupt, &opts()),
@@ -298,11 +255,7 @@ fn default_ignored_headers() {
         ],
         "hello",
     );
-    let b = resp(
-        200,
-        &[("date", "Tue"), ("x-request-id", "2"), ("server", "b"), ("content-length", "5")],
-        "hello",
-    );
+    let b = resp(200, &[("date", "Tue"), ("x-request-id", "2"), ("server", "b"), ("content-length", "5")], "hello");
     assert_eq!(compare(&a, &b, &opts()), Comparison::Match);
     // content-length is compared when the bodies are the same.
     let c = resp(200, &[("content-length", "6")], "hello");
@@ -315,19 +268,13 @@ fn custom_ignored_headers_and_multi_values() {
     let b = resp(200, &[("etag", "\"2\""), ("vary", "b"), ("vary", "a")], "x");
     assert_eq!(
         mismatch(compare(&a, &b, &opts())),
-        vec![
-            diff("header:etag", Some("\"1\""), Some("\"2\"")),
-            diff("header:vary", Some(r#"["a","b"]"#), Some(r#"["b","a"]"#)),
-        ]
+        vec![diff("header:etag", Some("\"1\""), Some("\"2\"")), diff("header:vary", Some(r#"["a","b"]"#), Some(r#"["b","a"]"#)),]
     );
     let mut o = opts();
     o.ignore_headers = vec![HeaderName::from_static("etag"), HeaderName::from_static("vary")];
     assert_eq!(compare(&a, &b, &o), Comparison::Match);
     let missing = resp(200, &[("etag", "\"1\"")], "x");
-    assert_eq!(
-        mismatch(compare(&a, &missing, &opts())),
-        vec![diff("header:vary", Some(r#"["a","b"]"#), None)]
-    );
+    assert_eq!(mismatch(compare(&a, &missing, &opts())), vec![diff("header:vary", Some(r#"["a","b"]"#), None)]);
 }
 
 #[test]
@@ -335,13 +282,7 @@ fn secret_header_values_are_redacted() {
     let a = resp(200, &[("set-cookie", "session=abc"), ("authorization", "Bearer secret")], "x");
     let b = resp(200, &[("set-cookie", "session=def")], "x");
     let d = mismatch(compare(&a, &b, &opts()));
-    assert_eq!(
-        d,
-        vec![
-            diff("header:authorization", Some(REDACTED), None),
-            diff("header:set-cookie", Some(REDACTED), Some(REDACTED)),
-        ]
-    );
+    assert_eq!(d, vec![diff("header:authorization", Some(REDACTED), None), diff("header:set-cookie", Some(REDACTED), Some(REDACTED)),]);
     let shown = format!("{d:?}{}", serde_json::to_string(&d).unwrap());
     assert!(!shown.contains("abc") && !shown.contains("secret"), "{shown}");
 }
@@ -354,11 +295,7 @@ fn redact_values_keeps_fields_only() {
     o.redact_values = true;
     assert_eq!(
         mismatch(compare(&a, &b, &o)),
-        vec![
-            diff("status", Some("200"), Some("500")),
-            diff("header:x-v", None, None),
-            diff("$.password", None, None),
-        ]
+        vec![diff("status", Some("200"), Some("500")), diff("header:x-v", None, None), diff("$.password", None, None),]
     );
     for (x, y) in [("a\nb", "a\nc"), ("\u{0}\u{ff}", "\u{1}")] {
         let d = mismatch(compare(&resp(200, &[], x), &resp(200, &[], y), &o));
@@ -411,20 +348,11 @@ fn noise_filter_learns_and_classifies() {
     assert_eq!(noise.fields(), ["$.req", "$.ts"]);
 
     let shadow_noise = json(r#"{"ts":3,"req":"c","v":1}"#);
-    assert_eq!(
-        noise.classify(compare(&first, &shadow_noise, &opts())),
-        Classified::Noise(vec!["$.req".into(), "$.ts".into()])
-    );
+    assert_eq!(noise.classify(compare(&first, &shadow_noise, &opts())), Classified::Noise(vec!["$.req".into(), "$.ts".into()]));
     let shadow_real = json(r#"{"ts":3,"req":"a","v":2}"#);
-    assert_eq!(
-        noise.classify(compare(&first, &shadow_real, &opts())),
-        Classified::Mismatch(vec![diff("$.v", Some("1"), Some("2"))])
-    );
+    assert_eq!(noise.classify(compare(&first, &shadow_real, &opts())), Classified::Mismatch(vec![diff("$.v", Some("1"), Some("2"))]));
     assert_eq!(noise.classify(Comparison::Match), Classified::Match);
-    assert_eq!(
-        noise.classify(Comparison::Skipped(SkipReason::BodyOverCap)),
-        Classified::Skipped(SkipReason::BodyOverCap)
-    );
+    assert_eq!(noise.classify(Comparison::Skipped(SkipReason::BodyOverCap)), Classified::Skipped(SkipReason::BodyOverCap));
     assert_eq!(Classified::Match.label(), "match");
 }
 
@@ -453,10 +381,7 @@ fn serializes_for_the_admin_api() {
         serde_json::to_value(&c).unwrap(),
         serde_json::json!({"Mismatch": [{"field": "status", "primary": "200", "shadow": "500"}]})
     );
-    assert_eq!(
-        serde_json::to_value(Classified::Noise(vec!["$.a".into()])).unwrap(),
-        serde_json::json!({"Noise": ["$.a"]})
-    );
+    assert_eq!(serde_json::to_value(Classified::Noise(vec!["$.a".into()])).unwrap(), serde_json::json!({"Noise": ["$.a"]}));
     assert_eq!(
         serde_json::to_value(Comparison::Skipped(SkipReason::UndecodableEncoding("zstd".into()))).unwrap(),
         serde_json::json!({"Skipped": {"UndecodableEncoding": "zstd"}})
@@ -480,11 +405,7 @@ impl Garbage {
         (0..len)
             .map(|_| {
                 let r = self.next();
-                if r.is_multiple_of(2) {
-                    alphabet[(r >> 8) as usize % alphabet.len()]
-                } else {
-                    (r >> 16) as u8
-                }
+                if r.is_multiple_of(2) { alphabet[(r >> 8) as usize % alphabet.len()] } else { (r >> 16) as u8 }
             })
             .collect()
     }

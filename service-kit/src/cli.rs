@@ -44,10 +44,7 @@ pub fn service_main(name: &str, version: &str) -> ExitCode {
     if cli.health_check {
         return health_check(&settings.listen, "/healthz");
     }
-    let identity = ServiceIdentity {
-        name: name.to_owned(),
-        version: version.to_owned(),
-    };
+    let identity = ServiceIdentity { name: name.to_owned(), version: version.to_owned() };
     run(name, version, |version| async move {
         let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
         let service = Service::build(&settings, identity, Some(metrics)).await?;

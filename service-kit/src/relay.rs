@@ -122,11 +122,7 @@ impl Guard {
             Some(url::Host::Ipv6(ip)) => return self.check_ip(IpAddr::V6(ip), &ip.to_string()),
             None => return Err(RelayError::InvalidUrl),
         };
-        if self.host_allowed(&host) {
-            Ok(())
-        } else {
-            Err(RelayError::NotAllowed(host))
-        }
+        if self.host_allowed(&host) { Ok(()) } else { Err(RelayError::NotAllowed(host)) }
     }
 
     fn check_ip(&self, ip: IpAddr, host: &str) -> Result<(), RelayError> {
@@ -178,10 +174,7 @@ fn find_cause<'a, E: std::error::Error + 'static>(error: &'a (dyn std::error::Er
 impl Relay {
     pub fn new(settings: &RelaySettings) -> Result<Self, reqwest::Error> {
         crate::install_crypto_provider();
-        let guard = Arc::new(Guard {
-            allow_hosts: settings.allow_hosts.clone(),
-            allow_link_local: settings.allow_link_local,
-        });
+        let guard = Arc::new(Guard { allow_hosts: settings.allow_hosts.clone(), allow_link_local: settings.allow_link_local });
         let redirect_guard = guard.clone();
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -197,11 +190,7 @@ impl Relay {
             }))
             .read_timeout(settings.timeout)
             .build()?;
-        Ok(Self {
-            client,
-            guard,
-            timeout: settings.timeout,
-        })
+        Ok(Self { client, guard, timeout: settings.timeout })
     }
 
     /// Fetches `url` with the forwarded headers of `incoming` and streams the answer back.
@@ -241,9 +230,7 @@ impl Relay {
             response = response.header(header::CONTENT_TYPE, content_type);
         }
         let body = Body::from_stream(upstream.bytes_stream());
-        Ok(response
-            .body(body)
-            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
+        Ok(response.body(body).unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
     }
 }
 
@@ -273,20 +260,12 @@ pub async fn proxy_handler(
     headers: HeaderMap,
     RawForm(form): RawForm,
 ) -> Result<Response, RelayError> {
-    let from_body = if headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/x-www-form-urlencoded"))
-    {
-        url::form_urlencoded::parse(&form)
-            .find(|(key, _)| key == "url")
-            .map(|(_, value)| value.into_owned())
+    let from_body = if headers.get(header::CONTENT_TYPE).is_some_and(|ct| ct.as_bytes().starts_with(b"application/x-www-form-urlencoded")) {
+        url::form_urlencoded::parse(&form).find(|(key, _)| key == "url").map(|(_, value)| value.into_owned())
     } else {
         None
     };
-    let target = from_body
-        .or_else(|| query.get("url").cloned())
-        .filter(|url| !url.is_empty())
-        .ok_or(RelayError::MissingUrl)?;
+    let target = from_body.or_else(|| query.get("url").cloned()).filter(|url| !url.is_empty()).ok_or(RelayError::MissingUrl)?;
     tracing::info!(url = %target, "relay request");
     relay.fetch(&target, &headers).await
 }
@@ -296,22 +275,13 @@ mod tests {
     use super::*;
 
     fn guard(allow: &[&str]) -> Guard {
-        Guard {
-            allow_hosts: allow.iter().map(|s| s.to_string()).collect(),
-            allow_link_local: false,
-        }
+        Guard { allow_hosts: allow.iter().map(|s| s.to_string()).collect(), allow_link_local: false }
     }
 
     #[test]
     fn link_local_and_metadata_addresses_are_blocked_private_ones_are_not() {
         let g = guard(&[]);
-        for blocked in [
-            "169.254.169.254",
-            "169.254.1.1",
-            "fe80::1",
-            "fd00:ec2::254",
-            "::ffff:169.254.169.254",
-        ] {
+        for blocked in ["169.254.169.254", "169.254.1.1", "fe80::1", "fd00:ec2::254", "::ffff:169.254.169.254"] {
             assert!(g.blocks(blocked.parse().unwrap()), "{blocked}");
         }
         for allowed in ["127.0.0.1", "10.0.0.1", "192.168.1.1", "::1", "172.17.0.2"] {

@@ -30,10 +30,7 @@ where
 {
     let mut builder = Builder::new(TokioExecutor::new());
     // Idle keep-alive connections are closed after a while; slow header senders are cut off.
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -50,13 +47,11 @@ where
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
-            service.clone(),
-            move |mut request: http::Request<Incoming>| {
+        let service =
+            TowerToHyperService::new(tower::ServiceExt::map_request(service.clone(), move |mut request: http::Request<Incoming>| {
                 request.extensions_mut().insert(ClientAddr(peer));
                 request
-            },
-        ));
+            }));
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(

@@ -93,10 +93,8 @@ impl Service {
         identity: ServiceIdentity,
         metrics: Option<PrometheusHandle>,
     ) -> Result<Self, BuildError> {
-        let listener = TcpListener::bind(&settings.listen).await.map_err(|source| BuildError::Bind {
-            addr: settings.listen.clone(),
-            source,
-        })?;
+        let listener =
+            TcpListener::bind(&settings.listen).await.map_err(|source| BuildError::Bind { addr: settings.listen.clone(), source })?;
         Ok(Self::with_metrics(listener, settings, identity, metrics)?)
     }
 
@@ -113,11 +111,7 @@ impl Service {
         metrics: Option<PrometheusHandle>,
     ) -> Result<Self, reqwest::Error> {
         let relay = Relay::new(&settings.relay)?;
-        Ok(Self {
-            listener,
-            router: router(identity, relay, metrics),
-            deadline: settings.shutdown_deadline,
-        })
+        Ok(Self { listener, router: router(identity, relay, metrics), deadline: settings.shutdown_deadline })
     }
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
@@ -187,12 +181,7 @@ async fn trace_request(State(identity): State<Arc<ServiceIdentity>>, request: Re
         if status.is_server_error() {
             span.record("otel.status_code", "ERROR");
         }
-        tracing::info!(
-            status = status.as_u16(),
-            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
-            shadow,
-            "request end"
-        );
+        tracing::info!(status = status.as_u16(), elapsed_ms = started.elapsed().as_secs_f64() * 1e3, shadow, "request end");
         // Label by route, not raw path: a label per distinct URL would grow without bound.
         let route = match path.as_str() {
             "/index" | "/proxy" => path.clone(),

@@ -39,24 +39,16 @@ pub fn load<T: DeserializeOwned>(layers: Layers<'_>) -> Result<T, SettingsError>
         }
         builder = builder.add_source(File::from(path).format(FileFormat::Yaml));
     }
-    let env = Environment::with_prefix(layers.env_prefix)
-        .prefix_separator("_")
-        .separator("__")
-        .source(Some(layers.env.into_iter().collect()));
+    let env =
+        Environment::with_prefix(layers.env_prefix).prefix_separator("_").separator("__").source(Some(layers.env.into_iter().collect()));
     let env = match layers.list_keys {
         [] => env,
-        keys => keys
-            .iter()
-            .fold(env.try_parsing(true).list_separator(","), |env, key| env.with_list_parse_key(key)),
+        keys => keys.iter().fold(env.try_parsing(true).list_separator(","), |env, key| env.with_list_parse_key(key)),
     };
     builder = builder.add_source(env);
     for (key, value) in layers.overrides {
-        builder = builder
-            .set_override(key, value)
-            .map_err(|e| SettingsError(format!("--{key}: {e}")))?;
+        builder = builder.set_override(key, value).map_err(|e| SettingsError(format!("--{key}: {e}")))?;
     }
     let built = builder.build().map_err(|e| SettingsError(format!("{source}: {e}")))?;
-    built
-        .try_deserialize()
-        .map_err(|e| SettingsError(format!("{source} (with {}_* environment and flags): {e}", layers.env_prefix)))
+    built.try_deserialize().map_err(|e| SettingsError(format!("{source} (with {}_* environment and flags): {e}", layers.env_prefix)))
 }

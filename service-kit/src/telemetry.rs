@@ -80,18 +80,12 @@ impl TelemetrySettings {
             None | Some("grpc") => OtlpProtocol::Grpc,
             Some("http/protobuf") => OtlpProtocol::HttpProtobuf,
             Some(other) => {
-                return Err(TelemetryError::Protocol {
-                    variable: protocol_var,
-                    value: other.to_owned(),
-                });
+                return Err(TelemetryError::Protocol { variable: protocol_var, value: other.to_owned() });
             }
         };
         // The signal-specific variable is used as written; the generic one is a base URL to which
         // HTTP appends the signal path (OpenTelemetry specification, "Endpoint URLs for OTLP/HTTP").
-        let endpoint = match (
-            non_empty("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
-            non_empty("OTEL_EXPORTER_OTLP_ENDPOINT"),
-        ) {
+        let endpoint = match (non_empty("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), non_empty("OTEL_EXPORTER_OTLP_ENDPOINT")) {
             (Some(traces), _) => Some(traces),
             (None, Some(base)) => Some(match protocol {
                 OtlpProtocol::Grpc => base,
@@ -141,11 +135,7 @@ impl Telemetry {
             LogSink::Discard => fmt.with_writer(std::io::sink).boxed(),
         };
         crate::install_crypto_provider();
-        let provider = settings
-            .exporter
-            .as_ref()
-            .map(|exporter| build_provider(settings, exporter))
-            .transpose()?;
+        let provider = settings.exporter.as_ref().map(|exporter| build_provider(settings, exporter)).transpose()?;
         let otel = provider.as_ref().map(|provider| {
             tracing_opentelemetry::layer()
                 .with_tracer(provider.tracer(settings.service_name.clone()))
@@ -154,10 +144,7 @@ impl Telemetry {
                 .with_filter(exporter_noise())
         });
         let subscriber = Registry::default().with(otel).with(fmt.with_filter(filter));
-        Ok(Self {
-            dispatch: Dispatch::new(subscriber),
-            provider,
-        })
+        Ok(Self { dispatch: Dispatch::new(subscriber), provider })
     }
 
     /// The dispatcher to run a service under (`WithSubscriber::with_subscriber` in tests).
@@ -213,10 +200,7 @@ fn build_provider(settings: &TelemetrySettings, exporter: &OtlpExporter) -> Resu
         .with_service_name(settings.service_name.clone())
         .with_attribute(KeyValue::new("service.version", settings.service_version.clone()))
         .build();
-    Ok(SdkTracerProvider::builder()
-        .with_resource(resource)
-        .with_batch_exporter(built)
-        .build())
+    Ok(SdkTracerProvider::builder().with_resource(resource).with_batch_exporter(built).build())
 }
 
 #[cfg(test)]
@@ -238,11 +222,7 @@ mod tests {
 
     #[test]
     fn http_appends_the_signal_path_to_the_base_url() {
-        let s = settings(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/"),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-        ])
-        .unwrap();
+        let s = settings(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")]).unwrap();
         let e = s.exporter.unwrap();
         assert_eq!(e.endpoint, "http://c:4318/v1/traces");
         assert_eq!(e.protocol, OtlpProtocol::HttpProtobuf);
@@ -250,21 +230,14 @@ mod tests {
 
     #[test]
     fn grpc_is_the_default_protocol_and_keeps_the_url() {
-        let e = settings(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317")])
-            .unwrap()
-            .exporter
-            .unwrap();
+        let e = settings(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317")]).unwrap().exporter.unwrap();
         assert_eq!((e.endpoint.as_str(), e.protocol), ("http://c:4317", OtlpProtocol::Grpc));
     }
 
     #[test]
     fn sdk_disabled_and_service_name_are_honoured() {
-        let s = settings(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
-            ("OTEL_SDK_DISABLED", "true"),
-            ("OTEL_SERVICE_NAME", "t2"),
-        ])
-        .unwrap();
+        let s = settings(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"), ("OTEL_SDK_DISABLED", "true"), ("OTEL_SERVICE_NAME", "t2")])
+            .unwrap();
         assert_eq!((s.exporter, s.service_name.as_str()), (None, "t2"));
     }
 

@@ -28,14 +28,8 @@ fn tutorial_unknown_subset_names_the_document_and_key() {
 
 #[test]
 fn native_unknown_subset_and_host() {
-    assert_err(
-        &native_err("  - to: target/v9\n"),
-        "test.yaml: routes[0].to: unknown subset \"v9\" for host \"target\" (known: v1, v2)",
-    );
-    assert_err(
-        &native_err("  - to: echo/v1\n"),
-        "test.yaml: routes[0].to: unknown subset \"v1\" for host \"echo\" (it has no subsets)",
-    );
+    assert_err(&native_err("  - to: target/v9\n"), "test.yaml: routes[0].to: unknown subset \"v9\" for host \"target\" (known: v1, v2)");
+    assert_err(&native_err("  - to: echo/v1\n"), "test.yaml: routes[0].to: unknown subset \"v1\" for host \"echo\" (it has no subsets)");
     let err = native_err("  - to: nowhere\n");
     assert!(err.starts_with("test.yaml: routes[0].to: unknown host \"nowhere\""), "{err}");
     let err = native_err("  - to: echo\n    mirror: nowhere/v2\n");
@@ -66,15 +60,9 @@ fn percent_out_of_range() {
 #[test]
 fn duplicate_names() {
     let err = native_err("  - name: a\n    to: echo\n  - name: a\n    to: echo\n");
-    assert_err(
-        &err,
-        "test.yaml: routes[1]: duplicate route name \"a\" (first defined at test.yaml: routes[0])",
-    );
+    assert_err(&err, "test.yaml: routes[1]: duplicate route name \"a\" (first defined at test.yaml: routes[0])");
     let err = native_err("  - to: echo\n    mirrors: [target/v2, { to: target/v1, name: target/v2 }]\n");
-    assert_err(
-        &err,
-        "test.yaml: routes[0].mirrors[1]: duplicate mirror name \"target/v2\" in route \"(unnamed)\"",
-    );
+    assert_err(&err, "test.yaml: routes[0].mirrors[1]: duplicate mirror name \"target/v2\" in route \"(unnamed)\"");
 }
 
 #[test]
@@ -106,14 +94,8 @@ fn unknown_keys_are_named() {
 #[test]
 fn bad_values() {
     let cases = [
-        (
-            "  - to: echo\n    timeout: 15\n",
-            "test.yaml: routes[0].timeout: bad duration \"15\": missing unit",
-        ),
-        (
-            "  - to: echo\n    mirrors: [{ to: target/v2, max_body: 1XB }]\n",
-            "test.yaml: routes[0].mirrors[0].max_body: bad size \"1XB\"",
-        ),
+        ("  - to: echo\n    timeout: 15\n", "test.yaml: routes[0].timeout: bad duration \"15\": missing unit"),
+        ("  - to: echo\n    mirrors: [{ to: target/v2, max_body: 1XB }]\n", "test.yaml: routes[0].mirrors[0].max_body: bad size \"1XB\""),
         (
             "  - to: echo\n    mirrors: [{ to: target/v2, headers: { set: { \"bad name\": x } } }]\n",
             "test.yaml: routes[0].mirrors[0].headers.set.bad name: invalid header name",
@@ -126,23 +108,11 @@ fn bad_values() {
             "  - to: echo\n    mirrors: [{ to: target/v2, sample_header: \"a b\" }]\n",
             "test.yaml: routes[0].mirrors[0].sample_header: invalid header name",
         ),
-        (
-            "  - to: echo\n    match: { methods: [\"G T\"] }\n",
-            "test.yaml: routes[0].match.methods[0]: invalid method",
-        ),
-        (
-            "  - to: [{ to: echo, weight: 0 }]\n",
-            "test.yaml: routes[0].to: weights are all zero",
-        ),
-        (
-            "  - to: echo\n    rewrite: index\n",
-            "test.yaml: routes[0]: rewrite uri \"index\" must start with `/`",
-        ),
+        ("  - to: echo\n    match: { methods: [\"G T\"] }\n", "test.yaml: routes[0].match.methods[0]: invalid method"),
+        ("  - to: [{ to: echo, weight: 0 }]\n", "test.yaml: routes[0].to: weights are all zero"),
+        ("  - to: echo\n    rewrite: index\n", "test.yaml: routes[0]: rewrite uri \"index\" must start with `/`"),
         ("  - to: target//v1\n", "test.yaml: routes[0].to: invalid destination"),
-        (
-            "  - match: { prefix: /a, exact: /b }\n    to: echo\n",
-            "test.yaml: routes[0].match.exact: a match takes at most one",
-        ),
+        ("  - match: { prefix: /a, exact: /b }\n    to: echo\n", "test.yaml: routes[0].match.exact: a match takes at most one"),
         (
             "  - to: echo\n    mirrors: [{ to: target/v2, compare: { ignore_paths: [timestamp] } }]\n",
             "test.yaml: routes[0].mirrors[0].compare.ignore_paths[0]: invalid JSON path",
@@ -165,10 +135,7 @@ fn endpoint_port_zero() {
     let err = load_err(
         "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: a}\nspec: {hosts: [a], ports: [{number: 80, name: http}], endpoints: [{address: 1.2.3.4, ports: {http: 0}}]}\n",
     );
-    assert!(
-        err.starts_with("test.yaml: document 1 (ServiceEntry a): spec.endpoints[0].ports.http: port 0"),
-        "{err}"
-    );
+    assert!(err.starts_with("test.yaml: document 1 (ServiceEntry a): spec.endpoints[0].ports.http: port 0"), "{err}");
 }
 
 #[test]

@@ -93,13 +93,7 @@ spec:
     assert_eq!(r.timeout, Some(Duration::from_secs(10)));
     assert!(matches!(&r.matches[0].uri, Some(StringMatch::Regex(_))));
     assert_eq!(r.matches[0].methods, vec![Method::POST]);
-    let ep = |i: usize| {
-        t.destination(r.destinations[i].id)
-            .endpoints
-            .iter()
-            .map(|e| e.authority())
-            .collect::<Vec<_>>()
-    };
+    let ep = |i: usize| t.destination(r.destinations[i].id).endpoints.iter().map(|e| e.authority()).collect::<Vec<_>>();
     assert_eq!(ep(0), vec!["10.0.0.1:8081"]); // endpoint port by port name
     assert_eq!(ep(1), vec!["10.0.0.2:9999"]); // port 9090 -> targetPort
     assert_eq!(r.destinations[1].weight, 20);
@@ -129,10 +123,7 @@ spec:
     h.insert("x-tenant", HeaderValue::from_static("acme-1"));
     let hit = t.find(&Method::POST, "/orders/12", &h, Some("shop.local")).unwrap();
     assert_eq!(hit.route.name, "shop.orders");
-    assert_eq!(
-        t.find(&Method::GET, "/orders/12", &h, Some("shop.local")).unwrap().route.name,
-        "shop.1"
-    );
+    assert_eq!(t.find(&Method::GET, "/orders/12", &h, Some("shop.local")).unwrap().route.name, "shop.1");
 }
 
 #[test]
@@ -255,10 +246,7 @@ fn istio_routes_may_use_native_services() {
     ])
     .unwrap();
     let r = &loaded.table.routes[0];
-    assert_eq!(
-        loaded.table.destination(r.mirrors[0].destination).endpoints[0].authority(),
-        "127.0.0.1:8093"
-    );
+    assert_eq!(loaded.table.destination(r.mirrors[0].destination).endpoints[0].authority(), "127.0.0.1:8093");
 }
 
 #[test]

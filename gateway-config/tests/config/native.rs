@@ -194,10 +194,7 @@ fn rewrites_follow_istio() {
 
     let plain = get(&t, "/anything").unwrap();
     assert_eq!(plain.match_index, None);
-    assert!(matches!(
-        plain.rewrite_path("/anything?x"),
-        std::borrow::Cow::Borrowed("/anything?x")
-    ));
+    assert!(matches!(plain.rewrite_path("/anything?x"), std::borrow::Cow::Borrowed("/anything?x")));
 }
 
 #[test]

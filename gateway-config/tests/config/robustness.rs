@@ -8,10 +8,7 @@ const NATIVE: &str = include_str!("../../../examples/native.yaml");
 
 fn try_load(text: &str) {
     // Alone, and together with files that make it otherwise valid; errors stay on one line.
-    let results = [
-        gateway_config::load_str("fuzz.yaml", text),
-        load_texts([("fuzz.yaml", text), ("entries.yaml", ENTRIES)]),
-    ];
+    let results = [gateway_config::load_str("fuzz.yaml", text), load_texts([("fuzz.yaml", text), ("entries.yaml", ENTRIES)])];
     for r in results {
         match r {
             Err(e) => assert!(!e.to_string().contains('\n'), "{e:?}"),

@@ -33,10 +33,7 @@ async fn compared(gateway: &RunningGateway, n: u64) -> Value {
     for _ in 0..100 {
         report = gateway.mirrors().await["mirrors"][0].clone();
         let c = &report["comparison"];
-        let total: u64 = ["matched", "mismatched", "noise", "skipped"]
-            .iter()
-            .map(|k| c[k].as_u64().unwrap_or(0))
-            .sum();
+        let total: u64 = ["matched", "mismatched", "noise", "skipped"].iter().map(|k| c[k].as_u64().unwrap_or(0)).sum();
         if total >= n {
             return report;
         }
@@ -63,15 +60,7 @@ async fn a_changed_field_is_a_mismatch_that_names_it_in_report_metrics_and_span(
     let primary = Upstream::start(json(r#"{"user":{"name":"Ann","id":7}}"#)).await;
     let shadow = Upstream::start(json(r#"{"user":{"name":"Anne","id":7}}"#)).await;
     let gateway = RunningGateway::start(&[("g.yaml", &config(&primary, &shadow, "true"))], Some(&receiver)).await;
-    let body = client()
-        .get(gateway.url("/users/7"))
-        .header("x-request-id", "req-42")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = client().get(gateway.url("/users/7")).header("x-request-id", "req-42").send().await.unwrap().text().await.unwrap();
     assert_eq!(body, r#"{"user":{"name":"Ann","id":7}}"#, "the client gets the primary's answer");
 
     let report = compared(&gateway, 1).await;
@@ -83,23 +72,11 @@ async fn a_changed_field_is_a_mismatch_that_names_it_in_report_metrics_and_span(
     assert_eq!(mismatch["differences"][0]["primary"], "\"Ann\"");
     assert_eq!(mismatch["differences"][0]["shadow"], "\"Anne\"");
 
-    let metrics = client()
-        .get(gateway.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains(r#"gateway_mirror_comparisons_total{route="app",mirror="v2",result="mismatch"} 1"#),
-        "{metrics}"
-    );
+    let metrics = client().get(gateway.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"gateway_mirror_comparisons_total{route="app",mirror="v2",result="mismatch"} 1"#), "{metrics}");
 
     gateway.flush().await;
-    let spans = receiver
-        .wait_until(Duration::from_secs(10), |s| s.iter().any(|s| s.name == "mirror"))
-        .await;
+    let spans = receiver.wait_until(Duration::from_secs(10), |s| s.iter().any(|s| s.name == "mirror")).await;
     let mirror = spans.iter().find(|s| s.name == "mirror").unwrap();
     assert_eq!(mirror.attr("mirror.diff").and_then(Value::as_str), Some("mismatch"));
     assert_eq!(mirror.attr("mirror.diff.fields").and_then(Value::as_str), Some("$.user.name"));
@@ -137,11 +114,7 @@ async fn differences_between_two_primary_answers_are_learned_as_noise() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_shadow_is_skipped_not_judged() {
     let primary = Upstream::start(json("{}")).await;
-    let shadow = Upstream::start(Behaviour::Slow {
-        delay: Duration::from_secs(3),
-        body: "{}".into(),
-    })
-    .await;
+    let shadow = Upstream::start(Behaviour::Slow { delay: Duration::from_secs(3), body: "{}".into() }).await;
     let gateway = RunningGateway::start(&[("g.yaml", &config(&primary, &shadow, "true"))], None).await;
     client().get(gateway.url("/")).send().await.unwrap().text().await.unwrap();
     let report = compared(&gateway, 1).await;
@@ -155,31 +128,18 @@ async fn a_slow_shadow_is_skipped_not_judged() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_regression_on_one_path_shows_in_the_report_and_on_the_page() {
     let bodies = |changed: &str| vec![("/index", "index".to_owned()), ("/price", changed.to_owned())];
-    let primary = Upstream::start(Behaviour::ByPath {
-        bodies: bodies(r#"{"price":10}"#),
-        default: "{}".into(),
-        content_type: "application/json",
-    })
-    .await;
-    let shadow = Upstream::start(Behaviour::ByPath {
-        bodies: bodies(r#"{"price":12}"#),
-        default: "{}".into(),
-        content_type: "application/json",
-    })
-    .await;
+    let primary =
+        Upstream::start(Behaviour::ByPath { bodies: bodies(r#"{"price":10}"#), default: "{}".into(), content_type: "application/json" })
+            .await;
+    let shadow =
+        Upstream::start(Behaviour::ByPath { bodies: bodies(r#"{"price":12}"#), default: "{}".into(), content_type: "application/json" })
+            .await;
     let gateway = RunningGateway::start(&[("g.yaml", &config(&primary, &shadow, "true"))], None).await;
     for path in ["/index", "/price", "/other", "/index"] {
         client().get(gateway.url(path)).send().await.unwrap().text().await.unwrap();
     }
     let report = compared(&gateway, 4).await;
-    assert_eq!(
-        (
-            report["comparison"]["matched"].as_u64(),
-            report["comparison"]["mismatched"].as_u64()
-        ),
-        (Some(3), Some(1)),
-        "{report}"
-    );
+    assert_eq!((report["comparison"]["matched"].as_u64(), report["comparison"]["mismatched"].as_u64()), (Some(3), Some(1)), "{report}");
     assert_eq!(report["recent_mismatches"][0]["path"], "/price");
     assert_eq!(report["match_rate"], 0.75);
 
@@ -189,10 +149,7 @@ async fn a_regression_on_one_path_shows_in_the_report_and_on_the_page() {
     let dom = chromium.dump_dom(&gateway.admin_url("/")).expect("chromium renders the page");
     let rate = e2e_tests::browser::cell_text(&dom, "data-mirror=\"app/v2\"").expect("a row for mirror app/v2");
     assert_eq!(rate, "75.0%");
-    assert!(
-        dom.contains("/price") && dom.contains("$.price"),
-        "the mismatch is shown side by side"
-    );
+    assert!(dom.contains("/price") && dom.contains("$.price"), "the mismatch is shown side by side");
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("mirror-report.png");
     chromium.screenshot(&gateway.admin_url("/"), &shot).expect("screenshot");
     eprintln!("screenshot of the report page: {}", shot.display());

@@ -122,11 +122,7 @@ routes:
     for (path, status, error) in [
         ("/refused", StatusCode::BAD_GATEWAY, "upstream unavailable"),
         ("/reset", StatusCode::BAD_GATEWAY, "upstream unavailable"),
-        (
-            "/hung",
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream did not answer within the route timeout",
-        ),
+        ("/hung", StatusCode::GATEWAY_TIMEOUT, "upstream did not answer within the route timeout"),
     ] {
         let (got, body) = get(&gateway.url(path)).await;
         assert_eq!(got, status, "{path}");
@@ -167,13 +163,8 @@ routes:
         never = never.addr
     );
     let gateway = RunningGateway::start(&[("g.yaml", &config)], None).await;
-    let response = client()
-        .get(gateway.url("/index"))
-        .header("host", "app.example:8080")
-        .header("authorization", "Bearer t")
-        .send()
-        .await
-        .unwrap();
+    let response =
+        client().get(gateway.url("/index")).header("host", "app.example:8080").header("authorization", "Bearer t").send().await.unwrap();
     assert_eq!(response.text().await.unwrap(), "primary");
 
     let copy = &m1.wait_for(1, Duration::from_secs(5)).await[0];
@@ -201,17 +192,10 @@ routes:
 async fn copies_are_not_mirrored_again_and_writes_are_not_mirrored_by_default() {
     let primary = Upstream::start(Behaviour::ok("primary")).await;
     let shadow = Upstream::start(Behaviour::ok("shadow")).await;
-    let config = format!(
-        "services: {{ app: {{ v1: [{}], v2: [{}] }} }}\nroutes: [{{ to: app/v1, mirror: app/v2 }}]\n",
-        primary.addr, shadow.addr
-    );
+    let config =
+        format!("services: {{ app: {{ v1: [{}], v2: [{}] }} }}\nroutes: [{{ to: app/v1, mirror: app/v2 }}]\n", primary.addr, shadow.addr);
     let gateway = RunningGateway::start(&[("g.yaml", &config)], None).await;
-    client()
-        .get(gateway.url("/a"))
-        .header("x-shadow", "upstream-gateway")
-        .send()
-        .await
-        .unwrap();
+    client().get(gateway.url("/a")).header("x-shadow", "upstream-gateway").send().await.unwrap();
     client().post(gateway.url("/b")).body("write").send().await.unwrap();
     client().get(gateway.url("/c")).send().await.unwrap();
     let copies = shadow.wait_for(1, Duration::from_secs(5)).await;
@@ -276,11 +260,7 @@ async fn a_hung_mirror_never_holds_sequential_keep_alive_requests() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let copies = &report["mirrors"][0]["copies"];
-    assert_eq!(
-        copies["timeout"].as_u64().unwrap() + copies["dropped"].as_u64().unwrap(),
-        100,
-        "{copies}"
-    );
+    assert_eq!(copies["timeout"].as_u64().unwrap() + copies["dropped"].as_u64().unwrap(), 100, "{copies}");
     assert_eq!(copies["dropped"], copies["dropped_max_in_flight"]);
     assert_eq!(copies["ok"], 0);
     gateway.stop().await;
@@ -311,10 +291,7 @@ async fn a_reload_swaps_the_routes_and_an_invalid_one_keeps_the_old() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_admin_listener_serves_health_config_and_metrics() {
     let a = Upstream::start(Behaviour::ok("a")).await;
-    let config = format!(
-        "services: {{ a: [{}] }}\nroutes: [{{ name: only, match: {{ prefix: /x }}, to: a }}]\n",
-        a.addr
-    );
+    let config = format!("services: {{ a: [{}] }}\nroutes: [{{ name: only, match: {{ prefix: /x }}, to: a }}]\n", a.addr);
     let gateway = RunningGateway::start(&[("g.yaml", &config)], None).await;
     get(&gateway.url("/x")).await;
     assert_eq!(get(&gateway.admin_url("/healthz")).await, (StatusCode::OK, "ok".into()));
@@ -323,19 +300,13 @@ async fn the_admin_listener_serves_health_config_and_metrics() {
     assert_eq!(config["routes"][0]["name"], "only");
     assert_eq!(config["destinations"][0]["endpoints"][0]["port"], a.addr.port());
     let metrics = get(&gateway.admin_url("/metrics")).await.1;
-    assert!(
-        metrics.contains("gateway_requests_total{route=\"only\",status=\"200\"}"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("gateway_requests_total{route=\"only\",destination=\"a\",status=\"200\"}"), "{metrics}");
     gateway.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_invalid_configuration_is_refused_with_file_and_key() {
-    let error = RunningGateway::try_start(&[("bad.yaml", "routes:\n  - to: nowhere/v9\n")], None)
-        .await
-        .err()
-        .expect("refused");
+    let error = RunningGateway::try_start(&[("bad.yaml", "routes:\n  - to: nowhere/v9\n")], None).await.err().expect("refused");
     assert!(error.starts_with("bad.yaml") || error.contains("bad.yaml:"), "{error}");
     assert!(error.contains("nowhere"), "{error}");
 }

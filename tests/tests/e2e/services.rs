@@ -37,10 +37,7 @@ async fn v1_and_v2_answer_index_side_by_side() {
     assert_eq!(get(&v2.url("/readyz")).await.0, StatusCode::OK);
     assert_eq!(get(&v1.url("/nope")).await.0, StatusCode::NOT_FOUND);
     let metrics = get(&v2.url("/metrics")).await.1;
-    assert!(
-        metrics.contains(r#"http_server_requests_total{route="/index",status="200",version="v2",shadow="false"} 1"#),
-        "{metrics}"
-    );
+    assert!(metrics.contains(r#"http_server_requests_total{route="/index",status="200",version="v2",shadow="false"} 1"#), "{metrics}");
     v1.stop().await;
     v2.stop().await;
 }
@@ -68,16 +65,9 @@ async fn proxy_relays_status_content_type_body_and_every_trace_header() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].uri, "/brew?x=1");
     for name in &FORWARDED_HEADERS {
-        assert_eq!(
-            seen[0].headers.get(name).map(|v| v.to_str().unwrap().to_owned()),
-            Some(format!("value-of-{name}")),
-            "{name}"
-        );
+        assert_eq!(seen[0].headers.get(name).map(|v| v.to_str().unwrap().to_owned()), Some(format!("value-of-{name}")), "{name}");
     }
-    assert!(
-        !seen[0].headers.contains_key("authorization"),
-        "only the trace headers are forwarded"
-    );
+    assert!(!seen[0].headers.contains_key("authorization"), "only the trace headers are forwarded");
     proxy.stop().await;
 }
 
@@ -101,11 +91,7 @@ async fn proxy_takes_url_from_a_form_body_like_go_parse_form() {
 async fn bad_input_gets_a_clear_status_and_json_error() {
     let svc = RunningService::start("target", "v1", &service_settings(&[("relay.timeout", "300ms")]), None).await;
     let refused = Upstream::refusing().await;
-    let slow = Upstream::start(Behaviour::Slow {
-        delay: Duration::from_secs(5),
-        body: "late".into(),
-    })
-    .await;
+    let slow = Upstream::start(Behaviour::Slow { delay: Duration::from_secs(5), body: "late".into() }).await;
 
     let (status, error) = error_of(&svc.url("/proxy")).await;
     assert_eq!((status, error.as_str()), (StatusCode::BAD_REQUEST, "missing parameter: url"));
@@ -115,21 +101,14 @@ async fn bad_input_gets_a_clear_status_and_json_error() {
     assert!(error.contains("ftp"), "{error}");
     let (status, error) = error_of(&svc.url(&format!("/proxy?url=http://{refused}/index"))).await;
     assert_eq!((status, error.as_str()), (StatusCode::BAD_GATEWAY, "upstream unreachable"));
-    assert_eq!(
-        error_of(&svc.url(&format!("/proxy?url={}", slow.url("/index")))).await.0,
-        StatusCode::GATEWAY_TIMEOUT
-    );
+    assert_eq!(error_of(&svc.url(&format!("/proxy?url={}", slow.url("/index")))).await.0, StatusCode::GATEWAY_TIMEOUT);
     svc.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn link_local_and_metadata_destinations_are_refused_even_through_redirects() {
     let svc = target("v1").await;
-    for url in [
-        "http://169.254.169.254/latest/meta-data/",
-        "http://[fe80::1]/",
-        "http://[fd00:ec2::254]/",
-    ] {
+    for url in ["http://169.254.169.254/latest/meta-data/", "http://[fe80::1]/", "http://[fd00:ec2::254]/"] {
         let (status, error) = error_of(&svc.url(&format!("/proxy?url={url}"))).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{url}: {error}");
     }
@@ -179,29 +158,18 @@ async fn spans_nest_under_the_callers_traceparent_with_name_version_and_shadow_m
         .unwrap();
     assert_eq!(response.text().await.unwrap(), "index");
     v2.flush().await;
-    let spans = receiver
-        .wait_until(Duration::from_secs(10), |s| {
-            s.iter().filter(|s| s.trace_id == trace_id).count() >= 2
-        })
-        .await;
+    let spans = receiver.wait_until(Duration::from_secs(10), |s| s.iter().filter(|s| s.trace_id == trace_id).count() >= 2).await;
 
     let server = spans.iter().find(|s| s.kind == "server").expect("server span");
     let client_span = spans.iter().find(|s| s.kind == "client").expect("client span");
     assert_eq!((server.trace_id.as_str(), server.parent_span_id.as_str()), (trace_id, parent));
     assert_eq!((server.service_name.as_str(), server.service_version.as_str()), ("target", "v2"));
-    assert_eq!(
-        client_span.parent_span_id, server.span_id,
-        "client span nests under the server span"
-    );
+    assert_eq!(client_span.parent_span_id, server.span_id, "client span nests under the server span");
     assert!(server.is_shadow() && client_span.is_shadow(), "x-shadow marks both spans");
 
     let forwarded = &upstream.requests()[0].headers;
     let traceparent = forwarded["traceparent"].to_str().unwrap();
-    assert_eq!(
-        traceparent,
-        format!("00-{trace_id}-{}-01", client_span.span_id),
-        "next hop nests under the client span"
-    );
+    assert_eq!(traceparent, format!("00-{trace_id}-{}-01", client_span.span_id), "next hop nests under the client span");
     assert_eq!(forwarded["x-b3-traceid"], trace_id);
     assert_eq!(forwarded["x-request-id"], "req-1");
     assert_eq!(forwarded["x-shadow"], "target/v2");

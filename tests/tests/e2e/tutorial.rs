@@ -60,11 +60,7 @@ async fn the_tutorial_runs_unchanged_and_shadow_traffic_is_visible_in_traces() {
     assert_eq!(response.text().await.unwrap(), "index");
     tokio::time::sleep(Duration::from_millis(300)).await;
     // curl '<gateway>/proxy/proxy?url=http://target:8090/index' (target v1's address here)
-    let response = client
-        .get(gateway.url(&format!("/proxy/proxy?url={}", v1.url("/index"))))
-        .send()
-        .await
-        .unwrap();
+    let response = client.get(gateway.url(&format!("/proxy/proxy?url={}", v1.url("/index")))).send().await.unwrap();
     assert_eq!(response.text().await.unwrap(), "index");
     drop(client);
 
@@ -92,28 +88,14 @@ async fn the_tutorial_runs_unchanged_and_shadow_traffic_is_visible_in_traces() {
     assert_eq!(mirror.kind, "client");
     assert_eq!(mirror.attr("mirror.outcome").and_then(|v| v.as_str()), Some("ok"));
     assert_eq!(mirror.attr("mirror.destination").and_then(|v| v.as_str()), Some("target/v2"));
-    let shadow_server = spans
-        .iter()
-        .find(|s| s.service_version == "v2" && s.kind == "server")
-        .expect("v2 server span");
-    assert_eq!(
-        shadow_server.parent_span_id, mirror.span_id,
-        "v2's server span nests under the mirror span"
-    );
+    let shadow_server = spans.iter().find(|s| s.service_version == "v2" && s.kind == "server").expect("v2 server span");
+    assert_eq!(shadow_server.parent_span_id, mirror.span_id, "v2's server span nests under the mirror span");
     assert!(shadow_server.is_shadow());
-    let gateway_server = spans
-        .iter()
-        .find(|s| s.span_id == mirror.parent_span_id)
-        .unwrap_or_else(|| panic!("the mirror's parent in {spans:#?}"));
-    assert_eq!(
-        (gateway_server.service_name.as_str(), gateway_server.kind.as_str()),
-        ("gateway", "server")
-    );
+    let gateway_server =
+        spans.iter().find(|s| s.span_id == mirror.parent_span_id).unwrap_or_else(|| panic!("the mirror's parent in {spans:#?}"));
+    assert_eq!((gateway_server.service_name.as_str(), gateway_server.kind.as_str()), ("gateway", "server"));
     assert_eq!(gateway_server.name, "GET target");
-    let primary = spans
-        .iter()
-        .find(|s| s.service_version == "v1" && s.trace_id == mirror.trace_id)
-        .expect("v1 server span, same trace");
+    let primary = spans.iter().find(|s| s.service_version == "v1" && s.trace_id == mirror.trace_id).expect("v1 server span, same trace");
     assert!(!primary.is_shadow(), "primary spans are never shadow");
     for span in spans.iter().filter(|s| s.trace_id != mirror.trace_id) {
         assert!(!span.is_shadow(), "the /proxy/ trace has no shadow traffic: {span:?}");

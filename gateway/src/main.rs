@@ -80,8 +80,7 @@ fn main() -> ExitCode {
         }
     };
     service_kit::cli::run("gateway", env!("CARGO_PKG_VERSION"), |version| async move {
-        let metrics =
-            metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().context("installing the metrics recorder")?;
+        let metrics = service_kit::metrics::install_prometheus().context("installing the metrics recorder")?;
         for warning in &loaded.warnings {
             tracing::warn!(%warning, "configuration field not implemented");
         }

@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gateway_config::MirrorPolicy;
 use http::header::{HOST, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use response_diff::{Captured, Classified};
+use response_diff::{Captured, Classified, SkipReason};
 use service_kit::propagation::{self, SHADOW_HEADER};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tracing::Instrument;
@@ -82,7 +83,7 @@ pub struct CompareJob {
 /// context is injected, so each copy carries its own mirror span's context).
 pub struct Original<'a> {
     pub method: &'a Method,
-    pub path_and_query: &'a str,
+    pub path_and_query: &'a PathAndQuery,
     pub host: Option<&'a HeaderValue>,
     pub headers: &'a HeaderMap,
     pub has_body: bool,
@@ -122,6 +123,7 @@ pub fn plan(
             mirror.latency_ms = tracing::field::Empty,
             mirror.diff = tracing::field::Empty,
             mirror.diff.fields = tracing::field::Empty,
+            mirror.diff.skip_reason = tracing::field::Empty,
             http.request.method = %original.method,
             http.response.status_code = tracing::field::Empty,
             server.address = tracing::field::Empty,
@@ -141,7 +143,7 @@ pub fn plan(
             continue;
         };
         let endpoint = upstream.pick();
-        span.record("server.address", endpoint);
+        span.record("server.address", endpoint.as_str());
         let (body, abort): (BoxBody, _) = if original.has_body {
             let (sender, body, abort): (CopySender, ShadowBody, _) = copy_channel(policy.max_body_bytes);
             senders.push(sender);
@@ -174,7 +176,7 @@ pub fn plan(
                 primary: rx,
                 noise,
                 method: original.method.clone(),
-                path: original.path_and_query.to_owned(),
+                path: original.path_and_query.to_string(),
                 request_id: original.headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
             }
         });
@@ -197,11 +199,12 @@ pub fn plan(
 fn build_copy(
     original: &Original<'_>,
     policy: &MirrorPolicy,
-    endpoint: &str,
+    endpoint: &Authority,
     span: &tracing::Span,
     body: BoxBody,
 ) -> Option<Request<BoxBody>> {
-    let uri = Uri::builder().scheme("http").authority(endpoint).path_and_query(original.path_and_query).build().ok()?;
+    let uri =
+        Uri::builder().scheme(Scheme::HTTP).authority(endpoint.clone()).path_and_query(original.path_and_query.clone()).build().ok()?;
     let mut headers = original.headers.clone();
     if let Some(host) = original.host {
         let host = match (policy.shadow_host_suffix, host.to_str()) {
@@ -302,10 +305,10 @@ async fn compare_copy(
     deadline: tokio::time::Instant,
 ) {
     let CompareJob { comparer, primary, noise, method, path, request_id } = job;
-    let skip = |why: &str| {
+    let skip = |why: &'static str| {
         span.record("mirror.diff", "skipped");
-        span.record("mirror.diff.fields", why);
-        stats.compared(&Classified::Skipped(response_diff::SkipReason::BodyOverCap), 0.0, || None);
+        span.record("mirror.diff.skip_reason", why);
+        stats.compared(&Classified::Skipped(SkipReason::Incomplete(why)), 0.0, || None);
     };
     let Some((shadow, shadow_latency)) = shadow else {
         return skip("shadow did not answer");
@@ -322,6 +325,9 @@ async fn compare_copy(
     }
     let (primary, primary_latency) = primary;
     let result = comparer.compare(&primary, &shadow);
+    if let Classified::Skipped(reason) = &result {
+        span.record("mirror.diff.skip_reason", reason.to_string().as_str());
+    }
     span.record("mirror.diff", result.label());
     let fields: Vec<&str> = match &result {
         Classified::Mismatch(differences) => differences.iter().map(|d| d.field.as_str()).collect(),

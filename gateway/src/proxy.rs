@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gateway_config::{DestinationId, RouteHit, WeightedDestination};
 use http::header::{self, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderMap, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -16,6 +17,7 @@ use metrics::SharedString;
 use response_diff::Captured;
 use service_kit::propagation::{self, SHADOW_HEADER};
 use service_kit::serve::ClientAddr;
+use std::borrow::Cow;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
@@ -134,8 +136,15 @@ async fn forward(
 
     let upstream = &active.upstreams[destination.0];
     let endpoint = upstream.pick();
-    let path_and_query = hit.rewrite_path(parts.uri.path_and_query().map_or("/", |pq| pq.as_str()));
-    let Ok(uri) = Uri::builder().scheme("http").authority(endpoint).path_and_query(path_and_query.as_ref()).build() else {
+    let original_path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let path_and_query = match hit.rewrite_path(original_path.as_str()) {
+        Cow::Borrowed(_) => original_path.clone(),
+        Cow::Owned(rewritten) => match PathAndQuery::try_from(rewritten) {
+            Ok(rewritten) => rewritten,
+            Err(_) => return Err(GatewayError::BadRequestUri),
+        },
+    };
+    let Ok(uri) = Uri::builder().scheme(Scheme::HTTP).authority(endpoint.clone()).path_and_query(path_and_query.clone()).build() else {
         return Err(GatewayError::BadRequestUri);
     };
 
@@ -160,7 +169,7 @@ async fn forward(
     } else {
         let original = Original {
             method: &parts.method,
-            path_and_query: path_and_query.as_ref(),
+            path_and_query: &path_and_query,
             host: host.as_ref(),
             headers: &parts.headers,
             has_body: !body.is_end_stream(),
@@ -177,7 +186,7 @@ async fn forward(
         otel.name = %format_args!("{} {}", parts.method, upstream.label),
         otel.kind = "client",
         upstream.destination = %upstream.label,
-        server.address = endpoint,
+        server.address = endpoint.as_str(),
         http.response.status_code = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );
@@ -205,7 +214,7 @@ async fn forward(
         Ok(response) => response,
         Err(error) => {
             client_span.record("otel.status_code", "ERROR");
-            tracing::warn!(parent: &client_span, error = %error, source = ?std::error::Error::source(&error), endpoint, "upstream request failed");
+            tracing::warn!(parent: &client_span, error = %error, source = ?std::error::Error::source(&error), endpoint = endpoint.as_str(), "upstream request failed");
             return Err(GatewayError::UpstreamUnavailable);
         }
     };

@@ -63,7 +63,7 @@ impl Active {
     /// (the connection pools use its timer).
     pub fn build(loaded: Loaded, upstream: &UpstreamSettings, report: &ReportSettings, stats: &StatsRegistry) -> Result<Self, String> {
         let Loaded { table, warnings } = loaded;
-        let upstreams = table.destinations.iter().map(|d| Upstream::new(d, upstream)).collect();
+        let upstreams = table.destinations.iter().map(|d| Upstream::new(d, upstream)).collect::<Result<Vec<_>, _>>()?;
         let mut mirrors = Vec::with_capacity(table.routes.len());
         for route in &table.routes {
             let mut runtimes = Vec::with_capacity(route.mirrors.len());

@@ -4,8 +4,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use gateway_config::{Destination, Endpoint};
+use gateway_config::Destination;
 use http::header::{self, HeaderMap, HeaderName};
+use http::uri::Authority;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -22,13 +23,26 @@ pub struct Upstream {
     pub label: String,
     /// `label` as a metric label, shared rather than copied per request.
     pub metric_label: metrics::SharedString,
-    endpoints: Vec<String>,
+    /// Parsed once: a request clones one (a reference count), never re-parses it.
+    endpoints: Vec<Authority>,
     next: AtomicUsize,
     client: Client<HttpConnector, BoxBody>,
 }
 
 impl Upstream {
-    pub fn new(destination: &Destination, settings: &UpstreamSettings) -> Self {
+    /// Fails when an endpoint is not a valid `host:port` authority (or there is none).
+    pub fn new(destination: &Destination, settings: &UpstreamSettings) -> Result<Self, String> {
+        let endpoints = destination
+            .endpoints
+            .iter()
+            .map(|e| {
+                Authority::try_from(e.authority())
+                    .map_err(|_| format!("destination {}: invalid endpoint {:?}", destination.label(), e.authority()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if endpoints.is_empty() {
+            return Err(format!("destination {}: no endpoints", destination.label()));
+        }
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(settings.connect_timeout));
@@ -37,17 +51,17 @@ impl Upstream {
             .pool_idle_timeout(settings.idle_timeout)
             .pool_max_idle_per_host(settings.max_idle_per_endpoint)
             .build(connector);
-        Self {
+        Ok(Self {
             label: destination.label(),
             metric_label: metrics::SharedString::from(std::sync::Arc::<str>::from(destination.label())),
-            endpoints: destination.endpoints.iter().map(Endpoint::authority).collect(),
+            endpoints,
             next: AtomicUsize::new(0),
             client,
-        }
+        })
     }
 
     /// The next endpoint, round-robin.
-    pub fn pick(&self) -> &str {
+    pub fn pick(&self) -> &Authority {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         &self.endpoints[n % self.endpoints.len()]
     }
@@ -85,6 +99,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gateway_config::Endpoint;
 
     #[test]
     fn hop_by_hop_headers_and_those_named_in_connection_are_removed() {
@@ -115,8 +130,8 @@ mod tests {
         };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let _guard = rt.enter();
-        let upstream = Upstream::new(&destination, &settings);
-        let picks: Vec<&str> = (0..4).map(|_| upstream.pick()).collect();
+        let upstream = Upstream::new(&destination, &settings).unwrap();
+        let picks: Vec<&str> = (0..4).map(|_| upstream.pick().as_str()).collect();
         assert_eq!(picks, ["a:1", "b:2", "a:1", "b:2"]);
     }
 }

@@ -132,7 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     })?;
     let loaded =
         gateway_config::load_str("local-mesh routing", &routing(&proxy_addr.to_string(), &v1_addr.to_string(), &v2_addr.to_string()))?;
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    let metrics = service_kit::metrics::install_prometheus()?;
     let gateway_telemetry = telemetry("gateway", env!("CARGO_PKG_VERSION"))?;
     let gateway =
         Gateway::with_listeners(bind(&cli.listen).await?, bind(&cli.admin_listen).await?, gateway_settings, loaded, Some(metrics))?;

@@ -139,6 +139,10 @@ pub enum SkipReason {
     /// A `content-encoding` that is unknown, or a body that does not decode with it.
     #[error("undecodable content-encoding: {0}")]
     UndecodableEncoding(String),
+    /// One of the two answers never completed (the shadow timed out or failed, or the
+    /// primary's body was not fully delivered): there is nothing to compare.
+    #[error("incomplete: {0}")]
+    Incomplete(&'static str),
 }
 
 /// Compares `shadow` with `primary`: status, then headers, then body (see the crate docs).

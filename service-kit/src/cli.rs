@@ -46,7 +46,7 @@ pub fn service_main(name: &str, version: &str) -> ExitCode {
     }
     let identity = ServiceIdentity { name: name.to_owned(), version: version.to_owned() };
     run(name, version, |version| async move {
-        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+        let metrics = crate::metrics::install_prometheus()?;
         let service = Service::build(&settings, identity, Some(metrics)).await?;
         let addr = service.local_addr()?;
         tracing::info!(%addr, version = %version, "listening");

@@ -5,9 +5,11 @@
 //! - [`settings`]: layered settings (embedded defaults, file, environment, flags);
 //! - [`serve`]: serving a listener the caller bound, with graceful shutdown;
 //! - [`relay`] and [`service`]: the tutorial's `/proxy?url=` and `/index` service;
+//! - [`metrics`]: the Prometheus recorder behind `/metrics`;
 //! - [`cli`]: what the binaries' `main` functions share.
 
 pub mod cli;
+pub mod metrics;
 pub mod propagation;
 pub mod relay;
 pub mod serve;

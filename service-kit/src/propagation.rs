@@ -69,6 +69,9 @@ pub fn extract(headers: &HeaderMap) -> Context {
 
 /// Makes the trace context in `headers` the parent of `span`. A no-op when spans are not exported.
 pub fn adopt_remote_parent(span: &tracing::Span, headers: &HeaderMap) {
+    if span.is_disabled() {
+        return;
+    }
     let parent = extract(headers);
     if parent.span().span_context().is_valid() {
         // Fails only when no OpenTelemetry layer is installed: then there is nothing to parent.
@@ -79,6 +82,9 @@ pub fn adopt_remote_parent(span: &tracing::Span, headers: &HeaderMap) {
 /// Writes the context of `span` (the caller's client span) into `headers`. Returns false when the
 /// span has no OpenTelemetry context (no exporter), leaving `headers` untouched.
 pub fn inject(span: &tracing::Span, headers: &mut HeaderMap) -> bool {
+    if span.is_disabled() {
+        return false;
+    }
     let cx = span.context();
     if !cx.span().span_context().is_valid() {
         return false;

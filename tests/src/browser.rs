@@ -9,11 +9,9 @@ pub struct Chromium(PathBuf);
 /// failure, so the page checks cannot silently stop running; elsewhere the check is skipped
 /// with a notice.
 pub fn chromium() -> Option<Chromium> {
-    let found = ["chromium", "chromium-browser", "google-chrome"].iter().find_map(|name| {
-        std::env::split_paths(&std::env::var_os("PATH")?)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    });
+    let found = ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(name)).find(|p| p.is_file()));
     match found {
         Some(path) => Some(Chromium(path)),
         None if std::env::var_os("CI").is_some() => panic!("chromium is required in CI (apt-get install chromium)"),
@@ -27,14 +25,7 @@ pub fn chromium() -> Option<Chromium> {
 impl Chromium {
     fn command(&self) -> Command {
         let mut command = Command::new(&self.0);
-        command.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--hide-scrollbars",
-        ]);
+        command.args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--hide-scrollbars"]);
         command.env("HOME", std::env::temp_dir());
         command
     }
@@ -55,11 +46,7 @@ impl Chromium {
             .args(["--window-size=1280,800", url])
             .output()
             .map_err(|e| e.to_string())?;
-        if path.is_file() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&output.stderr).into_owned())
-        }
+        if path.is_file() { Ok(()) } else { Err(String::from_utf8_lossy(&output.stderr).into_owned()) }
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use gateway::settings::{DEFAULT_SETTINGS, GatewaySettings, LIST_SETTINGS};
 use gateway::{Gateway, Reloader};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use service_kit::settings::{self, Layers};
 use service_kit::telemetry::Telemetry;
 use tokio::net::TcpListener;
@@ -21,9 +21,7 @@ use crate::services::telemetry;
 /// Metrics go to one process-wide recorder; every gateway of the test binary renders it.
 pub fn metrics() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().expect("metrics recorder"))
-        .clone()
+    HANDLE.get_or_init(|| service_kit::metrics::install_prometheus().expect("metrics recorder")).clone()
 }
 
 /// A directory of its own under the system temporary directory.
@@ -70,34 +68,20 @@ impl RunningGateway {
             overrides: vec![("reload.poll_interval", "0s".to_owned())],
         })
         .map_err(|e| e.to_string())?;
-        let settings = GatewaySettings {
-            config: paths.clone(),
-            ..settings
-        };
+        let settings = GatewaySettings { config: paths.clone(), ..settings };
         let loaded = gateway_config::load_files(&paths).map_err(|e| e.to_string())?;
         let telemetry = telemetry("gateway", "test", receiver);
         let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
         let admin = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
         let gateway = Gateway::with_listeners(listener, admin, settings, loaded, Some(metrics())).map_err(|e| e.to_string())?;
-        let (addr, admin) = (
-            gateway.local_addr().map_err(|e| e.to_string())?,
-            gateway.admin_addr().map_err(|e| e.to_string())?,
-        );
+        let (addr, admin) = (gateway.local_addr().map_err(|e| e.to_string())?, gateway.admin_addr().map_err(|e| e.to_string())?);
         let reloader = gateway.reloader();
         let (stop, stopped) = oneshot::channel::<()>();
         let run = gateway.run_until(async {
             let _ = stopped.await;
         });
         let task = tokio::spawn(run.with_subscriber(telemetry.dispatch().clone()));
-        Ok(Self {
-            addr,
-            admin,
-            reloader,
-            files: paths,
-            telemetry,
-            stop,
-            task,
-        })
+        Ok(Self { addr, admin, reloader, files: paths, telemetry, stop, task })
     }
 
     pub fn url(&self, path: &str) -> String {

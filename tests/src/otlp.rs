@@ -66,11 +66,7 @@ impl Receiver {
         let service = TraceServiceServer::new(Grpc(store.clone()));
         tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
-            if let Err(error) = tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming(incoming)
-                .await
-            {
+            if let Err(error) = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await {
                 eprintln!("otlp-receiver: gRPC server failed: {error}");
             }
         });
@@ -84,11 +80,7 @@ impl Receiver {
                 eprintln!("otlp-receiver: HTTP server failed: {error}");
             }
         });
-        Ok(Self {
-            store,
-            grpc_addr,
-            http_addr,
-        })
+        Ok(Self { store, grpc_addr, http_addr })
     }
 
     /// Binds both on 127.0.0.1 with ports chosen by the system.
@@ -163,10 +155,7 @@ fn kind_name(kind: i32) -> &'static str {
 }
 
 fn attributes(pairs: &[KeyValue]) -> BTreeMap<String, serde_json::Value> {
-    pairs
-        .iter()
-        .map(|kv| (kv.key.clone(), kv.value.as_ref().map_or(serde_json::Value::Null, json_value)))
-        .collect()
+    pairs.iter().map(|kv| (kv.key.clone(), kv.value.as_ref().map_or(serde_json::Value::Null, json_value))).collect()
 }
 
 fn json_value(value: &AnyValue) -> serde_json::Value {

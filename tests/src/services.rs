@@ -18,10 +18,7 @@ pub fn telemetry(name: &str, version: &str, receiver: Option<&Receiver>) -> Tele
     let settings = TelemetrySettings {
         service_name: name.to_owned(),
         service_version: version.to_owned(),
-        exporter: receiver.map(|r| OtlpExporter {
-            endpoint: r.http_traces_url(),
-            protocol: OtlpProtocol::HttpProtobuf,
-        }),
+        exporter: receiver.map(|r| OtlpExporter { endpoint: r.http_traces_url(), protocol: OtlpProtocol::HttpProtobuf }),
         log_filter: "info".to_owned(),
         log_sink: LogSink::TestWriter,
     };
@@ -58,10 +55,7 @@ impl RunningService {
     pub async fn start(name: &str, version: &str, settings: &ServiceSettings, receiver: Option<&Receiver>) -> Self {
         let telemetry = telemetry(name, version, receiver);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let identity = ServiceIdentity {
-            name: name.to_owned(),
-            version: version.to_owned(),
-        };
+        let identity = ServiceIdentity { name: name.to_owned(), version: version.to_owned() };
         let service = Service::with_metrics(listener, settings, identity, Some(crate::gateway::metrics())).expect("service");
         let addr = service.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel();
@@ -69,12 +63,7 @@ impl RunningService {
             let _ = stopped.await;
         });
         let task = tokio::spawn(run.with_subscriber(telemetry.dispatch().clone()));
-        Self {
-            addr,
-            telemetry,
-            stop,
-            task,
-        }
+        Self { addr, telemetry, stop, task }
     }
 
     pub fn url(&self, path: &str) -> String {

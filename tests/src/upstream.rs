@@ -16,11 +16,7 @@ use tokio::sync::Notify;
 #[derive(Debug, Clone)]
 pub enum Behaviour {
     /// `status`, `body`, and extra headers, at once.
-    Answer {
-        status: StatusCode,
-        body: String,
-        headers: Vec<(&'static str, String)>,
-    },
+    Answer { status: StatusCode, body: String, headers: Vec<(&'static str, String)> },
     /// 200 with `body` after `delay`.
     Slow { delay: Duration, body: String },
     /// Reads the request, never answers.
@@ -28,22 +24,14 @@ pub enum Behaviour {
     /// Accepts the connection and closes it without a word.
     Reset,
     /// 200 with the body given for the request's path, else `default`.
-    ByPath {
-        bodies: Vec<(&'static str, String)>,
-        default: String,
-        content_type: &'static str,
-    },
+    ByPath { bodies: Vec<(&'static str, String)>, default: String, content_type: &'static str },
     /// 200 with JSON whose `seq` field differs on every call, and between upstreams (noise).
     Noisy { name: String },
 }
 
 impl Behaviour {
     pub fn ok(body: &str) -> Self {
-        Self::Answer {
-            status: StatusCode::OK,
-            body: body.to_owned(),
-            headers: Vec::new(),
-        }
+        Self::Answer { status: StatusCode::OK, body: body.to_owned(), headers: Vec::new() }
     }
 }
 
@@ -122,12 +110,7 @@ async fn answer(State((log, behaviour)): State<(Arc<Log>, Arc<Behaviour>)>, requ
     let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
     let uri = parts.uri.path_and_query().map(|pq| pq.as_str().to_owned()).unwrap_or_default();
     if let Ok(mut requests) = log.requests.lock() {
-        requests.push(Recorded {
-            method: parts.method,
-            uri: uri.clone(),
-            headers: parts.headers,
-            body,
-        });
+        requests.push(Recorded { method: parts.method, uri: uri.clone(), headers: parts.headers, body });
     }
     log.arrived.notify_waiters();
     let call = log.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -145,19 +128,13 @@ async fn answer(State((log, behaviour)): State<(Arc<Log>, Arc<Behaviour>)>, requ
             tokio::time::sleep(*delay).await;
             body.clone().into_response()
         }
-        Behaviour::ByPath {
-            bodies,
-            default,
-            content_type,
-        } => {
+        Behaviour::ByPath { bodies, default, content_type } => {
             let path = uri.split('?').next().unwrap_or_default();
             let body = bodies.iter().find(|(p, _)| *p == path).map_or(default, |(_, body)| body);
             ([("content-type", *content_type)], body.clone()).into_response()
         }
         Behaviour::Noisy { name } => {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
             let body = serde_json::json!({ "name": name, "seq": format!("{nanos}-{call}") }).to_string();
             ([("content-type", "application/json")], body).into_response()
         }

@@ -9,13 +9,10 @@ use gateway::settings::{DEFAULT_SETTINGS, GatewaySettings, LIST_SETTINGS};
 use gateway::{Gateway, Reloader};
 use metrics_exporter_prometheus::PrometheusHandle;
 use service_kit::settings::{self, Layers};
-use service_kit::telemetry::Telemetry;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tracing::instrument::WithSubscriber;
 
 use crate::otlp::Receiver;
+use crate::running::Running;
 use crate::services::telemetry;
 
 /// Metrics go to one process-wide recorder; every gateway of the test binary renders it.
@@ -38,9 +35,7 @@ pub struct RunningGateway {
     pub admin: SocketAddr,
     pub reloader: Reloader,
     pub files: Vec<PathBuf>,
-    telemetry: Telemetry,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
+    running: Running,
 }
 
 impl RunningGateway {
@@ -76,12 +71,8 @@ impl RunningGateway {
         let gateway = Gateway::with_listeners(listener, admin, settings, loaded, Some(metrics())).map_err(|e| e.to_string())?;
         let (addr, admin) = (gateway.local_addr().map_err(|e| e.to_string())?, gateway.admin_addr().map_err(|e| e.to_string())?);
         let reloader = gateway.reloader();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let run = gateway.run_until(async {
-            let _ = stopped.await;
-        });
-        let task = tokio::spawn(run.with_subscriber(telemetry.dispatch().clone()));
-        Ok(Self { addr, admin, reloader, files: paths, telemetry, stop, task })
+        let running = Running::spawn(telemetry, |stopped| gateway.run_until(stopped));
+        Ok(Self { addr, admin, reloader, files: paths, running })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -99,14 +90,11 @@ impl RunningGateway {
     }
 
     pub async fn flush(&self) {
-        tokio::task::block_in_place(|| self.telemetry.flush());
+        self.running.flush().await;
     }
 
     pub async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.task.await;
-        let telemetry = self.telemetry;
-        let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+        self.running.stop().await;
     }
 }
 

@@ -5,5 +5,6 @@
 pub mod browser;
 pub mod gateway;
 pub mod otlp;
+pub mod running;
 pub mod services;
 pub mod upstream;

@@ -7,11 +7,9 @@ use service_kit::settings::{self, Layers};
 use service_kit::telemetry::{LogSink, OtlpExporter, OtlpProtocol, Telemetry, TelemetrySettings};
 use service_kit::{Service, ServiceIdentity, ServiceSettings};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tracing::instrument::WithSubscriber;
 
 use crate::otlp::Receiver;
+use crate::running::Running;
 
 /// Telemetry for one in-process component, exporting to `receiver` over OTLP/HTTP when given.
 pub fn telemetry(name: &str, version: &str, receiver: Option<&Receiver>) -> Telemetry {
@@ -46,24 +44,17 @@ pub fn service_settings_with_env(overrides: &[(&'static str, &str)], env: &[(&st
 /// A service running in this process on a 127.0.0.1 port.
 pub struct RunningService {
     pub addr: SocketAddr,
-    pub telemetry: Telemetry,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
+    running: Running,
 }
 
 impl RunningService {
     pub async fn start(name: &str, version: &str, settings: &ServiceSettings, receiver: Option<&Receiver>) -> Self {
-        let telemetry = telemetry(name, version, receiver);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let identity = ServiceIdentity { name: name.to_owned(), version: version.to_owned() };
         let service = Service::with_metrics(listener, settings, identity, Some(crate::gateway::metrics())).expect("service");
         let addr = service.local_addr().expect("address");
-        let (stop, stopped) = oneshot::channel();
-        let run = service.run_until(async {
-            let _ = stopped.await;
-        });
-        let task = tokio::spawn(run.with_subscriber(telemetry.dispatch().clone()));
-        Self { addr, telemetry, stop, task }
+        let running = Running::spawn(telemetry(name, version, receiver), |stopped| service.run_until(stopped));
+        Self { addr, running }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -72,14 +63,11 @@ impl RunningService {
 
     /// Exports every finished span now.
     pub async fn flush(&self) {
-        tokio::task::block_in_place(|| self.telemetry.flush());
+        self.running.flush().await;
     }
 
     /// Graceful stop, then span flush.
     pub async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.task.await;
-        let telemetry = self.telemetry;
-        let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+        self.running.stop().await;
     }
 }

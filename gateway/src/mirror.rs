@@ -151,7 +151,7 @@ pub fn plan(
         } else {
             (Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync(), None)
         };
-        let Some(request) = build_copy(original, policy, endpoint, &span, body) else {
+        let Some(request) = build_copy(original, policy, &runtime.marker, endpoint, &span, body) else {
             drop_copy(DropReason::ClientAborted);
             continue;
         };
@@ -164,6 +164,7 @@ pub fn plan(
                     build_copy(
                         original,
                         policy,
+                        &runtime.marker,
                         noise_endpoint,
                         &span,
                         Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync(),
@@ -199,6 +200,7 @@ pub fn plan(
 fn build_copy(
     original: &Original<'_>,
     policy: &MirrorPolicy,
+    marker: &HeaderValue,
     endpoint: &Authority,
     span: &tracing::Span,
     body: BoxBody,
@@ -213,7 +215,7 @@ fn build_copy(
         };
         headers.insert(HOST, host);
     }
-    headers.insert(SHADOW_HEADER, HeaderValue::from_str(&policy.name).ok()?);
+    headers.insert(SHADOW_HEADER, marker.clone());
     for name in &policy.remove_headers {
         headers.remove(name);
     }

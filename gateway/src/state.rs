@@ -29,6 +29,8 @@ pub struct Active {
 
 /// What a mirror needs besides its policy.
 pub struct MirrorRuntime {
+    /// The `x-shadow` value of this mirror's copies (its name), built once.
+    pub marker: http::HeaderValue,
     /// Copies in flight; `try_acquire` only: at the cap a copy is dropped, never queued.
     pub in_flight: Arc<Semaphore>,
     pub stats: Arc<MirrorStats>,
@@ -78,7 +80,9 @@ impl Active {
                 let destination = table.destination(mirror.destination).label();
                 let stats = stats.mirror(&route.name, mirror, &destination, report);
                 stats.set_comparing(comparer.is_some());
-                runtimes.push(MirrorRuntime { in_flight: Arc::new(Semaphore::new(mirror.max_in_flight)), comparer, stats });
+                let marker = http::HeaderValue::from_str(&mirror.name)
+                    .map_err(|_| format!("route {:?}: mirror {:?}: the name is not a valid header value", route.name, mirror.name))?;
+                runtimes.push(MirrorRuntime { marker, in_flight: Arc::new(Semaphore::new(mirror.max_in_flight)), comparer, stats });
             }
             mirrors.push(runtimes);
         }

@@ -86,8 +86,8 @@ def wrk(url: str, connections: int, threads: int, seconds: int) -> dict:
     total = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
     errors = sum(int(x) for x in m.groups()) if (m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)) else 0
-    p50 = ms(re.search(r"50%\s+(\S+)", out).group(1))
-    p99 = ms(re.search(r"99%\s+(\S+)", out).group(1))
+    p50 = ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     return {"rps": rps, "requests": total, "failed": non2xx + errors, "p50_ms": p50, "p99_ms": p99}
 
 
@@ -159,6 +159,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--only", choices=["mirror", "hung", "compare"], help="run one scenario group")
     args = ap.parse_args()
     seconds = 4 if args.quick else 10
     for tool in ("wrk", "nginx"):
@@ -173,61 +174,74 @@ def main() -> int:
     (large_a_p, large_a), (large_b_p, large_b) = up("large", "--variant", "a"), up("large", "--variant", "b")
     results = {}
     try:
-        print(f"\n== baseline and mirror-100: wrk -t2 -c64 -d{seconds}s")
-        for name, start in [
-            ("gateway, no mirror", lambda: gateway(work, fast, None)),
-            ("nginx, no mirror", lambda: nginx(work, fast, None)),
-            ("gateway, 100% mirror", lambda: gateway(work, fast, shadow)),
-            ("nginx, 100% mirror", lambda: nginx(work, fast, shadow)),
-        ]:
-            proc, port = start()
-            wrk(f"http://127.0.0.1:{port}/index", 16, 2, 1)  # warm-up
-            results[name] = r = wrk(f"http://127.0.0.1:{port}/index", 64, 2, seconds)
-            rss = proc.peak_rss_mb() if name.startswith("gateway") else None
-            row(name, r, rss)
-            results[name]["rss_mb"] = rss
-            proc.stop()
-        print(f"  -> gateway / nginx with a 100% mirror: {results['gateway, 100% mirror']['rps'] / results['nginx, 100% mirror']['rps']:.2f}x")
-
-        print(f"\n== hung-mirror: one keep-alive connection, sequential requests, wrk -t1 -c1 -d{seconds}s; mirror timeout 1 s")
-        for name, start in [
-            ("gateway, no mirror", lambda: gateway(work, fast, None)),
-            ("gateway, hung mirror", lambda: gateway(work, fast, hung)),
-            ("nginx, no mirror", lambda: nginx(work, fast, None)),
-            ("nginx, hung mirror", lambda: nginx(work, fast, hung)),
-        ]:
-            proc, port = start()
-            r = wrk(f"http://127.0.0.1:{port}/index", 1, 1, seconds)
-            results["seq " + name] = r
-            row(name, r, proc.peak_rss_mb() if name.startswith("gateway") else None)
-            if name == "gateway, hung mirror":
-                time.sleep(1.5)
-                copies = admin_json(proc.admin, "/mirrors")["mirrors"][0]["copies"]
-                print(f"    mirror copies: sent {copies['sent']}, timeout {copies['timeout']}, dropped at the in-flight cap {copies['dropped_max_in_flight']}")
-            proc.stop()
-        g = results["seq gateway, hung mirror"]["rps"] / results["seq gateway, no mirror"]["rps"]
-        n = results["seq nginx, hung mirror"]["rps"] / results["seq nginx, no mirror"]["rps"]
-        print(f"  -> hung / no-mirror rate: gateway {g:.2f}, nginx {n:.4f}")
-
-        print(f"\n== compare: 256 KiB JSON answers, shadow differs on every request; wrk -t2 -c16 -d{seconds}s")
-        for name, extra in [("gateway, comparison off", ""), ("gateway, comparison on", ", compare: { max_body: 1MiB }")]:
-            proc, port = gateway(work, large_a, large_b, extra)
-            wrk(f"http://127.0.0.1:{port}/items", 4, 1, 1)
-            r = wrk(f"http://127.0.0.1:{port}/items", 16, 2, seconds)
-            results[name] = r
-            rss = proc.peak_rss_mb()
-            row(name, r, rss)
-            if "on" in name:
-                c = admin_json(proc.admin, "/mirrors")["mirrors"][0]
-                print(f"    comparisons: mismatched {c['comparison']['mismatched']}, skipped {c['comparison']['skipped']}, kept mismatches {len(c['recent_mismatches'])}")
-            proc.stop()
-        on, off = results["gateway, comparison on"], results["gateway, comparison off"]
-        print(f"  -> comparison on/off: p50 {on['p50_ms'] / off['p50_ms']:.2f}x, p99 {on['p99_ms'] / off['p99_ms']:.2f}x, throughput {on['rps'] / off['rps']:.2f}x")
+        if args.only in (None, "mirror"):
+            mirror_scenarios(work, seconds, fast, shadow, results)
+        if args.only in (None, "hung"):
+            hung_scenarios(work, seconds, fast, hung, results)
+        if args.only in (None, "compare"):
+            compare_scenarios(work, seconds, large_a, large_b, results)
     finally:
         for p in (fast_p, shadow_p, hung_p, large_a_p, large_b_p):
             p.stop()
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def mirror_scenarios(work, seconds, fast, shadow, results):
+    print(f"\n== baseline and mirror-100: wrk -t2 -c64 -d{seconds}s")
+    for name, start in [
+        ("gateway, no mirror", lambda: gateway(work, fast, None)),
+        ("nginx, no mirror", lambda: nginx(work, fast, None)),
+        ("gateway, 100% mirror", lambda: gateway(work, fast, shadow)),
+        ("nginx, 100% mirror", lambda: nginx(work, fast, shadow)),
+    ]:
+        proc, port = start()
+        wrk(f"http://127.0.0.1:{port}/index", 16, 2, 1)  # warm-up
+        results[name] = r = wrk(f"http://127.0.0.1:{port}/index", 64, 2, seconds)
+        rss = proc.peak_rss_mb() if name.startswith("gateway") else None
+        row(name, r, rss)
+        results[name]["rss_mb"] = rss
+        proc.stop()
+    print(f"  -> gateway / nginx with a 100% mirror: {results['gateway, 100% mirror']['rps'] / results['nginx, 100% mirror']['rps']:.2f}x")
+
+
+def hung_scenarios(work, seconds, fast, hung, results):
+    print(f"\n== hung-mirror: one keep-alive connection, sequential requests, wrk -t1 -c1 -d{seconds}s; mirror timeout 1 s")
+    for name, start in [
+        ("gateway, no mirror", lambda: gateway(work, fast, None)),
+        ("gateway, hung mirror", lambda: gateway(work, fast, hung)),
+        ("nginx, no mirror", lambda: nginx(work, fast, None)),
+        ("nginx, hung mirror", lambda: nginx(work, fast, hung)),
+    ]:
+        proc, port = start()
+        r = wrk(f"http://127.0.0.1:{port}/index", 1, 1, seconds)
+        results["seq " + name] = r
+        row(name, r, proc.peak_rss_mb() if name.startswith("gateway") else None)
+        if name == "gateway, hung mirror":
+            time.sleep(1.5)
+            copies = admin_json(proc.admin, "/mirrors")["mirrors"][0]["copies"]
+            print(f"    mirror copies: sent {copies['sent']}, timeout {copies['timeout']}, dropped at the in-flight cap {copies['dropped_max_in_flight']}")
+        proc.stop()
+    g = results["seq gateway, hung mirror"]["rps"] / results["seq gateway, no mirror"]["rps"]
+    n = results["seq nginx, hung mirror"]["rps"] / results["seq nginx, no mirror"]["rps"]
+    print(f"  -> hung / no-mirror rate: gateway {g:.2f}, nginx {n:.4f}")
+
+
+def compare_scenarios(work, seconds, large_a, large_b, results):
+    print(f"\n== compare: 256 KiB JSON answers, shadow differs on every request; wrk -t2 -c16 -d{seconds}s")
+    for name, extra in [("gateway, comparison off", ""), ("gateway, comparison on", ", compare: { max_body: 1MiB }")]:
+        proc, port = gateway(work, large_a, large_b, extra)
+        wrk(f"http://127.0.0.1:{port}/items", 4, 1, 1)
+        r = wrk(f"http://127.0.0.1:{port}/items", 16, 2, seconds)
+        results[name] = r
+        rss = proc.peak_rss_mb()
+        row(name, r, rss)
+        if "on" in name:
+            c = admin_json(proc.admin, "/mirrors")["mirrors"][0]
+            print(f"    comparisons: mismatched {c['comparison']['mismatched']}, skipped {c['comparison']['skipped']}, kept mismatches {len(c['recent_mismatches'])}")
+        proc.stop()
+    on, off = results["gateway, comparison on"], results["gateway, comparison off"]
+    print(f"  -> comparison on/off: p50 {on['p50_ms'] / off['p50_ms']:.2f}x, p99 {on['p99_ms'] / off['p99_ms']:.2f}x, throughput {on['rps'] / off['rps']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ pub struct Shared {
     pub stats: StatsRegistry,
     pub settings: GatewaySettings,
     pub metrics: Option<PrometheusHandle>,
+    /// Where shadow and primary answers are diffed, off the request workers.
+    pub comparator: Arc<compare::Comparator>,
     reloads: AtomicU64,
     last_reload_error: Mutex<Option<String>>,
 }
@@ -84,11 +86,14 @@ impl Gateway {
     ) -> Result<Self, BuildError> {
         let stats = StatsRegistry::default();
         let active = Active::build(loaded, &settings.upstream, &settings.report, &stats).map_err(BuildError::Config)?;
+        let comparator = compare::Comparator::start(settings.compare.max_pending)
+            .map_err(|e| BuildError::Config(format!("cannot start the comparator thread: {e}")))?;
         let shared = Arc::new(Shared {
             active: ArcSwap::from_pointee(active),
             stats,
             settings,
             metrics,
+            comparator: Arc::new(comparator),
             reloads: AtomicU64::new(0),
             last_reload_error: Mutex::new(None),
         });

@@ -22,7 +22,10 @@ use tracing::Instrument;
 use tracing::instrument::WithSubscriber;
 
 use crate::body::{AbortFlag, CopyAbort, CopySender, ShadowBody, copy_channel};
-use crate::compare::Comparer;
+use crate::compare::{Comparator, Comparer};
+
+/// Why a comparison was skipped when every comparator slot was taken.
+const COMPARATOR_BUSY: &str = "comparator busy";
 use crate::report::{DropReason, MirrorStats, MismatchRecord, ShadowOutcome, now_epoch_seconds};
 use crate::state::MirrorRuntime;
 use crate::upstream::{BoxBody, Upstream};
@@ -71,6 +74,9 @@ pub struct Copy {
 /// The comparison half of a copy: the primary's capture arrives when its body has been sent.
 pub struct CompareJob {
     comparer: Arc<Comparer>,
+    comparator: Arc<Comparator>,
+    /// Held until the result is recorded: bounds the comparisons (and captures) pending.
+    _slot: OwnedSemaphorePermit,
     primary: oneshot::Receiver<(Captured, Duration)>,
     /// A second request to the primary's destination, to learn noise.
     noise: Option<(Request<BoxBody>, Client<HttpConnector, BoxBody>)>,
@@ -99,6 +105,7 @@ pub fn plan(
     runtimes: &[MirrorRuntime],
     upstreams: &[Upstream],
     primary_upstream: &Upstream,
+    comparator: &Arc<Comparator>,
     compare_waiters: &mut Vec<oneshot::Sender<(Captured, Duration)>>,
 ) -> (Vec<Copy>, Vec<CopySender>) {
     let mut copies = Vec::new();
@@ -155,7 +162,16 @@ pub fn plan(
             drop_copy(DropReason::ClientAborted);
             continue;
         };
-        let compare = runtime.comparer.as_ref().map(|comparer| {
+        let slot = runtime.comparer.as_ref().and_then(|_| {
+            let slot = comparator.reserve();
+            if slot.is_none() {
+                span.record("mirror.diff", "skipped");
+                span.record("mirror.diff.skip_reason", COMPARATOR_BUSY);
+                runtime.stats.compared(&Classified::Skipped(SkipReason::Incomplete(COMPARATOR_BUSY)), 0.0, || None);
+            }
+            slot
+        });
+        let compare = runtime.comparer.as_ref().zip(slot).map(|(comparer, slot)| {
             let (tx, rx) = oneshot::channel();
             compare_waiters.push(tx);
             let noise = (!original.has_body && sampled(comparer.noise_percent, None))
@@ -174,6 +190,8 @@ pub fn plan(
                 .flatten();
             CompareJob {
                 comparer: comparer.clone(),
+                comparator: comparator.clone(),
+                _slot: slot,
                 primary: rx,
                 noise,
                 method: original.method.clone(),
@@ -306,7 +324,7 @@ async fn compare_copy(
     stats: &MirrorStats,
     deadline: tokio::time::Instant,
 ) {
-    let CompareJob { comparer, primary, noise, method, path, request_id } = job;
+    let CompareJob { comparer, comparator, _slot, primary, noise, method, path, request_id } = job;
     let skip = |why: &'static str| {
         span.record("mirror.diff", "skipped");
         span.record("mirror.diff.skip_reason", why);
@@ -320,13 +338,26 @@ async fn compare_copy(
         Ok(Ok(primary)) => primary,
         _ => return skip("primary response incomplete"),
     };
-    if let Some((request, client)) = noise
-        && let Ok(Ok(again)) = tokio::time::timeout_at(deadline, send(&client, request, Some(comparer.max_body_bytes))).await
-    {
-        comparer.learn_noise(&primary.0, &again);
-    }
+    let again = match noise {
+        Some((request, client)) => {
+            tokio::time::timeout_at(deadline, send(&client, request, Some(comparer.max_body_bytes))).await.ok().and_then(Result::ok)
+        }
+        None => None,
+    };
     let (primary, primary_latency) = primary;
-    let result = comparer.compare(&primary, &shadow);
+    let (primary_status, shadow_status) = (primary.status, shadow.status);
+    // The diff itself runs on the comparator's idle-priority thread, never on a request worker.
+    let diffed = comparator
+        .run(move || {
+            if let Some(again) = again {
+                comparer.learn_noise(&primary, &again);
+            }
+            comparer.compare(&primary, &shadow)
+        })
+        .await;
+    let Some(result) = diffed else {
+        return skip(COMPARATOR_BUSY);
+    };
     if let Classified::Skipped(reason) = &result {
         span.record("mirror.diff.skip_reason", reason.to_string().as_str());
     }
@@ -347,8 +378,8 @@ async fn compare_copy(
             path: path.clone(),
             request_id: request_id.clone(),
             trace_id: trace_id(span),
-            primary_status: primary.status,
-            shadow_status: shadow.status,
+            primary_status,
+            shadow_status,
             differences: differences.clone(),
         }),
         _ => None,

@@ -23,6 +23,7 @@ use tracing::Instrument;
 
 use crate::Shared;
 use crate::body::{CaptureBody, OnCaptured, TeeBody};
+use crate::compare::Comparator;
 use crate::mirror::{self, Original};
 use crate::state::Active;
 use crate::upstream::{BoxBody, strip_hop_by_hop};
@@ -102,7 +103,9 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<R
     // The destination is chosen here so the request's metrics can name it.
     let destination = hit.map(|hit| pick(&hit.route.destinations));
     let response = match (hit, destination) {
-        (Some(hit), Some(destination)) => forward(&active, hit, destination, host, request).instrument(span.clone()).await,
+        (Some(hit), Some(destination)) => {
+            forward(&active, &shared.comparator, hit, destination, host, request).instrument(span.clone()).await
+        }
         _ => Err(GatewayError::NoRoute),
     }
     .unwrap_or_else(|error| {
@@ -126,6 +129,7 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<R
 
 async fn forward(
     active: &Active,
+    comparator: &Arc<Comparator>,
     hit: RouteHit<'_>,
     destination: DestinationId,
     host: Option<HeaderValue>,
@@ -176,7 +180,7 @@ async fn forward(
             content_length: body.size_hint().exact(),
             route: &route.name,
         };
-        mirror::plan(&original, &route.mirrors, mirrors, &active.upstreams, upstream, &mut compare_waiters)
+        mirror::plan(&original, &route.mirrors, mirrors, &active.upstreams, upstream, comparator, &mut compare_waiters)
     };
     let body: BoxBody =
         if senders.is_empty() { body.map_err(Into::into).boxed_unsync() } else { TeeBody::new(body, senders).boxed_unsync() };

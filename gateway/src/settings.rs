@@ -24,6 +24,15 @@ pub struct GatewaySettings {
     pub upstream: UpstreamSettings,
     pub reload: ReloadSettings,
     pub report: ReportSettings,
+    pub compare: CompareSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompareSettings {
+    /// Comparisons pending at once, all mirrors together; past it copies are not compared.
+    /// Each holds up to two captured bodies (`compare.max_body` of its mirror).
+    pub max_pending: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

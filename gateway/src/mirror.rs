@@ -251,7 +251,8 @@ pub fn spawn(copy: Copy) {
     let span = copy.span.clone();
     // The instrumented future is awaited, so the span is dropped while the dispatcher is set:
     // a span closed outside it would never release its parent (the gateway's server span).
-    tokio::spawn(async move { run(copy).instrument(span).await }.with_current_subscriber());
+    // Boxed: the copy's future is large, and spawning moves it (measured as the top memmove).
+    tokio::spawn(async move { Box::pin(run(copy)).instrument(span).await }.with_current_subscriber());
 }
 
 async fn run(copy: Copy) {

@@ -175,21 +175,31 @@ impl Relay {
     pub fn new(settings: &RelaySettings) -> Result<Self, reqwest::Error> {
         crate::install_crypto_provider();
         let guard = Arc::new(Guard { allow_hosts: settings.allow_hosts.clone(), allow_link_local: settings.allow_link_local });
-        let redirect_guard = guard.clone();
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver(guard.clone())))
-            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-                if attempt.previous().len() >= 10 {
-                    return attempt.error("too many redirects");
-                }
-                match redirect_guard.check_url(attempt.url()) {
-                    Ok(()) => attempt.follow(),
-                    Err(refusal) => attempt.error(refusal),
-                }
-            }))
-            .read_timeout(settings.timeout)
-            .build()?;
+        let builder = || {
+            let redirect_guard = guard.clone();
+            reqwest::Client::builder()
+                .no_proxy()
+                .dns_resolver(Arc::new(GuardedResolver(guard.clone())))
+                .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                    if attempt.previous().len() >= 10 {
+                        return attempt.error("too many redirects");
+                    }
+                    match redirect_guard.check_url(attempt.url()) {
+                        Ok(()) => attempt.follow(),
+                        Err(refusal) => attempt.error(refusal),
+                    }
+                }))
+                .read_timeout(settings.timeout)
+        };
+        // Without the system's CA certificates (a minimal image) the service still serves http://
+        // destinations; https:// ones then fail verification (502) instead of the service not starting.
+        let client = match builder().build() {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::warn!(%error, "no usable CA certificates: https destinations will be refused");
+                builder().tls_certs_only([]).build()?
+            }
+        };
         Ok(Self { client, guard, timeout: settings.timeout })
     }
 

@@ -98,12 +98,7 @@ impl RunningGateway {
     }
 }
 
-/// A plain GET with a fresh connection, returning the body.
+/// A plain GET, returning the body.
 async fn reqwest_get(url: &str) -> String {
-    let client = hyper_get_client();
-    client.get(url).send().await.expect("GET").text().await.expect("body")
-}
-
-fn hyper_get_client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().expect("client")
+    crate::client().get(url).send().await.expect("GET").text().await.expect("body")
 }

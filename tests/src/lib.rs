@@ -8,3 +8,9 @@ pub mod otlp;
 pub mod running;
 pub mod services;
 pub mod upstream;
+
+/// The HTTP client of the tests: no proxy from the environment, and a timeout, so a request the
+/// system under test never answers fails the test with a message instead of hanging it.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(20)).build().expect("client")
+}

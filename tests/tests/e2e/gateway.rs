@@ -7,9 +7,7 @@ use e2e_tests::upstream::{Behaviour, Upstream};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().expect("client")
-}
+use e2e_tests::client;
 
 async fn get(url: &str) -> (StatusCode, String) {
     let response = client().get(url).send().await.expect("request");
@@ -242,7 +240,7 @@ async fn a_hung_mirror_never_holds_sequential_keep_alive_requests() {
     );
     let gateway = RunningGateway::start(&[("g.yaml", &config)], None).await;
     // One client with one pooled connection: every request reuses it.
-    let client = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(1).build().unwrap();
+    let client = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(1).timeout(Duration::from_secs(20)).build().unwrap();
     for i in 0..100 {
         let response = client.get(gateway.url(&format!("/r/{i}"))).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);

@@ -13,9 +13,7 @@ async fn target(version: &str) -> RunningService {
     RunningService::start("target", version, &service_settings(&[]), None).await
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().expect("client")
-}
+use e2e_tests::client;
 
 async fn get(url: &str) -> (StatusCode, String) {
     let response = client().get(url).send().await.expect("request");

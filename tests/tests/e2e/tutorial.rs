@@ -52,7 +52,7 @@ async fn the_tutorial_runs_unchanged_and_shadow_traffic_is_visible_in_traces() {
     let proxy = RunningService::start("proxy", "v1", &settings, Some(&receiver)).await;
     let entries = service_entries(proxy.addr.port(), v1.addr.port(), v2.addr.port());
     let gateway = RunningGateway::start(&[("istio.yaml", ISTIO_YAML), ("service-entries.yaml", &entries)], Some(&receiver)).await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = e2e_tests::client();
 
     // curl <gateway>/target/index
     let response = client.get(gateway.url("/target/index")).send().await.unwrap();

@@ -308,3 +308,30 @@ async fn an_invalid_configuration_is_refused_with_file_and_key() {
     assert!(error.starts_with("bad.yaml") || error.contains("bad.yaml:"), "{error}");
     assert!(error.contains("nowhere"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_configuration_file_is_picked_up_by_the_watcher() {
+    let a = Upstream::start(Behaviour::ok("a")).await;
+    let b = Upstream::start(Behaviour::ok("b")).await;
+    let config = |to: &str| format!("services: {{ a: [{}], b: [{}] }}\nroutes: [{{ to: {to} }}]\n", a.addr, b.addr);
+    let gateway = RunningGateway::start(&[("g.yaml", &config("a"))], None).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let watcher = tokio::spawn(gateway.reloader.clone().watch(Duration::from_millis(50), async {
+        let _ = stopped.await;
+    }));
+    assert_eq!(get(&gateway.url("/")).await.1, "a");
+
+    std::fs::write(&gateway.files[0], config("b")).unwrap();
+    let mut answer = String::new();
+    for _ in 0..100 {
+        answer = get(&gateway.url("/")).await.1;
+        if answer == "b" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(answer, "b", "the file change was reloaded");
+    let _ = stop.send(());
+    watcher.await.unwrap();
+    gateway.stop().await;
+}

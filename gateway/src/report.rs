@@ -3,10 +3,11 @@
 //! Served as JSON at `/mirrors`, as a page at `/`, and as Prometheus metrics.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use metrics::{Counter, Histogram, SharedString};
 use response_diff::{Classified, Difference};
 use serde::Serialize;
 
@@ -111,6 +112,44 @@ pub struct MirrorStats {
     recent: Mutex<Recent>,
     max_records: usize,
     max_bytes: usize,
+    metrics: MirrorMetrics,
+}
+
+/// This mirror's Prometheus series, registered once: counting a copy allocates nothing.
+struct MirrorMetrics {
+    sent: Counter,
+    ok: Counter,
+    timeout: Counter,
+    error: Counter,
+    /// By [`drop_index`].
+    dropped: [Counter; 4],
+    matched: Counter,
+    mismatched: Counter,
+    noise: Counter,
+    skipped: Counter,
+    latency_delta: Histogram,
+}
+
+impl MirrorMetrics {
+    fn register(route: &str, mirror: &str) -> Self {
+        let (route, mirror) = (SharedString::from(Arc::<str>::from(route)), SharedString::from(Arc::<str>::from(mirror)));
+        let copies = |outcome: &'static str, reason: &'static str| metrics::counter!("gateway_mirror_copies_total", "route" => route.clone(), "mirror" => mirror.clone(), "outcome" => outcome, "reason" => reason);
+        let compared = |result: &'static str| metrics::counter!("gateway_mirror_comparisons_total", "route" => route.clone(), "mirror" => mirror.clone(), "result" => result);
+        let dropped = [DropReason::InFlightCap, DropReason::BodyOverCap, DropReason::BodyBackpressure, DropReason::ClientAborted]
+            .map(|reason| copies("dropped", reason.as_str()));
+        Self {
+            sent: metrics::counter!("gateway_mirror_copies_sent_total", "route" => route.clone(), "mirror" => mirror.clone()),
+            ok: copies("ok", ""),
+            timeout: copies("timeout", ""),
+            error: copies("error", ""),
+            dropped,
+            matched: compared("match"),
+            mismatched: compared("mismatch"),
+            noise: compared("noise"),
+            skipped: compared("skipped"),
+            latency_delta: metrics::histogram!("gateway_mirror_latency_delta_seconds", "route" => route.clone(), "mirror" => mirror.clone()),
+        }
+    }
 }
 
 /// `/mirrors` entry for one mirror.
@@ -186,6 +225,7 @@ impl MirrorStats {
             recent: Mutex::new(Recent { records: VecDeque::new(), bytes: 0 }),
             max_records: settings.recent_mismatches,
             max_bytes: settings.max_bytes,
+            metrics: MirrorMetrics::register(route, mirror),
         }
     }
 
@@ -196,7 +236,7 @@ impl MirrorStats {
     /// A copy was sent to the shadow.
     pub fn sent(&self) {
         self.sent.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("gateway_mirror_copies_sent_total", "route" => self.route.clone(), "mirror" => self.mirror.clone()).increment(1);
+        self.metrics.sent.increment(1);
     }
 
     /// How a copy ended (sent or not).
@@ -208,18 +248,13 @@ impl MirrorStats {
             ShadowOutcome::Dropped(reason) => &self.dropped[drop_index(reason)],
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let reason = match outcome {
-            ShadowOutcome::Dropped(reason) => reason.as_str(),
-            _ => "",
+        let handle = match outcome {
+            ShadowOutcome::Ok => &self.metrics.ok,
+            ShadowOutcome::Timeout => &self.metrics.timeout,
+            ShadowOutcome::Error => &self.metrics.error,
+            ShadowOutcome::Dropped(reason) => &self.metrics.dropped[drop_index(reason)],
         };
-        metrics::counter!(
-            "gateway_mirror_copies_total",
-            "route" => self.route.clone(),
-            "mirror" => self.mirror.clone(),
-            "outcome" => outcome.as_str(),
-            "reason" => reason,
-        )
-        .increment(1);
+        handle.increment(1);
     }
 
     /// A comparison result, with the latency delta of the pair (shadow minus primary).
@@ -231,16 +266,15 @@ impl MirrorStats {
             Classified::Skipped(_) => &self.skipped,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(
-            "gateway_mirror_comparisons_total",
-            "route" => self.route.clone(),
-            "mirror" => self.mirror.clone(),
-            "result" => result.label(),
-        )
-        .increment(1);
+        let handle = match result {
+            Classified::Match => &self.metrics.matched,
+            Classified::Mismatch(_) => &self.metrics.mismatched,
+            Classified::Noise(_) => &self.metrics.noise,
+            Classified::Skipped(_) => &self.metrics.skipped,
+        };
+        handle.increment(1);
         if !matches!(result, Classified::Skipped(_)) {
-            metrics::histogram!("gateway_mirror_latency_delta_seconds", "route" => self.route.clone(), "mirror" => self.mirror.clone())
-                .record(latency_delta_ms / 1e3);
+            self.metrics.latency_delta.record(latency_delta_ms / 1e3);
             let mut samples = self.latency_delta_ms.lock().unwrap_or_else(|p| p.into_inner());
             if samples.len() == LATENCY_SAMPLES {
                 samples.pop_front();

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser;
 use gateway::Gateway;
-use gateway::settings::{DEFAULT_SETTINGS, GatewaySettings, LIST_SETTINGS};
-use service_kit::settings::{self, Layers};
+use gateway::settings::GatewaySettings;
+use service_kit::settings::{Layered, Sources};
 
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -42,15 +42,7 @@ fn main() -> ExitCode {
     let mut overrides: Vec<(&'static str, String)> = Vec::new();
     overrides.extend(cli.listen.clone().map(|v| ("listen", v)));
     overrides.extend(cli.admin_listen.clone().map(|v| ("admin_listen", v)));
-    let layers = Layers {
-        defaults: DEFAULT_SETTINGS,
-        file: cli.settings.as_deref(),
-        env_prefix: "GATEWAY",
-        env: std::env::vars().collect(),
-        list_keys: LIST_SETTINGS,
-        overrides,
-    };
-    let mut settings: GatewaySettings = match settings::load(layers) {
+    let mut settings = match GatewaySettings::load(Sources::process(cli.settings.as_deref(), overrides)) {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("gateway: {error}");

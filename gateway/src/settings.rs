@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// Embedded defaults; override with a settings file, `GATEWAY_*` variables or flags.
-pub const DEFAULT_SETTINGS: &str = include_str!("defaults.yaml");
-
-/// Settings whose environment value is a comma-separated list (`GATEWAY_CONFIG=a.yaml,b.yaml`).
-pub const LIST_SETTINGS: &[&str] = &["config"];
+/// Embedded defaults (`defaults.yaml`), then a settings file, `GATEWAY_*` variables, flags;
+/// `GATEWAY_CONFIG=a.yaml,b.yaml` is a list.
+impl service_kit::settings::Layered for GatewaySettings {
+    const DEFAULTS: &'static str = include_str!("defaults.yaml");
+    const ENV_PREFIX: &'static str = "GATEWAY";
+    const LIST_KEYS: &'static [&'static str] = &["config"];
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -11,9 +11,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser;
 use gateway::Gateway;
-use gateway::settings::{DEFAULT_SETTINGS as GATEWAY_DEFAULTS, GatewaySettings, LIST_SETTINGS};
-use service_kit::service::{DEFAULT_SETTINGS as SERVICE_DEFAULTS, LIST_SETTINGS as SERVICE_LISTS};
-use service_kit::settings::{self, Layers};
+use gateway::settings::GatewaySettings;
+use service_kit::settings::{Layered, Sources};
 use service_kit::telemetry::{Telemetry, TelemetrySettings};
 use service_kit::{Service, ServiceIdentity, ServiceSettings};
 use tokio::net::TcpListener;
@@ -91,14 +90,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let service_settings: ServiceSettings = settings::load(Layers {
-        defaults: SERVICE_DEFAULTS,
-        file: None,
-        env_prefix: "SVC",
-        env: std::env::vars().collect(),
-        list_keys: SERVICE_LISTS,
-        overrides: Vec::new(),
-    })?;
+    let service_settings = ServiceSettings::load(Sources::process(None, Vec::new()))?;
     let (proxy_listener, v1_listener, v2_listener) =
         (bind(&cli.proxy_listen).await?, bind(&cli.target_v1_listen).await?, bind(&cli.target_v2_listen).await?);
     let (proxy_addr, v1_addr, v2_addr) = (proxy_listener.local_addr()?, v1_listener.local_addr()?, v2_listener.local_addr()?);
@@ -122,14 +114,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         telemetries.push(telemetry);
     }
 
-    let gateway_settings: GatewaySettings = settings::load(Layers {
-        defaults: GATEWAY_DEFAULTS,
-        file: None,
-        env_prefix: "GATEWAY",
-        env: std::env::vars().collect(),
-        list_keys: LIST_SETTINGS,
-        overrides: Vec::new(),
-    })?;
+    let gateway_settings = GatewaySettings::load(Sources::process(None, Vec::new()))?;
     let loaded =
         gateway_config::load_str("local-mesh routing", &routing(&proxy_addr.to_string(), &v1_addr.to_string(), &v2_addr.to_string()))?;
     let metrics = service_kit::metrics::install_prometheus()?;

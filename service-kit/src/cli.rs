@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::service::{DEFAULT_SETTINGS, Service, ServiceIdentity, ServiceSettings};
-use crate::settings::{self, Layers};
+use crate::service::{Service, ServiceIdentity, ServiceSettings};
+use crate::settings::{Layered, Sources};
 use crate::telemetry::{Telemetry, TelemetrySettings};
 
 /// Flags of `proxy-svc` and `target-svc`.
@@ -29,15 +29,8 @@ pub struct ServiceCli {
 /// Runs a tutorial service (`proxy-svc`, `target-svc`) until SIGTERM or Ctrl-C.
 pub fn service_main(name: &str, version: &str) -> ExitCode {
     let cli = ServiceCli::parse();
-    let layers = Layers {
-        defaults: DEFAULT_SETTINGS,
-        file: cli.config.as_deref(),
-        env_prefix: "SVC",
-        env: std::env::vars().collect(),
-        list_keys: crate::service::LIST_SETTINGS,
-        overrides: cli.listen.into_iter().map(|listen| ("listen", listen)).collect(),
-    };
-    let settings: ServiceSettings = match settings::load(layers) {
+    let sources = Sources::process(cli.config.as_deref(), cli.listen.into_iter().map(|listen| ("listen", listen)).collect());
+    let settings = match ServiceSettings::load(sources) {
         Ok(settings) => settings,
         Err(error) => return fail(name, &error),
     };

@@ -38,11 +38,11 @@ pub struct ServiceSettings {
     pub shutdown_deadline: Duration,
 }
 
-/// Settings that environment variables give as comma-separated lists.
-pub const LIST_SETTINGS: &[&str] = &["relay.allow_hosts"];
-
-/// The embedded default settings.
-pub const DEFAULT_SETTINGS: &str = include_str!("defaults.yaml");
+impl crate::settings::Layered for ServiceSettings {
+    const DEFAULTS: &'static str = include_str!("defaults.yaml");
+    const ENV_PREFIX: &'static str = "SVC";
+    const LIST_KEYS: &'static [&'static str] = &["relay.allow_hosts"];
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {

@@ -11,29 +11,54 @@ use serde::de::DeserializeOwned;
 #[error("{0}")]
 pub struct SettingsError(String);
 
-/// The layers above the embedded defaults.
-pub struct Layers<'a> {
+/// A settings type: its embedded defaults and how the environment names its keys.
+pub trait Layered: DeserializeOwned {
     /// YAML with every key set: the embedded default.
-    pub defaults: &'static str,
-    pub file: Option<&'a Path>,
+    const DEFAULTS: &'static str;
     /// Environment variables `PREFIX_KEY`, nested keys joined with `__` (`SVC_RELAY__TIMEOUT`).
-    pub env_prefix: &'static str,
-    /// The environment to read (`std::env::vars()` in `main`; tests pass their own).
-    pub env: Vec<(String, String)>,
+    const ENV_PREFIX: &'static str;
     /// Keys whose environment value is a comma-separated list (`SVC_RELAY__ALLOW_HOSTS=a,b`).
-    pub list_keys: &'static [&'static str],
+    const LIST_KEYS: &'static [&'static str] = &[];
+
+    /// Loads the settings from the defaults and `sources`; an error names where the bad value
+    /// came from.
+    fn load(sources: Sources<'_>) -> Result<Self, SettingsError> {
+        load(Layers { defaults: Self::DEFAULTS, env_prefix: Self::ENV_PREFIX, list_keys: Self::LIST_KEYS, sources })
+    }
+}
+
+/// The layers above the embedded defaults, lowest first.
+#[derive(Debug, Default)]
+pub struct Sources<'a> {
+    pub file: Option<&'a Path>,
+    /// The environment to read (the process's in `main`; tests pass their own).
+    pub env: Vec<(String, String)>,
     /// Flags given on the command line, as (key, value).
     pub overrides: Vec<(&'static str, String)>,
 }
 
-/// Loads `T` from the layers; the message of an error names where the bad value came from.
-pub fn load<T: DeserializeOwned>(layers: Layers<'_>) -> Result<T, SettingsError> {
-    let source = match layers.file {
+impl<'a> Sources<'a> {
+    /// An optional file, this process's environment, and flags.
+    pub fn process(file: Option<&'a Path>, overrides: Vec<(&'static str, String)>) -> Self {
+        Self { file, env: std::env::vars().collect(), overrides }
+    }
+}
+
+struct Layers<'a> {
+    defaults: &'static str,
+    env_prefix: &'static str,
+    list_keys: &'static [&'static str],
+    sources: Sources<'a>,
+}
+
+fn load<T: DeserializeOwned>(layers: Layers<'_>) -> Result<T, SettingsError> {
+    let Layers { defaults, env_prefix, list_keys, sources: Sources { file, env, overrides } } = layers;
+    let source = match file {
         Some(path) => path.display().to_string(),
         None => "settings".to_owned(),
     };
-    let mut builder = Config::builder().add_source(File::from_str(layers.defaults, FileFormat::Yaml));
-    if let Some(path) = layers.file {
+    let mut builder = Config::builder().add_source(File::from_str(defaults, FileFormat::Yaml));
+    if let Some(path) = file {
         if !path.is_file() {
             return Err(SettingsError(format!("{}: no such settings file", path.display())));
         }
@@ -42,45 +67,38 @@ pub fn load<T: DeserializeOwned>(layers: Layers<'_>) -> Result<T, SettingsError>
     // Only variables that name a setting: others that happen to share the prefix (Kubernetes
     // injects GATEWAY_PORT=tcp://... for a Service named gateway) are not settings at all.
     let known: Vec<String> = Config::builder()
-        .add_source(File::from_str(layers.defaults, FileFormat::Yaml))
+        .add_source(File::from_str(defaults, FileFormat::Yaml))
         .build()
         .and_then(|defaults| defaults.try_deserialize::<std::collections::HashMap<String, config::Value>>())
         .map(|map| map.into_keys().collect())
         .map_err(|e| SettingsError(format!("embedded defaults: {e}")))?;
-    let prefix = format!("{}_", layers.env_prefix);
+    let prefix = format!("{}_", env_prefix);
     let names_a_setting = |name: &str| {
         name.strip_prefix(&prefix).is_some_and(|rest| known.contains(&rest.split("__").next().unwrap_or_default().to_ascii_lowercase()))
     };
-    let env = Environment::with_prefix(layers.env_prefix)
+    let env = Environment::with_prefix(env_prefix)
         .prefix_separator("_")
         .separator("__")
-        .source(Some(layers.env.into_iter().filter(|(name, _)| names_a_setting(name)).collect()));
-    let env = match layers.list_keys {
+        .source(Some(env.into_iter().filter(|(name, _)| names_a_setting(name)).collect()));
+    let env = match list_keys {
         [] => env,
         keys => keys.iter().fold(env.try_parsing(true).list_separator(","), |env, key| env.with_list_parse_key(key)),
     };
     builder = builder.add_source(env);
-    for (key, value) in layers.overrides {
+    for (key, value) in overrides {
         builder = builder.set_override(key, value).map_err(|e| SettingsError(format!("--{key}: {e}")))?;
     }
     let built = builder.build().map_err(|e| SettingsError(format!("{source}: {e}")))?;
-    built.try_deserialize().map_err(|e| SettingsError(format!("{source} (with {}_* environment and flags): {e}", layers.env_prefix)))
+    built.try_deserialize().map_err(|e| SettingsError(format!("{source} (with {}_* environment and flags): {e}", env_prefix)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::{DEFAULT_SETTINGS, LIST_SETTINGS, ServiceSettings};
+    use crate::service::ServiceSettings;
 
     fn load_with(env: &[(&str, &str)]) -> Result<ServiceSettings, SettingsError> {
-        load(Layers {
-            defaults: DEFAULT_SETTINGS,
-            file: None,
-            env_prefix: "SVC",
-            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-            list_keys: LIST_SETTINGS,
-            overrides: Vec::new(),
-        })
+        ServiceSettings::load(Sources { env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(), ..Sources::default() })
     }
 
     #[test]

@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use gateway::settings::{DEFAULT_SETTINGS, GatewaySettings, LIST_SETTINGS};
+use gateway::settings::GatewaySettings;
 use gateway::{Gateway, Reloader};
 use metrics_exporter_prometheus::PrometheusHandle;
-use service_kit::settings::{self, Layers};
+use service_kit::settings::{Layered, Sources};
 use tokio::net::TcpListener;
 
 use crate::otlp::Receiver;
@@ -54,15 +54,8 @@ impl RunningGateway {
                 path
             })
             .collect();
-        let settings: GatewaySettings = settings::load(Layers {
-            defaults: DEFAULT_SETTINGS,
-            file: None,
-            env_prefix: "GATEWAY",
-            env: Vec::new(),
-            list_keys: LIST_SETTINGS,
-            overrides: vec![("reload.poll_interval", "0s".to_owned())],
-        })
-        .map_err(|e| e.to_string())?;
+        let settings = GatewaySettings::load(Sources { overrides: vec![("reload.poll_interval", "0s".to_owned())], ..Sources::default() })
+            .map_err(|e| e.to_string())?;
         let settings = GatewaySettings { config: paths.clone(), ..settings };
         let loaded = gateway_config::load_files(&paths).map_err(|e| e.to_string())?;
         let telemetry = telemetry("gateway", "test", receiver);

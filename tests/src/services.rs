@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use service_kit::settings::{self, Layers};
+use service_kit::settings::{Layered, Sources};
 use service_kit::telemetry::{LogSink, OtlpExporter, OtlpProtocol, Telemetry, TelemetrySettings};
 use service_kit::{Service, ServiceIdentity, ServiceSettings};
 use tokio::net::TcpListener;
@@ -30,12 +30,9 @@ pub fn service_settings(overrides: &[(&'static str, &str)]) -> ServiceSettings {
 
 /// Like [`service_settings`], with `SVC_*` variables as a user would set them.
 pub fn service_settings_with_env(overrides: &[(&'static str, &str)], env: &[(&str, &str)]) -> ServiceSettings {
-    settings::load(Layers {
-        defaults: service_kit::service::DEFAULT_SETTINGS,
+    ServiceSettings::load(Sources {
         file: None,
-        env_prefix: "SVC",
         env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-        list_keys: service_kit::service::LIST_SETTINGS,
         overrides: overrides.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
     })
     .expect("valid settings")

@@ -378,23 +378,13 @@ async fn compare_copy(
             method: method.to_string(),
             path: path.clone(),
             request_id: request_id.clone(),
-            trace_id: trace_id(span),
+            trace_id: propagation::trace_id(span).unwrap_or_default(),
             primary_status,
             shadow_status,
             differences: differences.clone(),
         }),
         _ => None,
     });
-}
-
-fn trace_id(span: &tracing::Span) -> String {
-    let mut headers = HeaderMap::new();
-    if propagation::inject(span, &mut headers)
-        && let Some(traceparent) = headers.get("traceparent").and_then(|v| v.to_str().ok())
-    {
-        return traceparent.split('-').nth(1).unwrap_or_default().to_owned();
-    }
-    String::new()
 }
 
 #[cfg(test)]

@@ -95,24 +95,17 @@ pub fn health_check(listen: &str, path: &str) -> ExitCode {
     let port = listen.rsplit(':').next().unwrap_or("80");
     let url = format!("http://127.0.0.1:{port}{path}");
     crate::install_crypto_provider();
-    let checked = tokio::runtime::Builder::new_current_thread().enable_all().build().map(|runtime| {
+    let checked = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string()).and_then(|runtime| {
         runtime.block_on(async {
-            let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(3)).build()?;
-            client.get(&url).send().await.map(|response| response.status())
+            let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(3)).build().map_err(|e| e.to_string())?;
+            let status = client.get(&url).send().await.map_err(|e| e.to_string())?.status();
+            if status.is_success() { Ok(()) } else { Err(status.to_string()) }
         })
     });
     match checked {
-        Ok(Ok(status)) if status.is_success() => ExitCode::SUCCESS,
-        Ok(Ok(status)) => {
-            eprintln!("{url}: {status}");
-            ExitCode::FAILURE
-        }
-        Ok(Err(error)) => {
-            eprintln!("{url}: {error}");
-            ExitCode::FAILURE
-        }
-        Err(error) => {
-            eprintln!("{url}: {error}");
+        Ok(()) => ExitCode::SUCCESS,
+        Err(problem) => {
+            eprintln!("{url}: {problem}");
             ExitCode::FAILURE
         }
     }

@@ -99,6 +99,16 @@ pub fn inject(span: &tracing::Span, headers: &mut HeaderMap) -> bool {
     true
 }
 
+/// The trace id of `span` in hex, when it is exported (None otherwise).
+pub fn trace_id(span: &tracing::Span) -> Option<String> {
+    if span.is_disabled() {
+        return None;
+    }
+    let cx = span.context();
+    let span_context = cx.span().span_context().clone();
+    span_context.is_valid().then(|| span_context.trace_id().to_string())
+}
+
 /// Copies the forwarded headers of `incoming` into `outgoing`, then, when OpenTelemetry is active,
 /// replaces the trace position with `client_span`'s own, so the next hop nests under it.
 /// `x-request-id` and `x-ot-span-context` always pass through unchanged.

@@ -14,3 +14,37 @@ pub mod upstream;
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(20)).build().expect("client")
 }
+
+/// Waits until `condition` holds, checking every 20 ms; fails the test naming `what` when it
+/// still does not hold after `timeout`. Tests wait with this, never with a bare sleep.
+pub async fn eventually<F, Fut>(what: &str, timeout: std::time::Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still not true after {timeout:?}: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether an outside program the test runs against is available (`python3 -c "import {module}"`
+/// for a Python peer). Absent: in CI (`CI` set) the test fails, since `.ci/run` installs every
+/// peer; elsewhere it prints a notice and the caller skips.
+pub fn python_peer(module: &str) -> bool {
+    let found = std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "Python module {module} is missing: .ci/run installs .ci/requirements.txt");
+        eprintln!("notice: skipped, Python module {module} is not installed (pip install -r .ci/requirements.txt)");
+    }
+    found
+}

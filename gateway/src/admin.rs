@@ -11,8 +11,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::Shared;
 use crate::report::MirrorReport;
+use crate::state::Shared;
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -55,13 +55,11 @@ fn reports(shared: &Shared) -> Vec<MirrorReport> {
 async fn mirrors(State(shared): State<Arc<Shared>>) -> Response {
     let active = shared.active.load();
     let noise: serde_json::Map<String, serde_json::Value> = active
-        .table
         .routes
         .iter()
-        .zip(&active.mirrors)
-        .flat_map(|(route, runtimes)| route.mirrors.iter().zip(runtimes).map(move |(policy, runtime)| (route, policy, runtime)))
-        .filter_map(|(route, policy, runtime)| {
-            runtime.comparer.as_ref().map(|c| (format!("{}/{}", route.name, policy.name), json!(c.noise_fields())))
+        .flat_map(|route| route.mirrors.iter().map(move |mirror| (route, mirror)))
+        .filter_map(|(route, mirror)| {
+            mirror.comparer.as_ref().map(|c| (format!("{}/{}", &*route.label, mirror.policy.name), json!(c.noise_fields())))
         })
         .collect();
     axum::Json(json!({ "mirrors": reports(&shared), "noise_fields": noise })).into_response()

@@ -1,32 +1,31 @@
-//! The primary path: match a route, rewrite, pick a destination and endpoint, plan the mirrors,
-//! forward with a streamed body over a pooled connection, and stream the answer back.
+//! The primary path of one request, as phases over the request (Pingora's `ProxyHttp` is the
+//! model): match the route, open the server span, choose the destination and endpoint, rewrite
+//! the URI, set the proxy headers, plan the copies, send to the primary, answer. Each phase is a
+//! small function with one concern; mirroring is wholly the [`MirrorPlan`]'s.
+//!
+//! [`handle`] is generic over the request body, so the whole path runs in tests on in-memory
+//! requests as well as on hyper's `Incoming` bodies.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
-use gateway_config::{DestinationId, RouteHit, WeightedDestination};
+use gateway_config::RouteHit;
 use http::header::{self, HeaderValue};
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Request, Response, StatusCode, Uri};
-use http_body::Body as _;
+use http_body::Body;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use metrics::SharedString;
-use response_diff::Captured;
-use service_kit::propagation::{self, SHADOW_HEADER};
+use service_kit::propagation;
 use service_kit::serve::ClientAddr;
-use std::borrow::Cow;
-use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use crate::Shared;
-use crate::body::{CaptureBody, OnCaptured, TeeBody};
-use crate::compare::Comparator;
-use crate::mirror::{self, Original};
-use crate::state::Active;
-use crate::upstream::{BoxBody, strip_hop_by_hop};
+use crate::mirror::{MirrorPlan, Outgoing};
+use crate::state::{CompiledRoute, Shared};
+use crate::upstream::{BoxBody, BoxError, Upstream, strip_hop_by_hop};
 
 static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: header::HeaderName = header::HeaderName::from_static("x-forwarded-for");
@@ -41,6 +40,8 @@ pub enum GatewayError {
     UpstreamTimeout,
     #[error("upstream unavailable")]
     UpstreamUnavailable,
+    #[error("no healthy upstream")]
+    NoHealthyUpstream,
     #[error("request URI cannot be forwarded")]
     BadRequestUri,
 }
@@ -51,6 +52,7 @@ impl GatewayError {
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            GatewayError::NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::BadRequestUri => StatusCode::BAD_REQUEST,
         }
     }
@@ -66,46 +68,23 @@ impl GatewayError {
 }
 
 /// Serves one request on the data-plane listener.
-pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<BoxBody>, Infallible> {
+pub async fn handle<B>(shared: Arc<Shared>, mut request: Request<B>) -> Result<Response<BoxBody>, Infallible>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let started = Instant::now();
-    let mut request = request;
-    if !request.headers().contains_key(&X_REQUEST_ID) {
-        let id = uuid::Uuid::new_v4().hyphenated().to_string();
-        if let Ok(value) = HeaderValue::from_str(&id) {
-            request.headers_mut().insert(X_REQUEST_ID.clone(), value);
-        }
-    }
+    ensure_request_id(request.headers_mut());
+    let active = shared.active.load_full();
+    let host = request_host(&request);
     // Matching is a pure function of the request head, done first so the span gets its final
     // name (`GET target`): OpenTelemetry spans cannot be renamed once started.
-    let active = shared.active.load_full();
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| request.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
     let hit = active.table.find(request.method(), request.uri().path(), request.headers(), host.as_ref().and_then(|h| h.to_str().ok()));
-    let span = tracing::info_span!(
-        "gateway",
-        otel.name = %format_args!("{} {}", request.method(), hit.map_or("(no route)", |hit| hit.route.name.as_str())),
-        otel.kind = "server",
-        http.request.method = %request.method(),
-        url.path = request.uri().path(),
-        http.route = hit.map(|hit| hit.route.name.as_str()),
-        http.response.status_code = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
-        request_id = request.headers().get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default(),
-        traffic.shadow = tracing::field::Empty,
-    );
-    propagation::adopt_remote_parent(&span, request.headers());
-    if propagation::is_shadow(request.headers()) {
-        span.record("traffic.shadow", true);
-    }
-    // The destination is chosen here so the request's metrics can name it.
-    let destination = hit.map(|hit| pick(&hit.route.destinations));
-    let response = match (hit, destination) {
-        (Some(hit), Some(destination)) => {
-            forward(&active, &shared.comparator, hit, destination, host, request).instrument(span.clone()).await
-        }
+    let span = server_span(&request, hit.as_ref());
+    let route = hit.map(|hit| (hit, &active.routes[hit.index]));
+    let primary = route.map(|(_, compiled)| compiled.destinations.pick().clone());
+    let response = match (route, &primary) {
+        (Some((hit, compiled)), Some(primary)) => forward(&shared, hit, compiled, primary, host, request).instrument(span.clone()).await,
         _ => Err(GatewayError::NoRoute),
     }
     .unwrap_or_else(|error| {
@@ -117,162 +96,164 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<R
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
-    let (route, destination) = match (hit, destination) {
-        (Some(hit), Some(destination)) => (active.route_labels[hit.index].clone(), active.upstreams[destination.0].metric_label.clone()),
+    let labels = match (route, &primary) {
+        (Some((_, compiled)), Some(primary)) => (compiled.label.clone(), primary.metric_label.clone()),
         _ => (SharedString::const_str(""), SharedString::const_str("")),
     };
-    metrics::histogram!("gateway_request_duration_seconds", "route" => route.clone()).record(started.elapsed().as_secs_f64());
-    metrics::counter!("gateway_requests_total", "route" => route, "destination" => destination, "status" => status.as_str().to_owned())
-        .increment(1);
+    record_request(labels, status, started);
     Ok(response)
 }
 
-async fn forward(
-    active: &Active,
-    comparator: &Arc<Comparator>,
+/// Everything past the route match: the request goes to `primary`, and its copies to the
+/// route's mirrors.
+async fn forward<B>(
+    shared: &Shared,
     hit: RouteHit<'_>,
-    destination: DestinationId,
+    route: &CompiledRoute,
+    primary: &Arc<Upstream>,
     host: Option<HeaderValue>,
-    request: Request<Incoming>,
-) -> Result<Response<BoxBody>, GatewayError> {
+    request: Request<B>,
+) -> Result<Response<BoxBody>, GatewayError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let (mut parts, body) = request.into_parts();
-    let route = hit.route;
-
-    let upstream = &active.upstreams[destination.0];
-    let endpoint = upstream.pick();
-    let original_path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let path_and_query = match hit.rewrite_path(original_path.as_str()) {
-        Cow::Borrowed(_) => original_path.clone(),
-        Cow::Owned(rewritten) => match PathAndQuery::try_from(rewritten) {
-            Ok(rewritten) => rewritten,
-            Err(_) => return Err(GatewayError::BadRequestUri),
-        },
-    };
-    let Ok(uri) = Uri::builder().scheme(Scheme::HTTP).authority(endpoint.clone()).path_and_query(path_and_query.clone()).build() else {
-        return Err(GatewayError::BadRequestUri);
-    };
-
-    // Upgrades are not proxied (the Upgrade header goes with the hop-by-hop ones) nor mirrored.
+    let endpoint = primary.pick().ok_or(GatewayError::NoHealthyUpstream)?.clone();
+    let path_and_query = rewrite(&hit, &parts.uri)?;
+    let uri = upstream_uri(&endpoint, &path_and_query)?;
+    let host = route.rewrite_authority.clone().or(host);
     let upgrade = parts.headers.contains_key(header::UPGRADE) || parts.method == http::Method::CONNECT;
-    strip_hop_by_hop(&mut parts.headers);
-    let host = match &route.rewrite_authority {
-        Some(rewritten) => HeaderValue::from_str(rewritten).ok(),
-        None => host,
-    };
-    if let Some(host) = &host {
-        parts.headers.insert(header::HOST, host.clone());
-    }
-    add_forwarded(&mut parts.headers, parts.extensions.get::<ClientAddr>());
+    proxy_headers(&mut parts.headers, host.as_ref(), parts.extensions.get::<ClientAddr>());
 
-    // Copies are planned from the request as the primary will get it, before the primary's own
-    // trace context goes in: each copy carries its own mirror span's context instead.
-    let mut compare_waiters = Vec::new();
-    let mirrors = &active.mirrors[hit.index];
-    let (copies, senders) = if route.mirrors.is_empty() || upgrade || parts.headers.contains_key(&SHADOW_HEADER) {
-        (Vec::new(), Vec::new())
+    let mut plan = if upgrade || route.mirrors.is_empty() {
+        // Upgrades and tunnels are not proxied (Upgrade is hop-by-hop) nor mirrored.
+        MirrorPlan::default()
     } else {
-        let original = Original {
+        let outgoing = Outgoing {
             method: &parts.method,
             path_and_query: &path_and_query,
             host: host.as_ref(),
             headers: &parts.headers,
             has_body: !body.is_end_stream(),
             content_length: body.size_hint().exact(),
-            route: &route.name,
+            route: &hit.route.name,
         };
-        mirror::plan(&original, &route.mirrors, mirrors, &active.upstreams, upstream, comparator, &mut compare_waiters)
+        MirrorPlan::new(&outgoing, &route.mirrors, primary, &shared.comparator)
     };
-    let body: BoxBody =
-        if senders.is_empty() { body.map_err(Into::into).boxed_unsync() } else { TeeBody::new(body, senders).boxed_unsync() };
+    let body = plan.tee(body);
 
-    let client_span = tracing::info_span!(
-        "upstream",
-        otel.name = %format_args!("{} {}", parts.method, upstream.label),
-        otel.kind = "client",
-        upstream.destination = %upstream.label,
-        server.address = endpoint.as_str(),
-        http.response.status_code = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
-    );
+    let client_span = upstream_span(&parts.method, primary, &endpoint);
     propagation::inject(&client_span, &mut parts.headers);
     parts.uri = uri;
     parts.version = http::Version::HTTP_11;
-    let outgoing = Request::from_parts(parts, body);
-    let started = Instant::now();
-    for copy in copies {
-        mirror::spawn(copy);
-    }
+    plan.spawn();
 
-    let sent = upstream.client().request(outgoing).instrument(client_span.clone());
-    let answered = match route.timeout {
-        Some(limit) => match tokio::time::timeout(limit, sent).await {
-            Ok(answered) => answered,
-            Err(_) => {
-                client_span.record("otel.status_code", "ERROR");
-                return Err(GatewayError::UpstreamTimeout);
-            }
-        },
+    let started = Instant::now();
+    let response = send(primary, Request::from_parts(parts, body), route.timeout, &client_span, &endpoint).await?;
+    let latency = started.elapsed();
+    client_span.record("http.response.status_code", i64::from(response.status().as_u16()));
+    let (mut head, body) = response.into_parts();
+    strip_hop_by_hop(&mut head.headers);
+    Ok(plan.capture(Response::from_parts(head, body), latency))
+}
+
+/// Phase: the primary call, within the route's timeout.
+async fn send(
+    primary: &Upstream,
+    request: Request<BoxBody>,
+    timeout: Option<std::time::Duration>,
+    span: &tracing::Span,
+    endpoint: &Authority,
+) -> Result<Response<hyper::body::Incoming>, GatewayError> {
+    let sent = primary.client().request(request).instrument(span.clone());
+    let answered = match timeout {
+        Some(limit) => tokio::time::timeout(limit, sent).await.map_err(|_| {
+            span.record("otel.status_code", "ERROR");
+            GatewayError::UpstreamTimeout
+        })?,
         None => sent.await,
     };
-    let response = match answered {
-        Ok(response) => response,
-        Err(error) => {
-            client_span.record("otel.status_code", "ERROR");
-            tracing::warn!(parent: &client_span, error = %error, source = ?std::error::Error::source(&error), endpoint = endpoint.as_str(), "upstream request failed");
-            return Err(GatewayError::UpstreamUnavailable);
-        }
-    };
-    let primary_latency = started.elapsed();
-    client_span.record("http.response.status_code", i64::from(response.status().as_u16()));
-    let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    let body = if compare_waiters.is_empty() {
-        body.map_err(Into::into).boxed_unsync()
-    } else {
-        capture(body, &parts, compare_waiters, primary_latency, mirrors)
-    };
-    Ok(Response::from_parts(parts, body))
+    answered.map_err(|error| {
+        span.record("otel.status_code", "ERROR");
+        tracing::warn!(parent: span, error = %error, source = ?std::error::Error::source(&error), endpoint = endpoint.as_str(), "upstream request failed");
+        GatewayError::UpstreamUnavailable
+    })
 }
 
-/// Keeps a copy of the primary's answer for the mirrors that compare, handed over at its end.
-fn capture(
-    body: Incoming,
-    parts: &http::response::Parts,
-    waiters: Vec<oneshot::Sender<(Captured, Duration)>>,
-    latency: Duration,
-    mirrors: &[crate::state::MirrorRuntime],
-) -> BoxBody {
-    let cap = mirrors.iter().filter_map(|m| m.comparer.as_ref().map(|c| c.max_body_bytes)).max().unwrap_or(0);
-    let done: OnCaptured = Box::new(move |captured: Captured| {
-        for waiter in waiters {
-            let _ = waiter.send((captured.clone(), latency));
+/// Phase: every request gets an `x-request-id` (kept when the client sent one).
+fn ensure_request_id(headers: &mut HeaderMap) {
+    if !headers.contains_key(&X_REQUEST_ID) {
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            headers.insert(X_REQUEST_ID.clone(), value);
         }
-    });
-    if body.is_end_stream() {
-        // An empty body is never polled: hand the capture over now.
-        done(Captured { status: parts.status.as_u16(), headers: parts.headers.clone(), body: Bytes::new(), truncated: false });
-        return body.map_err(Into::into).boxed_unsync();
     }
-    CaptureBody::new(body, parts.status.as_u16(), parts.headers.clone(), cap, done).map_err(Into::into).boxed_unsync()
 }
 
-/// Weighted choice among a route's destinations (the common single destination costs nothing).
-fn pick(destinations: &[WeightedDestination]) -> DestinationId {
-    if let [only] = destinations {
-        return only.id;
-    }
-    let total: u64 = destinations.iter().map(|d| u64::from(d.weight)).sum();
-    let mut ticket = rand::random_range(0..total.max(1));
-    for destination in destinations {
-        if ticket < u64::from(destination.weight) {
-            return destination.id;
-        }
-        ticket -= u64::from(destination.weight);
-    }
-    destinations[0].id
+/// The authority the client asked for: `Host`, or the absolute-form URI's.
+fn request_host<B>(request: &Request<B>) -> Option<HeaderValue> {
+    request.headers().get(header::HOST).cloned().or_else(|| request.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()))
 }
 
-fn add_forwarded(headers: &mut HeaderMap, client: Option<&ClientAddr>) {
+fn server_span<B>(request: &Request<B>, hit: Option<&RouteHit<'_>>) -> tracing::Span {
+    let route = hit.map(|hit| hit.route.name.as_str());
+    let span = tracing::info_span!(
+        "gateway",
+        otel.name = %format_args!("{} {}", request.method(), route.unwrap_or("(no route)")),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        url.path = request.uri().path(),
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        request_id = request.headers().get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default(),
+        traffic.shadow = tracing::field::Empty,
+    );
+    propagation::adopt_remote_parent(&span, request.headers());
+    if propagation::is_shadow(request.headers()) {
+        span.record("traffic.shadow", true);
+    }
+    span
+}
+
+fn upstream_span(method: &http::Method, primary: &Upstream, endpoint: &Authority) -> tracing::Span {
+    tracing::info_span!(
+        "upstream",
+        otel.name = %format_args!("{} {}", method, primary.label),
+        otel.kind = "client",
+        upstream.destination = %primary.label,
+        server.address = endpoint.as_str(),
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
+/// Phase: the route's URI rewrite (Istio semantics: the matched prefix is replaced).
+fn rewrite(hit: &RouteHit<'_>, uri: &Uri) -> Result<PathAndQuery, GatewayError> {
+    let original = uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    match hit.rewrite_path(original.as_str()) {
+        Cow::Borrowed(_) => Ok(original),
+        Cow::Owned(rewritten) => PathAndQuery::try_from(rewritten).map_err(|_| GatewayError::BadRequestUri),
+    }
+}
+
+fn upstream_uri(endpoint: &Authority, path_and_query: &PathAndQuery) -> Result<Uri, GatewayError> {
+    Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(endpoint.clone())
+        .path_and_query(path_and_query.clone())
+        .build()
+        .map_err(|_| GatewayError::BadRequestUri)
+}
+
+/// Phase: hop-by-hop headers out; `Host` (rewritten or the client's), `X-Forwarded-For` and
+/// `X-Forwarded-Proto` in.
+fn proxy_headers(headers: &mut HeaderMap, host: Option<&HeaderValue>, client: Option<&ClientAddr>) {
+    strip_hop_by_hop(headers);
+    if let Some(host) = host {
+        headers.insert(header::HOST, host.clone());
+    }
     if let Some(ClientAddr(addr)) = client {
         let ip = addr.ip().to_string();
         let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
@@ -286,18 +267,80 @@ fn add_forwarded(headers: &mut HeaderMap, client: Option<&ClientAddr>) {
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
 }
 
+fn record_request((route, destination): (SharedString, SharedString), status: StatusCode, started: Instant) {
+    metrics::histogram!("gateway_request_duration_seconds", "route" => route.clone()).record(started.elapsed().as_secs_f64());
+    metrics::counter!("gateway_requests_total", "route" => route, "destination" => destination, "status" => status.as_str().to_owned())
+        .increment(1);
+}
+
 #[cfg(test)]
 mod tests {
+    //! The request path on in-memory requests: no socket, no upstream.
+
+    use http_body_util::Full;
+    use service_kit::settings::{Layered, Sources};
+
     use super::*;
-    use gateway_config::DestinationId;
+    use crate::settings::GatewaySettings;
+
+    fn shared(config: &str) -> Arc<Shared> {
+        let settings = GatewaySettings::load(Sources::default()).expect("default settings");
+        let loaded = gateway_config::load_str("test.yaml", config).expect("valid configuration");
+        Arc::new(Shared::new(settings, loaded, None).expect("gateway state"))
+    }
+
+    async fn answer(shared: &Arc<Shared>, request: Request<Full<Bytes>>) -> (StatusCode, String) {
+        let response = handle(shared.clone(), request).await.unwrap_or_else(|never| match never {});
+        let status = response.status();
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    const CONFIG: &str =
+        "services: { up: [127.0.0.1:9] }\nroutes:\n  - name: api\n    match: { prefix: /api/ }\n    rewrite: /v1/\n    to: up\n";
+
+    #[tokio::test]
+    async fn a_request_no_route_matches_gets_404_with_a_json_body() {
+        let shared = shared(CONFIG);
+        let request = Request::get("/elsewhere").header("host", "example.com").body(Full::new(Bytes::new())).unwrap();
+        let (status, body) = answer(&shared, request).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body, r#"{"error":"no route for this request"}"#);
+    }
 
     #[test]
-    fn weighted_choice_follows_the_weights() {
-        let destinations =
-            [WeightedDestination { id: DestinationId(0), weight: 90 }, WeightedDestination { id: DestinationId(1), weight: 10 }];
-        let second = (0..10_000).filter(|_| pick(&destinations) == DestinationId(1)).count();
-        assert!((700..1_300).contains(&second), "{second}");
-        let zero = [WeightedDestination { id: DestinationId(0), weight: 0 }, WeightedDestination { id: DestinationId(1), weight: 5 }];
-        assert!((0..100).all(|_| pick(&zero) == DestinationId(1)));
+    fn the_rewrite_replaces_the_matched_prefix_and_keeps_the_query() {
+        let shared = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async { shared(CONFIG) });
+        let active = shared.active.load();
+        let uri: Uri = "/api/items?q=1".parse().unwrap();
+        let hit = active.table.find(&http::Method::GET, uri.path(), &HeaderMap::new(), Some("example.com")).expect("the api route");
+        assert_eq!(rewrite(&hit, &uri).unwrap().as_str(), "/v1/items?q=1");
+        let upstream = upstream_uri(&"10.0.0.1:80".parse().unwrap(), &rewrite(&hit, &uri).unwrap()).unwrap();
+        assert_eq!(upstream.to_string(), "http://10.0.0.1:80/v1/items?q=1");
+    }
+
+    #[test]
+    fn proxy_headers_drop_hop_by_hop_ones_and_add_forwarding() {
+        let mut headers = HeaderMap::new();
+        headers.insert("connection", "x-private".parse().unwrap());
+        headers.insert("x-private", "1".parse().unwrap());
+        headers.insert("x-forwarded-for", "10.1.1.1".parse().unwrap());
+        let client = ClientAddr("192.0.2.7:5555".parse().unwrap());
+        proxy_headers(&mut headers, Some(&HeaderValue::from_static("shop.internal")), Some(&client));
+        assert!(!headers.contains_key("x-private") && !headers.contains_key("connection"));
+        assert_eq!(headers["host"], "shop.internal");
+        assert_eq!(headers["x-forwarded-for"], "10.1.1.1, 192.0.2.7");
+        assert_eq!(headers["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn every_request_gets_a_request_id_and_a_client_one_is_kept() {
+        let mut headers = HeaderMap::new();
+        ensure_request_id(&mut headers);
+        assert_eq!(headers["x-request-id"].len(), 36);
+        let mut given = HeaderMap::new();
+        given.insert("x-request-id", "abc".parse().unwrap());
+        ensure_request_id(&mut given);
+        assert_eq!(given["x-request-id"], "abc");
     }
 }

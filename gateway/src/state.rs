@@ -1,40 +1,186 @@
-//! The routing state one request uses: the validated table and, beside it, what each
-//! destination and mirror needs at run time. A new state is built on reload and swapped in
-//! atomically; requests in flight keep the one they started with.
+//! What requests and the admin listener share ([`Shared`]), and the routing generation one
+//! request uses ([`Active`]): the validated table, compiled once per load into one
+//! [`CompiledRoute`] per route. A new generation is built on reload and swapped in atomically;
+//! requests in flight keep the one they started with. What must outlive a reload is kept beside
+//! it: mirror statistics by route and mirror name, upstream pools by destination and endpoints.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use gateway_config::{Loaded, MirrorPolicy, RouteTable, Warning};
+use arc_swap::ArcSwap;
+use gateway_config::{Loaded, MirrorPolicy, Route, RouteTable, Warning};
+use http::HeaderValue;
+use metrics::SharedString;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::Semaphore;
 
-use crate::compare::Comparer;
+use crate::compare::{Comparator, Comparer};
+use crate::mirror::Mirror;
 use crate::report::MirrorStats;
-use crate::settings::{ReportSettings, UpstreamSettings};
-use crate::upstream::Upstream;
+use crate::settings::{GatewaySettings, ReportSettings, UpstreamSettings};
+use crate::upstream::{Pools, Upstream};
+
+/// What every request and the admin listener share.
+pub struct Shared {
+    /// The routing generation new requests use.
+    pub active: ArcSwap<Active>,
+    pub stats: StatsRegistry,
+    pub pools: Pools,
+    pub settings: GatewaySettings,
+    pub metrics: Option<PrometheusHandle>,
+    /// Where shadow and primary answers are diffed, off the request workers.
+    pub comparator: Arc<Comparator>,
+    reloads: AtomicU64,
+    last_reload_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    /// Compiles `loaded` into the first generation. Must run inside a Tokio runtime (the
+    /// connection pools use its timer).
+    pub fn new(settings: GatewaySettings, loaded: Loaded, metrics: Option<PrometheusHandle>) -> Result<Self, String> {
+        let comparator = Comparator::start(settings.compare.max_pending).map_err(|e| format!("cannot start the comparator thread: {e}"))?;
+        let (stats, pools) = (StatsRegistry::default(), Pools::default());
+        let active = Active::build(loaded, &settings.upstream, &settings.report, &stats, &pools)?;
+        Ok(Self {
+            active: ArcSwap::from_pointee(active),
+            stats,
+            pools,
+            settings,
+            metrics,
+            comparator: Arc::new(comparator),
+            reloads: AtomicU64::new(0),
+            last_reload_error: Mutex::new(None),
+        })
+    }
+
+    /// Compiles `loaded` and makes it the generation new requests use.
+    pub fn swap(&self, loaded: Loaded) -> Result<usize, String> {
+        let settings = &self.settings;
+        let active = Active::build(loaded, &settings.upstream, &settings.report, &self.stats, &self.pools)?;
+        let routes = active.routes.len();
+        self.active.store(Arc::new(active));
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+        Ok(routes)
+    }
+
+    pub fn set_reload_error(&self, error: Option<String>) {
+        *self.last_reload_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
+    }
+
+    pub fn reload_status(&self) -> (u64, Option<String>) {
+        (self.reloads.load(Ordering::Relaxed), self.last_reload_error.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+}
 
 /// One generation of routing.
 pub struct Active {
     pub table: RouteTable,
+    /// By route index (`RouteHit::index`): everything a request needs once its route is known.
+    pub routes: Vec<CompiledRoute>,
     pub warnings: Vec<Warning>,
-    /// By `DestinationId`.
-    pub upstreams: Vec<Upstream>,
-    /// By route index, then mirror index.
-    pub mirrors: Vec<Vec<MirrorRuntime>>,
-    /// By route index: route names as metric labels, shared rather than copied per request.
-    pub route_labels: Vec<metrics::SharedString>,
     pub loaded_at: SystemTime,
 }
 
-/// What a mirror needs besides its policy.
-pub struct MirrorRuntime {
-    /// The `x-shadow` value of this mirror's copies (its name), built once.
-    pub marker: http::HeaderValue,
-    /// Copies in flight; `try_acquire` only: at the cap a copy is dropped, never queued.
-    pub in_flight: Arc<Semaphore>,
-    pub stats: Arc<MirrorStats>,
-    pub comparer: Option<Arc<Comparer>>,
+/// A route, ready to serve: its metric label, its weighted destinations with their pools, and
+/// its mirrors.
+pub struct CompiledRoute {
+    /// The route's name as a metric label, shared rather than copied per request.
+    pub label: SharedString,
+    pub destinations: Weighted,
+    pub mirrors: Vec<Mirror>,
+    /// `rewrite.authority`, as the `Host` header value it becomes.
+    pub rewrite_authority: Option<HeaderValue>,
+    pub timeout: Option<Duration>,
+}
+
+/// A route's destinations and their weights; the common single destination costs no draw.
+pub struct Weighted {
+    choices: Vec<(Arc<Upstream>, u64)>,
+    total: u64,
+}
+
+impl Weighted {
+    fn new(choices: Vec<(Arc<Upstream>, u64)>) -> Self {
+        let total = choices.iter().map(|(_, weight)| weight).sum();
+        Self { choices, total }
+    }
+
+    /// A destination drawn by weight (validation guarantees one non-zero weight).
+    pub fn pick(&self) -> &Arc<Upstream> {
+        if let [(only, _)] = self.choices.as_slice() {
+            return only;
+        }
+        let mut ticket = rand::random_range(0..self.total.max(1));
+        for (upstream, weight) in &self.choices {
+            if ticket < *weight {
+                return upstream;
+            }
+            ticket -= weight;
+        }
+        &self.choices[0].0
+    }
+}
+
+impl Active {
+    /// Compiles a freshly loaded table; pools and statistics come from (and stay in) the
+    /// registries that outlive generations. Must run inside a Tokio runtime.
+    pub fn build(
+        loaded: Loaded,
+        upstream: &UpstreamSettings,
+        report: &ReportSettings,
+        stats: &StatsRegistry,
+        pools: &Pools,
+    ) -> Result<Self, String> {
+        let Loaded { table, warnings } = loaded;
+        let upstreams = table.destinations.iter().map(|d| pools.get(d, upstream)).collect::<Result<Vec<_>, _>>()?;
+        let routes = table.routes.iter().map(|route| CompiledRoute::new(route, &upstreams, report, stats)).collect::<Result<_, _>>()?;
+        Ok(Self { table, routes, warnings, loaded_at: SystemTime::now() })
+    }
+}
+
+impl CompiledRoute {
+    fn new(route: &Route, upstreams: &[Arc<Upstream>], report: &ReportSettings, stats: &StatsRegistry) -> Result<Self, String> {
+        let destinations = Weighted::new(route.destinations.iter().map(|d| (upstreams[d.id.0].clone(), u64::from(d.weight))).collect());
+        let mirrors =
+            route.mirrors.iter().map(|policy| compile_mirror(&route.name, policy, upstreams, report, stats)).collect::<Result<_, _>>()?;
+        let rewrite_authority = match &route.rewrite_authority {
+            Some(authority) => Some(
+                HeaderValue::from_str(authority)
+                    .map_err(|_| format!("route {:?}: rewrite authority is not a valid header value", route.name))?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            label: SharedString::from(Arc::<str>::from(route.name.as_str())),
+            destinations,
+            mirrors,
+            rewrite_authority,
+            timeout: route.timeout,
+        })
+    }
+}
+
+fn compile_mirror(
+    route: &str,
+    policy: &MirrorPolicy,
+    upstreams: &[Arc<Upstream>],
+    report: &ReportSettings,
+    stats: &StatsRegistry,
+) -> Result<Mirror, String> {
+    let comparer = match &policy.compare {
+        Some(spec) => Some(Arc::new(
+            Comparer::new(spec).map_err(|e| format!("route {route:?}: mirror {:?}: compare.ignore_paths: {e}", policy.name))?,
+        )),
+        None => None,
+    };
+    let upstream = upstreams[policy.destination.0].clone();
+    let stats = stats.mirror(route, policy, &upstream.label, report);
+    stats.set_comparing(comparer.is_some());
+    let marker = HeaderValue::from_str(&policy.name)
+        .map_err(|_| format!("route {route:?}: mirror {:?}: the name is not a valid header value", policy.name))?;
+    Ok(Mirror { policy: policy.clone(), upstream, marker, in_flight: Arc::new(Semaphore::new(policy.max_in_flight)), stats, comparer })
 }
 
 /// Mirror statistics outlive reloads: they are keyed by route and mirror name.
@@ -60,33 +206,27 @@ impl StatsRegistry {
     }
 }
 
-impl Active {
-    /// Builds the run-time state for a freshly loaded table. Must run inside a Tokio runtime
-    /// (the connection pools use its timer).
-    pub fn build(loaded: Loaded, upstream: &UpstreamSettings, report: &ReportSettings, stats: &StatsRegistry) -> Result<Self, String> {
-        let Loaded { table, warnings } = loaded;
-        let upstreams = table.destinations.iter().map(|d| Upstream::new(d, upstream)).collect::<Result<Vec<_>, _>>()?;
-        let mut mirrors = Vec::with_capacity(table.routes.len());
-        for route in &table.routes {
-            let mut runtimes = Vec::with_capacity(route.mirrors.len());
-            for mirror in &route.mirrors {
-                let comparer = match &mirror.compare {
-                    Some(spec) => Some(Arc::new(
-                        Comparer::new(spec)
-                            .map_err(|e| format!("route {:?}: mirror {:?}: compare.ignore_paths: {e}", route.name, mirror.name))?,
-                    )),
-                    None => None,
-                };
-                let destination = table.destination(mirror.destination).label();
-                let stats = stats.mirror(&route.name, mirror, &destination, report);
-                stats.set_comparing(comparer.is_some());
-                let marker = http::HeaderValue::from_str(&mirror.name)
-                    .map_err(|_| format!("route {:?}: mirror {:?}: the name is not a valid header value", route.name, mirror.name))?;
-                runtimes.push(MirrorRuntime { marker, in_flight: Arc::new(Semaphore::new(mirror.max_in_flight)), comparer, stats });
-            }
-            mirrors.push(runtimes);
-        }
-        let route_labels = table.routes.iter().map(|r| metrics::SharedString::from(Arc::<str>::from(r.name.as_str()))).collect();
-        Ok(Self { table, warnings, upstreams, mirrors, route_labels, loaded_at: SystemTime::now() })
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gateway_config::{Destination, Endpoint};
+
+    #[test]
+    fn weighted_choice_follows_the_weights() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let _guard = rt.enter();
+        let settings =
+            UpstreamSettings { connect_timeout: Duration::from_secs(1), idle_timeout: Duration::from_secs(1), max_idle_per_endpoint: 1 };
+        let upstream = |host: &str| {
+            let destination =
+                Destination { host: host.into(), subset: None, port: None, endpoints: vec![Endpoint { host: host.into(), port: 1 }] };
+            Arc::new(Upstream::new(&destination, &settings).unwrap())
+        };
+        let (a, b) = (upstream("a"), upstream("b"));
+        let split = Weighted::new(vec![(a.clone(), 90), (b.clone(), 10)]);
+        let second = (0..10_000).filter(|_| Arc::ptr_eq(split.pick(), &b)).count();
+        assert!((700..1_300).contains(&second), "{second}");
+        let zero = Weighted::new(vec![(a, 0), (b.clone(), 5)]);
+        assert!((0..100).all(|_| Arc::ptr_eq(zero.pick(), &b)));
     }
 }

@@ -9,6 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
@@ -50,6 +51,8 @@ struct Log {
     requests: Mutex<Vec<Recorded>>,
     arrived: Notify,
     calls: std::sync::atomic::AtomicU64,
+    /// TCP connections accepted: tells a warm pooled connection from a new one.
+    connections: std::sync::atomic::AtomicU64,
 }
 
 /// A running test upstream.
@@ -73,6 +76,10 @@ impl Upstream {
             return Self { addr, log };
         }
         let router = Router::new().fallback(answer).with_state((log.clone(), Arc::new(behaviour)));
+        let counted = log.clone();
+        let listener = listener.tap_io(move |_| {
+            counted.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
         tokio::spawn(async move { axum::serve(listener, router).await });
         Self { addr, log }
     }
@@ -85,6 +92,11 @@ impl Upstream {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.log.connections.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn requests(&self) -> Vec<Recorded> {

@@ -335,3 +335,27 @@ async fn a_changed_configuration_file_is_picked_up_by_the_watcher() {
     watcher.await.unwrap();
     gateway.stop().await;
 }
+
+/// Envoy and Linkerd keep upstream pools across configuration changes: a reload that leaves a
+/// destination's endpoints alone must not open new connections to it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_that_keeps_a_destination_keeps_its_warm_connections() {
+    let up = Upstream::start(Behaviour::ok("up")).await;
+    let config = |route: &str| format!("services: {{ up: [{}] }}\nroutes: [{{ name: {route}, to: up }}]\n", up.addr);
+    let gateway = RunningGateway::start(&[("g.yaml", &config("before"))], None).await;
+    for _ in 0..3 {
+        assert_eq!(get(&gateway.url("/x")).await.1, "up");
+    }
+    let warm = up.connections();
+    assert!(warm >= 1, "the upstream was reached");
+
+    std::fs::write(&gateway.files[0], config("renamed")).unwrap();
+    assert_eq!(gateway.reloader.reload(), Ok(1));
+    for _ in 0..3 {
+        assert_eq!(get(&gateway.url("/x")).await.1, "up");
+    }
+    let config_now = serde_json::from_str::<Value>(&get(&gateway.admin_url("/config")).await.1).unwrap();
+    assert_eq!(config_now["routes"][0]["name"], "renamed", "the reload took effect");
+    assert_eq!(up.connections(), warm, "no new upstream connection after a reload that kept the destination");
+    gateway.stop().await;
+}

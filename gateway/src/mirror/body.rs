@@ -20,55 +20,38 @@ use pin_project_lite::pin_project;
 use response_diff::Captured;
 use tokio::sync::mpsc;
 
+use crate::report::DropReason;
 use crate::upstream::BoxError;
 
 /// Frames buffered per copy before the copy is given up (the shadow reads too slowly).
 pub const COPY_CHANNEL_FRAMES: usize = 64;
 
-/// Why a request-body copy was abandoned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum CopyAbort {
-    None = 0,
-    /// The body grew past the mirror's body cap.
-    OverCap = 1,
-    /// The shadow read more slowly than the client sent; the copy's buffer filled up.
-    Backpressure = 2,
-    /// The client's body failed (disconnect) or was dropped unfinished.
-    ClientAborted = 3,
-}
-
-impl CopyAbort {
-    pub fn reason(self) -> &'static str {
-        match self {
-            CopyAbort::None => "none",
-            CopyAbort::OverCap => "body_over_cap",
-            CopyAbort::Backpressure => "body_backpressure",
-            CopyAbort::ClientAborted => "client_aborted",
-        }
-    }
-
-    fn from_u8(v: u8) -> Self {
-        match v {
-            1 => CopyAbort::OverCap,
-            2 => CopyAbort::Backpressure,
-            3 => CopyAbort::ClientAborted,
-            _ => CopyAbort::None,
-        }
-    }
-}
-
-/// Shared between the tee (which sets it) and the mirror task (which reads why its copy failed).
+/// Why a copy's request body was abandoned, shared between the tee (which sets it once) and the
+/// copy's task (which reads it to say why the shadow request failed). Empty until set.
 #[derive(Debug, Default)]
 pub struct AbortFlag(AtomicU8);
 
 impl AbortFlag {
-    pub fn get(&self) -> CopyAbort {
-        CopyAbort::from_u8(self.0.load(Ordering::Acquire))
+    pub fn get(&self) -> Option<DropReason> {
+        match self.0.load(Ordering::Acquire) {
+            1 => Some(DropReason::BodyOverCap),
+            2 => Some(DropReason::BodyBackpressure),
+            3 => Some(DropReason::ClientAborted),
+            _ => None,
+        }
     }
 
-    fn set(&self, why: CopyAbort) {
-        let _ = self.0.compare_exchange(0, why as u8, Ordering::AcqRel, Ordering::Acquire);
+    /// The first reason wins: a copy abandoned for backpressure stays that, even if the client
+    /// then goes away.
+    fn set(&self, why: DropReason) {
+        let code = match why {
+            DropReason::BodyOverCap => 1,
+            DropReason::BodyBackpressure => 2,
+            DropReason::ClientAborted => 3,
+            // Decided before a copy has a body: never recorded here.
+            DropReason::InFlightCap => return,
+        };
+        let _ = self.0.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
     }
 }
 
@@ -85,13 +68,13 @@ impl CopySender {
     fn offer(&mut self, data: &Bytes) -> bool {
         self.sent += data.len();
         if self.sent > self.cap {
-            self.abort.set(CopyAbort::OverCap);
+            self.abort.set(DropReason::BodyOverCap);
             return false;
         }
         match self.tx.try_send(data.clone()) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.abort.set(CopyAbort::Backpressure);
+                self.abort.set(DropReason::BodyBackpressure);
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -118,7 +101,7 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             // Dropped before the end (primary failed, client gone): the copies are incomplete.
             for copy in this.project().copies.drain(..) {
-                copy.abort.set(CopyAbort::ClientAborted);
+                copy.abort.set(DropReason::ClientAborted);
             }
         }
     }
@@ -154,7 +137,7 @@ where
             }
             Poll::Ready(Some(Err(error))) => {
                 for copy in this.copies.drain(..) {
-                    copy.abort.set(CopyAbort::ClientAborted);
+                    copy.abort.set(DropReason::ClientAborted);
                 }
                 Poll::Ready(Some(Err(error.into())))
             }
@@ -195,16 +178,24 @@ impl Body for ShadowBody {
         match self.rx.poll_recv(cx) {
             Poll::Ready(Some(data)) => Poll::Ready(Some(Ok(Frame::data(data)))),
             Poll::Ready(None) => match self.abort.get() {
-                CopyAbort::None => Poll::Ready(None),
-                why => Poll::Ready(Some(Err(Box::new(CopyAbandoned(why.reason()))))),
+                None => Poll::Ready(None),
+                Some(why) => Poll::Ready(Some(Err(Box::new(CopyAbandoned(why.as_str()))))),
             },
             Poll::Pending => Poll::Pending,
         }
     }
 }
 
-/// Receives the captured primary response when its body has been fully sent to the client.
-pub type OnCaptured = Box<dyn FnOnce(Captured) + Send>;
+/// The primary's whole answer as a comparing copy receives it: what it said, and how long the
+/// primary took to answer (to its response headers).
+#[derive(Clone)]
+pub struct PrimaryAnswer {
+    pub captured: Captured,
+    pub latency: std::time::Duration,
+}
+
+/// Where a comparing copy waits for the primary's answer.
+pub type AnswerWaiter = tokio::sync::oneshot::Sender<PrimaryAnswer>;
 
 pin_project! {
     /// The primary's response body on its way to the client, with a capped copy kept aside.
@@ -215,13 +206,23 @@ pin_project! {
         cap: usize,
         truncated: bool,
         head: Option<(u16, HeaderMap)>,
-        done: Option<OnCaptured>,
+        latency: std::time::Duration,
+        // Handed the answer when the body has been sent to the client in full; dropped (their
+        // copies then skip the comparison) when it fails.
+        waiters: Vec<AnswerWaiter>,
     }
 }
 
 impl<B> CaptureBody<B> {
-    pub fn new(inner: B, status: u16, headers: HeaderMap, cap: usize, done: OnCaptured) -> Self {
-        Self { inner, kept: BytesMut::new(), cap, truncated: false, head: Some((status, headers)), done: Some(done) }
+    pub fn new(inner: B, status: u16, headers: HeaderMap, latency: std::time::Duration, cap: usize, waiters: Vec<AnswerWaiter>) -> Self {
+        Self { inner, kept: BytesMut::new(), cap, truncated: false, head: Some((status, headers)), latency, waiters }
+    }
+}
+
+/// Hands the primary's answer to every waiting copy.
+pub fn hand_over(waiters: Vec<AnswerWaiter>, answer: PrimaryAnswer) {
+    for waiter in waiters {
+        let _ = waiter.send(answer.clone());
     }
 }
 
@@ -248,15 +249,16 @@ where
                 this.inner.is_end_stream()
             }
             Poll::Ready(None) => true,
-            // An error: nothing to compare (the closure is dropped, its receivers see that).
+            // An error: nothing to compare (the waiters are dropped, their copies see that).
             Poll::Ready(Some(Err(_))) => {
-                this.done.take();
+                this.waiters.clear();
                 false
             }
             Poll::Pending => false,
         };
-        if finished && let (Some(done), Some((status, headers))) = (this.done.take(), this.head.take()) {
-            done(Captured { status, headers, body: std::mem::take(this.kept).freeze(), truncated: *this.truncated });
+        if finished && let Some((status, headers)) = this.head.take() {
+            let captured = Captured { status, headers, body: std::mem::take(this.kept).freeze(), truncated: *this.truncated };
+            hand_over(std::mem::take(this.waiters), PrimaryAnswer { captured, latency: *this.latency });
         }
         polled
     }
@@ -287,7 +289,7 @@ mod tests {
         let tee = TeeBody::new(frames(&["ab", "cd"]), vec![sender]);
         assert_eq!(tee.collect().await.unwrap().to_bytes(), "abcd");
         assert_eq!(shadow.collect().await.unwrap().to_bytes(), "abcd");
-        assert_eq!(abort.get(), CopyAbort::None);
+        assert_eq!(abort.get(), None);
     }
 
     #[tokio::test]
@@ -296,7 +298,7 @@ mod tests {
         let tee = TeeBody::new(frames(&["ab", "cd"]), vec![sender]);
         assert_eq!(tee.collect().await.unwrap().to_bytes(), "abcd");
         assert!(shadow.collect().await.is_err(), "the shadow sees an error, not a short body");
-        assert_eq!(abort.get(), CopyAbort::OverCap);
+        assert_eq!(abort.get(), Some(DropReason::BodyOverCap));
     }
 
     #[tokio::test]
@@ -305,18 +307,15 @@ mod tests {
         let chunks: Vec<&'static str> = vec!["x"; COPY_CHANNEL_FRAMES + 10];
         let tee = TeeBody::new(frames(&chunks), vec![sender]);
         assert_eq!(tee.collect().await.unwrap().to_bytes().len(), COPY_CHANNEL_FRAMES + 10);
-        assert_eq!(abort.get(), CopyAbort::Backpressure);
+        assert_eq!(abort.get(), Some(DropReason::BodyBackpressure));
     }
 
     #[tokio::test]
     async fn the_capture_keeps_at_most_the_cap_and_marks_truncation() {
-        let (done, captured) = oneshot::channel();
-        let done: OnCaptured = Box::new(move |c| {
-            let _ = done.send(c);
-        });
-        let body = CaptureBody::new(frames(&["hello ", "world"]), 200, HeaderMap::new(), 8, done);
+        let (waiter, answer) = oneshot::channel();
+        let body = CaptureBody::new(frames(&["hello ", "world"]), 200, HeaderMap::new(), std::time::Duration::ZERO, 8, vec![waiter]);
         assert_eq!(body.collect().await.unwrap().to_bytes(), "hello world");
-        let captured = captured.await.unwrap();
+        let captured = answer.await.unwrap().captured;
         assert_eq!((captured.body.as_ref(), captured.truncated), (&b"hello wo"[..], true));
     }
 }

@@ -1,0 +1,335 @@
+//! [`MirrorPlan`]: everything about one request's copies, from the decision to copy to the
+//! hand-over of the primary's answer for comparison.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HOST, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, Method, Request, Response, Uri};
+use http_body::Body;
+use http_body_util::{BodyExt, Empty};
+use response_diff::{Captured, Classified, SkipReason};
+use service_kit::propagation::{self, SHADOW_HEADER};
+use tokio::sync::oneshot;
+
+use super::body::{AnswerWaiter, CaptureBody, CopySender, PrimaryAnswer, TeeBody, copy_channel, hand_over};
+use super::send::{COMPARATOR_BUSY, CompareJob, Copy, NoiseCopy};
+use super::{Mirror, sampled, shadow_host};
+use crate::compare::Comparator;
+use crate::report::{DropReason, ShadowOutcome};
+use crate::upstream::{BoxBody, BoxError, Upstream};
+
+/// The request as the primary will get it (route, rewrite and proxy headers applied), before the
+/// primary's own trace context goes in: each copy carries its own mirror span's context instead.
+pub struct Outgoing<'a> {
+    pub method: &'a Method,
+    pub path_and_query: &'a PathAndQuery,
+    pub host: Option<&'a HeaderValue>,
+    pub headers: &'a HeaderMap,
+    pub has_body: bool,
+    /// The body's length when the client declared it.
+    pub content_length: Option<u64>,
+    pub route: &'a str,
+}
+
+/// One request's copies. Made once the request head is final; then, in order: [`tee`] the
+/// request body, [`spawn`] the copies, [`capture`] the primary's answer for those that compare.
+///
+/// [`tee`]: MirrorPlan::tee
+/// [`spawn`]: MirrorPlan::spawn
+/// [`capture`]: MirrorPlan::capture
+#[derive(Default)]
+pub struct MirrorPlan {
+    copies: Vec<Copy>,
+    /// The tee's end of each copy that has a body to receive.
+    senders: Vec<CopySender>,
+    /// The comparing copies, waiting for the primary's answer.
+    waiters: Vec<AnswerWaiter>,
+    /// How much of the primary's answer to keep: the largest `compare.max_body` among them.
+    capture_cap: usize,
+}
+
+impl MirrorPlan {
+    /// Plans the copies `mirrors` make of `request`; drops (at a cap) are counted and traced here.
+    pub fn new(request: &Outgoing<'_>, mirrors: &[Mirror], primary: &Arc<Upstream>, comparator: &Arc<Comparator>) -> Self {
+        let mut plan = Self::default();
+        // Loop guard: a copy that comes back through a gateway is not copied again.
+        if request.headers.contains_key(&SHADOW_HEADER) {
+            return plan;
+        }
+        for mirror in mirrors {
+            plan.add(request, mirror, primary, comparator);
+        }
+        plan
+    }
+
+    /// True when no copy was planned.
+    pub fn is_empty(&self) -> bool {
+        self.copies.is_empty()
+    }
+
+    fn add(&mut self, request: &Outgoing<'_>, mirror: &Mirror, primary: &Arc<Upstream>, comparator: &Arc<Comparator>) {
+        let policy = &mirror.policy;
+        if !policy.methods.allows(request.method) {
+            return;
+        }
+        if !sampled(policy.percent, request.headers.get(&policy.sample_header).map(HeaderValue::as_bytes)) {
+            return;
+        }
+        let span = mirror_span(request, mirror);
+        let not_sent = |outcome: ShadowOutcome| {
+            span.record("mirror.outcome", outcome.as_str());
+            if let ShadowOutcome::Dropped(reason) = outcome {
+                span.record("mirror.drop_reason", reason.as_str());
+            }
+            mirror.stats.outcome(outcome);
+        };
+        if request.content_length.is_some_and(|len| len > policy.max_body_bytes as u64) {
+            return not_sent(ShadowOutcome::Dropped(DropReason::BodyOverCap));
+        }
+        let Ok(permit) = mirror.in_flight.clone().try_acquire_owned() else {
+            return not_sent(ShadowOutcome::Dropped(DropReason::InFlightCap));
+        };
+        let Some(endpoint) = mirror.upstream.pick() else {
+            tracing::debug!(parent: &span, "the shadow destination has no endpoints");
+            return not_sent(ShadowOutcome::Error);
+        };
+        span.record("server.address", endpoint.as_str());
+        let (body, abort): (BoxBody, _) = if request.has_body {
+            let (sender, body, abort) = copy_channel(policy.max_body_bytes);
+            (body.boxed_unsync(), Some((sender, abort)))
+        } else {
+            (empty(), None)
+        };
+        let Some(copy) = build_copy(request, mirror, endpoint, &span, body) else {
+            tracing::debug!(parent: &span, "the copy's host or URI is not valid");
+            return not_sent(ShadowOutcome::Error);
+        };
+        let abort = abort.map(|(sender, abort)| {
+            self.senders.push(sender);
+            abort
+        });
+        let compare = mirror.comparer.as_ref().and_then(|comparer| {
+            let Some(slot) = comparator.reserve() else {
+                span.record("mirror.diff", "skipped");
+                span.record("mirror.diff.skip_reason", COMPARATOR_BUSY);
+                mirror.stats.compared(&Classified::Skipped(SkipReason::Incomplete(COMPARATOR_BUSY)), 0.0, || None);
+                return None;
+            };
+            let (waiter, primary_answer) = oneshot::channel();
+            self.waiters.push(waiter);
+            self.capture_cap = self.capture_cap.max(comparer.max_body_bytes);
+            // A second request to the primary teaches what differs between two of its own
+            // answers (noise). Only requests without a body: a body is teed once.
+            let noise = (!request.has_body && sampled(comparer.noise_percent, None))
+                .then(|| primary.pick().and_then(|endpoint| build_copy(request, mirror, endpoint, &span, empty())))
+                .flatten()
+                .map(|request| NoiseCopy { request, client: primary.client().clone() });
+            Some(CompareJob::new(comparer.clone(), comparator.clone(), slot, primary_answer, noise, request))
+        });
+        self.copies.push(Copy {
+            request: copy,
+            client: mirror.upstream.client().clone(),
+            span,
+            timeout: policy.timeout,
+            stats: mirror.stats.clone(),
+            abort,
+            permit,
+            compare,
+        });
+    }
+
+    /// The request body on its way to the primary, teed to the copies that take it.
+    pub fn tee<B>(&mut self, body: B) -> BoxBody
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        if self.senders.is_empty() {
+            body.map_err(Into::into).boxed_unsync()
+        } else {
+            TeeBody::new(body, std::mem::take(&mut self.senders)).boxed_unsync()
+        }
+    }
+
+    /// Starts every copy in a task of its own; returns at once.
+    pub fn spawn(&mut self) {
+        for copy in self.copies.drain(..) {
+            copy.spawn();
+        }
+    }
+
+    /// The primary's answer on its way to the client; the comparing copies get it (up to their
+    /// cap) when its body has been sent in full. `latency` is the primary's time to headers.
+    pub fn capture<B>(self, response: Response<B>, latency: Duration) -> Response<BoxBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = response.into_parts();
+        if self.waiters.is_empty() {
+            return Response::from_parts(parts, body.map_err(Into::into).boxed_unsync());
+        }
+        if body.is_end_stream() {
+            // An empty body is never polled: hand the answer over now.
+            let captured = Captured { status: parts.status.as_u16(), headers: parts.headers.clone(), body: Bytes::new(), truncated: false };
+            hand_over(self.waiters, PrimaryAnswer { captured, latency });
+            return Response::from_parts(parts, body.map_err(Into::into).boxed_unsync());
+        }
+        let body = CaptureBody::new(body, parts.status.as_u16(), parts.headers.clone(), latency, self.capture_cap, self.waiters);
+        Response::from_parts(parts, body.map_err(Into::into).boxed_unsync())
+    }
+}
+
+fn empty() -> BoxBody {
+    Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+fn mirror_span(request: &Outgoing<'_>, mirror: &Mirror) -> tracing::Span {
+    tracing::info_span!(
+        "mirror",
+        otel.name = "mirror",
+        otel.kind = "client",
+        traffic.shadow = true,
+        mirror.name = %mirror.policy.name,
+        mirror.destination = %mirror.upstream.label,
+        mirror.outcome = tracing::field::Empty,
+        mirror.drop_reason = tracing::field::Empty,
+        mirror.latency_ms = tracing::field::Empty,
+        mirror.diff = tracing::field::Empty,
+        mirror.diff.fields = tracing::field::Empty,
+        mirror.diff.skip_reason = tracing::field::Empty,
+        http.request.method = %request.method,
+        http.response.status_code = tracing::field::Empty,
+        server.address = tracing::field::Empty,
+        route = request.route,
+    )
+}
+
+/// The copy's request: same method, path and headers; `-shadow` host, `x-shadow`, the mirror's
+/// header changes, and the mirror span's trace context.
+fn build_copy(
+    request: &Outgoing<'_>,
+    mirror: &Mirror,
+    endpoint: &Authority,
+    span: &tracing::Span,
+    body: BoxBody,
+) -> Option<Request<BoxBody>> {
+    let policy = &mirror.policy;
+    let uri =
+        Uri::builder().scheme(Scheme::HTTP).authority(endpoint.clone()).path_and_query(request.path_and_query.clone()).build().ok()?;
+    let mut headers = request.headers.clone();
+    if let Some(host) = request.host {
+        let host = match (policy.shadow_host_suffix, host.to_str()) {
+            (true, Ok(host)) => HeaderValue::from_str(&shadow_host(host)).ok()?,
+            _ => host.clone(),
+        };
+        headers.insert(HOST, host);
+    }
+    headers.insert(SHADOW_HEADER, mirror.marker.clone());
+    for name in &policy.remove_headers {
+        headers.remove(name);
+    }
+    for (name, value) in &policy.set_headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    propagation::inject(span, &mut headers);
+    let mut copy = Request::builder().method(request.method.clone()).uri(uri).body(body).ok()?;
+    *copy.headers_mut() = headers;
+    Some(copy)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Planning on in-memory requests: which copies a request gets, and what they look like.
+
+    use service_kit::settings::{Layered, Sources};
+
+    use super::*;
+    use crate::settings::GatewaySettings;
+    use crate::state::Shared;
+
+    const CONFIG: &str = r#"
+services:
+  shop: { v1: [127.0.0.1:9], v2: [127.0.0.1:10] }
+routes:
+  - name: shop
+    to: shop/v1
+    mirrors:
+      - to: shop/v2
+        name: v2
+        max_in_flight: 1
+        max_body: 10
+        shadow_host: true
+        headers: { set: { x-env: shadow }, remove: [authorization] }
+"#;
+
+    fn shared(config: &str) -> Arc<Shared> {
+        let settings = GatewaySettings::load(Sources::default()).expect("default settings");
+        Arc::new(Shared::new(settings, gateway_config::load_str("test.yaml", config).expect("config"), None).expect("state"))
+    }
+
+    fn plan(shared: &Shared, method: &Method, headers: &HeaderMap, content_length: Option<u64>) -> MirrorPlan {
+        let active = shared.active.load();
+        let route = &active.routes[0];
+        let path = PathAndQuery::from_static("/cart?id=1");
+        let host = HeaderValue::from_static("shop.example.com:8080");
+        let outgoing = Outgoing {
+            method,
+            path_and_query: &path,
+            host: Some(&host),
+            headers,
+            has_body: content_length.is_some(),
+            content_length,
+            route: "shop",
+        };
+        MirrorPlan::new(&outgoing, &route.mirrors, route.destinations.pick(), &shared.comparator)
+    }
+
+    fn copies(shared: &Shared) -> serde_json::Value {
+        let stats = shared.stats.all();
+        serde_json::to_value(&stats[0].report().copies).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_copy_is_marked_and_changed_as_its_mirror_says() {
+        let shared = shared(CONFIG);
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", "Bearer secret".parse().unwrap());
+        headers.insert("x-request-id", "r-1".parse().unwrap());
+        let plan = plan(&shared, &Method::GET, &headers, None);
+        let [copy] = plan.copies.as_slice() else { panic!("one copy planned") };
+        let request = &copy.request;
+        assert_eq!(request.uri().to_string(), "http://127.0.0.1:10/cart?id=1");
+        assert_eq!(request.headers()["host"], "shop.example.com-shadow:8080");
+        assert_eq!(request.headers()["x-shadow"], "v2");
+        assert_eq!(request.headers()["x-env"], "shadow");
+        assert_eq!(request.headers()["x-request-id"], "r-1");
+        assert!(!request.headers().contains_key("authorization"));
+        assert!(plan.senders.is_empty() && plan.waiters.is_empty(), "no body to tee, nothing compared");
+    }
+
+    #[tokio::test]
+    async fn writes_are_not_copied_by_a_mirror_of_safe_methods() {
+        let shared = shared(CONFIG);
+        assert!(plan(&shared, &Method::POST, &HeaderMap::new(), Some(3)).is_empty());
+        assert!(plan(&shared, &Method::DELETE, &HeaderMap::new(), None).is_empty());
+        assert!(!plan(&shared, &Method::HEAD, &HeaderMap::new(), None).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_copy_over_the_in_flight_cap_or_the_body_cap_is_dropped_and_counted() {
+        let shared = shared(&CONFIG.replace("max_body: 10", "max_body: 10\n        methods: all"));
+        let first = plan(&shared, &Method::GET, &HeaderMap::new(), None);
+        assert!(!first.is_empty(), "the first copy takes the only place");
+        assert!(plan(&shared, &Method::GET, &HeaderMap::new(), None).is_empty(), "the second finds none");
+        drop(first);
+        assert!(plan(&shared, &Method::PUT, &HeaderMap::new(), Some(11)).is_empty(), "a declared body over max_body");
+        let with_body = plan(&shared, &Method::PUT, &HeaderMap::new(), Some(10));
+        assert_eq!(with_body.senders.len(), 1, "a body within the cap is teed");
+        let counted = copies(&shared);
+        assert_eq!((counted["dropped_max_in_flight"].as_u64(), counted["dropped_body_over_cap"].as_u64()), (Some(1), Some(1)));
+    }
+}

@@ -1,0 +1,220 @@
+//! A copy's own task: send it with its own deadline, count and trace how it ended, and, when its
+//! mirror compares, diff its answer with the primary's on the comparator thread.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{Method, Request};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use response_diff::{Captured, Classified, SkipReason};
+use service_kit::propagation;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tracing::Instrument;
+use tracing::instrument::WithSubscriber;
+
+use super::body::{AbortFlag, PrimaryAnswer};
+use super::plan::Outgoing;
+use crate::compare::{Comparator, Comparer};
+use crate::report::{MirrorStats, MismatchRecord, ShadowOutcome, now_epoch_seconds};
+use crate::upstream::BoxBody;
+
+/// Why a comparison was skipped when every comparator slot was taken.
+pub(super) const COMPARATOR_BUSY: &str = "comparator busy";
+
+/// One planned copy, ready to run.
+pub(super) struct Copy {
+    pub request: Request<BoxBody>,
+    pub client: Client<HttpConnector, BoxBody>,
+    pub span: tracing::Span,
+    pub timeout: Duration,
+    pub stats: Arc<MirrorStats>,
+    /// Set by the tee when the copy's body was abandoned; `None` for a copy without a body.
+    pub abort: Option<Arc<AbortFlag>>,
+    /// This copy's place under the mirror's in-flight cap.
+    pub permit: OwnedSemaphorePermit,
+    pub compare: Option<CompareJob>,
+}
+
+/// A second request to the primary's destination, to learn noise.
+pub(super) struct NoiseCopy {
+    pub request: Request<BoxBody>,
+    pub client: Client<HttpConnector, BoxBody>,
+}
+
+/// The comparison half of a copy: the primary's answer arrives when its body has been sent.
+pub(super) struct CompareJob {
+    comparer: Arc<Comparer>,
+    comparator: Arc<Comparator>,
+    /// Held until the result is recorded: bounds the comparisons (and captures) pending.
+    _slot: OwnedSemaphorePermit,
+    primary: oneshot::Receiver<PrimaryAnswer>,
+    noise: Option<NoiseCopy>,
+    method: Method,
+    path: String,
+    request_id: String,
+}
+
+impl CompareJob {
+    pub fn new(
+        comparer: Arc<Comparer>,
+        comparator: Arc<Comparator>,
+        slot: OwnedSemaphorePermit,
+        primary: oneshot::Receiver<PrimaryAnswer>,
+        noise: Option<NoiseCopy>,
+        request: &Outgoing<'_>,
+    ) -> Self {
+        Self {
+            comparer,
+            comparator,
+            _slot: slot,
+            primary,
+            noise,
+            method: request.method.clone(),
+            path: request.path_and_query.to_string(),
+            request_id: request.headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
+        }
+    }
+}
+
+impl Copy {
+    /// Starts the copy's task; returns at once.
+    pub fn spawn(self) {
+        let span = self.span.clone();
+        // The instrumented future is awaited, so the span is dropped while the dispatcher is set:
+        // a span closed outside it would never release its parent (the gateway's server span).
+        // Boxed: the copy's future is large, and spawning moves it (measured as the top memmove).
+        tokio::spawn(async move { Box::pin(run(self)).instrument(span).await }.with_current_subscriber());
+    }
+}
+
+async fn run(copy: Copy) {
+    let Copy { request, client, span, timeout, stats, abort, permit, compare } = copy;
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + timeout;
+    stats.sent();
+    let noise = compare.as_ref().and_then(|job| job.noise.as_ref()).is_some();
+    let (outcome, shadow) = tokio::select! {
+        biased;
+        () = tokio::time::sleep_until(deadline) => (ShadowOutcome::Timeout, None),
+        result = send(&client, request, compare.as_ref().map(|job| job.comparer.max_body_bytes)) => match result {
+            Ok(captured) => (ShadowOutcome::Ok, Some((captured, started.elapsed()))),
+            Err(error) => {
+                let outcome = match abort.as_ref().and_then(|flag| flag.get()) {
+                    Some(reason) => ShadowOutcome::Dropped(reason),
+                    None => ShadowOutcome::Error,
+                };
+                tracing::debug!(%error, "shadow request failed");
+                (outcome, None)
+            }
+        },
+    };
+    // The copy no longer holds a connection: free its place under the in-flight cap.
+    drop(permit);
+    let latency = started.elapsed();
+    span.record("mirror.outcome", outcome.as_str());
+    span.record("mirror.latency_ms", latency.as_secs_f64() * 1e3);
+    if let ShadowOutcome::Dropped(reason) = outcome {
+        span.record("mirror.drop_reason", reason.as_str());
+    }
+    if let Some((captured, _)) = &shadow {
+        span.record("http.response.status_code", i64::from(captured.status));
+    }
+    stats.outcome(outcome);
+    tracing::debug!(outcome = outcome.as_str(), latency_ms = latency.as_secs_f64() * 1e3, noise, "mirror copy done");
+    if let Some(job) = compare {
+        compare_copy(job, shadow, &span, &stats, deadline).await;
+    }
+}
+
+/// Sends a request and reads the whole answer, keeping up to `keep` bytes of the body.
+async fn send(
+    client: &Client<HttpConnector, BoxBody>,
+    request: Request<BoxBody>,
+    keep: Option<usize>,
+) -> Result<Captured, crate::upstream::BoxError> {
+    let response = client.request(request).await?;
+    let (parts, mut body) = response.into_parts();
+    let cap = keep.unwrap_or(0);
+    let mut kept = bytes::BytesMut::new();
+    let mut truncated = false;
+    // Read to the end either way, so the pooled connection can be reused.
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            let room = cap.saturating_sub(kept.len());
+            truncated |= data.len() > room;
+            kept.extend_from_slice(&data[..data.len().min(room)]);
+        }
+    }
+    Ok(Captured { status: parts.status.as_u16(), headers: parts.headers, body: kept.freeze(), truncated })
+}
+
+async fn compare_copy(
+    job: CompareJob,
+    shadow: Option<(Captured, Duration)>,
+    span: &tracing::Span,
+    stats: &MirrorStats,
+    deadline: tokio::time::Instant,
+) {
+    let CompareJob { comparer, comparator, _slot, primary, noise, method, path, request_id } = job;
+    let skip = |why: &'static str| {
+        span.record("mirror.diff", "skipped");
+        span.record("mirror.diff.skip_reason", why);
+        stats.compared(&Classified::Skipped(SkipReason::Incomplete(why)), 0.0, || None);
+    };
+    let Some((shadow, shadow_latency)) = shadow else {
+        return skip("shadow did not answer");
+    };
+    // The primary's body may still be streaming to the client: wait for it, within the mirror's time.
+    let PrimaryAnswer { captured: primary, latency: primary_latency } =
+        match tokio::time::timeout_at(deadline + Duration::from_secs(30), primary).await {
+            Ok(Ok(answer)) => answer,
+            _ => return skip("primary response incomplete"),
+        };
+    let again = match noise {
+        Some(NoiseCopy { request, client }) => {
+            tokio::time::timeout_at(deadline, send(&client, request, Some(comparer.max_body_bytes))).await.ok().and_then(Result::ok)
+        }
+        None => None,
+    };
+    let (primary_status, shadow_status) = (primary.status, shadow.status);
+    // The diff itself runs on the comparator's idle-priority thread, never on a request worker.
+    let diffed = comparator
+        .run(move || {
+            if let Some(again) = again {
+                comparer.learn_noise(&primary, &again);
+            }
+            comparer.compare(&primary, &shadow)
+        })
+        .await;
+    let Some(result) = diffed else {
+        return skip(COMPARATOR_BUSY);
+    };
+    if let Classified::Skipped(reason) = &result {
+        span.record("mirror.diff.skip_reason", reason.to_string().as_str());
+    }
+    span.record("mirror.diff", result.label());
+    let fields: Vec<&str> = match &result {
+        Classified::Mismatch(differences) => differences.iter().map(|d| d.field.as_str()).collect(),
+        Classified::Noise(fields) => fields.iter().map(String::as_str).collect(),
+        _ => Vec::new(),
+    };
+    if !fields.is_empty() {
+        span.record("mirror.diff.fields", fields.join(",").as_str());
+    }
+    let delta_ms = (shadow_latency.as_secs_f64() - primary_latency.as_secs_f64()) * 1e3;
+    stats.compared(&result, delta_ms, || match &result {
+        Classified::Mismatch(differences) => Some(MismatchRecord {
+            at: now_epoch_seconds(),
+            method: method.to_string(),
+            path: path.clone(),
+            request_id: request_id.clone(),
+            trace_id: propagation::trace_id(span).unwrap_or_default(),
+            primary_status,
+            shadow_status,
+            differences: differences.clone(),
+        }),
+        _ => None,
+    });
+}

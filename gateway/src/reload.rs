@@ -1,0 +1,93 @@
+//! Hot reload: on SIGHUP or a change of a configured file, load and validate the files again and
+//! swap the routing generation atomically; an invalid configuration is rejected and the running
+//! one keeps serving.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_config::Loaded;
+
+use crate::state::Shared;
+
+/// Swaps in new routing, atomically; an invalid configuration is rejected and the old one kept.
+#[derive(Clone)]
+pub struct Reloader {
+    shared: Arc<Shared>,
+}
+
+impl Reloader {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// Loads the configured files again. On error the running table is untouched.
+    pub fn reload(&self) -> Result<usize, String> {
+        let files: &[PathBuf] = &self.shared.settings.config;
+        let outcome = gateway_config::load_files(files).map_err(|e| e.to_string()).and_then(|loaded| self.swap(loaded));
+        match &outcome {
+            Ok(routes) => tracing::info!(routes, "configuration reloaded"),
+            Err(error) => tracing::error!(%error, "configuration rejected; the previous one keeps serving"),
+        }
+        self.shared.set_reload_error(outcome.as_ref().err().cloned());
+        outcome
+    }
+
+    /// Swaps in an already loaded table.
+    pub fn swap(&self, loaded: Loaded) -> Result<usize, String> {
+        for warning in &loaded.warnings {
+            tracing::warn!(%warning, "configuration field not implemented");
+        }
+        self.shared.swap(loaded)
+    }
+
+    /// Reloads on SIGHUP and whenever a configured file changes (checked every `poll`), until
+    /// `stop` resolves.
+    pub async fn watch(self, poll: Duration, stop: impl Future<Output = ()>) {
+        let mut seen = self.fingerprint();
+        let mut tick = tokio::time::interval(if poll.is_zero() { Duration::from_secs(3600) } else { poll });
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        #[cfg(unix)]
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        tokio::pin!(stop);
+        loop {
+            #[cfg(unix)]
+            let hup = async {
+                match hangup.as_mut() {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let hup = std::future::pending::<()>();
+            tokio::select! {
+                () = &mut stop => return,
+                () = hup => {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    seen = self.fingerprint();
+                    let _ = self.reload();
+                }
+                _ = tick.tick(), if !poll.is_zero() => {
+                    let now = self.fingerprint();
+                    if now != seen {
+                        seen = now;
+                        let _ = self.reload();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Contents of the configured files (they are small); a change of any triggers a reload.
+    /// Reading contents rather than mtimes also follows Kubernetes' ConfigMap symlink swaps.
+    fn fingerprint(&self) -> Vec<Option<Vec<u8>>> {
+        self.shared.settings.config.iter().map(|path| std::fs::read(path).ok()).collect()
+    }
+
+    pub fn reload_count(&self) -> u64 {
+        self.shared.reload_status().0
+    }
+}

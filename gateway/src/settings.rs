@@ -21,7 +21,7 @@ pub struct GatewaySettings {
     /// Routing files (native or Istio YAML), merged in order.
     #[serde(default)]
     pub config: Vec<PathBuf>,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "http_rules::duration")]
     pub shutdown_deadline: Duration,
     pub upstream: UpstreamSettings,
     pub reload: ReloadSettings,
@@ -40,10 +40,10 @@ pub struct CompareSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSettings {
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "http_rules::duration")]
     pub connect_timeout: Duration,
     /// Idle pooled connections are closed after this.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "http_rules::duration")]
     pub idle_timeout: Duration,
     pub max_idle_per_endpoint: usize,
 }
@@ -52,7 +52,7 @@ pub struct UpstreamSettings {
 #[serde(deny_unknown_fields)]
 pub struct ReloadSettings {
     /// How often the routing files are checked for changes (SIGHUP reloads at once); 0 = never.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "http_rules::duration")]
     pub poll_interval: Duration,
 }
 

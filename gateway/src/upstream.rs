@@ -1,6 +1,5 @@
 //! Upstream connections: one pooled HTTP client per destination, kept across reloads while the
-//! destination's endpoints stay the same ([`Pools`]), endpoint choice, and the hop-by-hop header
-//! rules of RFC 9110 section 7.6.1.
+//! destination's endpoints stay the same ([`Pools`]), and endpoint choice.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,7 +7,6 @@ use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use gateway_config::Destination;
-use http::header::{self, HeaderMap, HeaderName};
 use http::uri::Authority;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper_util::client::legacy::Client;
@@ -110,49 +108,12 @@ impl Pools {
     }
 }
 
-/// Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
-const HOP_BY_HOP: [HeaderName; 7] = [
-    header::CONNECTION,
-    HeaderName::from_static("proxy-connection"),
-    HeaderName::from_static("keep-alive"),
-    header::TE,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::TRAILER,
-];
-
-/// Removes hop-by-hop headers, including any that `Connection` names.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
-    }
-}
+pub use http_rules::strip_hop_by_hop;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use gateway_config::Endpoint;
-
-    #[test]
-    fn hop_by_hop_headers_and_those_named_in_connection_are_removed() {
-        let mut headers = HeaderMap::new();
-        headers.insert("connection", "keep-alive, x-private".parse().unwrap());
-        headers.insert("keep-alive", "timeout=5".parse().unwrap());
-        headers.insert("x-private", "1".parse().unwrap());
-        headers.insert("transfer-encoding", "chunked".parse().unwrap());
-        headers.insert("upgrade", "websocket".parse().unwrap());
-        headers.insert("x-request-id", "r".parse().unwrap());
-        strip_hop_by_hop(&mut headers);
-        assert_eq!(headers.len(), 1);
-        assert!(headers.contains_key("x-request-id"));
-    }
 
     #[test]
     fn endpoints_are_chosen_round_robin() {

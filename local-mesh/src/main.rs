@@ -12,9 +12,9 @@ use anyhow::Context as _;
 use clap::Parser;
 use gateway::Gateway;
 use gateway::settings::GatewaySettings;
+use mesh_service::{Service, ServiceIdentity, ServiceSettings};
 use service_kit::settings::{Layered, Sources};
 use service_kit::telemetry::{Telemetry, TelemetrySettings};
-use service_kit::{Service, ServiceIdentity, ServiceSettings};
 use tokio::net::TcpListener;
 use tracing::instrument::WithSubscriber;
 

@@ -2,5 +2,5 @@
 //! version v1). Reached through the gateway as `<gateway>/proxy/proxy?url=http://target:8090/index`.
 
 fn main() -> std::process::ExitCode {
-    service_kit::cli::service_main("proxy", "v1")
+    mesh_service::service_main("proxy", "v1")
 }

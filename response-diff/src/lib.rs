@@ -50,20 +50,9 @@ use sha2::{Digest, Sha256};
 pub use noise::{Classified, NoiseFilter};
 pub use path::{JsonPath, PathError};
 
-/// Headers whose values differ on every call, or that belong to one hop: never compared.
-pub static DEFAULT_IGNORED_HEADERS: [HeaderName; 11] = [
-    header::DATE,
-    HeaderName::from_static("x-request-id"),
-    header::SERVER,
-    header::AGE,
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TRANSFER_ENCODING,
-    header::TE,
-    header::TRAILER,
-    header::UPGRADE,
-];
+/// Headers whose values differ on every call: never compared (nor are the hop-by-hop ones,
+/// [`http_rules::HOP_BY_HOP`], which belong to one connection).
+pub static DEFAULT_IGNORED_HEADERS: [HeaderName; 4] = [header::DATE, HeaderName::from_static("x-request-id"), header::SERVER, header::AGE];
 
 /// The value shown in place of a secret header's value.
 pub const REDACTED: &str = "[redacted]";
@@ -101,7 +90,7 @@ impl Default for DiffOptions {
             ignore_headers: Vec::new(),
             ignore_paths: Vec::new(),
             redact_values: false,
-            secret_headers: vec![header::AUTHORIZATION, header::COOKIE, header::SET_COOKIE, header::PROXY_AUTHORIZATION],
+            secret_headers: http_rules::SECRET_HEADERS.to_vec(),
             max_differences: 20,
             max_value_len: 120,
         }
@@ -163,7 +152,7 @@ pub fn compare(primary: &Captured, shadow: &Captured, opts: &DiffOptions) -> Com
     let body =
         if primary.truncated || shadow.truncated { Err(SkipReason::BodyOverCap) } else { compare_bodies(primary, shadow, opts, limit) };
 
-    let mut ignored: Vec<&HeaderName> = DEFAULT_IGNORED_HEADERS.iter().chain(&opts.ignore_headers).collect();
+    let mut ignored: Vec<&HeaderName> = DEFAULT_IGNORED_HEADERS.iter().chain(&http_rules::HOP_BY_HOP).chain(&opts.ignore_headers).collect();
     // Bodies are compared decoded, so how they were encoded on the wire is not a difference.
     ignored.push(&header::CONTENT_ENCODING);
     if body.as_ref().map_or(true, |body| body.raw_differ) {

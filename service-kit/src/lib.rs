@@ -1,19 +1,17 @@
-//! Shared plumbing of the mesh's binaries (`proxy-svc`, `target-svc`, `gateway`):
+//! Shared plumbing of the workspace's binaries (`gateway`, and `proxy-svc`/`target-svc` through
+//! `mesh-service`), and nothing of the tutorial's service itself:
 //!
 //! - [`telemetry`]: `tracing` logs plus OpenTelemetry spans over OTLP, configured by `OTEL_*`;
 //! - [`propagation`]: W3C and B3 trace context, and the headers forwarded from hop to hop;
 //! - [`settings`]: layered settings (embedded defaults, file, environment, flags);
 //! - [`serve`]: serving a listener the caller bound, with graceful shutdown;
-//! - [`relay`] and [`service`]: the tutorial's `/proxy?url=` and `/index` service;
 //! - [`metrics`]: the Prometheus recorder behind `/metrics`;
 //! - [`cli`]: what the binaries' `main` functions share.
 
 pub mod cli;
 pub mod metrics;
 pub mod propagation;
-pub mod relay;
 pub mod serve;
-pub mod service;
 pub mod settings;
 pub mod telemetry;
 
@@ -22,5 +20,3 @@ pub mod telemetry;
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
-
-pub use service::{Service, ServiceIdentity, ServiceSettings};

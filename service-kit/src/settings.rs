@@ -95,10 +95,28 @@ fn load<T: DeserializeOwned>(layers: Layers<'_>) -> Result<T, SettingsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::ServiceSettings;
 
-    fn load_with(env: &[(&str, &str)]) -> Result<ServiceSettings, SettingsError> {
-        ServiceSettings::load(Sources { env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(), ..Sources::default() })
+    /// A settings type of the shape the binaries use: a top-level key and a nested table.
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Example {
+        listen: String,
+        relay: Relay,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Relay {
+        attempts: u16,
+    }
+
+    impl Layered for Example {
+        const DEFAULTS: &'static str = "listen: 0.0.0.0:8090\nrelay:\n  attempts: 1\n";
+        const ENV_PREFIX: &'static str = "SVC";
+    }
+
+    fn load_with(env: &[(&str, &str)]) -> Result<Example, SettingsError> {
+        Example::load(Sources { env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(), ..Sources::default() })
     }
 
     #[test]
@@ -107,12 +125,13 @@ mod tests {
         let settings =
             load_with(&[("SVC_PORT", "tcp://10.0.0.1:80"), ("SVC_SERVICE_HOST", "10.0.0.1"), ("SVC_LISTEN", "127.0.0.1:1")]).unwrap();
         assert_eq!(settings.listen, "127.0.0.1:1");
+        assert_eq!(settings.relay.attempts, 1, "the embedded default stays");
     }
 
     #[test]
     fn a_bad_value_names_its_key() {
-        let error = load_with(&[("SVC_RELAY__TIMEOUT", "soon")]).unwrap_err().to_string();
-        assert!(error.contains("relay.timeout"), "{error}");
+        let error = load_with(&[("SVC_RELAY__ATTEMPTS", "soon")]).unwrap_err().to_string();
+        assert!(error.contains("relay.attempts"), "{error}");
         let error = load_with(&[("SVC_RELAY__TYPO", "1")]).unwrap_err().to_string();
         assert!(error.contains("typo"), "{error}");
     }

@@ -1,8 +1,8 @@
-//! The tutorial's `target` service. Its behaviour lives in `service-kit`; this crate only fixes the
+//! The tutorial's `target` service. Its behaviour lives in `mesh-service`; this crate only fixes the
 //! name and the version, which the Cargo feature `v2` selects at build time. The version is a
 //! value, so tests and local demos can run v1 and v2 side by side in one process.
 
-use service_kit::ServiceIdentity;
+use mesh_service::ServiceIdentity;
 
 /// The service name on spans and logs (`service.name`).
 pub const NAME: &str = "target";

@@ -2,5 +2,5 @@
 //! v2 when built with `cargo build -p target-svc --features v2`.
 
 fn main() -> std::process::ExitCode {
-    service_kit::cli::service_main(target_svc::NAME, target_svc::VERSION)
+    mesh_service::service_main(target_svc::NAME, target_svc::VERSION)
 }

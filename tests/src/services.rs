@@ -3,9 +3,9 @@
 
 use std::net::SocketAddr;
 
+use mesh_service::{Service, ServiceIdentity, ServiceSettings};
 use service_kit::settings::{Layered, Sources};
 use service_kit::telemetry::{LogSink, OtlpExporter, OtlpProtocol, Telemetry, TelemetrySettings};
-use service_kit::{Service, ServiceIdentity, ServiceSettings};
 use tokio::net::TcpListener;
 
 use crate::otlp::Receiver;

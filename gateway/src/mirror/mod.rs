@@ -58,12 +58,11 @@ pub fn sampled(percent: f64, key: Option<&[u8]>) -> bool {
 
 /// The copy's host: `-shadow` appended to the name, the port kept (Envoy's convention).
 pub fn shadow_host(host: &str) -> String {
-    if let Some((name, port)) = host.rsplit_once(':') {
-        let is_port = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
-        // "name:port" or "[v6]:port"; a bare IPv6 address has no port to keep.
-        if is_port && (name.ends_with(']') || !name.contains(':')) {
-            return format!("{name}-shadow:{port}");
-        }
+    // "name:port" or "[v6]:port"; a bare IPv6 address has no port to keep.
+    if let (_, Some(_)) = http_rules::split_host_port(host)
+        && let Some((name, port)) = host.rsplit_once(':')
+    {
+        return format!("{name}-shadow:{port}");
     }
     format!("{host}-shadow")
 }

@@ -8,7 +8,7 @@ use e2e_tests::otlp::Receiver;
 use e2e_tests::upstream::{Behaviour, Upstream};
 use serde_json::Value;
 
-use e2e_tests::client;
+use e2e_tests::{client, eventually};
 
 fn json(body: &str) -> Behaviour {
     Behaviour::Answer {
@@ -29,17 +29,11 @@ fn config(primary: &Upstream, shadow: &Upstream, compare: &str) -> String {
 /// idle-priority thread, late on a busy machine; tests send a request only once the previous
 /// one is compared, so none is skipped for want of a comparator slot.)
 async fn compared(gateway: &RunningGateway, n: u64) -> Value {
-    let mut report = Value::Null;
-    for _ in 0..600 {
-        report = gateway.mirrors().await["mirrors"][0].clone();
-        let c = &report["comparison"];
-        let total: u64 = ["matched", "mismatched", "noise", "skipped"].iter().map(|k| c[k].as_u64().unwrap_or(0)).sum();
-        if total >= n {
-            return report;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no {n} comparisons: {report}");
+    let total = |report: &Value| -> u64 {
+        ["matched", "mismatched", "noise", "skipped"].iter().map(|k| report["comparison"][k].as_u64().unwrap_or(0)).sum()
+    };
+    eventually(&format!("{n} comparisons"), Duration::from_secs(30), || async { total(&gateway.mirrors().await["mirrors"][0]) >= n }).await;
+    gateway.mirrors().await["mirrors"][0].clone()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,7 +7,7 @@ use e2e_tests::upstream::{Behaviour, Upstream};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use e2e_tests::client;
+use e2e_tests::{client, eventually};
 
 async fn get(url: &str) -> (StatusCode, String) {
     let response = client().get(url).send().await.expect("request");
@@ -181,7 +181,15 @@ routes:
         seen_by_primary["x-request-id"], copy.headers["x-request-id"],
         "the copy keeps the request id, so it can be matched with the primary"
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The copies of one request are spawned together: the other two have arrived and been
+    // counted, so a copy at percent 0 would have been counted too.
+    eventually("both sampled copies counted", Duration::from_secs(10), || async {
+        gateway.mirrors().await["mirrors"].as_array().unwrap().iter().filter(|m| m["copies"]["ok"] == 1).count() == 2
+    })
+    .await;
+    let report = gateway.mirrors().await;
+    let v4 = report["mirrors"].as_array().unwrap().iter().find(|m| m["mirror"] == "app/v4").cloned().unwrap_or(Value::Null);
+    assert!(v4.is_null() || v4["copies"]["sent"] == 0, "percent 0 copies nothing: {v4}");
     assert!(never.requests().is_empty(), "percent 0 copies nothing");
     gateway.stop().await;
 }
@@ -197,7 +205,10 @@ async fn copies_are_not_mirrored_again_and_writes_are_not_mirrored_by_default() 
     client().post(gateway.url("/b")).body("write").send().await.unwrap();
     client().get(gateway.url("/c")).send().await.unwrap();
     let copies = shadow.wait_for(1, Duration::from_secs(5)).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The copy of the last request has been answered and counted; one of an earlier request
+    // would have been spawned before it.
+    eventually("the copy counted", Duration::from_secs(10), || async { gateway.mirrors().await["mirrors"][0]["copies"]["ok"] == 1 }).await;
+    assert_eq!(gateway.mirrors().await["mirrors"][0]["copies"]["sent"], 1, "only the plain GET was copied: {copies:?}");
     assert_eq!(shadow.requests().len(), 1, "only the plain GET was copied: {copies:?}");
     assert_eq!(shadow.requests()[0].uri, "/c");
     assert_eq!(primary.requests().len(), 3);
@@ -221,10 +232,11 @@ async fn request_bodies_are_mirrored_up_to_the_cap() {
     let copies = shadow.wait_for(1, Duration::from_secs(5)).await;
     assert_eq!(copies[0].body, small.as_bytes());
     assert_eq!(primary.requests()[1].body, large.as_bytes());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually("the over-cap copy counted as dropped", Duration::from_secs(10), || async {
+        gateway.mirrors().await["mirrors"][0]["copies"]["dropped_body_over_cap"] == 1
+    })
+    .await;
     assert_eq!(shadow.requests().len(), 1, "the over-cap copy is dropped");
-    let report = gateway.mirrors().await;
-    assert_eq!(report["mirrors"][0]["copies"]["dropped_body_over_cap"], 1);
     gateway.stop().await;
 }
 
@@ -248,15 +260,12 @@ async fn a_hung_mirror_never_holds_sequential_keep_alive_requests() {
     }
     assert_eq!(primary.requests().len(), 100);
     // Every copy ends as a timeout or a drop at the in-flight cap; none is lost or queued.
-    let mut report = Value::Null;
-    for _ in 0..50 {
-        report = gateway.mirrors().await;
-        let copies = &report["mirrors"][0]["copies"];
-        if copies["timeout"].as_u64().unwrap() + copies["dropped"].as_u64().unwrap() == 100 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("every copy accounted for", Duration::from_secs(10), || async {
+        let copies = &gateway.mirrors().await["mirrors"][0]["copies"];
+        copies["timeout"].as_u64().unwrap() + copies["dropped"].as_u64().unwrap() == 100
+    })
+    .await;
+    let report = gateway.mirrors().await;
     let copies = &report["mirrors"][0]["copies"];
     assert_eq!(copies["timeout"].as_u64().unwrap() + copies["dropped"].as_u64().unwrap(), 100, "{copies}");
     assert_eq!(copies["dropped"], copies["dropped_max_in_flight"]);
@@ -322,15 +331,7 @@ async fn a_changed_configuration_file_is_picked_up_by_the_watcher() {
     assert_eq!(get(&gateway.url("/")).await.1, "a");
 
     std::fs::write(&gateway.files[0], config("b")).unwrap();
-    let mut answer = String::new();
-    for _ in 0..100 {
-        answer = get(&gateway.url("/")).await.1;
-        if answer == "b" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(answer, "b", "the file change was reloaded");
+    eventually("the file change was reloaded", Duration::from_secs(10), || async { get(&gateway.url("/")).await.1 == "b" }).await;
     let _ = stop.send(());
     watcher.await.unwrap();
     gateway.stop().await;

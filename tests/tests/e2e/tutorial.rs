@@ -58,7 +58,6 @@ async fn the_tutorial_runs_unchanged_and_shadow_traffic_is_visible_in_traces() {
     let response = client.get(gateway.url("/target/index")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "index");
-    tokio::time::sleep(Duration::from_millis(300)).await;
     // curl '<gateway>/proxy/proxy?url=http://target:8090/index' (target v1's address here)
     let response = client.get(gateway.url(&format!("/proxy/proxy?url={}", v1.url("/index")))).send().await.unwrap();
     assert_eq!(response.text().await.unwrap(), "index");

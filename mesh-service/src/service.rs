@@ -16,9 +16,9 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-use crate::propagation;
 use crate::relay::{self, Relay, RelaySettings};
-use crate::serve;
+use service_kit::propagation;
+use service_kit::serve;
 
 /// Who a service is: the name and version on every span and log line.
 #[derive(Debug, Clone)]
@@ -27,18 +27,18 @@ pub struct ServiceIdentity {
     pub version: String,
 }
 
-/// Settings of a service binary (see `service-kit/src/defaults.yaml` for the embedded defaults).
+/// Settings of a service binary (see `mesh-service/src/defaults.yaml` for the embedded defaults).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSettings {
     pub listen: String,
     pub relay: RelaySettings,
     /// How long in-flight requests may finish after SIGTERM.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "http_rules::duration")]
     pub shutdown_deadline: Duration,
 }
 
-impl crate::settings::Layered for ServiceSettings {
+impl service_kit::settings::Layered for ServiceSettings {
     const DEFAULTS: &'static str = include_str!("defaults.yaml");
     const ENV_PREFIX: &'static str = "SVC";
     const LIST_KEYS: &'static [&'static str] = &["relay.allow_hosts"];
@@ -124,9 +124,6 @@ impl Service {
     }
 }
 
-/// Header values never written to logs.
-const SECRET_HEADERS: [&str; 4] = ["authorization", "cookie", "proxy-authorization", "set-cookie"];
-
 /// Shows request headers in a log line with secrets redacted.
 struct LoggedHeaders<'a>(&'a HeaderMap);
 
@@ -134,7 +131,7 @@ impl fmt::Debug for LoggedHeaders<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut map = f.debug_map();
         for (name, value) in self.0 {
-            if SECRET_HEADERS.contains(&name.as_str()) {
+            if http_rules::is_secret_header(name) {
                 map.entry(&name.as_str(), &"[redacted]");
             } else {
                 map.entry(&name.as_str(), &String::from_utf8_lossy(value.as_bytes()));

@@ -21,14 +21,14 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde::Deserialize;
 use tracing::Instrument;
 
-use crate::propagation;
+use service_kit::propagation;
 
 /// `relay` section of the service settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelaySettings {
     /// How long the upstream may take to answer with its headers (-> 504).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "http_rules::duration")]
     pub timeout: Duration,
     /// When non-empty, only these hosts (exact, or `*.example.com` for subdomains) may be fetched.
     #[serde(default)]
@@ -173,7 +173,7 @@ fn find_cause<'a, E: std::error::Error + 'static>(error: &'a (dyn std::error::Er
 
 impl Relay {
     pub fn new(settings: &RelaySettings) -> Result<Self, reqwest::Error> {
-        crate::install_crypto_provider();
+        service_kit::install_crypto_provider();
         let guard = Arc::new(Guard { allow_hosts: settings.allow_hosts.clone(), allow_link_local: settings.allow_link_local });
         let builder = || {
             let redirect_guard = guard.clone();

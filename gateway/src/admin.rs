@@ -54,15 +54,16 @@ fn reports(shared: &Shared) -> Vec<MirrorReport> {
 
 async fn mirrors(State(shared): State<Arc<Shared>>) -> Response {
     let active = shared.active.load();
-    let noise: serde_json::Map<String, serde_json::Value> = active
-        .routes
-        .iter()
-        .flat_map(|route| route.mirrors.iter().map(move |mirror| (route, mirror)))
-        .filter_map(|(route, mirror)| {
-            mirror.comparer.as_ref().map(|c| (format!("{}/{}", &*route.label, mirror.policy.name), json!(c.noise_fields())))
+    let comparing = || {
+        active.routes.iter().flat_map(|route| route.mirrors.iter().map(move |mirror| (route, mirror))).filter_map(|(route, mirror)| {
+            mirror.comparer.as_ref().map(|comparer| (format!("{}/{}", &*route.label, mirror.policy.name), comparer))
         })
-        .collect();
-    axum::Json(json!({ "mirrors": reports(&shared), "noise_fields": noise })).into_response()
+    };
+    // What noise learning did per mirror: second requests sent, requests not eligible and why,
+    // mismatches reclassified as noise, and the fields learned per path pattern with their samples.
+    let noise: serde_json::Map<String, serde_json::Value> = comparing().map(|(name, c)| (name, json!(c.noise_report()))).collect();
+    let noise_fields: serde_json::Map<String, serde_json::Value> = comparing().map(|(name, c)| (name, json!(c.noise_fields()))).collect();
+    axum::Json(json!({ "mirrors": reports(&shared), "noise": noise, "noise_fields": noise_fields })).into_response()
 }
 
 fn escape(text: &str) -> String {

@@ -1,13 +1,18 @@
 //! In-line comparison of a shadow's response with the primary's, run off the request path in the
 //! mirror's task once both responses are complete. The differ itself is the `response-diff` crate.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use gateway_config::CompareSpec;
-use response_diff::{Captured, Classified, DiffOptions, JsonPath, NoiseFilter, PathError};
+use http::Method;
+use response_diff::{Captured, Classified, CopyChanges, DiffOptions, JsonPath, LearnedNoise, NoiseFilter, PathError};
+use serde::Serialize;
 
 /// Fields learned as noise per mirror at most (the filter is bounded).
 const MAX_NOISE_FIELDS: usize = 256;
 
-/// One mirror's comparison settings and learned noise.
+/// One mirror's comparison settings and learned noise. Kept across reloads while the mirror's
+/// comparison settings stay the same, so what was learned is not thrown away.
 pub struct Comparer {
     options: DiffOptions,
     noise: NoiseFilter,
@@ -15,6 +20,34 @@ pub struct Comparer {
     pub noise_percent: f64,
     /// Response bodies are kept up to this many bytes for comparison.
     pub max_body_bytes: usize,
+    /// Requests picked for noise learning but not sent twice: a write method, or a body.
+    noise_skipped_method: AtomicU64,
+    noise_skipped_body: AtomicU64,
+    /// Second requests sent to the primary.
+    noise_sent: AtomicU64,
+}
+
+/// Why a request picked for noise learning was not sent to the primary a second time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoiseIneligible {
+    /// Only GET, HEAD and OPTIONS are ever repeated on the primary: a repeated write would be a
+    /// second write on live state.
+    Method,
+    /// A body is teed once, to the copies; it cannot be sent again.
+    Body,
+}
+
+/// What noise learning did for one mirror, for `/mirrors` and the page.
+#[derive(Debug, Clone, Serialize)]
+pub struct NoiseReport {
+    /// Second requests sent to the primary.
+    pub sent: u64,
+    /// Requests picked for noise learning but not eligible, by reason.
+    pub not_eligible_method: u64,
+    pub not_eligible_body: u64,
+    /// Comparisons whose every difference was known noise (not counted as mismatches).
+    pub reclassified: u64,
+    pub learned: Vec<LearnedNoise>,
 }
 
 impl Comparer {
@@ -31,21 +64,53 @@ impl Comparer {
             noise: NoiseFilter::new(MAX_NOISE_FIELDS),
             noise_percent: spec.noise_percent,
             max_body_bytes: spec.max_body_bytes,
+            noise_skipped_method: AtomicU64::new(0),
+            noise_skipped_body: AtomicU64::new(0),
+            noise_sent: AtomicU64::new(0),
         })
     }
 
-    /// Primary against shadow, with learned noise taken out.
-    pub fn compare(&self, primary: &Captured, shadow: &Captured) -> Classified {
-        self.noise.classify(response_diff::compare(primary, shadow, &self.options))
+    /// Primary against shadow on a request to `path`, the copy's own changes undone and learned
+    /// noise taken out.
+    pub fn compare(&self, path: &str, primary: &Captured, shadow: &Captured, changes: &CopyChanges) -> Classified {
+        self.noise.classify(path, response_diff::compare_copy(primary, shadow, &self.options, changes))
     }
 
     /// Primary against a second answer of the primary: what differs is noise.
-    pub fn learn_noise(&self, first: &Captured, second: &Captured) {
-        self.noise.learn(&response_diff::compare(first, second, &self.options));
+    pub fn learn_noise(&self, path: &str, first: &Captured, second: &Captured, changes: &CopyChanges) {
+        self.noise.learn(path, &response_diff::compare_copy(first, second, &self.options, changes));
+    }
+
+    /// Whether a request picked for noise learning may be sent to the primary again; counted.
+    pub fn noise_eligible(&self, method: &Method, has_body: bool) -> bool {
+        let verdict = if !(method == Method::GET || method == Method::HEAD || method == Method::OPTIONS) {
+            Err(NoiseIneligible::Method)
+        } else if has_body {
+            Err(NoiseIneligible::Body)
+        } else {
+            Ok(())
+        };
+        let counter = match verdict {
+            Ok(()) => &self.noise_sent,
+            Err(NoiseIneligible::Method) => &self.noise_skipped_method,
+            Err(NoiseIneligible::Body) => &self.noise_skipped_body,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        verdict.is_ok()
     }
 
     pub fn noise_fields(&self) -> Vec<String> {
         self.noise.fields()
+    }
+
+    pub fn noise_report(&self) -> NoiseReport {
+        NoiseReport {
+            sent: self.noise_sent.load(Ordering::Relaxed),
+            not_eligible_method: self.noise_skipped_method.load(Ordering::Relaxed),
+            not_eligible_body: self.noise_skipped_body.load(Ordering::Relaxed),
+            reclassified: self.noise.reclassified(),
+            learned: self.noise.learned(),
+        }
     }
 }
 

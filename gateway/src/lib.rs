@@ -15,6 +15,7 @@ pub mod proxy;
 pub mod reload;
 pub mod report;
 pub mod settings;
+pub mod shadow;
 pub mod state;
 pub mod upstream;
 

@@ -75,6 +75,10 @@ where
 {
     let started = Instant::now();
     ensure_request_id(request.headers_mut());
+    // Before routing: a client's shadow marker goes, so its request is routed, mirrored and
+    // compared as the live traffic it is.
+    let client = request.extensions().get::<ClientAddr>().map(|ClientAddr(addr)| addr.ip());
+    shared.shadow.screen(request.headers_mut(), client);
     let active = shared.active.load_full();
     let host = request_host(&request);
     // Matching is a pure function of the request head, done first so the span gets its final
@@ -139,7 +143,7 @@ where
             content_length: body.size_hint().exact(),
             route: &hit.route.name,
         };
-        MirrorPlan::new(&outgoing, &route.mirrors, primary, &shared.comparator)
+        MirrorPlan::new(&outgoing, &route.mirrors, primary, shared)
     };
     let body = plan.tee(body);
 
@@ -147,7 +151,7 @@ where
     propagation::inject(&client_span, &mut parts.headers);
     parts.uri = uri;
     parts.version = http::Version::HTTP_11;
-    plan.spawn();
+    plan.spawn(&parts.headers);
 
     let started = Instant::now();
     let response = send(primary, Request::from_parts(parts, body), route.timeout, &client_span, &endpoint).await?;

@@ -10,7 +10,7 @@ use serde::Deserialize;
 impl service_kit::settings::Layered for GatewaySettings {
     const DEFAULTS: &'static str = include_str!("defaults.yaml");
     const ENV_PREFIX: &'static str = "GATEWAY";
-    const LIST_KEYS: &'static [&'static str] = &["config"];
+    const LIST_KEYS: &'static [&'static str] = &["config", "shadow.trusted_networks"];
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -27,6 +27,21 @@ pub struct GatewaySettings {
     pub reload: ReloadSettings,
     pub report: ReportSettings,
     pub compare: CompareSettings,
+    pub shadow: ShadowSettings,
+}
+
+/// Who may mark a request as shadow traffic (`x-shadow`); see `shadow.rs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowSettings {
+    /// Signs this deployment's markers; give every replica the same one. Empty: a random key per
+    /// process (only this gateway then recognises its own copies).
+    pub key: String,
+    /// Peers whose markers are trusted as they are (CIDRs or addresses).
+    pub trusted_networks: Vec<String>,
+    /// A signed marker older than this is not trusted.
+    #[serde(with = "http_rules::duration")]
+    pub max_age: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use gateway_config::{Loaded, MirrorPolicy, Route, RouteTable, Warning};
+use gateway_config::{CompareSpec, Loaded, MirrorPolicy, Route, RouteTable, Warning};
 use http::HeaderValue;
 use metrics::SharedString;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -20,6 +20,7 @@ use crate::compare::{Comparator, Comparer};
 use crate::mirror::Mirror;
 use crate::report::MirrorStats;
 use crate::settings::{GatewaySettings, ReportSettings, UpstreamSettings};
+use crate::shadow::ShadowMarker;
 use crate::upstream::{Pools, Upstream};
 
 /// What every request and the admin listener share.
@@ -32,6 +33,8 @@ pub struct Shared {
     pub metrics: Option<PrometheusHandle>,
     /// Where shadow and primary answers are diffed, off the request workers.
     pub comparator: Arc<Comparator>,
+    /// Signs the copies' `x-shadow` markers and screens those clients send.
+    pub shadow: ShadowMarker,
     reloads: AtomicU64,
     last_reload_error: Mutex<Option<String>>,
 }
@@ -41,6 +44,7 @@ impl Shared {
     /// connection pools use its timer).
     pub fn new(settings: GatewaySettings, loaded: Loaded, metrics: Option<PrometheusHandle>) -> Result<Self, String> {
         let comparator = Comparator::start(settings.compare.max_pending).map_err(|e| format!("cannot start the comparator thread: {e}"))?;
+        let shadow = ShadowMarker::new(&settings.shadow)?;
         let (stats, pools) = (StatsRegistry::default(), Pools::default());
         let active = Active::build(loaded, &settings.upstream, &settings.report, &stats, &pools)?;
         Ok(Self {
@@ -50,6 +54,7 @@ impl Shared {
             settings,
             metrics,
             comparator: Arc::new(comparator),
+            shadow,
             reloads: AtomicU64::new(0),
             last_reload_error: Mutex::new(None),
         })
@@ -170,26 +175,46 @@ fn compile_mirror(
     stats: &StatsRegistry,
 ) -> Result<Mirror, String> {
     let comparer = match &policy.compare {
-        Some(spec) => Some(Arc::new(
-            Comparer::new(spec).map_err(|e| format!("route {route:?}: mirror {:?}: compare.ignore_paths: {e}", policy.name))?,
-        )),
+        Some(spec) => Some(stats.comparer(route, policy, spec)?),
         None => None,
     };
     let upstream = upstreams[policy.destination.0].clone();
     let stats = stats.mirror(route, policy, &upstream.label, report);
     stats.set_comparing(comparer.is_some());
-    let marker = HeaderValue::from_str(&policy.name)
+    // The name travels in the copies' `x-shadow` marker.
+    HeaderValue::from_str(&policy.name)
         .map_err(|_| format!("route {route:?}: mirror {:?}: the name is not a valid header value", policy.name))?;
-    Ok(Mirror { policy: policy.clone(), upstream, marker, in_flight: Arc::new(Semaphore::new(policy.max_in_flight)), stats, comparer })
+    Ok(Mirror { policy: policy.clone(), upstream, in_flight: Arc::new(Semaphore::new(policy.max_in_flight)), stats, comparer })
 }
 
-/// Mirror statistics outlive reloads: they are keyed by route and mirror name.
+/// Mirror statistics outlive reloads: they are keyed by route and mirror name. So do comparers
+/// (and the noise they learned) while the mirror's comparison settings stay the same.
 #[derive(Default)]
 pub struct StatsRegistry {
     by_mirror: Mutex<HashMap<(String, String), Arc<MirrorStats>>>,
+    comparers: Mutex<HashMap<(String, String), KeptComparer>>,
 }
 
+/// A mirror's comparer and the comparison settings (serialised) it was made for.
+type KeptComparer = (String, Arc<Comparer>);
+
 impl StatsRegistry {
+    /// The mirror's comparer: the running one when its settings are unchanged, else a new one.
+    pub fn comparer(&self, route: &str, mirror: &MirrorPolicy, spec: &CompareSpec) -> Result<Arc<Comparer>, String> {
+        let settings = serde_json::to_string(spec).unwrap_or_default();
+        let mut map = self.comparers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key = (route.to_owned(), mirror.name.clone());
+        if let Some((same, kept)) = map.get(&key)
+            && *same == settings
+        {
+            return Ok(kept.clone());
+        }
+        let comparer =
+            Arc::new(Comparer::new(spec).map_err(|e| format!("route {route:?}: mirror {:?}: compare.ignore_paths: {e}", mirror.name))?);
+        map.insert(key, (settings, comparer.clone()));
+        Ok(comparer)
+    }
+
     pub fn mirror(&self, route: &str, mirror: &MirrorPolicy, destination: &str, report: &ReportSettings) -> Arc<MirrorStats> {
         let mut map = self.by_mirror.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         map.entry((route.to_owned(), mirror.name.clone()))

@@ -15,7 +15,9 @@
 //!
 //! Responses that differ on every call of the primary itself (timestamps, ids) are handled by
 //! [`NoiseFilter`]: the gateway sometimes asks the primary twice, [`NoiseFilter::learn`]s the
-//! fields that differed, and [`NoiseFilter::classify`] drops those fields from later comparisons.
+//! fields that differed (per path pattern), and [`NoiseFilter::classify`] drops those fields from
+//! later comparisons on that pattern. Differences the gateway itself made in the shadow's copy of
+//! the request (its host, marker, trace context) are undone by [`compare_copy`] before diffing.
 //!
 //! ```
 //! use response_diff::{Captured, Classified, DiffOptions, NoiseFilter, compare};
@@ -25,17 +27,18 @@
 //! opts.ignore_paths = vec!["$.items[*].id".parse().unwrap()];
 //!
 //! let noise = NoiseFilter::new(1000);
-//! noise.learn(&compare(&answer(r#"{"ts":1}"#), &answer(r#"{"ts":2}"#), &opts));
+//! noise.learn("/orders/1", &compare(&answer(r#"{"ts":1}"#), &answer(r#"{"ts":2}"#), &opts));
 //!
 //! let primary = answer(r#"{"ts":1,"total":2,"items":[{"id":7}]}"#);
 //! let shadow = answer(r#"{"ts":3,"total":3,"items":[{"id":8}]}"#);
-//! match noise.classify(compare(&primary, &shadow, &opts)) {
+//! match noise.classify("/orders/2", compare(&primary, &shadow, &opts)) {
 //!     Classified::Mismatch(differences) => assert_eq!(differences[0].field, "$.total"),
 //!     other => panic!("{other:?}"),
 //! }
 //! ```
 
 mod decode;
+mod echo;
 mod json;
 mod noise;
 mod path;
@@ -47,7 +50,8 @@ use http::{HeaderMap, HeaderName, header};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-pub use noise::{Classified, NoiseFilter};
+pub use echo::CopyChanges;
+pub use noise::{Classified, LearnedNoise, NoiseFilter, path_pattern};
 pub use path::{JsonPath, PathError};
 
 /// Headers whose values differ on every call: never compared (nor are the hop-by-hop ones,
@@ -132,6 +136,16 @@ pub enum SkipReason {
     /// primary's body was not fully delivered): there is nothing to compare.
     #[error("incomplete: {0}")]
     Incomplete(&'static str),
+}
+
+/// [`compare`] for a shadow that answered a copy of the request the gateway changed: the
+/// changes ([`CopyChanges`]) echoed in the answers are undone first, so identical services
+/// compare as identical even when they echo their request.
+pub fn compare_copy(primary: &Captured, shadow: &Captured, opts: &DiffOptions, changes: &CopyChanges) -> Comparison {
+    match echo::undo(primary, shadow, changes) {
+        Some((primary, shadow)) => compare(&primary, &shadow, opts),
+        None => compare(primary, shadow, opts),
+    }
 }
 
 /// Compares `shadow` with `primary`: status, then headers, then body (see the crate docs).

@@ -1,6 +1,7 @@
 use std::io::Write;
 
 use super::*;
+use http::HeaderValue;
 
 fn resp(status: u16, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Captured {
     let mut map = HeaderMap::new();
@@ -343,16 +344,16 @@ fn noise_filter_learns_and_classifies() {
     let noise = NoiseFilter::new(10);
     let first = json(r#"{"ts":1,"req":"a","v":1}"#);
     let again = json(r#"{"ts":2,"req":"b","v":1}"#);
-    noise.learn(&compare(&first, &again, &opts()));
-    noise.learn(&Comparison::Match);
+    noise.learn("/a", &compare(&first, &again, &opts()));
+    noise.learn("/a", &Comparison::Match);
     assert_eq!(noise.fields(), ["$.req", "$.ts"]);
 
     let shadow_noise = json(r#"{"ts":3,"req":"c","v":1}"#);
-    assert_eq!(noise.classify(compare(&first, &shadow_noise, &opts())), Classified::Noise(vec!["$.req".into(), "$.ts".into()]));
+    assert_eq!(noise.classify("/a", compare(&first, &shadow_noise, &opts())), Classified::Noise(vec!["$.req".into(), "$.ts".into()]));
     let shadow_real = json(r#"{"ts":3,"req":"a","v":2}"#);
-    assert_eq!(noise.classify(compare(&first, &shadow_real, &opts())), Classified::Mismatch(vec![diff("$.v", Some("1"), Some("2"))]));
-    assert_eq!(noise.classify(Comparison::Match), Classified::Match);
-    assert_eq!(noise.classify(Comparison::Skipped(SkipReason::BodyOverCap)), Classified::Skipped(SkipReason::BodyOverCap));
+    assert_eq!(noise.classify("/a", compare(&first, &shadow_real, &opts())), Classified::Mismatch(vec![diff("$.v", Some("1"), Some("2"))]));
+    assert_eq!(noise.classify("/a", Comparison::Match), Classified::Match);
+    assert_eq!(noise.classify("/a", Comparison::Skipped(SkipReason::BodyOverCap)), Classified::Skipped(SkipReason::BodyOverCap));
     assert_eq!(Classified::Match.label(), "match");
 }
 
@@ -364,7 +365,7 @@ fn noise_filter_is_bounded_and_shareable() {
             let noise = noise.clone();
             std::thread::spawn(move || {
                 let d = (0..5).map(|i| diff(&format!("$.f{t}{i}"), None, None)).collect();
-                noise.learn(&Comparison::Mismatch(d));
+                noise.learn("/a", &Comparison::Mismatch(d));
             })
         })
         .collect();
@@ -433,9 +434,9 @@ fn garbage_input_never_panics() {
         let (a, b) = (captured(), captured());
         let c = compare(&a, &b, &o);
         if round % 2 == 0 {
-            noise.learn(&c);
+            noise.learn("/a", &c);
         } else {
-            let _ = noise.classify(c);
+            let _ = noise.classify("/a", c);
         }
         // Valid, deep JSON too.
         let depth = (g.next() % 200) as usize;
@@ -446,4 +447,77 @@ fn garbage_input_never_panics() {
     for s in ["", "$", "$[", "$['", "$[\\", "$['\\", "$.é[*]", "$[0][0][*]"] {
         let _ = s.parse::<JsonPath>();
     }
+}
+
+#[test]
+fn noise_is_learned_per_path_pattern_with_its_samples() {
+    let noise = NoiseFilter::new(10);
+    let differs = Comparison::Mismatch(vec![diff("$.seq", Some("1"), Some("2"))]);
+    noise.learn("/orders/17?x=1", &differs);
+    noise.learn("/orders/18", &differs);
+    assert_eq!(noise.learned(), [LearnedNoise { pattern: "/orders/{id}".into(), field: "$.seq".into(), samples: 2 }]);
+    assert_eq!(noise.classify("/orders/99", differs.clone()), Classified::Noise(vec!["$.seq".into()]));
+    assert_eq!(noise.classify("/prices", differs.clone()), Classified::Mismatch(vec![diff("$.seq", Some("1"), Some("2"))]));
+    assert_eq!(noise.reclassified(), 1);
+    assert_eq!(path_pattern("/users/42/items/3f2b9c1e-aa00-4f6e-9c3e-0b1d2e3f4a5b"), "/users/{id}/items/{id}");
+    assert_eq!(path_pattern("/index"), "/index");
+    assert_eq!(path_pattern(""), "/");
+}
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    pairs.iter().map(|(k, v)| (HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap())).collect()
+}
+
+/// What an httpbin-like echo answers: its request's host, URL and headers.
+fn echo(request: &HeaderMap) -> Captured {
+    let host = request["host"].to_str().unwrap();
+    let echoed: serde_json::Map<String, serde_json::Value> =
+        request.iter().map(|(k, v)| (k.as_str().to_ascii_uppercase(), serde_json::Value::from(v.to_str().unwrap()))).collect();
+    let body = serde_json::json!({ "url": format!("http://{host}/anything?q=1"), "headers": echoed }).to_string();
+    let mut response = json(&body);
+    response.headers.insert("location", HeaderValue::from_str(&format!("http://{host}/next")).unwrap());
+    response.headers.insert("content-length", HeaderValue::from(body.len()));
+    response
+}
+
+#[test]
+fn a_copy_the_gateway_changed_compares_equal_when_the_shadow_only_echoes_the_changes() {
+    let primary_request = headers(&[
+        ("host", "shop.example.com:8080"),
+        ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        ("authorization", "Bearer t"),
+        ("x-request-id", "r-1"),
+    ]);
+    let copy_request = headers(&[
+        ("host", "shop.example.com-shadow:8080"),
+        ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"),
+        ("x-shadow", "v2"),
+        ("x-request-id", "r-1"),
+    ]);
+    let changes = CopyChanges::between(&primary_request, &copy_request);
+    let (primary, shadow) = (echo(&primary_request), echo(&copy_request));
+    assert!(matches!(compare(&primary, &shadow, &opts()), Comparison::Mismatch(_)), "a plain diff sees the gateway's changes");
+    assert_eq!(compare_copy(&primary, &shadow, &opts(), &changes), Comparison::Match);
+
+    // A real difference still shows, named by its path.
+    let mut changed = shadow.clone();
+    changed.body = Bytes::from(String::from_utf8_lossy(&shadow.body).replace("/anything", "/everything"));
+    match compare_copy(&primary, &changed, &opts(), &changes) {
+        Comparison::Mismatch(d) => assert_eq!(d[0].field, "$.url"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn echoed_header_lines_in_text_bodies_are_undone_too() {
+    let primary_request = headers(&[("host", "target"), ("x-env", "live")]);
+    let copy_request = headers(&[("host", "target-shadow"), ("x-env", "shadow"), ("x-shadow", "v2")]);
+    let changes = CopyChanges::between(&primary_request, &copy_request);
+    let text = |host: &str, env: &str, marker: bool| Captured {
+        status: 200,
+        headers: HeaderMap::new(),
+        body: Bytes::from(format!("Host: {host}\nX-Env: {env}\n{}done\n", if marker { "X-Shadow: v2\n" } else { "" })),
+        truncated: false,
+    };
+    assert_eq!(compare_copy(&text("target", "live", false), &text("target-shadow", "shadow", true), &opts(), &changes), Comparison::Match);
 }

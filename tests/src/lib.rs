@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod gateway;
+pub mod httpbin;
 pub mod otlp;
 pub mod running;
 pub mod services;
@@ -12,7 +13,13 @@ pub mod upstream;
 /// The HTTP client of the tests: no proxy from the environment, and a timeout, so a request the
 /// system under test never answers fails the test with a message instead of hanging it.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(20)).build().expect("client")
+    client_builder().build().expect("client")
+}
+
+/// [`client`]'s settings, for a test that needs one more (no redirects, one connection).
+pub fn client_builder() -> reqwest::ClientBuilder {
+    service_kit::install_crypto_provider();
+    reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(20))
 }
 
 /// Waits until `condition` holds, checking every 20 ms; fails the test naming `what` when it

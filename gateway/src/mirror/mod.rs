@@ -16,7 +16,6 @@ mod send;
 use std::sync::Arc;
 
 use gateway_config::MirrorPolicy;
-use http::HeaderValue;
 use tokio::sync::Semaphore;
 
 use crate::compare::Comparer;
@@ -30,8 +29,6 @@ pub struct Mirror {
     pub policy: MirrorPolicy,
     /// The shadow destination's pool.
     pub upstream: Arc<Upstream>,
-    /// The `x-shadow` value of this mirror's copies (its name), built once.
-    pub marker: HeaderValue,
     /// Copies in flight; `try_acquire` only: at the cap a copy is dropped, never queued.
     pub in_flight: Arc<Semaphore>,
     /// Outlives reloads (kept by route and mirror name).

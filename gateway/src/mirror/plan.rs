@@ -10,15 +10,16 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Request, Response, Uri};
 use http_body::Body;
 use http_body_util::{BodyExt, Empty};
-use response_diff::{Captured, Classified, SkipReason};
+use response_diff::{Captured, Classified, CopyChanges, SkipReason};
 use service_kit::propagation::{self, SHADOW_HEADER};
 use tokio::sync::oneshot;
 
 use super::body::{AnswerWaiter, CaptureBody, CopySender, PrimaryAnswer, TeeBody, copy_channel, hand_over};
 use super::send::{COMPARATOR_BUSY, CompareJob, Copy, NoiseCopy};
 use super::{Mirror, sampled, shadow_host};
-use crate::compare::Comparator;
 use crate::report::{DropReason, ShadowOutcome};
+use crate::shadow::ShadowMarker;
+use crate::state::Shared;
 use crate::upstream::{BoxBody, BoxError, Upstream};
 
 /// The request as the primary will get it (route, rewrite and proxy headers applied), before the
@@ -53,14 +54,15 @@ pub struct MirrorPlan {
 
 impl MirrorPlan {
     /// Plans the copies `mirrors` make of `request`; drops (at a cap) are counted and traced here.
-    pub fn new(request: &Outgoing<'_>, mirrors: &[Mirror], primary: &Arc<Upstream>, comparator: &Arc<Comparator>) -> Self {
+    pub fn new(request: &Outgoing<'_>, mirrors: &[Mirror], primary: &Arc<Upstream>, shared: &Shared) -> Self {
         let mut plan = Self::default();
-        // Loop guard: a copy that comes back through a gateway is not copied again.
+        // Loop guard: a copy that comes back through a gateway of this deployment is not copied
+        // again. (A client's marker never gets this far: the edge removed it.)
         if request.headers.contains_key(&SHADOW_HEADER) {
             return plan;
         }
         for mirror in mirrors {
-            plan.add(request, mirror, primary, comparator);
+            plan.add(request, mirror, primary, shared);
         }
         plan
     }
@@ -70,7 +72,8 @@ impl MirrorPlan {
         self.copies.is_empty()
     }
 
-    fn add(&mut self, request: &Outgoing<'_>, mirror: &Mirror, primary: &Arc<Upstream>, comparator: &Arc<Comparator>) {
+    fn add(&mut self, request: &Outgoing<'_>, mirror: &Mirror, primary: &Arc<Upstream>, shared: &Shared) {
+        let comparator = &shared.comparator;
         let policy = &mirror.policy;
         if !policy.methods.allows(request.method) {
             return;
@@ -103,7 +106,7 @@ impl MirrorPlan {
         } else {
             (empty(), None)
         };
-        let Some(copy) = build_copy(request, mirror, endpoint, &span, body) else {
+        let Some(copy) = build_copy(request, mirror, &shared.shadow, endpoint, &span, body) else {
             tracing::debug!(parent: &span, "the copy's host or URI is not valid");
             return not_sent(ShadowOutcome::Error);
         };
@@ -122,11 +125,12 @@ impl MirrorPlan {
             self.waiters.push(waiter);
             self.capture_cap = self.capture_cap.max(comparer.max_body_bytes);
             // A second request to the primary teaches what differs between two of its own
-            // answers (noise). Only requests without a body: a body is teed once.
-            let noise = (!request.has_body && sampled(comparer.noise_percent, None))
-                .then(|| primary.pick().and_then(|endpoint| build_copy(request, mirror, endpoint, &span, empty())))
+            // answers (noise). Only safe methods without a body: a repeated write would be a
+            // second write on live state, and a body is teed once.
+            let noise = (sampled(comparer.noise_percent, None) && comparer.noise_eligible(request.method, request.has_body))
+                .then(|| primary.pick().and_then(|endpoint| build_copy(request, mirror, &shared.shadow, endpoint, &span, empty())))
                 .flatten()
-                .map(|request| NoiseCopy { request, client: primary.client().clone() });
+                .map(|request| NoiseCopy { request, client: primary.client().clone(), changes: CopyChanges::default() });
             Some(CompareJob::new(comparer.clone(), comparator.clone(), slot, primary_answer, noise, request))
         });
         self.copies.push(Copy {
@@ -154,9 +158,17 @@ impl MirrorPlan {
         }
     }
 
-    /// Starts every copy in a task of its own; returns at once.
-    pub fn spawn(&mut self) {
-        for copy in self.copies.drain(..) {
+    /// Starts every copy in a task of its own; returns at once. `primary` is the primary's
+    /// request head as sent: a comparing copy keeps what the gateway changed in it (host, marker,
+    /// trace context, the mirror's header changes), to tell those from the shadow's differences.
+    pub fn spawn(&mut self, primary: &HeaderMap) {
+        for mut copy in self.copies.drain(..) {
+            if let Some(job) = copy.compare.as_mut() {
+                job.changes = CopyChanges::between(primary, copy.request.headers());
+                if let Some(noise) = job.noise.as_mut() {
+                    noise.changes = CopyChanges::between(primary, noise.request.headers());
+                }
+            }
             copy.spawn();
         }
     }
@@ -213,6 +225,7 @@ fn mirror_span(request: &Outgoing<'_>, mirror: &Mirror) -> tracing::Span {
 fn build_copy(
     request: &Outgoing<'_>,
     mirror: &Mirror,
+    marker: &ShadowMarker,
     endpoint: &Authority,
     span: &tracing::Span,
     body: BoxBody,
@@ -228,7 +241,8 @@ fn build_copy(
         };
         headers.insert(HOST, host);
     }
-    headers.insert(SHADOW_HEADER, mirror.marker.clone());
+    let request_id = request.headers.get("x-request-id").map_or(&b""[..], HeaderValue::as_bytes);
+    headers.insert(SHADOW_HEADER, marker.sign(&policy.name, request_id)?);
     for name in &policy.remove_headers {
         headers.remove(name);
     }
@@ -285,7 +299,7 @@ routes:
             content_length,
             route: "shop",
         };
-        MirrorPlan::new(&outgoing, &route.mirrors, route.destinations.pick(), &shared.comparator)
+        MirrorPlan::new(&outgoing, &route.mirrors, route.destinations.pick(), shared)
     }
 
     fn copies(shared: &Shared) -> serde_json::Value {
@@ -304,7 +318,7 @@ routes:
         let request = &copy.request;
         assert_eq!(request.uri().to_string(), "http://127.0.0.1:10/cart?id=1");
         assert_eq!(request.headers()["host"], "shop.example.com-shadow:8080");
-        assert_eq!(request.headers()["x-shadow"], "v2");
+        assert!(request.headers()["x-shadow"].to_str().unwrap().starts_with("v2; t="), "the mirror's name, signed");
         assert_eq!(request.headers()["x-env"], "shadow");
         assert_eq!(request.headers()["x-request-id"], "r-1");
         assert!(!request.headers().contains_key("authorization"));

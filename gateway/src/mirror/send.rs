@@ -8,7 +8,7 @@ use http::{Method, Request};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use response_diff::{Captured, Classified, SkipReason};
+use response_diff::{Captured, Classified, CopyChanges, SkipReason};
 use service_kit::propagation;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tracing::Instrument;
@@ -41,6 +41,8 @@ pub(super) struct Copy {
 pub(super) struct NoiseCopy {
     pub request: Request<BoxBody>,
     pub client: Client<HttpConnector, BoxBody>,
+    /// What the gateway changed in it, from the primary's request.
+    pub changes: CopyChanges,
 }
 
 /// The comparison half of a copy: the primary's answer arrives when its body has been sent.
@@ -50,7 +52,9 @@ pub(super) struct CompareJob {
     /// Held until the result is recorded: bounds the comparisons (and captures) pending.
     _slot: OwnedSemaphorePermit,
     primary: oneshot::Receiver<PrimaryAnswer>,
-    noise: Option<NoiseCopy>,
+    pub noise: Option<NoiseCopy>,
+    /// What the gateway changed in the copy, from the primary's request (set at spawn).
+    pub changes: CopyChanges,
     method: Method,
     path: String,
     request_id: String,
@@ -71,6 +75,7 @@ impl CompareJob {
             _slot: slot,
             primary,
             noise,
+            changes: CopyChanges::default(),
             method: request.method.clone(),
             path: request.path_and_query.to_string(),
             request_id: request.headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
@@ -157,7 +162,7 @@ async fn compare_copy(
     stats: &MirrorStats,
     deadline: tokio::time::Instant,
 ) {
-    let CompareJob { comparer, comparator, _slot, primary, noise, method, path, request_id } = job;
+    let CompareJob { comparer, comparator, _slot, primary, noise, changes, method, path, request_id } = job;
     let skip = |why: &'static str| {
         span.record("mirror.diff", "skipped");
         span.record("mirror.diff.skip_reason", why);
@@ -173,19 +178,24 @@ async fn compare_copy(
             _ => return skip("primary response incomplete"),
         };
     let again = match noise {
-        Some(NoiseCopy { request, client }) => {
-            tokio::time::timeout_at(deadline, send(&client, request, Some(comparer.max_body_bytes))).await.ok().and_then(Result::ok)
+        Some(NoiseCopy { request, client, changes }) => {
+            tokio::time::timeout_at(deadline, send(&client, request, Some(comparer.max_body_bytes)))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .map(|again| (again, changes))
         }
         None => None,
     };
     let (primary_status, shadow_status) = (primary.status, shadow.status);
     // The diff itself runs on the comparator's idle-priority thread, never on a request worker.
+    let route_path = path.clone();
     let diffed = comparator
         .run(move || {
-            if let Some(again) = again {
-                comparer.learn_noise(&primary, &again);
+            if let Some((again, noise_changes)) = again {
+                comparer.learn_noise(&route_path, &primary, &again, &noise_changes);
             }
-            comparer.compare(&primary, &shadow)
+            comparer.compare(&route_path, &primary, &shadow, &changes)
         })
         .await;
     let Some(result) = diffed else {

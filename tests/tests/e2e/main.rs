@@ -4,4 +4,5 @@
 mod compare;
 mod gateway;
 mod services;
+mod shadow;
 mod tutorial;

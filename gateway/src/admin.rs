@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
@@ -42,10 +41,7 @@ async fn config(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    match &shared.metrics {
-        Some(handle) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response(),
-        None => (StatusCode::NOT_FOUND, axum::Json(json!({ "error": "metrics are not enabled in this process" }))).into_response(),
-    }
+    service_kit::metrics::scrape(shared.metrics.as_ref()).into_response()
 }
 
 fn reports(shared: &Shared) -> Vec<MirrorReport> {

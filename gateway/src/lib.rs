@@ -94,18 +94,15 @@ impl Gateway {
     /// shutdown deadline.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let deadline = self.shared.settings.shutdown_deadline;
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
+        let stop = service_kit::stop::Stop::new();
         let shared = self.shared.clone();
         let proxy = tower::service_fn(move |request| proxy::handle(shared.clone(), request));
         let admin = admin::router(self.shared.clone());
-        let data = service_kit::serve::serve(self.listener, proxy, stopped(stop_rx.clone()), deadline);
-        let admin = service_kit::serve::serve(self.admin, admin, stopped(stop_rx), deadline);
+        let data = service_kit::serve::serve(self.listener, proxy, stop.stopped(), deadline);
+        let admin = service_kit::serve::serve(self.admin, admin, stop.stopped(), deadline);
         let signal = async move {
             shutdown.await;
-            let _ = stop_tx.send(true);
+            stop.stop();
         };
         tokio::join!(data, admin, signal);
     }

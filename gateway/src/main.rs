@@ -80,13 +80,10 @@ fn main() -> ExitCode {
         let poll = settings.reload.poll_interval;
         let gateway = Gateway::bind(settings, loaded, Some(metrics)).await?;
         tracing::info!(addr = %gateway.local_addr()?, admin = %gateway.admin_addr()?, routes, %version, "gateway listening");
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let watcher = tokio::spawn(gateway.reloader().watch(poll, async move {
-            let mut stop_rx = stop_rx;
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        }));
+        let stop = service_kit::stop::Stop::new();
+        let watcher = tokio::spawn(gateway.reloader().watch(poll, stop.stopped()));
         gateway.run_until(service_kit::serve::shutdown_signal()).await;
-        let _ = stop_tx.send(true);
+        stop.stop();
         let _ = watcher.await;
         Ok(())
     })

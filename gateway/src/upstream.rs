@@ -115,6 +115,14 @@ mod tests {
     use super::*;
     use gateway_config::Endpoint;
 
+    fn settings() -> UpstreamSettings {
+        UpstreamSettings {
+            connect_timeout: std::time::Duration::from_secs(1),
+            idle_timeout: std::time::Duration::from_secs(1),
+            max_idle_per_endpoint: 1,
+        }
+    }
+
     #[test]
     fn endpoints_are_chosen_round_robin() {
         let destination = Destination {
@@ -123,11 +131,7 @@ mod tests {
             port: None,
             endpoints: vec![Endpoint { host: "a".into(), port: 1 }, Endpoint { host: "b".into(), port: 2 }],
         };
-        let settings = UpstreamSettings {
-            connect_timeout: std::time::Duration::from_secs(1),
-            idle_timeout: std::time::Duration::from_secs(1),
-            max_idle_per_endpoint: 1,
-        };
+        let settings = settings();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let _guard = rt.enter();
         let upstream = Upstream::new(&destination, &settings).unwrap();
@@ -139,11 +143,7 @@ mod tests {
     fn a_pool_is_kept_while_its_endpoints_stay_the_same() {
         let destination =
             |endpoints: Vec<Endpoint>| Destination { host: "target".into(), subset: Some("v1".into()), port: None, endpoints };
-        let settings = UpstreamSettings {
-            connect_timeout: std::time::Duration::from_secs(1),
-            idle_timeout: std::time::Duration::from_secs(1),
-            max_idle_per_endpoint: 1,
-        };
+        let settings = settings();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let _guard = rt.enter();
         let pools = Pools::default();

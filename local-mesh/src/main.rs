@@ -95,13 +95,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         (bind(&cli.proxy_listen).await?, bind(&cli.target_v1_listen).await?, bind(&cli.target_v2_listen).await?);
     let (proxy_addr, v1_addr, v2_addr) = (proxy_listener.local_addr()?, v1_listener.local_addr()?, v2_listener.local_addr()?);
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
+    let stop = service_kit::stop::Stop::new();
+    let stopped = || stop.stopped();
     let mut telemetries = Vec::new();
     let mut tasks = Vec::new();
     for (listener, name, version) in
@@ -132,7 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     println!("Ctrl-C stops it.");
 
     service_kit::serve::shutdown_signal().await;
-    let _ = stop_tx.send(true);
+    stop.stop();
     for task in tasks {
         let _ = task.await;
     }

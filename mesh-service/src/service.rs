@@ -9,7 +9,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
@@ -57,12 +57,7 @@ pub enum BuildError {
 pub fn router(identity: ServiceIdentity, relay: Relay, metrics: Option<PrometheusHandle>) -> Router {
     let metrics_route = get(move || {
         let metrics = metrics.clone();
-        async move {
-            match metrics {
-                Some(handle) => ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response(),
-                None => StatusCode::NOT_FOUND.into_response(),
-            }
-        }
+        async move { service_kit::metrics::scrape(metrics.as_ref()) }
     });
     Router::new()
         .route("/index", get(index))

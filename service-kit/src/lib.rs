@@ -4,7 +4,8 @@
 //! - [`telemetry`]: `tracing` logs plus OpenTelemetry spans over OTLP, configured by `OTEL_*`;
 //! - [`propagation`]: W3C and B3 trace context, and the headers forwarded from hop to hop;
 //! - [`settings`]: layered settings (embedded defaults, file, environment, flags);
-//! - [`serve`]: serving a listener the caller bound, with graceful shutdown;
+//! - [`serve`]: serving a listener the caller bound, with graceful shutdown ([`stop`]: one stop
+//!   signal for several listeners and tasks);
 //! - [`metrics`]: the Prometheus recorder behind `/metrics`;
 //! - [`cli`]: what the binaries' `main` functions share.
 
@@ -13,6 +14,7 @@ pub mod metrics;
 pub mod propagation;
 pub mod serve;
 pub mod settings;
+pub mod stop;
 pub mod telemetry;
 
 /// Installs the process-wide TLS crypto provider (ring) that every HTTP client here uses.

@@ -15,27 +15,30 @@
 //! ServiceEntries saying where the workloads are). Every error is one line naming the file, a
 //! path inside it and the problem.
 
+mod de;
+pub mod duration;
+mod hosts;
 mod istio;
 mod matching;
 pub mod model;
 mod native;
 mod sources;
 mod validate;
-mod yaml;
 
 use std::fmt;
 use std::path::PathBuf;
 
 use serde::Serialize;
-use serde_yaml::Value;
+use serde_norway::Value;
 
+pub use de::parse_size;
+pub use hosts::{host_matches, is_secret_header, split_host_port};
 pub use istio::{ANNOTATION_COMPARE, ANNOTATION_IGNORE_HEADERS, ANNOTATION_IGNORE_PATHS, ANNOTATION_NOISE_PERCENT};
 pub use matching::RouteHit;
 pub use model::{
     CompareSpec, Destination, DestinationId, Endpoint, HeaderMatch, MethodSet, MirrorPolicy, Route, RouteMatch, RouteTable, StringMatch,
-    WeightedDestination, format_duration,
+    WeightedDestination,
 };
-pub use yaml::{parse_duration, parse_size};
 
 /// A loaded, validated table and what the loaders could not honour.
 #[derive(Debug, Clone)]
@@ -129,11 +132,12 @@ fn load_one(file: &str, text: &str, sources: &mut sources::Sources, warnings: &m
     }
     let is_istio = docs.iter().any(|(_, d)| d.as_mapping().is_some_and(|m| m.contains_key("apiVersion")));
     if is_istio {
-        istio::load(file, &docs, sources, warnings)
+        istio::load(file, docs, sources, warnings)
     } else {
-        for (index, doc) in &docs {
-            let doc_label = if docs.len() > 1 { format!("document {index}") } else { String::new() };
-            native::load(file, &doc_label, doc, sources)?;
+        let several = docs.len() > 1;
+        for (index, doc) in docs {
+            let label = if several { format!("document {index}") } else { String::new() };
+            native::load(de::Doc { file, label: &label }, doc, sources)?;
         }
         Ok(())
     }
@@ -143,13 +147,13 @@ fn load_one(file: &str, text: &str, sources: &mut sources::Sources, warnings: &m
 fn parse_documents(file: &str, text: &str) -> Result<Vec<Value>, ConfigError> {
     use serde::Deserialize;
     let mut docs = Vec::new();
-    for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (i, de) in serde_norway::Deserializer::from_str(text).enumerate() {
         let doc = Value::deserialize(de).map_err(|e| {
             let path = match e.location() {
                 Some(l) => format!("document {} (line {}, column {})", i + 1, l.line(), l.column()),
                 None => format!("document {}", i + 1),
             };
-            ConfigError::new(file, path, format!("invalid YAML: {}", yaml::one_line(&e)))
+            ConfigError::new(file, path, format!("invalid YAML: {}", de::one_line(&e)))
         })?;
         docs.push(doc);
     }

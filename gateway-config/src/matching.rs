@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use http::{HeaderMap, Method};
 
+use crate::hosts::{host_matches, split_host_port};
 use crate::model::{Destination, DestinationId, Route, RouteMatch, RouteTable, StringMatch};
 
 /// The route a request selected, and which of its matches fitted.
@@ -88,24 +89,8 @@ fn route_host_fits(hosts: &[String], authority: Option<&str>) -> bool {
     let Some(authority) = authority else {
         return false;
     };
-    let host = strip_port(authority);
-    hosts.iter().any(|h| match h.strip_prefix('*') {
-        Some(suffix) => {
-            host.len() > suffix.len() && host.get(host.len() - suffix.len()..).is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
-        }
-        None => host.eq_ignore_ascii_case(h),
-    })
-}
-
-fn strip_port(authority: &str) -> &str {
-    if let Some(rest) = authority.strip_prefix('[') {
-        // [v6]:port
-        return rest.split_once(']').map_or(authority, |(h, _)| h);
-    }
-    match authority.rsplit_once(':') {
-        Some((h, port)) if !h.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => authority,
-    }
+    let (host, _) = split_host_port(authority);
+    hosts.iter().any(|h| host_matches(h, host))
 }
 
 impl RouteHit<'_> {
@@ -140,14 +125,6 @@ impl RouteHit<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn strip_port_forms() {
-        assert_eq!(strip_port("example.com:8080"), "example.com");
-        assert_eq!(strip_port("example.com"), "example.com");
-        assert_eq!(strip_port("[::1]:80"), "::1");
-        assert_eq!(strip_port("::1"), "::1");
-    }
 
     #[test]
     fn host_wildcards() {

@@ -219,41 +219,14 @@ impl Default for CompareSpec {
     }
 }
 
-/// Header values never shown in `/config` or logs.
-pub(crate) fn is_secret_header(name: &HeaderName) -> bool {
-    name == http::header::AUTHORIZATION
-        || name == http::header::PROXY_AUTHORIZATION
-        || name == http::header::COOKIE
-        || name == http::header::SET_COOKIE
-}
-
-/// Formats a duration the way the configuration writes them: `5s`, `500ms`, `1.5s`.
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else if d.as_nanos().is_multiple_of(1_000_000) {
-        format!("{ms}ms")
-    } else {
-        format!("{}us", d.as_micros())
-    }
-}
-
 /// `serialize_with` helpers for types that have no serde support of their own.
 mod ser {
     use super::*;
+    use crate::hosts::is_secret_header;
     use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 
-    pub fn duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_duration(*d))
-    }
-
-    pub fn opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => duration(d, s),
-            None => s.serialize_none(),
-        }
-    }
+    pub use crate::duration::option::serialize as opt_duration;
+    pub use crate::duration::serialize as duration;
 
     pub fn methods<S: Serializer>(m: &[Method], s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(m.len()))?;

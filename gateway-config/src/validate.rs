@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 
 use crate::ConfigError;
+use crate::de::Result;
 use crate::model::{Destination, DestinationId, Endpoint, MirrorPolicy, Route, RouteTable, WeightedDestination, label};
 use crate::sources::{DestRef, NativeShape, PendingRoute, Sources};
-use crate::yaml::Result;
 
 pub(crate) fn build(sources: Sources) -> Result<RouteTable> {
     if sources.routes.is_empty() {
@@ -122,6 +122,10 @@ impl Builder<'_> {
             if !(0.0..=100.0).contains(&m.percent) {
                 return Err(m.origin.err(format!("percentage {} is out of range 0..=100", m.percent)));
             }
+            // The name travels as the copy's `x-shadow` header.
+            if http::HeaderValue::from_str(&name).is_err() {
+                return Err(m.origin.err(format!("mirror name \"{name}\" is not a valid header value (copies carry it as x-shadow)")));
+            }
             if m.timeout.is_zero() {
                 return Err(m.origin.err("mirror timeout must be greater than zero"));
             }
@@ -169,6 +173,13 @@ impl Builder<'_> {
         let endpoints = self.endpoints(r)?;
         if endpoints.is_empty() {
             return Err(r.subset_origin.err(format!("missing endpoints: no endpoint for \"{}\"", label(&r.host, r.subset.as_deref()))));
+        }
+        if let Some(bad) = endpoints.iter().find(|e| http::uri::Authority::try_from(e.authority()).is_err()) {
+            return Err(r.subset_origin.err(format!(
+                "invalid endpoint \"{}\" for \"{}\": not a valid host:port",
+                bad.authority(),
+                label(&r.host, r.subset.as_deref())
+            )));
         }
         let id = DestinationId(self.destinations.len());
         self.destinations.push(Destination { host: r.host.clone(), subset: r.subset.clone(), port: r.port, endpoints });

@@ -112,12 +112,12 @@ fn bad_values() {
         ("  - to: [{ to: echo, weight: 0 }]\n", "test.yaml: routes[0].to: weights are all zero"),
         ("  - to: echo\n    rewrite: index\n", "test.yaml: routes[0]: rewrite uri \"index\" must start with `/`"),
         ("  - to: target//v1\n", "test.yaml: routes[0].to: invalid destination"),
-        ("  - match: { prefix: /a, exact: /b }\n    to: echo\n", "test.yaml: routes[0].match.exact: a match takes at most one"),
+        ("  - match: { prefix: /a, exact: /b }\n    to: echo\n", "test.yaml: routes[0].match: a match takes at most one"),
         (
             "  - to: echo\n    mirrors: [{ to: target/v2, compare: { ignore_paths: [timestamp] } }]\n",
             "test.yaml: routes[0].mirrors[0].compare.ignore_paths[0]: invalid JSON path",
         ),
-        ("  - name: x\n", "test.yaml: routes[0].to: required key is missing"),
+        ("  - name: x\n", "test.yaml: routes[0]: required key \"to\" is missing"),
     ];
     for (routes, expected) in cases {
         let err = native_err(routes);

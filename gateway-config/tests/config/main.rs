@@ -2,6 +2,7 @@
 
 mod errors;
 mod examples;
+mod fixtures;
 mod helpers;
 mod istio;
 mod native;

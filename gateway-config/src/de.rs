@@ -466,7 +466,61 @@ pub(crate) struct RegexText(pub StringMatch);
 impl<'de> Deserialize<'de> for RegexText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let Scalar(text) = Scalar::deserialize(d)?;
-        StringMatch::regex(&text).map(RegexText).map_err(|e| de::Error::custom(format!("bad regex \"{text}\": {}", one_line(&e))))
+        let bad = |why: String| de::Error::custom(format!("bad regex \"{text}\": {why}"));
+        let translated = translate_re2(&text).map_err(bad)?;
+        StringMatch::regex(&translated).map(RegexText).map_err(|e| bad(one_line(&e)))
+    }
+}
+
+/// RE2 (Istio's and Envoy's regex dialect) syntax that Rust's `regex` lacks, translated:
+/// `\Q...\E` quotes a literal span, and a pattern of just `*` (which Istio accepts) means any
+/// value. `\C` (one byte, even inside a UTF-8 character) has no equivalent and is refused.
+pub(crate) fn translate_re2(pattern: &str) -> std::result::Result<String, String> {
+    if pattern == "*" {
+        return Ok(".*".to_string());
+    }
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('Q') => {
+                let mut literal = String::new();
+                while let Some(c) = chars.next() {
+                    if c == '\\' && chars.peek() == Some(&'E') {
+                        chars.next();
+                        break;
+                    }
+                    literal.push(c);
+                }
+                out.push_str(&regex::escape(&literal));
+            }
+            Some('C') => return Err("\\C (any single byte) is not supported; use . for any character".to_string()),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    Ok(out)
+}
+
+/// A header or query parameter condition: `{exact|prefix|regex: value}`, or `{}` for "present
+/// with any value" (Istio).
+#[derive(Debug, Clone)]
+pub(crate) struct Presence(pub StringMatch);
+
+impl<'de> Deserialize<'de> for Presence {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let raw = RawMatch::deserialize(d)?;
+        if raw.exact.is_none() && raw.prefix.is_none() && raw.regex.is_none() {
+            return Ok(Presence(StringMatch::Present));
+        }
+        raw.into_match().map(|m| Presence(m.0)).map_err(de::Error::custom)
     }
 }
 
@@ -484,7 +538,13 @@ struct RawMatch {
 
 impl<'de> Deserialize<'de> for MatchSpec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let raw = RawMatch::deserialize(d)?;
+        RawMatch::deserialize(d)?.into_match().map_err(de::Error::custom)
+    }
+}
+
+impl RawMatch {
+    fn into_match(self) -> std::result::Result<MatchSpec, String> {
+        let raw = self;
         let mut found = Vec::new();
         if let Some(Scalar(s)) = raw.exact {
             found.push(("exact", StringMatch::Exact(s)));
@@ -496,12 +556,9 @@ impl<'de> Deserialize<'de> for MatchSpec {
             found.push(("regex", r));
         }
         match found.len() {
-            0 => Err(de::Error::custom("expected one of exact, prefix or regex")),
+            0 => Err("expected one of exact, prefix or regex".to_string()),
             1 => Ok(MatchSpec(found.remove(0).1)),
-            _ => Err(de::Error::custom(format!(
-                "\"{}\" and \"{}\" both given; a match takes exactly one of exact, prefix or regex",
-                found[0].0, found[1].0
-            ))),
+            _ => Err(format!("\"{}\" and \"{}\" both given; a match takes exactly one of exact, prefix or regex", found[0].0, found[1].0)),
         }
     }
 }
@@ -537,6 +594,18 @@ mod tests {
         assert!(parse_size("MiB").is_err());
         assert!(parse_size("99999999999999999999999").is_err());
         assert!(parse_size("-1").is_err());
+    }
+
+    #[test]
+    fn re2_syntax_rust_lacks_is_translated() {
+        assert_eq!(translate_re2("*").unwrap(), ".*");
+        assert_eq!(translate_re2(r"\Q/a.b+c\E/[0-9]+").unwrap(), r"/a\.b\+c/[0-9]+");
+        assert_eq!(translate_re2(r"\Qx*").unwrap(), r"x\*");
+        assert_eq!(translate_re2(r"\\Q").unwrap(), r"\\Q");
+        assert!(translate_re2(r"a\Cb").unwrap_err().contains("\\C"));
+        let m = StringMatch::regex(&translate_re2(r"\Q/v1.0\E/.*").unwrap()).unwrap();
+        assert!(m.matches("/v1.0/x"));
+        assert!(!m.matches("/v1x0/x"));
     }
 
     #[test]

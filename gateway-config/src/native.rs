@@ -16,7 +16,7 @@ use crate::de::{
 use crate::hosts::split_host_port;
 use crate::model::{
     CompareSpec, DEFAULT_MAX_BODY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MIRROR_TIMEOUT, DEFAULT_SAMPLE_HEADER, Endpoint, HeaderMatch, MethodSet,
-    RouteMatch, StringMatch,
+    RouteMatch, StringMatch, UriRewrite,
 };
 use crate::sources::{DestRef, NativeService, NativeShape, Origin, PendingMirror, PendingRoute, Sources};
 
@@ -102,6 +102,8 @@ impl TryFrom<RawMatch> for NMatch {
             methods: m.methods.map(|m| m.items.into_iter().map(|m| m.0).collect()).unwrap_or_default(),
             headers,
             authority: m.authority.map(bare_or_match),
+            query_params: Vec::new(),
+            ignore_uri_case: false,
         }))
     }
 }
@@ -274,7 +276,7 @@ impl MirrorSettings {
 }
 
 /// Adds one native document to `sources`.
-pub(crate) fn load(doc: Doc<'_>, value: Value, sources: &mut Sources) -> Result<()> {
+pub(crate) fn load(doc: Doc<'_>, order: (usize, usize), value: Value, sources: &mut Sources) -> Result<()> {
     if !value.is_mapping() {
         return Err(doc.err("", format!("expected a mapping with `services` and `routes`, found {}", crate::de::kind_of(&value))));
     }
@@ -305,7 +307,7 @@ pub(crate) fn load(doc: Doc<'_>, value: Value, sources: &mut Sources) -> Result<
         sources.services.push(NativeService { host, origin: origin(doc, &path), shape });
     }
     for (i, r) in file.routes.into_iter().enumerate() {
-        sources.routes.push(route(doc, &format!("routes[{i}]"), r, &defaults));
+        sources.routes.push(route(doc, (order.0, order.1, i), &format!("routes[{i}]"), r, &defaults));
     }
     Ok(())
 }
@@ -315,14 +317,22 @@ fn origin(doc: Doc<'_>, path: &str) -> Origin {
 }
 
 fn dest_ref(doc: Doc<'_>, path: &str, d: DestText) -> DestRef {
-    DestRef { host: d.host, subset: d.subset, port: None, origin: origin(doc, path), subset_origin: origin(doc, path) }
+    DestRef {
+        written: d.host.clone(),
+        host: d.host,
+        subset: d.subset,
+        port: None,
+        origin: origin(doc, path),
+        subset_origin: origin(doc, path),
+        fallback: None,
+    }
 }
 
-fn route(doc: Doc<'_>, path: &str, r: NRoute, defaults: &MirrorSettings) -> PendingRoute {
+fn route(doc: Doc<'_>, order: (usize, usize, usize), path: &str, r: NRoute, defaults: &MirrorSettings) -> PendingRoute {
     let (rewrite_uri, rewrite_authority) = match r.rewrite {
         None => (None, None),
-        Some(ShortOrMap::Short(Scalar(uri))) => (Some(uri), None),
-        Some(ShortOrMap::Map(rw)) => (rw.uri.map(|s| s.0), rw.authority.map(|s| s.0)),
+        Some(ShortOrMap::Short(Scalar(uri))) => (Some(UriRewrite::Istio(uri)), None),
+        Some(ShortOrMap::Map(rw)) => (rw.uri.map(|s| UriRewrite::Istio(s.0)), rw.authority.map(|s| s.0)),
     };
     let to_path = format!("{path}.to");
     let destinations =
@@ -343,6 +353,9 @@ fn route(doc: Doc<'_>, path: &str, r: NRoute, defaults: &MirrorSettings) -> Pend
     PendingRoute {
         name: r.name.map(|n| n.0),
         origin: origin(doc, path),
+        order,
+        answer: None,
+        request_headers: Default::default(),
         hosts: r.hosts.map(|h| h.items).unwrap_or_default(),
         matches: r.matches.map(|m| m.items.into_iter().map(|m| m.0).collect()).unwrap_or_default(),
         rewrite_uri,

@@ -17,7 +17,6 @@ use serde::de::{self, DeserializeOwned, Deserializer, IntoDeserializer, MapAcces
 use serde_norway::Value;
 
 use crate::ConfigError;
-use crate::duration::parse as parse_duration;
 use crate::model::StringMatch;
 
 pub(crate) type Result<T> = std::result::Result<T, ConfigError>;
@@ -374,14 +373,15 @@ pub(crate) fn check_percent(p: f64) -> std::result::Result<f64, String> {
     if (0.0..=100.0).contains(&p) { Ok(p) } else { Err(format!("percentage {p} is out of range 0..=100")) }
 }
 
-/// A duration in the configuration grammar ([`crate::duration`]).
+/// A duration in the workspace's one grammar ([`http_rules::duration`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Dur(pub Duration);
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let Scalar(text) = Scalar::deserialize(d)?;
-        parse_duration(&text).map(Dur).map_err(|e| de::Error::custom(format!("bad duration \"{text}\": {e}")))
+        // Istio writes durations with a unit: a bare number is an error here, not seconds.
+        http_rules::duration::parse(&text).map(Dur).map_err(|e| de::Error::custom(format!("bad duration {e}")))
     }
 }
 

@@ -15,12 +15,12 @@ use std::collections::BTreeSet;
 use serde::Deserialize;
 
 use crate::de::{Dur, HName, HValue, MethodName, Percent, Port, Result, U32, check_percent};
-use crate::hosts::host_matches;
 use crate::istio::{compare_from_annotations, imported_mirror, qualify};
 use crate::k8s::{Object, Objects, Spec};
 use crate::model::{Answer, Endpoint, HeaderMatch, PathRedirect, QueryMatch, Redirect, RouteMatch, StringMatch, UriRewrite};
 use crate::sources::{DestRef, Origin, PendingRoute, Sources};
 use crate::{LoadOptions, Notes, Warning};
+use http_rules::host_matches;
 
 #[derive(Deserialize)]
 pub(crate) struct GatewaySpec {

@@ -696,10 +696,10 @@ fn redirect(doc: Doc<'_>, path: &str, r: &HttpRedirect) -> Result<Answer> {
     }
     let (host, port) = match &r.authority {
         Some(a) => {
-            let (host, port) = crate::hosts::split_host_port(a);
-            let port = port
-                .map(|p| p.parse::<u16>().map_err(|_| doc.err(&format!("{path}.authority"), format!("invalid port in \"{a}\""))))
-                .transpose()?;
+            let (host, port) = http_rules::split_host_port(a);
+            if host.is_empty() || host.contains(':') && !host.contains("::") {
+                return Err(doc.err(&format!("{path}.authority"), format!("invalid authority \"{a}\"")));
+            }
             (Some(host.to_string()), port)
         }
         None => (None, None),

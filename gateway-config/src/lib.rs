@@ -16,9 +16,7 @@
 //! path inside it and the problem.
 
 mod de;
-pub mod duration;
 mod gateway_api;
-mod hosts;
 mod istio;
 mod k8s;
 mod matching;
@@ -34,7 +32,6 @@ use serde::Serialize;
 use serde_norway::Value;
 
 pub use de::parse_size;
-pub use hosts::{host_matches, is_secret_header, split_host_port};
 pub use istio::{ANNOTATION_COMPARE, ANNOTATION_IGNORE_HEADERS, ANNOTATION_IGNORE_PATHS, ANNOTATION_NOISE_PERCENT};
 pub use matching::RouteHit;
 pub use model::{

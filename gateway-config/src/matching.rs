@@ -5,8 +5,8 @@ use std::borrow::Cow;
 
 use http::{HeaderMap, Method};
 
-use crate::hosts::{host_matches, split_host_port};
 use crate::model::{Answer, Destination, DestinationId, PathRedirect, Route, RouteMatch, RouteTable, StringMatch, UriRewrite, VirtualHost};
+use http_rules::{host_matches, split_host_port};
 
 /// The route a request selected, and which of its matches fitted.
 #[derive(Debug, Clone, Copy)]
@@ -187,7 +187,7 @@ impl RouteHit<'_> {
                 let scheme = r.scheme.as_deref().unwrap_or("http");
                 let host = r.host.as_deref().unwrap_or(req_host);
                 // A new scheme drops the request's port (its default port is implied).
-                let port = r.port.map(|p| p.to_string()).or_else(|| if r.scheme.is_some() { None } else { req_port.map(str::to_string) });
+                let port = r.port.or(if r.scheme.is_some() { None } else { req_port });
                 let (path, query) = match path_and_query.split_once('?') {
                     Some((p, q)) => (p, Some(q)),
                     None => (path_and_query, None),
@@ -199,9 +199,9 @@ impl RouteHit<'_> {
                 };
                 let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
                 let mut location = format!("{scheme}://{host}");
-                if let Some(port) = port.filter(|p| !p.is_empty()) {
+                if let Some(port) = port {
                     location.push(':');
-                    location.push_str(&port);
+                    location.push_str(&port.to_string());
                 }
                 location.push_str(&new_path);
                 if let Some(q) = query.filter(|_| !new_path.contains('?')) {

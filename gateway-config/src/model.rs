@@ -334,11 +334,17 @@ impl Default for CompareSpec {
 /// `serialize_with` helpers for types that have no serde support of their own.
 mod ser {
     use super::*;
-    use crate::hosts::is_secret_header;
+    use http_rules::is_secret_header;
     use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 
-    pub use crate::duration::option::serialize as opt_duration;
-    pub use crate::duration::serialize as duration;
+    pub use http_rules::duration::serialize as duration;
+
+    pub fn opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => duration(d, s),
+            None => s.serialize_none(),
+        }
+    }
 
     pub fn methods<S: Serializer>(m: &[Method], s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(m.len()))?;

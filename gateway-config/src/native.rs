@@ -13,12 +13,12 @@ use crate::de::{
     Count, Doc, Dur, HName, HValue, JsonPathText, MatchSpec, MethodName, OneOrMany, Ordered, Percent, RegexText, Result, Scalar,
     ShortOrMap, Size, U32, typed,
 };
-use crate::hosts::split_host_port;
 use crate::model::{
     CompareSpec, DEFAULT_MAX_BODY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MIRROR_TIMEOUT, DEFAULT_SAMPLE_HEADER, Endpoint, HeaderMatch, MethodSet,
     RouteMatch, StringMatch, UriRewrite,
 };
 use crate::sources::{DestRef, NativeService, NativeShape, Origin, PendingMirror, PendingRoute, Sources};
+use http_rules::split_host_port;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -154,7 +154,6 @@ pub(crate) fn parse_endpoint(text: &str) -> std::result::Result<Endpoint, String
     if host.is_empty() || host.contains(['/', ' ', '[', ']']) {
         return Err("invalid host".into());
     }
-    let port: u16 = port.parse().map_err(|_| format!("invalid port \"{port}\""))?;
     if port == 0 {
         return Err("port 0 is not a valid port".into());
     }

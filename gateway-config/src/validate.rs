@@ -5,12 +5,12 @@
 use std::collections::HashMap;
 
 use crate::de::Result;
-use crate::hosts::host_matches;
 use crate::model::{
     Destination, DestinationId, Endpoint, MirrorPolicy, Route, RouteTable, UriRewrite, VirtualHost, WeightedDestination, label,
 };
 use crate::sources::{DestRef, IstioSubset, NativeShape, PendingRoute, ServiceEntry, Sources};
 use crate::{ConfigError, Warning};
+use http_rules::host_matches;
 
 pub(crate) fn build(sources: Sources, warnings: &mut Vec<Warning>) -> Result<RouteTable> {
     check_duplicate_definitions(&sources, warnings)?;

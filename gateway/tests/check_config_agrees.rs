@@ -67,3 +67,35 @@ async fn check_config_and_start_up_accept_the_examples() {
         assert_eq!(start(&files).await, Ok(()), "{files:?}");
     }
 }
+
+#[test]
+fn check_config_prints_per_file_what_loaded_what_was_scoped_out_and_what_is_not_implemented() {
+    let dir = std::env::temp_dir().join(format!("check-config-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let istio = repo().join("examples/istio/istio.yaml");
+    let mesh = dir.join("mesh.yaml");
+    std::fs::write(
+        &mesh,
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: internal, namespace: test}\nspec:\n  hosts: [target]\n  http: [{route: [{destination: {host: target, subset: v1}}], retries: {attempts: 2}}]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .arg("--check-config")
+        .args([&istio, &repo().join("examples/istio/service-entries.yaml"), &mesh])
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let expect = [
+        format!("{}:", istio.display()),
+        "  loaded: VirtualService test/target: 1 route".to_string(),
+        format!("{}:", mesh.display()),
+        "  scoped out: VirtualService test/internal: mesh-only (no `gateways`, or only `mesh`): not served at the edge unless scope.mesh is true".to_string(),
+        "  not implemented / warning: document 1 (VirtualService internal): spec.http[0].retries: not implemented by this gateway; ignored".to_string(),
+        "ok: 2 routes, 1 mirrors, 3 destinations".to_string(),
+    ];
+    for line in expect {
+        assert!(stdout.lines().any(|l| l == line), "missing {line:?} in:\n{stdout}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -197,3 +197,40 @@ async fn check_request(name: &str, i: usize, r: &Value, gateway: &RunningGateway
         .await;
     }
 }
+
+/// Istio's usual order: the VirtualService is applied before v2 is deployed. The subset without
+/// endpoints loads (with a warning) and answers 503 `no healthy upstream`; once the endpoints are
+/// there, a reload brings it to life and v1 kept serving throughout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subset_deployed_after_its_route_answers_503_until_a_reload_brings_it() {
+    let v1 = Upstream::start(Behaviour::ok("v1")).await;
+    let v2 = Upstream::start(Behaviour::ok("v2")).await;
+    let routing = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec: {servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: web}\nspec:\n  hosts: ['*']\n  gateways: [gw]\n  http:\n  - match: [{uri: {prefix: /v2}}]\n    route: [{destination: {host: web, subset: v2}}]\n  - route: [{destination: {host: web, subset: v1}}]\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: web}\nspec: {host: web, subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]}\n";
+    let entry = |with_v2: bool| {
+        let mut e = format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: web}}\nspec:\n  hosts: [web]\n  resolution: STATIC\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  endpoints:\n  - {{address: 127.0.0.1, ports: {{http: {}}}, labels: {{version: v1}}}}\n",
+            v1.addr.port()
+        );
+        if with_v2 {
+            e.push_str(&format!("  - {{address: 127.0.0.1, ports: {{http: {}}}, labels: {{version: v2}}}}\n", v2.addr.port()));
+        }
+        e
+    };
+    let gateway = RunningGateway::start(&[("routing.yaml", routing), ("workloads.yaml", &entry(false))], None).await;
+    let client = e2e_tests::client();
+    let get = |path: &'static str| {
+        let client = client.clone();
+        let url = gateway.url(path);
+        async move {
+            let r = client.get(url).send().await.expect("answer");
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        }
+    };
+    assert_eq!(get("/v2/x").await, (503, "{\"error\":\"no healthy upstream\"}".to_string()));
+    assert_eq!(get("/x").await, (200, "v1".to_string()));
+    std::fs::write(&gateway.files[1], entry(true)).expect("write");
+    gateway.reloader.reload().expect("the reload with v2's endpoint is accepted");
+    assert_eq!(get("/v2/x").await, (200, "v2".to_string()));
+    assert_eq!(get("/x").await, (200, "v1".to_string()));
+    gateway.stop().await;
+}

@@ -98,8 +98,9 @@ def gateway_bin() -> Path:
     return p
 
 
-def check_config(path: Path) -> subprocess.CompletedProcess:
+def check_config(*paths: Path) -> subprocess.CompletedProcess:
     # The gateway reads every GATEWAY_* variable as a setting and rejects unknown
     # ones, GATEWAY_BIN (ours) included: run it without any of them.
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    return run([str(gateway_bin()), "--config", str(path), "--check-config"], timeout=60, env=env)
+    args = [a for p in paths for a in ("--config", str(p))]
+    return run([str(gateway_bin()), *args, "--check-config"], timeout=60, env=env)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -148,18 +149,57 @@ def test_images_are_ones_the_build_produces(objects):
                 f"{_id(d)}: image {c['image']} is neither built by compose.yaml nor a pinned external image"
 
 
-def _gateway_configmap(objects) -> str:
+def _gateway_configmap(objects, key: str = "gateway.yaml") -> str:
     cms = [o for o in _by_kind(objects, "ConfigMap") if o["metadata"]["name"] == "gateway-config"]
     assert len(cms) == 1
-    return cms[0]["data"]["gateway.yaml"]
+    return cms[0]["data"][key]
+
+
+def _check_config_files(objects, keys) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for key in keys:
+            f = Path(tmp) / key
+            f.write_text(_gateway_configmap(objects, key))
+            paths.append(f)
+        return check_config(*paths)
+
+
+def test_gateway_runs_the_tutorials_istio_yaml_unchanged(objects):
+    assert _gateway_configmap(objects, "istio.yaml") == (REPO / "examples/istio/istio.yaml").read_text(), \
+        "the ConfigMap's istio.yaml must be the tutorial's file, byte for byte"
+    gw = [d for d in _by_kind(objects, "Deployment") if d["metadata"]["name"] == "gateway"][0]
+    args = gw["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args == ["--config", "/etc/mirror-gateway/istio.yaml", "--config", "/etc/mirror-gateway/service-entries.yaml"]
 
 
 def test_gateway_configmap_passes_check_config(objects):
-    with tempfile.TemporaryDirectory() as tmp:
-        f = Path(tmp) / "gateway.yaml"
-        f.write_text(_gateway_configmap(objects))
-        res = check_config(f)
+    res = _check_config_files(objects, ["istio.yaml", "service-entries.yaml"])
     assert res.returncode == 0, f"gateway --check-config rejected the ConfigMap:\n{res.stdout}\n{res.stderr}"
+    assert "scoped out" not in res.stdout, res.stdout
+    assert "ok: 2 routes, 1 mirrors, 3 destinations" in res.stdout, res.stdout
+    res = _check_config_files(objects, ["gateway.yaml"])
+    assert res.returncode == 0, f"gateway --check-config rejected the native alternative:\n{res.stdout}\n{res.stderr}"
+
+
+def test_service_entries_place_each_subset_on_its_per_version_service(objects):
+    svcs = {s["metadata"]["name"]: s for s in _by_kind(objects, "Service")}
+    entries = [d for d in yaml.safe_load_all(_gateway_configmap(objects, "service-entries.yaml")) if d]
+    subsets = [(d["spec"]["host"], s) for d in yaml.safe_load_all(_gateway_configmap(objects, "istio.yaml"))
+               if d and d["kind"] == "DestinationRule" for s in d["spec"]["subsets"]]
+    assert entries and subsets
+    for host, subset in subsets:
+        se = [e for e in entries if host in e["spec"]["hosts"]]
+        assert len(se) == 1, f"{host}: one ServiceEntry"
+        assert se[0]["spec"]["resolution"] == "DNS"
+        eps = [e for e in se[0]["spec"]["endpoints"] if subset["labels"].items() <= e["labels"].items()]
+        assert len(eps) == 1, f"{host}/{subset['name']}: exactly one endpoint has its labels"
+        m = re.fullmatch(r"([a-z0-9-]+)\.test\.svc\.cluster\.local", eps[0]["address"])
+        assert m and m.group(1) in svcs, f"{host}/{subset['name']}: {eps[0]['address']} names no Service"
+        svc = svcs[m.group(1)]
+        assert svc["spec"]["selector"] == subset["labels"], f"{host}/{subset['name']}: Service {svc['metadata']['name']} selects {svc['spec']['selector']}"
+        for p in se[0]["spec"]["ports"]:
+            assert p["number"] in [sp["port"] for sp in svc["spec"]["ports"]], f"{host}: port {p['number']} not on Service {svc['metadata']['name']}"
 
 
 def test_gateway_endpoints_are_per_version_services(objects):
@@ -184,7 +224,7 @@ def test_gateway_endpoints_are_per_version_services(objects):
                 f"{dest}: Service {name} selects {svcs[name]['spec']['selector']}"
 
 
-def test_gateway_routes_like_the_tutorial(objects):
+def test_native_alternative_routes_like_the_tutorial(objects):
     cfg = yaml.safe_load(_gateway_configmap(objects))
     routes = {r["match"]["prefix"]: r for r in cfg["routes"]}
     assert routes["/proxy/"]["to"] == "proxy/v1" and routes["/proxy/"]["rewrite"] == "/"

@@ -1,327 +1,822 @@
 //! The Istio front-end: `networking.istio.io` Gateway, VirtualService, DestinationRule and
-//! ServiceEntry documents, turned into the same sources as the native format.
+//! ServiceEntry objects, turned into the same sources as the native format.
 //!
-//! There is no Kubernetes API here, so ServiceEntries say where workloads are and
-//! DestinationRule subsets select their endpoints by label, as Istio does with pods. Every field
-//! the gateway does not implement becomes a [`Warning`] naming it: nothing is silently ignored.
+//! There is no Kubernetes API here, so ServiceEntries say where workloads are (a short host in a
+//! ServiceEntry stands for the Kubernetes Service of that name in its namespace) and
+//! DestinationRule subsets select their endpoints by label, as Istio does with pods. The serde
+//! structs below declare what the gateway implements; every other field a document sets is
+//! reported as a [`Warning`] naming it (through `serde_ignored`): nothing is silently ignored.
+//!
+//! Istio's semantics kept here: short host names are qualified by the object's namespace;
+//! a VirtualService is served only when bound (`gateways`) to a Gateway this gateway is, and
+//! mesh-only ones (no `gateways`, or `mesh`) only when the settings say this gateway is also
+//! the mesh's router; delegate VirtualServices are spliced into their parents, their matches
+//! merged with the parent's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use http::HeaderName;
-use serde_yaml::Value;
+use serde::Deserialize;
 
-use crate::Warning;
-use crate::model::{
-    CompareSpec, DEFAULT_MAX_BODY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MIRROR_TIMEOUT, DEFAULT_SAMPLE_HEADER, HeaderMatch, MethodSet,
-    RouteMatch, StringMatch,
+use crate::de::{
+    Doc, Dur, HName, MatchSpec, OneOrMany, Ordered, Percent, Port, Presence, Result, Scalar, U32, check_json_path, check_percent,
 };
-use crate::native::check_json_path;
+use crate::k8s::{Object, Objects, Spec};
+use crate::model::{
+    Answer, CompareSpec, DEFAULT_MAX_BODY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MIRROR_TIMEOUT, DEFAULT_SAMPLE_HEADER, HeaderMatch, HeaderOps,
+    MethodSet, PathRedirect, QueryMatch, Redirect, RouteMatch, StringMatch, UriRewrite,
+};
 use crate::sources::{DestRef, IstioSubset, Origin, PendingMirror, PendingRoute, SeEndpoint, SePort, ServiceEntry, Sources};
-use crate::yaml::{Node, Result};
+use crate::{LoadOptions, Notes, Warning};
 
-const GROUP: &str = "networking.istio.io/";
-const VERSIONS: &[&str] = &["v1alpha3", "v1beta1", "v1"];
-
-/// Annotations on a VirtualService that turn on response comparison for its mirrors.
+/// Annotations on a VirtualService (or HTTPRoute) that turn on response comparison for its mirrors.
 pub const ANNOTATION_COMPARE: &str = "mirror.gateway/compare";
 pub const ANNOTATION_IGNORE_PATHS: &str = "mirror.gateway/compare-ignore-paths";
 pub const ANNOTATION_IGNORE_HEADERS: &str = "mirror.gateway/compare-ignore-headers";
 pub const ANNOTATION_NOISE_PERCENT: &str = "mirror.gateway/noise-percent";
 
-/// Adds the documents of one Istio file (index is 1-based position in the stream).
-pub(crate) fn load(file: &str, docs: &[(usize, Value)], sources: &mut Sources, warnings: &mut Vec<Warning>) -> Result<()> {
-    for (index, doc) in docs {
-        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
-        let name = doc.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("");
-        let label = match (kind.is_empty(), name.is_empty()) {
-            (true, _) => format!("document {index}"),
-            (false, true) => format!("document {index} ({kind})"),
-            (false, false) => format!("document {index} ({kind} {name})"),
+#[derive(Deserialize)]
+pub(crate) struct GatewaySpec {
+    /// Picks the Envoy deployment in Kubernetes; here it is matched against the labels the
+    /// settings give this gateway.
+    #[serde(default)]
+    selector: Ordered<Scalar>,
+    #[serde(default)]
+    servers: Vec<Server>,
+}
+
+#[derive(Deserialize)]
+struct Server {
+    port: Option<ServerPort>,
+    hosts: Option<OneOrMany<String>>,
+    #[serde(rename = "name")]
+    _name: Option<Scalar>,
+}
+
+#[derive(Deserialize)]
+struct ServerPort {
+    #[serde(rename = "number")]
+    _number: Option<Port>,
+    #[serde(rename = "name")]
+    _name: Option<Scalar>,
+    protocol: Option<String>,
+    #[serde(rename = "targetPort")]
+    _target_port: Option<Port>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct VirtualServiceSpec {
+    hosts: Option<OneOrMany<String>>,
+    gateways: Option<OneOrMany<String>>,
+    http: Option<Vec<HttpRoute>>,
+}
+
+#[derive(Deserialize)]
+struct HttpRoute {
+    name: Option<Scalar>,
+    #[serde(rename = "match")]
+    matches: Option<Vec<HttpMatch>>,
+    rewrite: Option<Rewrite>,
+    route: Option<Vec<RouteDestination>>,
+    redirect: Option<HttpRedirect>,
+    #[serde(rename = "directResponse")]
+    direct_response: Option<DirectResponse>,
+    delegate: Option<Delegate>,
+    mirror: Option<Destination>,
+    #[serde(rename = "mirrorPercentage")]
+    mirror_percentage: Option<PercentValue>,
+    #[serde(alias = "mirrorPercent")]
+    mirror_percent: Option<Percent>,
+    mirrors: Option<Vec<Mirror>>,
+    timeout: Option<Dur>,
+    headers: Option<Headers>,
+}
+
+/// Route-level header changes; only `request` is implemented (`response` is reported).
+#[derive(Deserialize)]
+struct Headers {
+    request: Option<HeaderOperations>,
+}
+
+#[derive(Deserialize)]
+struct HeaderOperations {
+    #[serde(default)]
+    set: Ordered<crate::de::HValue, HName>,
+    #[serde(default)]
+    add: Ordered<crate::de::HValue, HName>,
+    #[serde(default)]
+    remove: Vec<HName>,
+}
+
+#[derive(Deserialize)]
+struct HttpMatch {
+    uri: Option<MatchSpec>,
+    authority: Option<MatchSpec>,
+    method: Option<MatchSpec>,
+    headers: Option<Ordered<Presence, HName>>,
+    #[serde(rename = "queryParams")]
+    query_params: Option<Ordered<Presence>>,
+    #[serde(rename = "ignoreUriCase", default)]
+    ignore_uri_case: bool,
+    #[serde(rename = "name")]
+    _name: Option<Scalar>,
+}
+
+#[derive(Deserialize)]
+struct Rewrite {
+    uri: Option<Scalar>,
+    authority: Option<Scalar>,
+}
+
+#[derive(Deserialize)]
+struct HttpRedirect {
+    uri: Option<String>,
+    authority: Option<String>,
+    port: Option<Port>,
+    scheme: Option<String>,
+    #[serde(rename = "redirectCode")]
+    redirect_code: Option<U32>,
+}
+
+#[derive(Deserialize)]
+struct DirectResponse {
+    status: U32,
+    body: Option<DirectBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirectBody {
+    string: Option<String>,
+    bytes: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Delegate {
+    name: String,
+    namespace: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RouteDestination {
+    destination: Destination,
+    weight: Option<U32>,
+}
+
+#[derive(Deserialize)]
+struct Destination {
+    host: String,
+    subset: Option<Scalar>,
+    port: Option<PortSelector>,
+}
+
+#[derive(Deserialize)]
+struct PortSelector {
+    number: Option<Port>,
+}
+
+#[derive(Deserialize)]
+struct PercentValue {
+    value: Option<Percent>,
+}
+
+#[derive(Deserialize)]
+struct Mirror {
+    destination: Destination,
+    percentage: Option<PercentValue>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DestinationRuleSpec {
+    host: String,
+    #[serde(rename = "trafficPolicy")]
+    traffic_policy: Option<TrafficPolicy>,
+    #[serde(default)]
+    subsets: Vec<Subset>,
+}
+
+/// Only TLS is declared: it must never be ignored (plaintext to a TLS port). Load balancing,
+/// connection pools and the rest are reported as not implemented.
+#[derive(Deserialize)]
+struct TrafficPolicy {
+    tls: Option<ClientTls>,
+}
+
+#[derive(Deserialize)]
+struct ClientTls {
+    mode: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Subset {
+    name: Scalar,
+    #[serde(default)]
+    labels: Ordered<Scalar>,
+    #[serde(rename = "trafficPolicy")]
+    traffic_policy: Option<TrafficPolicy>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ServiceEntrySpec {
+    hosts: OneOrMany<String>,
+    #[serde(default)]
+    ports: Vec<ServiceEntryPort>,
+    resolution: Option<String>,
+    #[serde(default)]
+    endpoints: Vec<WorkloadEntry>,
+    // Where the service runs is for Istio's mTLS and telemetry; it changes no routing here.
+    #[serde(rename = "location")]
+    _location: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ServiceEntryPort {
+    number: Port,
+    name: Option<Scalar>,
+    protocol: Option<String>,
+    #[serde(rename = "targetPort")]
+    target_port: Option<Port>,
+}
+
+#[derive(Deserialize)]
+struct WorkloadEntry {
+    address: String,
+    #[serde(default)]
+    ports: Ordered<Port>,
+    #[serde(default)]
+    labels: Ordered<Scalar>,
+}
+
+/// Istio's rule for a host written in an object of namespace `ns`: a short name (no dot) is the
+/// Kubernetes Service of that name in `ns`. Lower-cased: host names compare without case.
+pub(crate) fn qualify(host: &str, ns: &str) -> String {
+    let host = host.to_ascii_lowercase();
+    if host.contains('.') || host.contains('*') { host } else { format!("{host}.{ns}.svc.cluster.local") }
+}
+
+/// The Gateways this gateway is, as `namespace/name`.
+fn our_gateways(objects: &Objects, options: &LoadOptions) -> BTreeSet<String> {
+    let mut ours = BTreeSet::new();
+    let everything = options.gateways.is_empty() && options.labels.is_empty();
+    for o in &objects.items {
+        let selector = match &o.spec {
+            Spec::IstioGateway(g) => Some(&g.selector),
+            Spec::Gateway(_) => None,
+            _ => continue,
         };
-        let root = Node::root(doc, file, &label);
-        let Some(api) = root.get("apiVersion") else {
-            return Err(root.err(
-                "a document without apiVersion in a file of Istio documents \
-                 (one file is either native gateway configuration or Istio documents)",
-            ));
-        };
-        let api = api.str()?;
-        let Some(version) = api.strip_prefix(GROUP) else {
-            warnings.push(api_warning(&root, api));
-            continue;
-        };
-        if !VERSIONS.contains(&version) {
-            return Err(root
-                .get("apiVersion")
-                .unwrap_or(root.clone())
-                .err(format!("unsupported apiVersion \"{api}\" (expected {GROUP}v1alpha3, v1beta1 or v1)")));
+        let id = format!("{}/{}", o.namespace, o.name);
+        let named = options.gateways.iter().any(|g| g == &id || (!g.contains('/') && o.namespace == "default" && g == &o.name));
+        let selected = !options.labels.is_empty()
+            && selector.is_some_and(|s| !s.0.is_empty() && s.0.iter().all(|(k, v)| options.labels.get(k) == Some(&v.0)));
+        if everything || named || selected {
+            ours.insert(id);
         }
-        root.warn_unhandled(&["apiVersion", "kind", "metadata", "spec"], warnings);
-        if let Some(meta) = root.get("metadata")
-            && !meta.is_mapping()
-        {
-            return Err(meta.err("expected a mapping"));
-        }
-        let spec = root.require("spec")?;
-        if !spec.is_mapping() {
-            return Err(spec.err("expected a mapping"));
-        }
-        match kind {
-            "Gateway" => gateway(&spec, warnings)?,
-            "VirtualService" => virtual_service(&root, &spec, name, sources, warnings)?,
-            "DestinationRule" => destination_rule(&spec, sources, warnings)?,
-            "ServiceEntry" => service_entry(&spec, sources, warnings)?,
-            "" => return Err(root.missing("kind")),
-            other => warnings.push(root.warning(format!("kind {other} is not implemented by this gateway; document ignored"))),
+    }
+    ours
+}
+
+/// Turns the Istio objects into sources; Gateway API objects are left to their front-end.
+pub(crate) fn build(
+    objects: &Objects,
+    options: &LoadOptions,
+    sources: &mut Sources,
+    warnings: &mut Vec<Warning>,
+    notes: &mut Notes,
+) -> Result<()> {
+    let ours = our_gateways(objects, options);
+    let delegated: BTreeSet<(String, String)> = objects
+        .items
+        .iter()
+        .filter_map(|o| match &o.spec {
+            Spec::VirtualService(vs) => Some((o, vs)),
+            _ => None,
+        })
+        .flat_map(|(o, vs)| {
+            vs.http
+                .iter()
+                .flatten()
+                .filter_map(|h| h.delegate.as_ref())
+                .map(|d| (d.namespace.clone().unwrap_or_else(|| o.namespace.clone()), d.name.clone()))
+        })
+        .collect();
+    for o in &objects.items {
+        let doc = o.at.doc();
+        match &o.spec {
+            Spec::IstioGateway(g) => {
+                gateway(doc, g, warnings);
+                let id = format!("{}/{}", o.namespace, o.name);
+                if ours.contains(&id) {
+                    notes.loaded(o, "this gateway serves the VirtualServices bound to it".to_string());
+                } else {
+                    notes.scoped_out(o, "not one of the Gateways the settings name (scope.gateways / scope.labels)".to_string());
+                }
+            }
+            Spec::VirtualService(vs) => {
+                let id = (o.namespace.clone(), o.name.clone());
+                if vs.hosts.as_ref().is_none_or(|h| h.items.is_empty()) {
+                    // Istio: a VirtualService without hosts is only a delegate.
+                    if delegated.contains(&id) {
+                        notes.loaded(o, "delegate: its routes are served through the VirtualServices that delegate to it".to_string());
+                    } else {
+                        notes.scoped_out(o, "no hosts: a delegate VirtualService that no route delegates to".to_string());
+                    }
+                    continue;
+                }
+                let gateways: Vec<String> =
+                    vs.gateways.as_ref().map(|g| g.items.clone()).filter(|g| !g.is_empty()).unwrap_or_else(|| vec!["mesh".to_string()]);
+                let bound = gateways.iter().filter(|g| *g != "mesh").any(|g| ours.contains(&gateway_ref(g, &o.namespace)));
+                let mesh = gateways.iter().any(|g| g == "mesh");
+                if !(bound || (mesh && options.mesh)) {
+                    let why = if gateways.iter().all(|g| g == "mesh") {
+                        "mesh-only (no `gateways`, or only `mesh`): not served at the edge unless scope.mesh is true".to_string()
+                    } else {
+                        let refs: Vec<String> = gateways.iter().filter(|g| *g != "mesh").map(|g| gateway_ref(g, &o.namespace)).collect();
+                        let ours: Vec<&str> = ours.iter().map(String::as_str).collect();
+                        format!(
+                            "bound to {} which this gateway is not (it is: {})",
+                            refs.join(", "),
+                            if ours.is_empty() { "no Gateway".to_string() } else { ours.join(", ") }
+                        )
+                    };
+                    notes.scoped_out(o, why);
+                    continue;
+                }
+                let count = virtual_service(o, vs, objects, sources, warnings)?;
+                notes.loaded(o, format!("{count} route{}", if count == 1 { "" } else { "s" }));
+            }
+            Spec::DestinationRule(dr) => {
+                destination_rule(o, dr, sources);
+                notes.loaded(o, format!("host {}, {} subsets", qualify(&dr.host, &o.namespace), dr.subsets.len()));
+            }
+            Spec::ServiceEntry(se) => {
+                service_entry(o, se, sources, warnings)?;
+                notes
+                    .loaded(o, format!("hosts {}", se.hosts.items.iter().map(|h| qualify(h, &o.namespace)).collect::<Vec<_>>().join(", ")));
+            }
+            Spec::Gateway(_) | Spec::HttpRoute(_) => {}
         }
     }
     Ok(())
 }
 
-fn api_warning(root: &Node<'_>, api: &str) -> Warning {
-    root.warning(format!("apiVersion \"{api}\" is not {GROUP}*; document ignored"))
+/// `name` (in the VirtualService's namespace) or `namespace/name`.
+fn gateway_ref(g: &str, ns: &str) -> String {
+    if g.contains('/') { g.to_string() } else { format!("{ns}/{g}") }
 }
 
-fn origin(node: &Node<'_>) -> Origin {
-    Origin { file: node.file.to_string(), path: node.path() }
+fn origin(doc: Doc<'_>, path: &str) -> Origin {
+    Origin { file: doc.file.to_string(), path: doc.path(path) }
 }
 
-fn strings(node: &Node<'_>) -> Result<Vec<String>> {
-    node.one_or_many()?.iter().map(|n| n.str().map(str::to_string)).collect()
+fn gateway(doc: Doc<'_>, gw: &GatewaySpec, warnings: &mut Vec<Warning>) {
+    for (i, server) in gw.servers.iter().enumerate() {
+        if let Some(p) = server.port.as_ref().and_then(|p| p.protocol.as_deref())
+            && !matches!(p.to_ascii_uppercase().as_str(), "HTTP" | "HTTP2")
+        {
+            warnings.push(doc.warning(
+                &format!("spec.servers[{i}].port"),
+                format!("protocol {p} is not implemented: the gateway serves plain HTTP/1.1 and h2c on its --listen address"),
+            ));
+        }
+        if let Some(hosts) = &server.hosts
+            && hosts.items.iter().any(|h| h != "*" && h != "*/*")
+        {
+            warnings.push(doc.warning(
+                &format!("spec.servers[{i}].hosts"),
+                "server hosts other than \"*\" are not enforced; VirtualService hosts still select routes",
+            ));
+        }
+    }
 }
 
-fn gateway(spec: &Node<'_>, warnings: &mut Vec<Warning>) -> Result<()> {
-    // `selector` picks the Envoy deployment in Kubernetes: this process is the gateway.
-    spec.warn_unhandled(&["selector", "servers"], warnings);
-    if let Some(servers) = spec.get("servers") {
-        for server in servers.seq()? {
-            server.warn_unhandled(&["port", "hosts", "name"], warnings);
-            if let Some(port) = server.get("port") {
-                port.warn_unhandled(&["number", "name", "protocol", "targetPort"], warnings);
-                if let Some(p) = port.get("protocol") {
-                    let p = p.str()?;
-                    if !matches!(p.to_ascii_uppercase().as_str(), "HTTP" | "HTTP2") {
-                        warnings.push(p_warning(&port, p));
+/// Adds the routes of a served VirtualService; returns how many.
+fn virtual_service(
+    o: &Object,
+    vs: &VirtualServiceSpec,
+    objects: &Objects,
+    sources: &mut Sources,
+    warnings: &mut Vec<Warning>,
+) -> Result<usize> {
+    let doc = o.at.doc();
+    let hosts: Vec<String> = vs.hosts.as_ref().map(|h| h.items.iter().map(|h| qualify(h, &o.namespace)).collect()).unwrap_or_default();
+    let compare = compare_from_annotations(o)?;
+    let Some(http) = &vs.http else {
+        warnings.push(doc.warning("spec", "no http routes; the VirtualService adds nothing"));
+        return Ok(0);
+    };
+    let base = route_name_base(o, objects);
+    let count = http.len();
+    let mut added = 0;
+    for (i, h) in http.iter().enumerate() {
+        let name = match (&h.name, count) {
+            (Some(Scalar(n)), _) => format!("{base}.{n}"),
+            (None, 1) => base.clone(),
+            (None, _) => format!("{base}.{i}"),
+        };
+        let path = format!("spec.http[{i}]");
+        let order = (o.order.0, o.order.1, i * 1000);
+        if let Some(d) = &h.delegate {
+            added += delegate(o, &path, &name, h, d, &hosts, order, objects, sources, warnings)?;
+            continue;
+        }
+        sources.routes.push(http_route(doc, &o.namespace, &path, name, h, &hosts, order, compare.as_ref(), warnings)?);
+        added += 1;
+    }
+    Ok(added)
+}
+
+/// A VirtualService's name in route names: qualified by namespace only when another
+/// VirtualService has the same name in another namespace (the tutorial's stay `proxy`, `target`).
+fn route_name_base(o: &Object, objects: &Objects) -> String {
+    let clash = objects
+        .items
+        .iter()
+        .any(|other| other.kind == o.kind && other.group == o.group && other.name == o.name && other.namespace != o.namespace);
+    if clash { format!("{}/{}", o.namespace, o.name) } else { o.name.clone() }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn delegate(
+    parent: &Object,
+    path: &str,
+    name: &str,
+    h: &HttpRoute,
+    d: &Delegate,
+    hosts: &[String],
+    order: (usize, usize, usize),
+    objects: &Objects,
+    sources: &mut Sources,
+    warnings: &mut Vec<Warning>,
+) -> Result<usize> {
+    let doc = parent.at.doc();
+    let ns = d.namespace.clone().unwrap_or_else(|| parent.namespace.clone());
+    if h.route.is_some() || h.redirect.is_some() || h.direct_response.is_some() {
+        return Err(doc.err(&format!("{path}.delegate"), "a route with `delegate` cannot also have route, redirect or directResponse"));
+    }
+    let child = objects.items.iter().find(|o| matches!(o.spec, Spec::VirtualService(_)) && o.namespace == ns && o.name == d.name);
+    let Some(child) = child else {
+        warnings.push(doc.warning(
+            &format!("{path}.delegate"),
+            format!("delegate VirtualService {ns}/{} is not in the configuration; this route serves nothing", d.name),
+        ));
+        return Ok(0);
+    };
+    let Spec::VirtualService(child_vs) = &child.spec else { return Ok(0) };
+    let cdoc = child.at.doc();
+    let compare = compare_from_annotations(child)?.or(compare_from_annotations(parent)?);
+    let parent_matches = h
+        .matches
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(j, m)| http_match(doc, &format!("{path}.match[{j}]"), m))
+        .collect::<Result<Vec<_>>>()?;
+    let mut added = 0;
+    let children = child_vs.http.iter().flatten().enumerate();
+    let count = child_vs.http.as_ref().map_or(0, Vec::len);
+    for (i, c) in children {
+        let cpath = format!("spec.http[{i}]");
+        if c.delegate.is_some() {
+            return Err(cdoc.err(&format!("{cpath}.delegate"), "a delegate VirtualService cannot delegate again (Istio allows one level)"));
+        }
+        let cname = match (&c.name, count) {
+            (Some(Scalar(n)), _) => format!("{name}.{n}"),
+            (None, 1) => format!("{name}.{}", child.name),
+            (None, _) => format!("{name}.{}.{i}", child.name),
+        };
+        let mut route =
+            http_route(cdoc, &child.namespace, &cpath, cname, c, hosts, (order.0, order.1, order.2 + i), compare.as_ref(), warnings)?;
+        if !parent_matches.is_empty() {
+            let child_matches = if route.matches.is_empty() { vec![None] } else { route.matches.iter().cloned().map(Some).collect() };
+            let mut merged = Vec::new();
+            for p in &parent_matches {
+                for c in &child_matches {
+                    match c {
+                        None => merged.push(p.clone()),
+                        Some(c) => merged.extend(merge_matches(p, c)),
                     }
                 }
             }
-            if let Some(hosts) = server.get("hosts") {
-                let hosts = strings(&hosts)?;
-                if hosts.iter().any(|h| h != "*" && h != "*/*") {
-                    warnings.push(server.get("hosts").unwrap_or(server.clone()).warning(
-                        "server hosts other than \"*\" are not enforced; \
-                         VirtualService hosts still select routes",
-                    ));
-                }
+            if merged.is_empty() {
+                warnings.push(cdoc.warning(
+                    &cpath,
+                    format!("its matches conflict with every match of the delegating route ({}: {path}); route dropped", doc.label),
+                ));
+                continue;
             }
+            route.matches = merged;
+        }
+        sources.routes.push(route);
+        added += 1;
+    }
+    Ok(added)
+}
+
+/// Istio's delegate rule: a child's match must lie within its parent's; the merged match holds
+/// both. `None` when they conflict.
+fn merge_matches(parent: &RouteMatch, child: &RouteMatch) -> Option<RouteMatch> {
+    let uri = match (&parent.uri, &child.uri) {
+        (None, c) => c.clone(),
+        (p, None) => p.clone(),
+        (Some(StringMatch::Prefix(p)), Some(c @ (StringMatch::Prefix(s) | StringMatch::Exact(s)))) if s.starts_with(p.as_str()) => {
+            Some(c.clone())
+        }
+        (Some(p), Some(c)) if p.source() == c.source() && std::mem::discriminant(p) == std::mem::discriminant(c) => Some(c.clone()),
+        _ => return None,
+    };
+    let same = |a: &Option<StringMatch>, b: &Option<StringMatch>| match (a, b) {
+        (None, x) | (x, None) => Some(x.clone()),
+        (Some(x), Some(y)) if x.source() == y.source() && std::mem::discriminant(x) == std::mem::discriminant(y) => Some(Some(x.clone())),
+        _ => None,
+    };
+    let authority = same(&parent.authority, &child.authority)?;
+    let methods = match (parent.methods.is_empty(), child.methods.is_empty()) {
+        (true, _) => child.methods.clone(),
+        (_, true) => parent.methods.clone(),
+        _ if parent.methods == child.methods => child.methods.clone(),
+        _ => return None,
+    };
+    let mut headers = parent.headers.clone();
+    for h in &child.headers {
+        match headers.iter().find(|p| p.name == h.name) {
+            Some(p) if p.value.source() != h.value.source() => return None,
+            Some(_) => {}
+            None => headers.push(h.clone()),
         }
     }
-    Ok(())
-}
-
-fn p_warning(port: &Node<'_>, protocol: &str) -> Warning {
-    port.warning(format!("protocol {protocol} is not implemented: the gateway serves plain HTTP/1.1 and h2c on its --listen address"))
-}
-
-fn virtual_service(root: &Node<'_>, spec: &Node<'_>, vs_name: &str, sources: &mut Sources, warnings: &mut Vec<Warning>) -> Result<()> {
-    spec.warn_unhandled(&["hosts", "gateways", "http"], warnings);
-    let hosts = match spec.get("hosts") {
-        Some(h) => strings(&h)?,
-        None => Vec::new(),
-    };
-    let compare = compare_from_annotations(root)?;
-    let Some(http) = spec.get("http") else {
-        warnings.push(spec.warning("no http routes; the VirtualService adds nothing"));
-        return Ok(());
-    };
-    let http = http.seq()?;
-    let count = http.len();
-    for (i, h) in http.iter().enumerate() {
-        let route = http_route(h, i, count, vs_name, &hosts, compare.as_ref(), warnings)?;
-        sources.routes.push(route);
+    let mut query_params = parent.query_params.clone();
+    for q in &child.query_params {
+        match query_params.iter().find(|p| p.name == q.name) {
+            Some(p) if p.value.source() != q.value.source() => return None,
+            Some(_) => {}
+            None => query_params.push(q.clone()),
+        }
     }
-    Ok(())
+    Some(RouteMatch { uri, methods, headers, authority, query_params, ignore_uri_case: parent.ignore_uri_case || child.ignore_uri_case })
 }
 
-fn compare_from_annotations(root: &Node<'_>) -> Result<Option<CompareSpec>> {
-    let Some(annotations) = root.get("metadata").and_then(|m| m.get("annotations")) else {
+pub(crate) fn compare_from_annotations(o: &Object) -> Result<Option<CompareSpec>> {
+    let doc = o.at.doc();
+    let path = |key: &str| format!("metadata.annotations.{key}");
+    let Some(on) = o.annotation(ANNOTATION_COMPARE) else {
         return Ok(None);
     };
-    let Some(on) = annotations.get(ANNOTATION_COMPARE) else {
-        return Ok(None);
-    };
-    if !on.bool()? {
-        return Ok(None);
+    match on {
+        "true" => {}
+        "false" => return Ok(None),
+        other => return Err(doc.err(&path(ANNOTATION_COMPARE), format!("expected true or false, found \"{other}\""))),
     }
     let mut spec = CompareSpec::default();
-    if let Some(p) = annotations.get(ANNOTATION_IGNORE_PATHS) {
-        for path in p.str()?.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            check_json_path(path).map_err(|e| p.err(e))?;
-            spec.ignore_paths.push(path.to_string());
+    if let Some(p) = o.annotation(ANNOTATION_IGNORE_PATHS) {
+        for json_path in p.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            check_json_path(json_path).map_err(|e| doc.err(&path(ANNOTATION_IGNORE_PATHS), e))?;
+            spec.ignore_paths.push(json_path.to_string());
         }
     }
-    if let Some(h) = annotations.get(ANNOTATION_IGNORE_HEADERS) {
-        for name in h.str()?.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            spec.ignore_headers
-                .push(HeaderName::from_bytes(name.as_bytes()).map_err(|_| h.err(format!("invalid header name \"{name}\"")))?);
+    if let Some(h) = o.annotation(ANNOTATION_IGNORE_HEADERS) {
+        for name in h.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            spec.ignore_headers.push(crate::de::header_name(name).map_err(|e| doc.err(&path(ANNOTATION_IGNORE_HEADERS), e))?);
         }
     }
-    if let Some(n) = annotations.get(ANNOTATION_NOISE_PERCENT) {
-        spec.noise_percent = n.percent()?;
+    if let Some(n) = o.annotation(ANNOTATION_NOISE_PERCENT) {
+        let p: f64 = n
+            .trim()
+            .trim_end_matches('%')
+            .trim()
+            .parse()
+            .map_err(|_| doc.err(&path(ANNOTATION_NOISE_PERCENT), format!("expected a number, found \"{n}\"")))?;
+        spec.noise_percent = check_percent(p).map_err(|e| doc.err(&path(ANNOTATION_NOISE_PERCENT), e))?;
     }
     Ok(Some(spec))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn http_route(
-    h: &Node<'_>,
-    index: usize,
-    count: usize,
-    vs_name: &str,
+    doc: Doc<'_>,
+    ns: &str,
+    path: &str,
+    name: String,
+    h: &HttpRoute,
     hosts: &[String],
+    order: (usize, usize, usize),
     compare: Option<&CompareSpec>,
     warnings: &mut Vec<Warning>,
 ) -> Result<PendingRoute> {
-    h.warn_unhandled(
-        &["name", "match", "rewrite", "route", "mirror", "mirrors", "mirrorPercentage", "mirror_percent", "mirrorPercent", "timeout"],
-        warnings,
-    );
-    let http_name = h.get("name").map(|n| n.scalar()).transpose()?;
-    let name = match (http_name, count) {
-        (Some(n), _) => format!("{vs_name}.{n}"),
-        (None, 1) => vs_name.to_string(),
-        (None, _) => format!("{vs_name}.{index}"),
-    };
-    let matches = match h.get("match") {
-        Some(m) => m.seq()?.iter().map(|m| http_match(m, warnings)).collect::<Result<_>>()?,
-        None => Vec::new(),
-    };
-    let (mut rewrite_uri, mut rewrite_authority) = (None, None);
-    if let Some(r) = h.get("rewrite") {
-        r.warn_unhandled(&["uri", "authority"], warnings);
-        rewrite_uri = r.get("uri").map(|u| u.scalar()).transpose()?;
-        rewrite_authority = r.get("authority").map(|a| a.scalar()).transpose()?;
+    let mut matches = Vec::new();
+    for (j, m) in h.matches.iter().flatten().enumerate() {
+        matches.push(http_match(doc, &format!("{path}.match[{j}]"), m)?);
     }
-    let route =
-        h.get("route").ok_or_else(|| h.missing("route").with_hint("(redirect, directResponse and delegate are not implemented)"))?;
+    let (rewrite_uri, rewrite_authority) = match &h.rewrite {
+        Some(r) => (r.uri.as_ref().map(|s| UriRewrite::Istio(s.0.clone())), r.authority.as_ref().map(|s| s.0.clone())),
+        None => (None, None),
+    };
+    let route_path = format!("{path}.route");
+    let actions = [h.route.is_some(), h.redirect.is_some(), h.direct_response.is_some()].iter().filter(|a| **a).count();
+    if actions > 1 {
+        return Err(doc.err(path, "route, redirect and directResponse are exclusive; give one"));
+    }
+    let answer = match (&h.redirect, &h.direct_response) {
+        (Some(r), _) => Some(redirect(doc, &format!("{path}.redirect"), r)?),
+        (_, Some(d)) => Some(direct_response(doc, &format!("{path}.directResponse"), d)?),
+        _ => None,
+    };
     let mut destinations = Vec::new();
-    for r in route.seq()? {
-        r.warn_unhandled(&["destination", "weight"], warnings);
-        let dest = destination(&r.require("destination")?, warnings)?;
-        let weight = r.get("weight").map(|w| w.u32()).transpose()?;
-        destinations.push((dest, weight));
+    match (&h.route, &answer) {
+        (Some(route), _) => {
+            for (j, r) in route.iter().enumerate() {
+                let dest = destination(doc, ns, &format!("{route_path}[{j}].destination"), &r.destination)?;
+                destinations.push((dest, r.weight.map(|w| w.0)));
+            }
+        }
+        (None, Some(_)) => {}
+        (None, None) => {
+            return Err(doc.err(&route_path, "required key is missing (a route needs route, redirect, directResponse or delegate)"));
+        }
     }
     let mut mirrors = Vec::new();
-    if let Some(m) = h.get("mirror") {
-        let percent = match (h.get("mirrorPercentage"), h.get("mirror_percent").or_else(|| h.get("mirrorPercent"))) {
-            (Some(p), _) => {
-                p.warn_unhandled(&["value"], warnings);
-                p.get("value").map(|v| v.percent()).transpose()?.unwrap_or(0.0)
-            }
-            (None, Some(legacy)) => legacy.percent()?,
+    if let Some(m) = &h.mirror {
+        let percent = match (&h.mirror_percentage, &h.mirror_percent) {
+            (Some(p), _) => p.value.map_or(0.0, |v| v.0),
+            (None, Some(legacy)) => legacy.0,
             (None, None) => 100.0,
         };
-        mirrors.push(imported_mirror(&m, destination(&m, warnings)?, percent, compare));
+        let mirror_path = format!("{path}.mirror");
+        mirrors.push(imported_mirror(doc, &mirror_path, destination(doc, ns, &mirror_path, m)?, percent, compare));
     } else {
-        for key in ["mirrorPercentage", "mirror_percent", "mirrorPercent"] {
-            if let Some(p) = h.get(key) {
-                warnings.push(p.warning("no `mirror` on this route; ignored"));
-            }
+        if h.mirror_percentage.is_some() {
+            warnings.push(doc.warning(&format!("{path}.mirrorPercentage"), "no `mirror` on this route; ignored"));
+        }
+        if h.mirror_percent.is_some() {
+            warnings.push(doc.warning(&format!("{path}.mirror_percent"), "no `mirror` on this route; ignored"));
         }
     }
-    if let Some(ms) = h.get("mirrors") {
-        for m in ms.seq()? {
-            m.warn_unhandled(&["destination", "percentage"], warnings);
-            let dest = destination(&m.require("destination")?, warnings)?;
-            let percent = match m.get("percentage") {
-                Some(p) => {
-                    p.warn_unhandled(&["value"], warnings);
-                    p.get("value").map(|v| v.percent()).transpose()?.unwrap_or(0.0)
-                }
-                None => 100.0,
-            };
-            mirrors.push(imported_mirror(&m, dest, percent, compare));
-        }
+    for (j, m) in h.mirrors.iter().flatten().enumerate() {
+        let mirror_path = format!("{path}.mirrors[{j}]");
+        let dest = destination(doc, ns, &format!("{mirror_path}.destination"), &m.destination)?;
+        let percent = match &m.percentage {
+            Some(p) => p.value.map_or(0.0, |v| v.0),
+            None => 100.0,
+        };
+        mirrors.push(imported_mirror(doc, &mirror_path, dest, percent, compare));
+    }
+    if answer.is_some() && !mirrors.is_empty() {
+        warnings.push(doc.warning(path, "mirrors on a route that answers itself are never sent; ignored"));
+        mirrors.clear();
     }
     Ok(PendingRoute {
         name: Some(name),
-        origin: origin(h),
+        origin: origin(doc, path),
+        order,
         hosts: hosts.to_vec(),
         matches,
         rewrite_uri,
         rewrite_authority,
+        answer,
+        request_headers: h
+            .headers
+            .as_ref()
+            .and_then(|h| h.request.as_ref())
+            .map(|r| HeaderOps {
+                set: r.set.0.iter().map(|(n, v)| (n.0.clone(), v.0.clone())).collect(),
+                add: r.add.0.iter().map(|(n, v)| (n.0.clone(), v.0.clone())).collect(),
+                remove: r.remove.iter().map(|n| n.0.clone()).collect(),
+            })
+            .unwrap_or_default(),
         destinations,
-        destinations_origin: origin(&route),
+        destinations_origin: origin(doc, &route_path),
         mirrors,
-        timeout: h.get("timeout").map(|t| t.duration()).transpose()?,
+        timeout: h.timeout.map(|t| t.0),
     })
 }
 
-impl crate::ConfigError {
-    fn with_hint(mut self, hint: &str) -> Self {
-        self.message = format!("{} {hint}", self.message);
-        self
+fn redirect(doc: Doc<'_>, path: &str, r: &HttpRedirect) -> Result<Answer> {
+    let status = r.redirect_code.map_or(301, |c| c.0);
+    if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+        return Err(doc.err(&format!("{path}.redirectCode"), format!("{status} is not a redirect status (301, 302, 303, 307 or 308)")));
     }
-}
-
-fn http_match(m: &Node<'_>, warnings: &mut Vec<Warning>) -> Result<RouteMatch> {
-    if !m.is_mapping() {
-        return Err(m.err("expected a mapping"));
-    }
-    for (key, child) in m.entries()? {
-        if !["uri", "authority", "method", "headers", "name"].contains(&key.as_str()) {
-            warnings
-                .push(child.warning("match condition not implemented by this gateway; ignored, so this match is broader than in Istio"));
-        }
-    }
-    let uri = m.get("uri").map(|u| u.string_match()).transpose()?;
-    let authority = m.get("authority").map(|a| a.string_match()).transpose()?;
-    let mut methods = Vec::new();
-    if let Some(method) = m.get("method") {
-        match method.string_match()? {
-            StringMatch::Exact(text) => {
-                let upper = text.to_ascii_uppercase();
-                methods.push(http::Method::from_bytes(upper.as_bytes()).map_err(|_| method.err(format!("invalid method \"{text}\"")))?);
+    let (host, port) = match &r.authority {
+        Some(a) => {
+            let (host, port) = http_rules::split_host_port(a);
+            if host.is_empty() || host.contains(':') && !host.contains("::") {
+                return Err(doc.err(&format!("{path}.authority"), format!("invalid authority \"{a}\"")));
             }
-            _ => return Err(method.err("only `exact` method matches are supported")),
+            (Some(host.to_string()), port)
         }
-    }
-    let mut headers = Vec::new();
-    if let Some(h) = m.get("headers") {
-        for (name, value) in h.entries()? {
-            let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| value.err(format!("invalid header name \"{name}\"")))?;
-            headers.push(HeaderMatch { name: header, value: value.string_match()? });
-        }
-    }
-    Ok(RouteMatch { uri, methods, headers, authority })
-}
-
-/// `{host, subset, port: {number}}`.
-fn destination(d: &Node<'_>, warnings: &mut Vec<Warning>) -> Result<DestRef> {
-    if !d.is_mapping() {
-        return Err(d.err("expected a mapping with host, subset, port"));
-    }
-    d.warn_unhandled(&["host", "subset", "port"], warnings);
-    let host_node = d.require("host")?;
-    let host = host_node.str()?.to_string();
-    if host.is_empty() {
-        return Err(host_node.err("empty host"));
-    }
-    let subset_node = d.get("subset");
-    let subset = subset_node.as_ref().map(|s| s.scalar()).transpose()?;
-    let port = match d.get("port") {
-        Some(p) => {
-            p.warn_unhandled(&["number"], warnings);
-            p.get("number").map(|n| n.port()).transpose()?
-        }
-        None => None,
+        None => (None, None),
     };
-    Ok(DestRef { host, subset, port, origin: origin(&host_node), subset_origin: origin(subset_node.as_ref().unwrap_or(&host_node)) })
+    if let Some(uri) = &r.uri
+        && !uri.starts_with('/')
+    {
+        return Err(doc.err(&format!("{path}.uri"), format!("\"{uri}\" must start with `/`")));
+    }
+    Ok(Answer::Redirect(Redirect {
+        status: status as u16,
+        scheme: r.scheme.clone(),
+        host,
+        port: r.port.map(|p| p.0).or(port),
+        path: r.uri.clone().map(PathRedirect::Full),
+    }))
 }
 
-fn imported_mirror(node: &Node<'_>, to: DestRef, percent: f64, compare: Option<&CompareSpec>) -> PendingMirror {
+fn direct_response(doc: Doc<'_>, path: &str, d: &DirectResponse) -> Result<Answer> {
+    let status = u16::try_from(d.status.0).ok().filter(|s| (200..600).contains(s));
+    let Some(status) = status else {
+        return Err(doc.err(&format!("{path}.status"), format!("{} is not an HTTP status (200..599)", d.status.0)));
+    };
+    let body = match &d.body {
+        None => Vec::new(),
+        Some(DirectBody { string: Some(s), bytes: None }) => s.clone().into_bytes(),
+        Some(DirectBody { string: None, bytes: Some(b) }) => {
+            base64(b).ok_or_else(|| doc.err(&format!("{path}.body.bytes"), "not valid base64"))?
+        }
+        Some(_) => return Err(doc.err(&format!("{path}.body"), "give exactly one of string or bytes")),
+    };
+    Ok(Answer::Direct { status, body })
+}
+
+/// Standard base64 (what a protobuf `bytes` field holds in YAML).
+fn base64(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes().filter(|c| !c.is_ascii_whitespace()) {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            b'=' => break,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+fn http_match(doc: Doc<'_>, path: &str, m: &HttpMatch) -> Result<RouteMatch> {
+    let mut methods = Vec::new();
+    if let Some(MatchSpec(method)) = &m.method {
+        match method {
+            StringMatch::Exact(text) => methods.push(crate::de::method(text).map_err(|e| doc.err(&format!("{path}.method"), e))?),
+            _ => return Err(doc.err(&format!("{path}.method"), "only `exact` method matches are supported")),
+        }
+    }
+    let headers = m
+        .headers
+        .iter()
+        .flat_map(|h| &h.0)
+        .map(|(HName(name), Presence(value))| HeaderMatch { name: name.clone(), value: value.clone() })
+        .collect();
+    let query_params = m
+        .query_params
+        .iter()
+        .flat_map(|q| &q.0)
+        .map(|(name, Presence(value))| QueryMatch { name: name.clone(), value: value.clone() })
+        .collect();
+    let mut uri = m.uri.as_ref().map(|u| u.0.clone());
+    if m.ignore_uri_case
+        && let Some(StringMatch::Regex(re)) = &uri
+    {
+        let source = crate::model::regex_source(re).to_string();
+        uri = Some(StringMatch::regex(&format!("(?i:{source})")).map_err(|e| doc.err(&format!("{path}.uri"), e.to_string()))?);
+    }
+    Ok(RouteMatch {
+        uri,
+        methods,
+        headers,
+        authority: m.authority.as_ref().map(|a| a.0.clone()),
+        query_params,
+        ignore_uri_case: m.ignore_uri_case,
+    })
+}
+
+/// `{host, subset, port: {number}}`; the host qualified by the object's namespace.
+fn destination(doc: Doc<'_>, ns: &str, path: &str, d: &Destination) -> Result<DestRef> {
+    let host_path = format!("{path}.host");
+    if d.host.is_empty() {
+        return Err(doc.err(&host_path, "empty host"));
+    }
+    let subset_path = if d.subset.is_some() { format!("{path}.subset") } else { host_path.clone() };
+    Ok(DestRef {
+        host: qualify(&d.host, ns),
+        written: d.host.clone(),
+        subset: d.subset.as_ref().map(|s| s.0.clone()),
+        port: d.port.as_ref().and_then(|p| p.number).map(|p| p.0),
+        origin: origin(doc, &host_path),
+        subset_origin: origin(doc, &subset_path),
+        fallback: None,
+    })
+}
+
+pub(crate) fn imported_mirror(doc: Doc<'_>, path: &str, to: DestRef, percent: f64, compare: Option<&CompareSpec>) -> PendingMirror {
     PendingMirror {
         name: None,
-        origin: origin(node),
+        origin: origin(doc, path),
         to,
         percent,
         sample_header: HeaderName::from_static(DEFAULT_SAMPLE_HEADER),
@@ -337,89 +832,92 @@ fn imported_mirror(node: &Node<'_>, to: DestRef, percent: f64, compare: Option<&
     }
 }
 
-fn labels(node: &Node<'_>) -> Result<BTreeMap<String, String>> {
-    node.entries()?.into_iter().map(|(k, v)| Ok((k, v.scalar()?))).collect()
+fn labels(l: &Ordered<Scalar>) -> BTreeMap<String, String> {
+    l.0.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect()
 }
 
-fn destination_rule(spec: &Node<'_>, sources: &mut Sources, warnings: &mut Vec<Warning>) -> Result<()> {
-    spec.warn_unhandled(&["host", "subsets"], warnings);
-    let host = spec.require("host")?.str()?.to_string();
-    if let Some(subsets) = spec.get("subsets") {
-        for s in subsets.seq()? {
-            s.warn_unhandled(&["name", "labels"], warnings);
-            let name = s.require("name")?.scalar()?;
-            let labels = match s.get("labels") {
-                Some(l) => labels(&l)?,
-                None => BTreeMap::new(),
-            };
-            sources.subsets.push(IstioSubset { host: host.clone(), name, labels, origin: origin(&s) });
+fn destination_rule(o: &Object, dr: &DestinationRuleSpec, sources: &mut Sources) {
+    let doc = o.at.doc();
+    let host = qualify(&dr.host, &o.namespace);
+    let rule = format!("{}/{}", o.namespace, o.name);
+    let mut tls = |policy: &Option<TrafficPolicy>, path: &str| {
+        if let Some(mode) = policy.as_ref().and_then(|p| p.tls.as_ref()).and_then(|t| t.mode.as_deref()) {
+            sources.tls_rules.push((host.clone(), mode.to_ascii_uppercase(), origin(doc, path)));
         }
-    }
-    Ok(())
-}
-
-fn service_entry(spec: &Node<'_>, sources: &mut Sources, warnings: &mut Vec<Warning>) -> Result<()> {
-    spec.warn_unhandled(&["hosts", "ports", "resolution", "endpoints", "location"], warnings);
-    let hosts = strings(&spec.require("hosts")?)?;
-    let mut ports = Vec::new();
-    if let Some(ps) = spec.get("ports") {
-        for p in ps.seq()? {
-            p.warn_unhandled(&["number", "name", "protocol", "targetPort"], warnings);
-            ports.push(SePort {
-                number: p.require("number")?.port()?,
-                name: p.get("name").map(|n| n.scalar()).transpose()?,
-                target_port: p.get("targetPort").map(|t| t.port()).transpose()?,
-            });
-        }
-    }
-    let resolution = match spec.get("resolution") {
-        Some(r) => r.str()?.to_ascii_uppercase(),
-        None => "NONE".to_string(),
     };
+    tls(&dr.traffic_policy, "spec.trafficPolicy.tls.mode");
+    for (i, s) in dr.subsets.iter().enumerate() {
+        tls(&s.traffic_policy, &format!("spec.subsets[{i}].trafficPolicy.tls.mode"));
+    }
+    for (i, s) in dr.subsets.iter().enumerate() {
+        sources.subsets.push(IstioSubset {
+            host: host.clone(),
+            rule: rule.clone(),
+            name: s.name.0.clone(),
+            labels: labels(&s.labels),
+            origin: origin(doc, &format!("spec.subsets[{i}]")),
+        });
+    }
+}
+
+fn service_entry(o: &Object, spec: &ServiceEntrySpec, sources: &mut Sources, warnings: &mut Vec<Warning>) -> Result<()> {
+    let doc = o.at.doc();
+    let hosts: Vec<String> = spec.hosts.items.iter().map(|h| qualify(h, &o.namespace)).collect();
+    let ports = spec
+        .ports
+        .iter()
+        .map(|p| {
+            let name = p.name.as_ref().map(|n| n.0.clone());
+            // Istio's protocol, or the port-name convention (`https`, `tls-foo`) when none is given.
+            let protocol = p
+                .protocol
+                .clone()
+                .or_else(|| name.as_ref().map(|n| n.split('-').next().unwrap_or("").to_string()))
+                .unwrap_or_default()
+                .to_ascii_uppercase();
+            SePort {
+                number: p.number.0,
+                tls: matches!(protocol.as_str(), "HTTPS" | "TLS").then_some(protocol),
+                name,
+                target_port: p.target_port.map(|t| t.0),
+            }
+        })
+        .collect();
+    let resolution = spec.resolution.as_deref().unwrap_or("NONE").to_ascii_uppercase();
     let mut endpoints = Vec::new();
-    if let Some(eps) = spec.get("endpoints") {
-        for e in eps.seq()? {
-            e.warn_unhandled(&["address", "ports", "labels"], warnings);
-            let address_node = e.require("address")?;
-            let address = address_node.str()?.trim();
-            if address.is_empty() || address.starts_with("unix://") || address.contains('/') {
-                return Err(address_node.err(format!("unsupported address \"{address}\": expected an IP address or DNS name")));
-            }
-            let mut eps_ports = BTreeMap::new();
-            if let Some(ps) = e.get("ports") {
-                for (name, n) in ps.entries()? {
-                    eps_ports.insert(name, n.port()?);
-                }
-            }
-            endpoints.push(SeEndpoint {
-                address: address.trim_start_matches('[').trim_end_matches(']').to_string(),
-                ports: eps_ports,
-                labels: match e.get("labels") {
-                    Some(l) => labels(&l)?,
-                    None => BTreeMap::new(),
-                },
-            });
+    for (i, e) in spec.endpoints.iter().enumerate() {
+        let address = e.address.trim();
+        if address.is_empty() || address.starts_with("unix://") || address.contains('/') {
+            return Err(doc.err(
+                &format!("spec.endpoints[{i}].address"),
+                format!("unsupported address \"{address}\": expected an IP address or DNS name"),
+            ));
         }
+        endpoints.push(SeEndpoint {
+            address: address.trim_start_matches('[').trim_end_matches(']').to_string(),
+            ports: e.ports.0.iter().map(|(k, p)| (k.clone(), p.0)).collect(),
+            labels: labels(&e.labels),
+        });
     }
     match resolution.as_str() {
         "STATIC" => {}
         "DNS" | "DNS_ROUND_ROBIN" => {
             if endpoints.is_empty() {
-                // Istio resolves the hosts themselves.
-                endpoints = hosts
+                // Istio resolves the hosts themselves, as written.
+                endpoints = spec
+                    .hosts
+                    .items
                     .iter()
                     .filter(|h| !h.contains('*'))
                     .map(|h| SeEndpoint { address: h.clone(), ports: BTreeMap::new(), labels: BTreeMap::new() })
                     .collect();
             }
         }
-        other => {
-            let node = spec.get("resolution").unwrap_or(spec.clone());
-            warnings.push(
-                node.warning(format!("resolution {other} is not implemented (STATIC or DNS); the endpoints listed are used as given")),
-            );
-        }
+        other => warnings.push(doc.warning(
+            if spec.resolution.is_some() { "spec.resolution" } else { "spec" },
+            format!("resolution {other} is not implemented (STATIC or DNS); the endpoints listed are used as given"),
+        )),
     }
-    sources.service_entries.push(ServiceEntry { hosts, ports, endpoints, origin: origin(spec) });
+    sources.service_entries.push(ServiceEntry { hosts, ports, endpoints, origin: origin(doc, "spec") });
     Ok(())
 }

@@ -5,7 +5,8 @@ use std::borrow::Cow;
 
 use http::{HeaderMap, Method};
 
-use crate::model::{Destination, DestinationId, Route, RouteMatch, RouteTable, StringMatch};
+use crate::model::{Answer, Destination, DestinationId, PathRedirect, Route, RouteMatch, RouteTable, StringMatch, UriRewrite, VirtualHost};
+use http_rules::{host_matches, split_host_port};
 
 /// The route a request selected, and which of its matches fitted.
 #[derive(Debug, Clone, Copy)]
@@ -18,25 +19,43 @@ pub struct RouteHit<'a> {
 }
 
 impl RouteTable {
-    /// The first route whose any match fits; `None` means 404.
+    /// The route for a request: its virtual host by `authority`, then the first route of that
+    /// host whose any match fits; `None` means 404.
     ///
-    /// `path` is the request path; a query string, if present, is ignored (Istio matches the
-    /// path only). `authority` is the Host / `:authority` value, port included.
+    /// `path` is the request path, with or without its query string (query parameters are only
+    /// matched when it is given). `authority` is the Host / `:authority` value, port included.
     pub fn find(&self, method: &Method, path: &str, headers: &HeaderMap, authority: Option<&str>) -> Option<RouteHit<'_>> {
-        let path = path.split_once('?').map_or(path, |(p, _)| p);
-        self.routes.iter().enumerate().find_map(|(index, route)| {
-            if !route_host_fits(&route.hosts, authority) {
-                return None;
-            }
+        let (path, query) = match path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path, None),
+        };
+        let host = authority.map_or("", |a| split_host_port(a).0);
+        let vhost = self.virtual_host(host)?;
+        vhost.routes.iter().find_map(|&index| {
+            let route = &self.routes[index];
             if route.matches.is_empty() {
                 return Some(RouteHit { route, index, match_index: None });
             }
-            route.matches.iter().position(|m| m.fits(method, path, headers, authority)).map(|i| RouteHit {
+            route.matches.iter().position(|m| m.fits(method, path, query, headers, authority)).map(|i| RouteHit {
                 route,
                 index,
                 match_index: Some(i),
             })
         })
+    }
+
+    /// Envoy's virtual-host selection: an exact domain, else the longest wildcard suffix, else
+    /// `*`. `host` is without its port.
+    pub fn virtual_host(&self, host: &str) -> Option<&VirtualHost> {
+        let hosts = &self.virtual_hosts;
+        if let Some(exact) = hosts.iter().find(|v| !v.domain.starts_with('*') && v.domain.eq_ignore_ascii_case(host)) {
+            return Some(exact);
+        }
+        let wildcard = hosts
+            .iter()
+            .filter(|v| v.domain.len() > 1 && v.domain.starts_with('*') && host_matches(&v.domain, host))
+            .max_by_key(|v| v.domain.len());
+        wildcard.or_else(|| hosts.iter().find(|v| v.domain == "*"))
     }
 
     /// The destination behind an id from this table.
@@ -48,12 +67,13 @@ impl RouteTable {
 }
 
 impl RouteMatch {
-    /// All conditions hold. `path` is without its query string.
-    pub fn fits(&self, method: &Method, path: &str, headers: &HeaderMap, authority: Option<&str>) -> bool {
-        if let Some(uri) = &self.uri
-            && !uri.matches(path)
-        {
-            return false;
+    /// All conditions hold. `path` is without its query string; `query` is what followed `?`.
+    pub fn fits(&self, method: &Method, path: &str, query: Option<&str>, headers: &HeaderMap, authority: Option<&str>) -> bool {
+        if let Some(uri) = &self.uri {
+            let fits = if self.ignore_uri_case { uri.matches_ignore_case(path) } else { uri.matches(path) };
+            if !fits {
+                return false;
+            }
         }
         if !self.methods.is_empty() && !self.methods.contains(method) {
             return false;
@@ -63,6 +83,13 @@ impl RouteMatch {
                 Some(value) if a.matches(value) => {}
                 _ => return false,
             }
+        }
+        if !self.query_params.iter().all(|q| {
+            query.is_some_and(|query| {
+                url::form_urlencoded::parse(query.as_bytes()).any(|(name, value)| name == q.name && q.value.matches(&value))
+            })
+        }) {
+            return false;
         }
         self.headers.iter().all(|h| headers.get_all(&h.name).iter().any(|v| v.to_str().is_ok_and(|v| h.value.matches(v))))
     }
@@ -74,44 +101,38 @@ impl StringMatch {
         match self {
             StringMatch::Exact(s) => value == s,
             StringMatch::Prefix(p) => value.starts_with(p.as_str()),
+            StringMatch::PathPrefix(p) => path_prefix_len(value, p, false).is_some(),
+            StringMatch::Present => true,
             StringMatch::Regex(re) => re.is_match(value),
         }
     }
-}
 
-/// Istio virtual-host matching: `*` (or no hosts) takes any, `*.example.com` a suffix, otherwise
-/// the host equal without case; the request's port is not compared.
-fn route_host_fits(hosts: &[String], authority: Option<&str>) -> bool {
-    if hosts.is_empty() || hosts.iter().any(|h| h == "*") {
-        return true;
-    }
-    let Some(authority) = authority else {
-        return false;
-    };
-    let host = strip_port(authority);
-    hosts.iter().any(|h| match h.strip_prefix('*') {
-        Some(suffix) => {
-            host.len() > suffix.len() && host.get(host.len() - suffix.len()..).is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
+    /// The same without ASCII case (Istio `ignoreUriCase`; regexes are compiled case-insensitive
+    /// by the loader).
+    fn matches_ignore_case(&self, value: &str) -> bool {
+        match self {
+            StringMatch::Exact(s) => value.eq_ignore_ascii_case(s),
+            StringMatch::Prefix(p) => value.get(..p.len()).is_some_and(|head| head.eq_ignore_ascii_case(p)),
+            StringMatch::PathPrefix(p) => path_prefix_len(value, p, true).is_some(),
+            other => other.matches(value),
         }
-        None => host.eq_ignore_ascii_case(h),
-    })
+    }
 }
 
-fn strip_port(authority: &str) -> &str {
-    if let Some(rest) = authority.strip_prefix('[') {
-        // [v6]:port
-        return rest.split_once(']').map_or(authority, |(h, _)| h);
-    }
-    match authority.rsplit_once(':') {
-        Some((h, port)) if !h.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => authority,
-    }
+/// Gateway API `PathPrefix`: `prefix` (a trailing `/` ignored) followed by the end or a `/`.
+/// Returns the length of `path` the prefix covers.
+fn path_prefix_len(path: &str, prefix: &str, ignore_case: bool) -> Option<usize> {
+    let prefix = prefix.trim_end_matches('/');
+    let head = path.get(..prefix.len())?;
+    let same = if ignore_case { head.eq_ignore_ascii_case(prefix) } else { head == prefix };
+    (same && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/')).then_some(prefix.len())
 }
 
 impl RouteHit<'_> {
-    /// Istio rewrite semantics on a path-and-query: after a prefix match the matched prefix is
-    /// replaced by the rewrite; after an exact, regex or no-URI match the whole path is. The query
-    /// string is kept. Borrowed when the route has no URI rewrite.
+    /// The rewritten path-and-query; the query string is kept. Istio's rewrite replaces the
+    /// matched prefix after a prefix match and the whole path otherwise; Gateway API's
+    /// `ReplaceFullPath` always the whole path, `ReplacePrefixMatch` the matched path prefix.
+    /// Borrowed when the route has no URI rewrite.
     pub fn rewrite_path<'p>(&self, path_and_query: &'p str) -> Cow<'p, str> {
         let Some(rewrite) = &self.route.rewrite_uri else {
             return Cow::Borrowed(path_and_query);
@@ -120,20 +141,92 @@ impl RouteHit<'_> {
             Some((p, q)) => (p, Some(q)),
             None => (path_and_query, None),
         };
-        let matched_prefix = self.match_index.and_then(|i| self.route.matches.get(i)).and_then(|m| match &m.uri {
-            Some(StringMatch::Prefix(p)) if path.starts_with(p.as_str()) => Some(p.len()),
-            _ => None,
-        });
-        let mut out = String::with_capacity(path_and_query.len() + rewrite.len());
-        out.push_str(rewrite);
-        if let Some(n) = matched_prefix {
-            out.push_str(path.get(n..).unwrap_or(""));
-        }
+        let mut out = match rewrite {
+            UriRewrite::Istio(to) => {
+                let mut out = to.clone();
+                if let Some(n) = self.matched_prefix(path) {
+                    out.push_str(path.get(n..).unwrap_or(""));
+                }
+                out
+            }
+            UriRewrite::Full(to) => to.clone(),
+            UriRewrite::Prefix(to) => replace_prefix(path, self.matched_prefix(path).unwrap_or(0), to),
+        };
         if let Some(q) = query {
             out.push('?');
             out.push_str(q);
         }
         Cow::Owned(out)
+    }
+
+    /// How much of `path` the fitting match's prefix covered.
+    fn matched_prefix(&self, path: &str) -> Option<usize> {
+        let m = self.match_index.and_then(|i| self.route.matches.get(i))?;
+        match m.uri.as_ref()? {
+            StringMatch::Prefix(p) => {
+                path.get(..p.len()).is_some_and(|head| head == p || (m.ignore_uri_case && head.eq_ignore_ascii_case(p))).then_some(p.len())
+            }
+            StringMatch::PathPrefix(p) => path_prefix_len(path, p, m.ignore_uri_case),
+            _ => None,
+        }
+    }
+
+    /// The gateway's own answer on a route that does not forward (redirect or fixed response);
+    /// `None` on a forwarding route. `authority` is the request's Host; the gateway listens in
+    /// plain HTTP, so the request's scheme is `http`.
+    pub fn respond(&self, authority: Option<&str>, path_and_query: &str) -> Option<http::Response<Vec<u8>>> {
+        let answer = self.route.answer.as_ref()?;
+        let mut response = http::Response::new(Vec::new());
+        match answer {
+            Answer::Direct { status, body } => {
+                *response.status_mut() = http::StatusCode::from_u16(*status).unwrap_or(http::StatusCode::OK);
+                *response.body_mut() = body.clone();
+            }
+            Answer::Redirect(r) => {
+                let (req_host, req_port) = authority.map_or(("", None), split_host_port);
+                let scheme = r.scheme.as_deref().unwrap_or("http");
+                let host = r.host.as_deref().unwrap_or(req_host);
+                // A new scheme drops the request's port (its default port is implied).
+                let port = r.port.or(if r.scheme.is_some() { None } else { req_port });
+                let (path, query) = match path_and_query.split_once('?') {
+                    Some((p, q)) => (p, Some(q)),
+                    None => (path_and_query, None),
+                };
+                let new_path = match &r.path {
+                    None => path.to_string(),
+                    Some(PathRedirect::Full(p)) => p.clone(),
+                    Some(PathRedirect::Prefix(p)) => replace_prefix(path, self.matched_prefix(path).unwrap_or(0), p),
+                };
+                let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+                let mut location = format!("{scheme}://{host}");
+                if let Some(port) = port {
+                    location.push(':');
+                    location.push_str(&port.to_string());
+                }
+                location.push_str(&new_path);
+                if let Some(q) = query.filter(|_| !new_path.contains('?')) {
+                    location.push('?');
+                    location.push_str(q);
+                }
+                *response.status_mut() = http::StatusCode::from_u16(r.status).unwrap_or(http::StatusCode::MOVED_PERMANENTLY);
+                if let Ok(value) = http::HeaderValue::from_str(&location) {
+                    response.headers_mut().insert(http::header::LOCATION, value);
+                }
+            }
+        }
+        Some(response)
+    }
+}
+
+/// Gateway API `ReplacePrefixMatch`: the first `n` bytes of `path` become `to`, with exactly
+/// one `/` between the replacement and the rest (`/foo/bar` with `/foo` -> `/` is `/bar`).
+fn replace_prefix(path: &str, n: usize, to: &str) -> String {
+    let rest = path.get(n..).unwrap_or("");
+    match (to.ends_with('/'), rest.starts_with('/')) {
+        (true, true) => format!("{}{rest}", to.trim_end_matches('/')),
+        (false, false) if !rest.is_empty() => format!("{to}/{rest}"),
+        _ if to.is_empty() && rest.is_empty() => "/".to_string(),
+        _ => format!("{to}{rest}"),
     }
 }
 
@@ -142,23 +235,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn strip_port_forms() {
-        assert_eq!(strip_port("example.com:8080"), "example.com");
-        assert_eq!(strip_port("example.com"), "example.com");
-        assert_eq!(strip_port("[::1]:80"), "::1");
-        assert_eq!(strip_port("::1"), "::1");
+    fn prefix_replacement_keeps_one_slash() {
+        assert_eq!(replace_prefix("/foo/bar", 4, "/"), "/bar");
+        assert_eq!(replace_prefix("/foo/bar", 4, "/baz"), "/baz/bar");
+        assert_eq!(replace_prefix("/foo/bar", 4, "/baz/"), "/baz/bar");
+        assert_eq!(replace_prefix("/foo", 4, "/"), "/");
+        assert_eq!(replace_prefix("/foo", 4, "/baz"), "/baz");
+        assert_eq!(replace_prefix("/foo/", 4, "/baz"), "/baz/");
     }
 
     #[test]
-    fn host_wildcards() {
-        let hosts = vec!["*.example.com".to_string(), "api.test".to_string()];
-        assert!(route_host_fits(&hosts, Some("a.example.com:80")));
-        assert!(route_host_fits(&hosts, Some("A.EXAMPLE.COM")));
-        assert!(!route_host_fits(&hosts, Some("example.com")));
-        assert!(route_host_fits(&hosts, Some("API.test:8080")));
-        assert!(!route_host_fits(&hosts, Some("other")));
-        assert!(!route_host_fits(&hosts, None));
-        assert!(route_host_fits(&[], None));
-        assert!(route_host_fits(&["*".to_string()], None));
+    fn path_prefix_is_by_segment() {
+        assert_eq!(path_prefix_len("/foo", "/foo", false), Some(4));
+        assert_eq!(path_prefix_len("/foo/bar", "/foo/", false), Some(4));
+        assert_eq!(path_prefix_len("/foobar", "/foo", false), None);
+        assert_eq!(path_prefix_len("/FOO/x", "/foo", true), Some(4));
+        assert_eq!(path_prefix_len("/anything", "/", false), Some(0));
     }
 }

@@ -7,13 +7,28 @@ use http::{HeaderName, HeaderValue, Method};
 use regex::Regex;
 use serde::Serialize;
 
-/// The ordered route table: the first route whose any match fits wins; no match is a 404.
+/// The route table, as Envoy organises one: a request first selects a virtual host by its
+/// authority (an exact host, else the longest `*.suffix` wildcard, else `*`), then the first
+/// route of that host whose any match fits; no virtual host or no route is a 404. A request never
+/// falls through to another virtual host.
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteTable {
+    /// Every route, in load order; [`VirtualHost::routes`] index into it.
     pub routes: Vec<Route>,
+    pub virtual_hosts: Vec<VirtualHost>,
     /// Every destination a route or mirror names, deduplicated by (host, subset, port);
     /// indexed by [`DestinationId`].
     pub destinations: Vec<Destination>,
+}
+
+/// One host pattern and its routes, in load order. A route with several hosts is in several
+/// virtual hosts; a route with no hosts (native format) is in every one, and in `*`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VirtualHost {
+    /// `*`, `*.example.com` or an exact host, lower case.
+    pub domain: String,
+    /// Indexes into [`RouteTable::routes`], in load order.
+    pub routes: Vec<usize>,
 }
 
 /// Index into [`RouteTable::destinations`]; only meaningful for the table that produced it.
@@ -24,16 +39,23 @@ pub struct DestinationId(pub usize);
 pub struct Route {
     /// Unique in the table: used in logs, metrics and spans.
     pub name: String,
-    /// Virtual hosts the route applies to (Istio `VirtualService.spec.hosts`): `*`, `*.example.com`
+    /// Virtual hosts the route applies to (Istio `VirtualService.spec.hosts`, namespace-qualified:
+    /// `reviews` in namespace `test` is `reviews.test.svc.cluster.local`): `*`, `*.example.com`
     /// or an exact host, compared with the request authority without its port. Empty = any host.
     pub hosts: Vec<String>,
     /// Any one fitting is enough; empty = the route matches every request.
     pub matches: Vec<RouteMatch>,
-    pub rewrite_uri: Option<String>,
+    pub rewrite_uri: Option<UriRewrite>,
     pub rewrite_authority: Option<String>,
-    /// Never empty; at least one weight is non-zero.
+    /// At least one weight is non-zero. Empty only when `answer` is set.
     pub destinations: Vec<WeightedDestination>,
     pub mirrors: Vec<MirrorPolicy>,
+    /// The gateway answers itself (a redirect or a fixed response) instead of forwarding;
+    /// `destinations` and `mirrors` are then empty.
+    pub answer: Option<Answer>,
+    /// Changes to the request sent upstream (Istio `headers.request`, Gateway API
+    /// `RequestHeaderModifier`); see [`HeaderOps::apply`].
+    pub request_headers: HeaderOps,
     /// Upstream deadline for the primary request; over it the gateway answers 504.
     #[serde(serialize_with = "ser::opt_duration")]
     pub timeout: Option<Duration>,
@@ -49,6 +71,89 @@ pub struct RouteMatch {
     pub methods: Vec<Method>,
     pub headers: Vec<HeaderMatch>,
     pub authority: Option<StringMatch>,
+    /// Query parameters (`?a=1&b=2`), each must be present and fit.
+    pub query_params: Vec<QueryMatch>,
+    /// Istio `ignoreUriCase`: `uri` is compared without ASCII case.
+    pub ignore_uri_case: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryMatch {
+    pub name: String,
+    pub value: StringMatch,
+}
+
+/// Header changes, applied in the order remove, set, add.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HeaderOps {
+    #[serde(serialize_with = "ser::set_headers")]
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    #[serde(serialize_with = "ser::set_headers")]
+    pub add: Vec<(HeaderName, HeaderValue)>,
+    #[serde(serialize_with = "ser::header_names")]
+    pub remove: Vec<HeaderName>,
+}
+
+impl HeaderOps {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+
+    /// Applies the changes to a request's headers.
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.set {
+            headers.insert(name.clone(), value.clone());
+        }
+        for (name, value) in &self.add {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+}
+
+/// How a route rewrites the path; see [`crate::RouteHit::rewrite_path`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UriRewrite {
+    /// Istio `rewrite.uri`: the matched prefix after a prefix match, else the whole path.
+    Istio(String),
+    /// Gateway API `ReplaceFullPath`.
+    Full(String),
+    /// Gateway API `ReplacePrefixMatch`.
+    Prefix(String),
+}
+
+/// What the gateway answers itself on a route that does not forward.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    /// Istio `redirect`, Gateway API `RequestRedirect`.
+    Redirect(Redirect),
+    /// Istio `directResponse`.
+    Direct { status: u16, body: Vec<u8> },
+}
+
+/// Each part not given keeps the request's own.
+#[derive(Debug, Clone, Serialize)]
+pub struct Redirect {
+    /// 301 unless said otherwise.
+    pub status: u16,
+    pub scheme: Option<String>,
+    /// Host without port.
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub path: Option<PathRedirect>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathRedirect {
+    /// The whole path is replaced (Istio `redirect.uri`, Gateway API `ReplaceFullPath`).
+    Full(String),
+    /// The matched prefix is replaced (Gateway API `ReplacePrefixMatch`).
+    Prefix(String),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -63,6 +168,11 @@ pub struct HeaderMatch {
 pub enum StringMatch {
     Exact(String),
     Prefix(String),
+    /// A path prefix by whole segments (Gateway API `PathPrefix`): `/foo` fits `/foo` and
+    /// `/foo/bar`, never `/foobar`.
+    PathPrefix(String),
+    /// The header or query parameter is present, whatever its value (Istio's `{}`).
+    Present,
     /// Compiled anchored (`^(?:...)$`): a full match, like Istio's RE2 semantics.
     /// Serialized as the pattern the user wrote.
     Regex(#[serde(serialize_with = "ser::regex")] Regex),
@@ -77,7 +187,8 @@ impl StringMatch {
     /// The pattern as written by the user (without the anchoring added at compile time).
     pub fn source(&self) -> &str {
         match self {
-            StringMatch::Exact(s) | StringMatch::Prefix(s) => s,
+            StringMatch::Exact(s) | StringMatch::Prefix(s) | StringMatch::PathPrefix(s) => s,
+            StringMatch::Present => "",
             StringMatch::Regex(re) => regex_source(re),
         }
     }
@@ -100,7 +211,8 @@ pub struct Destination {
     pub host: String,
     pub subset: Option<String>,
     pub port: Option<u16>,
-    /// Never empty after validation.
+    /// May be empty: a subset whose workloads are not deployed yet loads (with a warning) and
+    /// the gateway answers 503 `no healthy upstream` for it until a reload brings endpoints.
     pub endpoints: Vec<Endpoint>,
 }
 
@@ -219,34 +331,13 @@ impl Default for CompareSpec {
     }
 }
 
-/// Header values never shown in `/config` or logs.
-pub(crate) fn is_secret_header(name: &HeaderName) -> bool {
-    name == http::header::AUTHORIZATION
-        || name == http::header::PROXY_AUTHORIZATION
-        || name == http::header::COOKIE
-        || name == http::header::SET_COOKIE
-}
-
-/// Formats a duration the way the configuration writes them: `5s`, `500ms`, `1.5s`.
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else if d.as_nanos().is_multiple_of(1_000_000) {
-        format!("{ms}ms")
-    } else {
-        format!("{}us", d.as_micros())
-    }
-}
-
 /// `serialize_with` helpers for types that have no serde support of their own.
 mod ser {
     use super::*;
+    use http_rules::is_secret_header;
     use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 
-    pub fn duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_duration(*d))
-    }
+    pub use http_rules::duration::serialize as duration;
 
     pub fn opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match d {

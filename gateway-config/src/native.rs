@@ -5,19 +5,231 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use http::HeaderName;
-use serde_yaml::Value;
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+use serde_norway::Value;
 
-use crate::ConfigError;
+use crate::de::{
+    Count, Doc, Dur, HName, HValue, JsonPathText, MatchSpec, MethodName, OneOrMany, Ordered, Percent, RegexText, Result, Scalar,
+    ShortOrMap, Size, U32, typed,
+};
 use crate::model::{
     CompareSpec, DEFAULT_MAX_BODY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MIRROR_TIMEOUT, DEFAULT_SAMPLE_HEADER, Endpoint, HeaderMatch, MethodSet,
-    RouteMatch, StringMatch,
+    RouteMatch, StringMatch, UriRewrite,
 };
 use crate::sources::{DestRef, NativeService, NativeShape, Origin, PendingMirror, PendingRoute, Sources};
-use crate::yaml::{Node, Result};
+use http_rules::split_host_port;
 
-/// Mirror settings a file may change for all its mirrors.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    services: Ordered<Service>,
+    #[serde(default)]
+    routes: Vec<NRoute>,
+    #[serde(default)]
+    defaults: Defaults,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Defaults {
+    mirror: Option<CommonMirror>,
+}
+
+/// `echo: [127.0.0.1:9000]`, `echo: 127.0.0.1:9000` or `target: {v1: [...], v2: [...]}`.
+type Service = ShortOrMap<OneOrMany<EndpointText>, Ordered<OneOrMany<EndpointText>>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NRoute {
+    name: Option<Scalar>,
+    hosts: Option<OneOrMany<String>>,
+    #[serde(rename = "match")]
+    matches: Option<OneOrMany<NMatch>>,
+    rewrite: Option<ShortOrMap<Scalar, NRewrite>>,
+    to: OneOrMany<ShortOrMap<DestText, Weighted>>,
+    timeout: Option<Dur>,
+    mirror: Option<ShortOrMap<DestText, NMirror>>,
+    mirrors: Option<Vec<ShortOrMap<DestText, NMirror>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NRewrite {
+    uri: Option<Scalar>,
+    authority: Option<Scalar>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Weighted {
+    to: DestText,
+    weight: Option<U32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, try_from = "RawMatch")]
+struct NMatch(RouteMatch);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    prefix: Option<Scalar>,
+    exact: Option<Scalar>,
+    regex: Option<RegexText>,
+    methods: Option<OneOrMany<MethodName>>,
+    #[serde(default)]
+    headers: Ordered<ShortOrMap<Scalar, MatchSpec>, HName>,
+    authority: Option<ShortOrMap<Scalar, MatchSpec>>,
+}
+
+impl TryFrom<RawMatch> for NMatch {
+    type Error = String;
+    fn try_from(m: RawMatch) -> std::result::Result<Self, String> {
+        let uris = [m.prefix.map(|Scalar(p)| StringMatch::Prefix(p)), m.exact.map(|Scalar(e)| StringMatch::Exact(e)), m.regex.map(|r| r.0)];
+        let mut uris = uris.into_iter().flatten();
+        let uri = uris.next();
+        if uris.next().is_some() {
+            return Err("a match takes at most one of prefix, exact or regex".into());
+        }
+        let mut headers = Vec::new();
+        for (HName(name), value) in m.headers.0 {
+            headers.push(HeaderMatch { name, value: bare_or_match(value) });
+        }
+        Ok(NMatch(RouteMatch {
+            uri,
+            methods: m.methods.map(|m| m.items.into_iter().map(|m| m.0).collect()).unwrap_or_default(),
+            headers,
+            authority: m.authority.map(bare_or_match),
+            query_params: Vec::new(),
+            ignore_uri_case: false,
+        }))
+    }
+}
+
+/// A bare string means an exact match.
+fn bare_or_match(v: ShortOrMap<Scalar, MatchSpec>) -> StringMatch {
+    match v {
+        ShortOrMap::Short(Scalar(s)) => StringMatch::Exact(s),
+        ShortOrMap::Map(MatchSpec(m)) => m,
+    }
+}
+
+/// `host` or `host/subset`.
+struct DestText {
+    host: String,
+    subset: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for DestText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let (host, subset) = match text.split_once('/') {
+            Some((h, s)) => (h, Some(s)),
+            None => (text.as_str(), None),
+        };
+        if host.is_empty() || subset.is_some_and(|s| s.is_empty() || s.contains('/')) {
+            return Err(de::Error::custom(format!("invalid destination \"{text}\": expected host or host/subset")));
+        }
+        Ok(DestText { host: host.to_string(), subset: subset.map(str::to_string) })
+    }
+}
+
+struct EndpointText(Endpoint);
+
+impl<'de> Deserialize<'de> for EndpointText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_endpoint(&text).map(EndpointText).map_err(|e| de::Error::custom(format!("bad endpoint \"{text}\": {e}")))
+    }
+}
+
+/// `host:port` or `[v6]:port`.
+pub(crate) fn parse_endpoint(text: &str) -> std::result::Result<Endpoint, String> {
+    let (host, port) = split_host_port(text);
+    let Some(port) = port else {
+        return Err(if text.starts_with('[') { "expected [address]:port for IPv6".into() } else { "expected host:port".into() });
+    };
+    if host.is_empty() || host.contains(['/', ' ', '[', ']']) {
+        return Err("invalid host".into());
+    }
+    if port == 0 {
+        return Err("port 0 is not a valid port".into());
+    }
+    Ok(Endpoint { host: host.to_string(), port })
+}
+
+/// The settings a mirror shares with `defaults.mirror`.
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct CommonMirror {
+    timeout: Option<Dur>,
+    max_in_flight: Option<Count>,
+    max_body: Option<Size>,
+    methods: Option<Methods>,
+    sample_header: Option<HName>,
+    shadow_host: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NMirror {
+    to: DestText,
+    name: Option<Scalar>,
+    percent: Option<Percent>,
+    timeout: Option<Dur>,
+    max_in_flight: Option<Count>,
+    max_body: Option<Size>,
+    methods: Option<Methods>,
+    sample_header: Option<HName>,
+    shadow_host: Option<bool>,
+    headers: Option<MirrorHeaders>,
+    compare: Option<ShortOrMap<bool, NCompare>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MirrorHeaders {
+    #[serde(default)]
+    set: Ordered<HValue, HName>,
+    remove: Option<OneOrMany<HName>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NCompare {
+    ignore_headers: Option<OneOrMany<HName>>,
+    ignore_paths: Option<OneOrMany<JsonPathText>>,
+    max_body: Option<Size>,
+    noise_percent: Option<Percent>,
+    redact_bodies: Option<bool>,
+}
+
+/// `safe`, `all`, one method or a list of them.
 #[derive(Clone)]
-struct MirrorDefaults {
+struct Methods(MethodSet);
+
+impl<'de> Deserialize<'de> for Methods {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let list = OneOrMany::<Scalar>::deserialize(d)?;
+        if !list.list
+            && let Some(Scalar(s)) = list.items.first()
+        {
+            match s.to_ascii_lowercase().as_str() {
+                "safe" => return Ok(Methods(MethodSet::Safe)),
+                "all" => return Ok(Methods(MethodSet::All)),
+                _ => {}
+            }
+        }
+        let methods = list.items.iter().map(|Scalar(s)| crate::de::method(s)).collect::<std::result::Result<_, _>>();
+        methods.map(|m| Methods(MethodSet::List(m))).map_err(de::Error::custom)
+    }
+}
+
+/// Mirror settings after the file's defaults.
+#[derive(Clone)]
+struct MirrorSettings {
     timeout: Duration,
     max_in_flight: usize,
     max_body_bytes: usize,
@@ -26,9 +238,9 @@ struct MirrorDefaults {
     shadow_host_suffix: bool,
 }
 
-impl Default for MirrorDefaults {
+impl Default for MirrorSettings {
     fn default() -> Self {
-        MirrorDefaults {
+        MirrorSettings {
             timeout: DEFAULT_MIRROR_TIMEOUT,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_body_bytes: DEFAULT_MAX_BODY,
@@ -39,280 +251,159 @@ impl Default for MirrorDefaults {
     }
 }
 
-/// Adds one native document to `sources`.
-pub(crate) fn load(file: &str, doc: &str, value: &Value, sources: &mut Sources) -> Result<()> {
-    let root = Node::root(value, file, doc);
-    if !root.is_mapping() {
-        return Err(root.err(format!("expected a mapping with `services` and `routes`, found {}", crate::yaml::kind_of(value))));
+impl MirrorSettings {
+    fn apply(&mut self, c: CommonMirror) {
+        if let Some(Dur(t)) = c.timeout {
+            self.timeout = t;
+        }
+        if let Some(Count(n)) = c.max_in_flight {
+            self.max_in_flight = n;
+        }
+        if let Some(Size(n)) = c.max_body {
+            self.max_body_bytes = n;
+        }
+        if let Some(Methods(m)) = c.methods {
+            self.methods = m;
+        }
+        if let Some(HName(h)) = c.sample_header {
+            self.sample_header = h;
+        }
+        if let Some(b) = c.shadow_host {
+            self.shadow_host_suffix = b;
+        }
     }
-    root.deny_unknown(&["services", "routes", "defaults"])?;
+}
 
-    let mut defaults = MirrorDefaults::default();
-    if let Some(d) = root.get("defaults") {
-        d.deny_unknown(&["mirror"])?;
-        if let Some(m) = d.get("mirror") {
-            defaults = mirror_defaults(&m)?;
-        }
+/// Adds one native document to `sources`.
+pub(crate) fn load(doc: Doc<'_>, order: (usize, usize), value: Value, sources: &mut Sources) -> Result<()> {
+    if !value.is_mapping() {
+        return Err(doc.err("", format!("expected a mapping with `services` and `routes`, found {}", crate::de::kind_of(&value))));
     }
-    if let Some(services) = root.get("services") {
-        for (host, node) in services.entries()? {
-            sources.services.push(service(host, &node)?);
-        }
+    // Unknown keys are errors (deny_unknown_fields), so nothing is ever ignored here.
+    let (file, _ignored): (File, _) = typed(value, doc)?;
+    let mut defaults = MirrorSettings::default();
+    if let Some(d) = file.defaults.mirror {
+        defaults.apply(d);
     }
-    if let Some(routes) = root.get("routes") {
-        for r in routes.seq()? {
-            sources.routes.push(route(&r, &defaults)?);
+    for (host, shape) in file.services.0 {
+        let path = format!("services.{host}");
+        if host.is_empty() || host.contains('/') {
+            return Err(doc.err(&path, format!("invalid host name \"{host}\"")));
         }
+        let shape = match shape {
+            ShortOrMap::Short(eps) => NativeShape::Plain(eps.items.into_iter().map(|e| e.0).collect()),
+            ShortOrMap::Map(subsets) => {
+                let mut map = BTreeMap::new();
+                for (subset, eps) in subsets.0 {
+                    if subset.is_empty() || subset.contains('/') {
+                        return Err(doc.err(&format!("{path}.{subset}"), format!("invalid subset name \"{subset}\"")));
+                    }
+                    map.insert(subset, eps.items.into_iter().map(|e| e.0).collect());
+                }
+                NativeShape::Subsets(map)
+            }
+        };
+        sources.services.push(NativeService { host, origin: origin(doc, &path), shape });
+    }
+    for (i, r) in file.routes.into_iter().enumerate() {
+        sources.routes.push(route(doc, (order.0, order.1, i), &format!("routes[{i}]"), r, &defaults));
     }
     Ok(())
 }
 
-fn origin(node: &Node<'_>) -> Origin {
-    Origin { file: node.file.to_string(), path: node.path() }
+fn origin(doc: Doc<'_>, path: &str) -> Origin {
+    Origin { file: doc.file.to_string(), path: doc.path(path) }
 }
 
-fn service(host: String, node: &Node<'_>) -> Result<NativeService> {
-    if host.is_empty() || host.contains('/') {
-        return Err(node.err(format!("invalid host name \"{host}\"")));
+fn dest_ref(doc: Doc<'_>, path: &str, d: DestText) -> DestRef {
+    DestRef {
+        written: d.host.clone(),
+        host: d.host,
+        subset: d.subset,
+        port: None,
+        origin: origin(doc, path),
+        subset_origin: origin(doc, path),
+        fallback: None,
     }
-    let shape = if node.is_mapping() {
-        let mut subsets = BTreeMap::new();
-        for (subset, eps) in node.entries()? {
-            if subset.is_empty() || subset.contains('/') {
-                return Err(eps.err(format!("invalid subset name \"{subset}\"")));
-            }
-            subsets.insert(subset, endpoints(&eps)?);
-        }
-        NativeShape::Subsets(subsets)
-    } else {
-        NativeShape::Plain(endpoints(node)?)
-    };
-    Ok(NativeService { host, origin: origin(node), shape })
 }
 
-fn endpoints(node: &Node<'_>) -> Result<Vec<Endpoint>> {
-    node.one_or_many()?
-        .iter()
-        .map(|n| {
-            let text = n.str()?;
-            parse_endpoint(text).map_err(|e| n.err(format!("bad endpoint \"{text}\": {e}")))
-        })
-        .collect()
-}
-
-/// `host:port` or `[v6]:port`.
-pub(crate) fn parse_endpoint(text: &str) -> std::result::Result<Endpoint, String> {
-    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-        let (h, p) = rest.split_once("]:").ok_or("expected [address]:port for IPv6")?;
-        (h, p)
-    } else {
-        text.rsplit_once(':').ok_or("expected host:port")?
-    };
-    if host.is_empty() || host.contains(['/', ' ', '[', ']']) {
-        return Err("invalid host".into());
-    }
-    let port: u16 = port.parse().map_err(|_| format!("invalid port \"{port}\""))?;
-    if port == 0 {
-        return Err("port 0 is not a valid port".into());
-    }
-    Ok(Endpoint { host: host.to_string(), port })
-}
-
-fn route(node: &Node<'_>, defaults: &MirrorDefaults) -> Result<PendingRoute> {
-    node.deny_unknown(&["name", "hosts", "match", "rewrite", "to", "timeout", "mirror", "mirrors"])?;
-    let name = node.get("name").map(|n| n.scalar()).transpose()?;
-    let hosts = match node.get("hosts") {
-        Some(h) => h.one_or_many()?.iter().map(|h| h.str().map(str::to_string)).collect::<Result<_>>()?,
-        None => Vec::new(),
-    };
-    let matches = match node.get("match") {
-        Some(m) => m.one_or_many()?.iter().map(route_match).collect::<Result<_>>()?,
-        None => Vec::new(),
-    };
-    let (rewrite_uri, rewrite_authority) = match node.get("rewrite") {
+fn route(doc: Doc<'_>, order: (usize, usize, usize), path: &str, r: NRoute, defaults: &MirrorSettings) -> PendingRoute {
+    let (rewrite_uri, rewrite_authority) = match r.rewrite {
         None => (None, None),
-        Some(r) if r.is_mapping() => {
-            r.deny_unknown(&["uri", "authority"])?;
-            (r.get("uri").map(|u| u.scalar()).transpose()?, r.get("authority").map(|a| a.scalar()).transpose()?)
-        }
-        Some(r) => (Some(r.scalar()?), None),
+        Some(ShortOrMap::Short(Scalar(uri))) => (Some(UriRewrite::Istio(uri)), None),
+        Some(ShortOrMap::Map(rw)) => (rw.uri.map(|s| UriRewrite::Istio(s.0)), rw.authority.map(|s| s.0)),
     };
-    let to = node.require("to")?;
-    let mut destinations = Vec::new();
-    for item in to.one_or_many()? {
-        if item.is_mapping() {
-            item.deny_unknown(&["to", "weight"])?;
-            let dest = dest_ref(&item.require("to")?)?;
-            let weight = item.get("weight").map(|w| w.u32()).transpose()?;
-            destinations.push((dest, weight));
-        } else {
-            destinations.push((dest_ref(&item)?, None));
-        }
-    }
+    let to_path = format!("{path}.to");
+    let destinations =
+        r.to.items
+            .into_iter()
+            .map(|item| match item {
+                ShortOrMap::Short(d) => (dest_ref(doc, &to_path, d), None),
+                ShortOrMap::Map(w) => (dest_ref(doc, &to_path, w.to), w.weight.map(|w| w.0)),
+            })
+            .collect();
     let mut mirrors = Vec::new();
-    if let Some(m) = node.get("mirror") {
-        mirrors.push(mirror(&m, defaults)?);
+    if let Some(m) = r.mirror {
+        mirrors.push(mirror(doc, &format!("{path}.mirror"), m, defaults));
     }
-    if let Some(ms) = node.get("mirrors") {
-        for m in ms.seq()? {
-            mirrors.push(mirror(&m, defaults)?);
-        }
+    for (i, m) in r.mirrors.into_iter().flatten().enumerate() {
+        mirrors.push(mirror(doc, &format!("{path}.mirrors[{i}]"), m, defaults));
     }
-    Ok(PendingRoute {
-        name,
-        origin: origin(node),
-        hosts,
-        matches,
+    PendingRoute {
+        name: r.name.map(|n| n.0),
+        origin: origin(doc, path),
+        order,
+        answer: None,
+        request_headers: Default::default(),
+        hosts: r.hosts.map(|h| h.items).unwrap_or_default(),
+        matches: r.matches.map(|m| m.items.into_iter().map(|m| m.0).collect()).unwrap_or_default(),
         rewrite_uri,
         rewrite_authority,
         destinations,
-        destinations_origin: origin(&to),
+        destinations_origin: origin(doc, &to_path),
         mirrors,
-        timeout: node.get("timeout").map(|t| t.duration()).transpose()?,
-    })
+        timeout: r.timeout.map(|t| t.0),
+    }
 }
 
-fn route_match(node: &Node<'_>) -> Result<RouteMatch> {
-    node.deny_unknown(&["prefix", "exact", "regex", "methods", "headers", "authority"])?;
-    let mut uri = None;
-    for kind in ["prefix", "exact", "regex"] {
-        if let Some(v) = node.get(kind) {
-            if uri.is_some() {
-                return Err(v.err("a match takes at most one of prefix, exact or regex"));
-            }
-            let text = v.scalar()?;
-            uri = Some(match kind {
-                "prefix" => StringMatch::Prefix(text),
-                "exact" => StringMatch::Exact(text),
-                _ => StringMatch::regex(&text).map_err(|e| v.err(format!("bad regex \"{text}\": {}", crate::yaml::one_line(&e))))?,
-            });
-        }
-    }
-    let methods = match node.get("methods") {
-        Some(m) => m.one_or_many()?.iter().map(|m| m.method()).collect::<Result<_>>()?,
-        None => Vec::new(),
+fn mirror(doc: Doc<'_>, path: &str, m: ShortOrMap<DestText, NMirror>, defaults: &MirrorSettings) -> PendingMirror {
+    let m = match m {
+        ShortOrMap::Short(to) => return pending_mirror(None, origin(doc, path), dest_ref(doc, path, to), 100.0, defaults.clone()),
+        ShortOrMap::Map(m) => m,
     };
-    let mut headers = Vec::new();
-    if let Some(h) = node.get("headers") {
-        for (name, value) in h.entries()? {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| value.err(format!("invalid header name \"{name}\"")))?;
-            headers.push(HeaderMatch { name, value: bare_or_match(&value)? });
-        }
-    }
-    let authority = node.get("authority").map(|a| bare_or_match(&a)).transpose()?;
-    Ok(RouteMatch { uri, methods, headers, authority })
-}
-
-/// A bare string means an exact match.
-fn bare_or_match(node: &Node<'_>) -> Result<StringMatch> {
-    if node.is_mapping() { node.string_match() } else { Ok(StringMatch::Exact(node.scalar()?)) }
-}
-
-/// `host` or `host/subset`.
-fn dest_ref(node: &Node<'_>) -> Result<DestRef> {
-    let text = node.str()?;
-    let (host, subset) = match text.split_once('/') {
-        Some((h, s)) => (h, Some(s)),
-        None => (text, None),
-    };
-    if host.is_empty() || subset.is_some_and(|s| s.is_empty() || s.contains('/')) {
-        return Err(node.err(format!("invalid destination \"{text}\": expected host or host/subset")));
-    }
-    Ok(DestRef {
-        host: host.to_string(),
-        subset: subset.map(str::to_string),
-        port: None,
-        origin: origin(node),
-        subset_origin: origin(node),
-    })
-}
-
-fn methods(node: &Node<'_>) -> Result<MethodSet> {
-    if let Some(s) = node.v.as_str() {
-        return match s.to_ascii_lowercase().as_str() {
-            "safe" => Ok(MethodSet::Safe),
-            "all" => Ok(MethodSet::All),
-            _ => Ok(MethodSet::List(vec![node.method()?])),
-        };
-    }
-    Ok(MethodSet::List(node.seq()?.iter().map(|m| m.method()).collect::<Result<_>>()?))
-}
-
-fn mirror_defaults(node: &Node<'_>) -> Result<MirrorDefaults> {
-    node.deny_unknown(&["timeout", "max_in_flight", "max_body", "methods", "sample_header", "shadow_host"])?;
-    let mut d = MirrorDefaults::default();
-    apply_common(node, &mut d)?;
-    Ok(d)
-}
-
-/// The settings a mirror shares with `defaults.mirror`.
-fn apply_common(node: &Node<'_>, d: &mut MirrorDefaults) -> Result<()> {
-    if let Some(t) = node.get("timeout") {
-        d.timeout = t.duration()?;
-    }
-    if let Some(n) = node.get("max_in_flight") {
-        d.max_in_flight = n.usize()?;
-    }
-    if let Some(n) = node.get("max_body") {
-        d.max_body_bytes = n.size()?;
-    }
-    if let Some(m) = node.get("methods") {
-        d.methods = methods(&m)?;
-    }
-    if let Some(h) = node.get("sample_header") {
-        d.sample_header = h.header_name()?;
-    }
-    if let Some(b) = node.get("shadow_host") {
-        d.shadow_host_suffix = b.bool()?;
-    }
-    Ok(())
-}
-
-fn mirror(node: &Node<'_>, defaults: &MirrorDefaults) -> Result<PendingMirror> {
-    if !node.is_mapping() {
-        let to = dest_ref(node)?;
-        return Ok(pending_mirror(None, origin(node), to, 100.0, defaults.clone()));
-    }
-    node.deny_unknown(&[
-        "to",
-        "name",
-        "percent",
-        "timeout",
-        "max_in_flight",
-        "max_body",
-        "methods",
-        "shadow_host",
-        "sample_header",
-        "headers",
-        "compare",
-    ])?;
-    let to = dest_ref(&node.require("to")?)?;
-    let name = node.get("name").map(|n| n.scalar()).transpose()?;
-    let percent = node.get("percent").map(|p| p.percent()).transpose()?;
     let mut settings = defaults.clone();
-    apply_common(node, &mut settings)?;
-    let mut m = pending_mirror(name, origin(node), to, percent.unwrap_or(100.0), settings);
-    if let Some(h) = node.get("headers") {
-        h.deny_unknown(&["set", "remove"])?;
-        if let Some(set) = h.get("set") {
-            for (name, value) in set.entries()? {
-                let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| value.err(format!("invalid header name \"{name}\"")))?;
-                m.set_headers.push((header, value.header_value()?));
-            }
-        }
-        if let Some(remove) = h.get("remove") {
-            for r in remove.one_or_many()? {
-                m.remove_headers.push(r.header_name()?);
-            }
-        }
+    settings.apply(CommonMirror {
+        timeout: m.timeout,
+        max_in_flight: m.max_in_flight,
+        max_body: m.max_body,
+        methods: m.methods,
+        sample_header: m.sample_header,
+        shadow_host: m.shadow_host,
+    });
+    let to = dest_ref(doc, &format!("{path}.to"), m.to);
+    let mut p = pending_mirror(m.name.map(|n| n.0), origin(doc, path), to, m.percent.map_or(100.0, |p| p.0), settings);
+    if let Some(h) = m.headers {
+        p.set_headers = h.set.0.into_iter().map(|(HName(name), HValue(value))| (name, value)).collect();
+        p.remove_headers = h.remove.map(|r| r.items.into_iter().map(|h| h.0).collect()).unwrap_or_default();
     }
-    if let Some(c) = node.get("compare") {
-        m.compare = compare(&c)?;
-    }
-    Ok(m)
+    p.compare = match m.compare {
+        None | Some(ShortOrMap::Short(false)) => None,
+        Some(ShortOrMap::Short(true)) => Some(CompareSpec::default()),
+        Some(ShortOrMap::Map(c)) => {
+            let defaults = CompareSpec::default();
+            Some(CompareSpec {
+                ignore_headers: c.ignore_headers.map(|h| h.items.into_iter().map(|h| h.0).collect()).unwrap_or_default(),
+                ignore_paths: c.ignore_paths.map(|p| p.items.into_iter().map(|p| p.0).collect()).unwrap_or_default(),
+                max_body_bytes: c.max_body.map_or(defaults.max_body_bytes, |s| s.0),
+                noise_percent: c.noise_percent.map_or(defaults.noise_percent, |p| p.0),
+                redact_bodies: c.redact_bodies.unwrap_or(defaults.redact_bodies),
+            })
+        }
+    };
+    p
 }
 
-fn pending_mirror(name: Option<String>, origin: Origin, to: DestRef, percent: f64, d: MirrorDefaults) -> PendingMirror {
+fn pending_mirror(name: Option<String>, origin: Origin, to: DestRef, percent: f64, d: MirrorSettings) -> PendingMirror {
     PendingMirror {
         name,
         origin,
@@ -328,44 +419,4 @@ fn pending_mirror(name: Option<String>, origin: Origin, to: DestRef, percent: f6
         remove_headers: Vec::new(),
         compare: None,
     }
-}
-
-/// `compare: true` (defaults), `false`, or the settings.
-fn compare(node: &Node<'_>) -> std::result::Result<Option<CompareSpec>, ConfigError> {
-    if !node.is_mapping() {
-        return Ok(node.bool()?.then(CompareSpec::default));
-    }
-    node.deny_unknown(&["ignore_headers", "ignore_paths", "max_body", "noise_percent", "redact_bodies"])?;
-    let mut spec = CompareSpec::default();
-    if let Some(h) = node.get("ignore_headers") {
-        for n in h.one_or_many()? {
-            spec.ignore_headers.push(n.header_name()?);
-        }
-    }
-    if let Some(p) = node.get("ignore_paths") {
-        for n in p.one_or_many()? {
-            spec.ignore_paths.push(json_path(&n)?);
-        }
-    }
-    if let Some(m) = node.get("max_body") {
-        spec.max_body_bytes = m.size()?;
-    }
-    if let Some(n) = node.get("noise_percent") {
-        spec.noise_percent = n.percent()?;
-    }
-    if let Some(r) = node.get("redact_bodies") {
-        spec.redact_bodies = r.bool()?;
-    }
-    Ok(Some(spec))
-}
-
-/// A JSON path to ignore in comparisons: must start with `$`.
-pub(crate) fn json_path(node: &Node<'_>) -> Result<String> {
-    let p = node.str()?.trim();
-    check_json_path(p).map_err(|e| node.err(e))?;
-    Ok(p.to_string())
-}
-
-pub(crate) fn check_json_path(p: &str) -> std::result::Result<(), String> {
-    if p.starts_with('$') { Ok(()) } else { Err(format!("invalid JSON path \"{p}\": must start with `$`, e.g. $.timestamp")) }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 
 use crate::ConfigError;
-use crate::model::{CompareSpec, Endpoint, MethodSet, RouteMatch};
+use crate::model::{Answer, CompareSpec, Endpoint, HeaderOps, MethodSet, RouteMatch, UriRewrite};
 
 /// Where something was written: a file and a path inside it.
 #[derive(Debug, Clone)]
@@ -26,13 +26,19 @@ impl Origin {
 /// A destination by name, resolved during validation.
 #[derive(Debug, Clone)]
 pub(crate) struct DestRef {
+    /// Namespace-qualified, lower case: what resolution compares.
     pub host: String,
+    /// As the user wrote it: destination labels and default mirror names.
+    pub written: String,
     pub subset: Option<String>,
     pub port: Option<u16>,
     /// The `host`/`to` key, for unknown-host errors.
     pub origin: Origin,
     /// The `subset` key (or `to` again in the native format), for unknown-subset errors.
     pub subset_origin: Origin,
+    /// Where to send when nothing else defines the host (a Gateway API `Service` backend is
+    /// its cluster DNS name).
+    pub fallback: Option<Endpoint>,
 }
 
 #[derive(Debug, Clone)]
@@ -40,9 +46,14 @@ pub(crate) struct PendingRoute {
     /// `None`: named `route-<index>` in the merged table.
     pub name: Option<String>,
     pub origin: Origin,
+    /// Load order: (file, document, position); a replaced Kubernetes object keeps the first's.
+    pub order: (usize, usize, usize),
     pub hosts: Vec<String>,
     pub matches: Vec<RouteMatch>,
-    pub rewrite_uri: Option<String>,
+    pub rewrite_uri: Option<UriRewrite>,
+    /// Set for routes that answer themselves; `destinations` is then empty.
+    pub answer: Option<Answer>,
+    pub request_headers: HeaderOps,
     pub rewrite_authority: Option<String>,
     /// Weight `None` when not written: see validation for the default.
     pub destinations: Vec<(DestRef, Option<u32>)>,
@@ -88,6 +99,8 @@ pub(crate) enum NativeShape {
 #[derive(Debug, Clone)]
 pub(crate) struct IstioSubset {
     pub host: String,
+    /// `namespace/name` of the DestinationRule: subsets of several rules for one host merge.
+    pub rule: String,
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub origin: Origin,
@@ -104,6 +117,8 @@ pub(crate) struct ServiceEntry {
 #[derive(Debug, Clone)]
 pub(crate) struct SePort {
     pub number: u16,
+    /// `HTTPS` or `TLS` when the port speaks TLS: never sent plaintext.
+    pub tls: Option<String>,
     pub name: Option<String>,
     pub target_port: Option<u16>,
 }
@@ -123,4 +138,6 @@ pub(crate) struct Sources {
     pub services: Vec<NativeService>,
     pub subsets: Vec<IstioSubset>,
     pub service_entries: Vec<ServiceEntry>,
+    /// DestinationRules asking for TLS origination to a host (`tls.mode` SIMPLE or MUTUAL).
+    pub tls_rules: Vec<(String, String, Origin)>,
 }

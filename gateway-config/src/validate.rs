@@ -1,26 +1,21 @@
 //! Validation, once, on everything the files said, whichever front-end: resolves destination
-//! names to endpoints and builds the [`RouteTable`], or says what is wrong and where.
+//! names to endpoints and builds the [`RouteTable`] with its virtual hosts, or says what is
+//! wrong and where.
 
 use std::collections::HashMap;
 
-use crate::ConfigError;
-use crate::model::{Destination, DestinationId, Endpoint, MirrorPolicy, Route, RouteTable, WeightedDestination, label};
-use crate::sources::{DestRef, NativeShape, PendingRoute, Sources};
-use crate::yaml::Result;
+use crate::de::Result;
+use crate::model::{
+    Destination, DestinationId, Endpoint, MirrorPolicy, Route, RouteTable, UriRewrite, VirtualHost, WeightedDestination, label,
+};
+use crate::sources::{DestRef, IstioSubset, NativeShape, PendingRoute, ServiceEntry, Sources};
+use crate::{ConfigError, Warning};
+use http_rules::host_matches;
 
-pub(crate) fn build(sources: Sources) -> Result<RouteTable> {
-    if sources.routes.is_empty() {
-        let file = if sources.files.is_empty() { "(no configuration files)".to_string() } else { sources.files.join(", ") };
-        return Err(ConfigError::new(
-            file,
-            "routes",
-            "nothing to serve: no routes are defined \
-             (native `routes:` or Istio VirtualService `spec.http`)",
-        ));
-    }
-    check_duplicate_definitions(&sources)?;
+pub(crate) fn build(sources: Sources, warnings: &mut Vec<Warning>) -> Result<RouteTable> {
+    check_duplicate_definitions(&sources, warnings)?;
 
-    let mut builder = Builder { sources: &sources, ids: HashMap::new(), destinations: Vec::new() };
+    let mut builder = Builder { sources: &sources, ids: HashMap::new(), destinations: Vec::new(), warnings };
     let mut names: HashMap<String, String> = HashMap::new();
     let mut routes = Vec::with_capacity(sources.routes.len());
     for (index, pending) in sources.routes.iter().enumerate() {
@@ -31,10 +26,38 @@ pub(crate) fn build(sources: Sources) -> Result<RouteTable> {
         }
         routes.push(builder.route(name, pending)?);
     }
-    Ok(RouteTable { routes, destinations: builder.destinations })
+    let virtual_hosts = virtual_hosts(&routes);
+    Ok(RouteTable { routes, virtual_hosts, destinations: builder.destinations })
 }
 
-fn check_duplicate_definitions(sources: &Sources) -> Result<()> {
+/// One virtual host per host pattern, each with its routes in load order; routes without hosts
+/// belong to every virtual host, and to `*`.
+fn virtual_hosts(routes: &[Route]) -> Vec<VirtualHost> {
+    let mut domains: Vec<String> = Vec::new();
+    for h in routes.iter().flat_map(|r| &r.hosts) {
+        let h = h.to_ascii_lowercase();
+        if !domains.contains(&h) {
+            domains.push(h);
+        }
+    }
+    if routes.iter().any(|r| r.hosts.is_empty()) && !domains.iter().any(|d| d == "*") {
+        domains.push("*".to_string());
+    }
+    domains
+        .into_iter()
+        .map(|domain| {
+            let routes = routes
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.hosts.is_empty() || r.hosts.iter().any(|h| h.eq_ignore_ascii_case(&domain)))
+                .map(|(i, _)| i)
+                .collect();
+            VirtualHost { domain, routes }
+        })
+        .collect()
+}
+
+fn check_duplicate_definitions(sources: &Sources, warnings: &mut Vec<Warning>) -> Result<()> {
     for (i, s) in sources.services.iter().enumerate() {
         if let Some(first) = sources.services[..i].iter().find(|f| f.host == s.host) {
             return Err(s
@@ -43,51 +66,54 @@ fn check_duplicate_definitions(sources: &Sources) -> Result<()> {
         }
     }
     for (i, s) in sources.subsets.iter().enumerate() {
-        if let Some(first) = sources.subsets[..i].iter().find(|f| f.name == s.name && hosts_match(&f.host, &s.host)) {
+        let Some(first) = sources.subsets[..i].iter().find(|f| f.name == s.name && f.host == s.host) else { continue };
+        if first.rule == s.rule {
             return Err(s.origin.err(format!(
-                "subset \"{}\" of host \"{}\" is defined twice (first at {}: {})",
-                s.name, s.host, first.origin.file, first.origin.path
+                "subset \"{}\" of host \"{}\" is defined twice in this DestinationRule (first at {})",
+                s.name, s.host, first.origin.path
             )));
         }
+        // Istio merges the DestinationRules of one host; for a subset defined by two, the first wins.
+        warnings.push(Warning::new(
+            &s.origin.file,
+            &s.origin.path,
+            format!(
+                "subset \"{}\" of host \"{}\" is already defined by DestinationRule {} ({}: {}); this one is ignored, as Istio merges them",
+                s.name, s.host, first.rule, first.origin.file, first.origin.path
+            ),
+        ));
     }
     Ok(())
 }
 
-/// Istio host comparison: equal without case, or a short name (`target`) equal to the first
-/// label of a qualified one (`target.test.svc.cluster.local`), or a `*.suffix` wildcard.
-pub(crate) fn hosts_match(a: &str, b: &str) -> bool {
-    if a.eq_ignore_ascii_case(b) {
+/// A native service's name against a wanted host: equal without case, or, since native names
+/// have no namespace, a short native name stands for that Service in any namespace
+/// (`target` serves `target.test.svc.cluster.local`, never `target2` nor `target.example.com`).
+fn native_names(native: &str, wanted: &str) -> bool {
+    if native.eq_ignore_ascii_case(wanted) {
         return true;
     }
-    for (x, y) in [(a, b), (b, a)] {
-        if let Some(suffix) = x.strip_prefix('*')
-            && y.len() > suffix.len()
-            && y.get(y.len() - suffix.len()..).is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
-        {
-            return true;
-        }
-        if !x.contains('.')
-            && let Some((first, _)) = y.split_once('.')
-            && first.eq_ignore_ascii_case(x)
-        {
-            return true;
-        }
-    }
-    false
+    !native.contains('.')
+        && wanted
+            .to_ascii_lowercase()
+            .strip_prefix(&format!("{}.", native.to_ascii_lowercase()))
+            .and_then(|rest| rest.strip_suffix(".svc.cluster.local"))
+            .is_some_and(|ns| !ns.is_empty() && !ns.contains('.'))
 }
 
 struct Builder<'s> {
     sources: &'s Sources,
     ids: HashMap<(String, Option<String>, Option<u16>), DestinationId>,
     destinations: Vec<Destination>,
+    warnings: &'s mut Vec<Warning>,
 }
 
 impl Builder<'_> {
     fn route(&mut self, name: String, p: &PendingRoute) -> Result<Route> {
-        if p.destinations.is_empty() {
+        if p.destinations.is_empty() && p.answer.is_none() {
             return Err(p.destinations_origin.err("no destinations: nothing to route to"));
         }
-        if let Some(uri) = &p.rewrite_uri
+        if let Some(UriRewrite::Istio(uri) | UriRewrite::Full(uri) | UriRewrite::Prefix(uri)) = &p.rewrite_uri
             && !uri.starts_with('/')
         {
             return Err(p.origin.err(format!("rewrite uri \"{uri}\" must start with `/`")));
@@ -98,7 +124,7 @@ impl Builder<'_> {
             return Err(p.origin.err(format!("invalid rewrite authority \"{a}\"")));
         }
         let any_weight = p.destinations.iter().any(|(_, w)| w.is_some());
-        let equal_share = u32::try_from(100 / p.destinations.len()).unwrap_or(1).max(1);
+        let equal_share = u32::try_from(100 / p.destinations.len().max(1)).unwrap_or(1).max(1);
         let mut destinations = Vec::with_capacity(p.destinations.len());
         for (dest, weight) in &p.destinations {
             let weight = match weight {
@@ -108,12 +134,12 @@ impl Builder<'_> {
             };
             destinations.push(WeightedDestination { id: self.resolve(dest)?, weight });
         }
-        if destinations.iter().all(|d| d.weight == 0) {
+        if p.answer.is_none() && destinations.iter().all(|d| d.weight == 0) {
             return Err(p.destinations_origin.err("weights are all zero: no destination would get traffic"));
         }
         let mut mirrors: Vec<MirrorPolicy> = Vec::with_capacity(p.mirrors.len());
         for m in &p.mirrors {
-            let name = m.name.clone().unwrap_or_else(|| label(&m.to.host, m.to.subset.as_deref()));
+            let name = m.name.clone().unwrap_or_else(|| label(&m.to.written, m.to.subset.as_deref()));
             if mirrors.iter().any(|other| other.name == name) {
                 return Err(m
                     .origin
@@ -121,6 +147,10 @@ impl Builder<'_> {
             }
             if !(0.0..=100.0).contains(&m.percent) {
                 return Err(m.origin.err(format!("percentage {} is out of range 0..=100", m.percent)));
+            }
+            // The name travels as the copy's `x-shadow` header.
+            if http::HeaderValue::from_str(&name).is_err() {
+                return Err(m.origin.err(format!("mirror name \"{name}\" is not a valid header value (copies carry it as x-shadow)")));
             }
             if m.timeout.is_zero() {
                 return Err(m.origin.err("mirror timeout must be greater than zero"));
@@ -156,6 +186,8 @@ impl Builder<'_> {
             rewrite_authority: p.rewrite_authority.clone(),
             destinations,
             mirrors,
+            answer: p.answer.clone(),
+            request_headers: p.request_headers.clone(),
             // Istio: a zero timeout means none.
             timeout: p.timeout.filter(|t| !t.is_zero()),
         })
@@ -167,68 +199,94 @@ impl Builder<'_> {
             return Ok(*id);
         }
         let endpoints = self.endpoints(r)?;
+        let shown = label(&r.written, r.subset.as_deref());
         if endpoints.is_empty() {
-            return Err(r.subset_origin.err(format!("missing endpoints: no endpoint for \"{}\"", label(&r.host, r.subset.as_deref()))));
+            // Istio accepts a route to a subset whose workloads are not deployed yet, and Envoy
+            // answers 503 until they are: deploying the VirtualService first is the usual order.
+            self.warnings.push(Warning::new(
+                &r.subset_origin.file,
+                &r.subset_origin.path,
+                format!("no endpoints for \"{shown}\" yet: requests routed to it get 503 (no healthy upstream) until a reload brings some"),
+            ));
+        }
+        if let Some(bad) = endpoints.iter().find(|e| http::uri::Authority::try_from(e.authority()).is_err()) {
+            return Err(r.subset_origin.err(format!("invalid endpoint \"{}\" for \"{shown}\": not a valid host:port", bad.authority())));
         }
         let id = DestinationId(self.destinations.len());
-        self.destinations.push(Destination { host: r.host.clone(), subset: r.subset.clone(), port: r.port, endpoints });
+        self.destinations.push(Destination { host: r.written.clone(), subset: r.subset.clone(), port: r.port, endpoints });
         self.ids.insert(key, id);
         Ok(id)
     }
 
     fn endpoints(&self, r: &DestRef) -> Result<Vec<Endpoint>> {
         let s = self.sources;
-        if let Some(svc) = s.services.iter().find(|svc| hosts_match(&svc.host, &r.host)) {
+        if let Some(svc) = s.services.iter().find(|svc| native_names(&svc.host, &r.host)) {
             return match (&svc.shape, &r.subset) {
                 (NativeShape::Plain(eps), None) => Ok(eps.clone()),
                 (NativeShape::Plain(_), Some(subset)) => {
-                    Err(r.subset_origin.err(format!("unknown subset \"{subset}\" for host \"{}\" (it has no subsets)", r.host)))
+                    Err(r.subset_origin.err(format!("unknown subset \"{subset}\" for host \"{}\" (it has no subsets)", r.written)))
                 }
                 (NativeShape::Subsets(map), None) => Ok(map.values().flatten().cloned().collect()),
                 (NativeShape::Subsets(map), Some(subset)) => map.get(subset).cloned().ok_or_else(|| {
                     r.subset_origin.err(format!(
                         "unknown subset \"{subset}\" for host \"{}\" (known: {})",
-                        r.host,
+                        r.written,
                         map.keys().cloned().collect::<Vec<_>>().join(", ")
                     ))
                 }),
             };
         }
 
-        let subsets: Vec<_> = s.subsets.iter().filter(|d| hosts_match(&d.host, &r.host)).collect();
-        let entry = s.service_entries.iter().find(|e| e.hosts.iter().any(|h| hosts_match(h, &r.host)));
+        let subsets: Vec<&IstioSubset> = s.subsets.iter().filter(|d| host_matches(&d.host, &r.host)).collect();
+        // The most specific entry: an exact host before a wildcard one.
+        let entry = s
+            .service_entries
+            .iter()
+            .find(|e| e.hosts.iter().any(|h| h.eq_ignore_ascii_case(&r.host)))
+            .or_else(|| s.service_entries.iter().find(|e| e.hosts.iter().any(|h| host_matches(h, &r.host))));
         if subsets.is_empty() && entry.is_none() {
+            if let Some(fallback) = &r.fallback {
+                return Ok(vec![fallback.clone()]);
+            }
             return Err(r
                 .origin
-                .err(format!("unknown host \"{}\": no native service, ServiceEntry or DestinationRule defines it", r.host)));
+                .err(format!("unknown host \"{}\": no native service, ServiceEntry or DestinationRule defines it", r.written)));
         }
         let selector = match &r.subset {
             None => None,
             Some(name) => match subsets.iter().find(|d| &d.name == name) {
                 Some(d) => Some(&d.labels),
-                None => {
-                    return Err(r.subset_origin.err(format!("unknown subset \"{name}\" for host \"{}\"", r.host)));
-                }
+                None => return Err(r.subset_origin.err(format!("unknown subset \"{name}\" for host \"{}\"", r.written))),
             },
         };
         let Some(entry) = entry else {
+            if let Some(fallback) = &r.fallback {
+                return Ok(vec![fallback.clone()]);
+            }
             return Err(r
                 .origin
-                .err(format!("missing endpoints: no ServiceEntry (or native service) says where host \"{}\" runs", r.host)));
+                .err(format!("missing endpoints: no ServiceEntry (or native service) says where host \"{}\" runs", r.written)));
         };
+        self.check_plaintext(r, entry)?;
         let port = match r.port {
             Some(n) => entry.ports.iter().find(|p| p.number == n).ok_or_else(|| {
                 r.origin.err(format!(
                     "port {n} is not declared by the ServiceEntry for host \"{}\" ({}: {})",
-                    r.host, entry.origin.file, entry.origin.path
+                    r.written, entry.origin.file, entry.origin.path
                 ))
             })?,
             None => entry
                 .ports
                 .first()
-                .ok_or_else(|| entry.origin.err(format!("the ServiceEntry for host \"{}\" declares no ports", r.host)))?,
+                .ok_or_else(|| entry.origin.err(format!("the ServiceEntry for host \"{}\" declares no ports", r.written)))?,
         };
-        let endpoints: Vec<Endpoint> = entry
+        if let Some(protocol) = &port.tls {
+            return Err(r.origin.err(format!(
+                "port {} of host \"{}\" is {protocol} ({}: {}): TLS origination is not implemented, and the gateway never sends plaintext to a TLS port",
+                port.number, r.written, entry.origin.file, entry.origin.path
+            )));
+        }
+        Ok(entry
             .endpoints
             .iter()
             .filter(|e| selector.is_none_or(|sel| sel.iter().all(|(k, v)| e.labels.get(k) == Some(v))))
@@ -236,33 +294,39 @@ impl Builder<'_> {
                 host: e.address.clone(),
                 port: port.name.as_ref().and_then(|n| e.ports.get(n).copied()).or(port.target_port).unwrap_or(port.number),
             })
-            .collect();
-        if endpoints.is_empty() {
-            let wanted = selector.map(|sel| sel.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")).unwrap_or_default();
-            return Err(r.subset_origin.err(format!(
-                "missing endpoints: the ServiceEntry for host \"{}\" ({}: {}) has no endpoint{}",
-                r.host,
-                entry.origin.file,
-                entry.origin.path,
-                if wanted.is_empty() { String::new() } else { format!(" with labels {wanted}") }
-            )));
+            .collect())
+    }
+
+    /// A DestinationRule asking for TLS to this host is refused by name: plaintext instead of
+    /// TLS would be a silent downgrade.
+    fn check_plaintext(&self, r: &DestRef, _entry: &ServiceEntry) -> Result<()> {
+        for (host, mode, origin) in &self.sources.tls_rules {
+            if host_matches(host, &r.host) && matches!(mode.as_str(), "SIMPLE" | "MUTUAL") {
+                return Err(ConfigError::new(
+                    &r.origin.file,
+                    &r.origin.path,
+                    format!(
+                        "host \"{}\" has tls.mode {mode} ({}: {}): TLS origination is not implemented, and the gateway never sends plaintext where TLS is asked for",
+                        r.written, origin.file, origin.path
+                    ),
+                ));
+            }
         }
-        Ok(endpoints)
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::hosts_match;
+    use super::native_names;
 
     #[test]
-    fn host_names() {
-        assert!(hosts_match("target", "target.test.svc.cluster.local"));
-        assert!(hosts_match("target.test.svc.cluster.local", "target"));
-        assert!(hosts_match("Target", "target"));
-        assert!(!hosts_match("target", "target2"));
-        assert!(!hosts_match("target.a", "target.b"));
-        assert!(hosts_match("*.example.com", "api.example.com"));
-        assert!(!hosts_match("*.example.com", "example.com"));
+    fn short_native_names_stand_for_that_service_in_any_namespace() {
+        assert!(native_names("target", "target.test.svc.cluster.local"));
+        assert!(native_names("Target", "target"));
+        assert!(!native_names("target", "target2"));
+        assert!(!native_names("target", "target.example.com"));
+        assert!(!native_names("target", "target2.test.svc.cluster.local"));
+        assert!(!native_names("target.a", "target.b"));
     }
 }

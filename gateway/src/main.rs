@@ -58,13 +58,13 @@ fn main() -> ExitCode {
     if let Some(files) = cli.check_config {
         let mut all = settings.config.clone();
         all.extend(files);
-        return check_config(&all);
+        return check_config(&all, &settings.scope);
     }
     if settings.config.is_empty() {
         eprintln!("gateway: config: no routing file given (use --config FILE or GATEWAY_CONFIG)");
         return ExitCode::from(2);
     }
-    let loaded = match gateway_config::load_files(&settings.config) {
+    let loaded = match gateway_config::load_files_with(&settings.config, &settings.scope) {
         Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("gateway: {error}");
@@ -89,16 +89,14 @@ fn main() -> ExitCode {
     })
 }
 
-fn check_config(files: &[PathBuf]) -> ExitCode {
+fn check_config(files: &[PathBuf], scope: &gateway_config::LoadOptions) -> ExitCode {
     if files.is_empty() {
         eprintln!("gateway: --check-config: no file given");
         return ExitCode::from(2);
     }
-    match gateway_config::load_files(files) {
+    match gateway_config::load_files_with(files, scope) {
         Ok(loaded) => {
-            for warning in &loaded.warnings {
-                eprintln!("warning: {warning}");
-            }
+            print_file_reports(&loaded);
             let mirrors: usize = loaded.table.routes.iter().map(|r| r.mirrors.len()).sum();
             println!("ok: {} routes, {} mirrors, {} destinations", loaded.table.routes.len(), mirrors, loaded.table.destinations.len());
             ExitCode::SUCCESS
@@ -106,6 +104,22 @@ fn check_config(files: &[PathBuf]) -> ExitCode {
         Err(error) => {
             eprintln!("{error}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Per input file: what was loaded, what was scoped out and why, and every warning.
+fn print_file_reports(loaded: &gateway_config::Loaded) {
+    for report in &loaded.files {
+        println!("{}:", report.file);
+        for line in &report.loaded {
+            println!("  loaded: {line}");
+        }
+        for line in &report.scoped_out {
+            println!("  scoped out: {line}");
+        }
+        for warning in loaded.warnings.iter().filter(|w| w.file == report.file) {
+            println!("  not implemented / warning: {}: {}", warning.path, warning.message);
         }
     }
 }

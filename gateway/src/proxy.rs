@@ -83,12 +83,14 @@ where
     let host = request_host(&request);
     // Matching is a pure function of the request head, done first so the span gets its final
     // name (`GET target`): OpenTelemetry spans cannot be renamed once started.
-    let hit = active.table.find(request.method(), request.uri().path(), request.headers(), host.as_ref().and_then(|h| h.to_str().ok()));
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let hit = active.table.find(request.method(), path, request.headers(), host.as_ref().and_then(|h| h.to_str().ok()));
     let span = server_span(&request, hit.as_ref());
     let route = hit.map(|hit| (hit, &active.routes[hit.index]));
-    let primary = route.map(|(_, compiled)| compiled.destinations.pick().clone());
+    let primary = route.filter(|(hit, _)| hit.route.answer.is_none()).map(|(_, compiled)| compiled.destinations.pick().clone());
     let response = match (route, &primary) {
         (Some((hit, compiled)), Some(primary)) => forward(&shared, hit, compiled, primary, host, request).instrument(span.clone()).await,
+        (Some((hit, _)), None) => Ok(answer(&hit, host.as_ref(), request.uri())),
         _ => Err(GatewayError::NoRoute),
     }
     .unwrap_or_else(|error| {
@@ -129,6 +131,7 @@ where
     let host = route.rewrite_authority.clone().or(host);
     let upgrade = parts.headers.contains_key(header::UPGRADE) || parts.method == http::Method::CONNECT;
     proxy_headers(&mut parts.headers, host.as_ref(), parts.extensions.get::<ClientAddr>());
+    hit.route.request_headers.apply(&mut parts.headers);
 
     let mut plan = if upgrade || route.mirrors.is_empty() {
         // Upgrades and tunnels are not proxied (Upgrade is hop-by-hop) nor mirrored.
@@ -160,6 +163,13 @@ where
     let (mut head, body) = response.into_parts();
     strip_hop_by_hop(&mut head.headers);
     Ok(plan.capture(Response::from_parts(head, body), latency))
+}
+
+/// Phase, instead of forwarding: a route that answers itself (redirect, fixed response).
+fn answer(hit: &RouteHit<'_>, host: Option<&HeaderValue>, uri: &Uri) -> Response<BoxBody> {
+    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+    let response = hit.respond(host.and_then(|h| h.to_str().ok()), path_and_query).unwrap_or_default();
+    response.map(|body| http_body_util::Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync())
 }
 
 /// Phase: the primary call, within the route's timeout.

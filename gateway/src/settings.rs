@@ -10,7 +10,7 @@ use serde::Deserialize;
 impl service_kit::settings::Layered for GatewaySettings {
     const DEFAULTS: &'static str = include_str!("defaults.yaml");
     const ENV_PREFIX: &'static str = "GATEWAY";
-    const LIST_KEYS: &'static [&'static str] = &["config", "shadow.trusted_networks"];
+    const LIST_KEYS: &'static [&'static str] = &["config", "shadow.trusted_networks", "scope.gateways"];
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -28,6 +28,9 @@ pub struct GatewaySettings {
     pub report: ReportSettings,
     pub compare: CompareSettings,
     pub shadow: ShadowSettings,
+    /// Which Gateway resources (Istio or Gateway API) this gateway is, and whether it also
+    /// routes for the mesh: what the routing files cannot say about the process reading them.
+    pub scope: gateway_config::LoadOptions,
 }
 
 /// Who may mark a request as shadow traffic (`x-shadow`); see `shadow.rs`.

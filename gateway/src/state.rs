@@ -138,7 +138,7 @@ impl Active {
         stats: &StatsRegistry,
         pools: &Pools,
     ) -> Result<Self, String> {
-        let Loaded { table, warnings } = loaded;
+        let Loaded { table, warnings, .. } = loaded;
         let upstreams = table.destinations.iter().map(|d| pools.get(d, upstream)).collect::<Result<Vec<_>, _>>()?;
         let routes = table.routes.iter().map(|route| CompiledRoute::new(route, &upstreams, report, stats)).collect::<Result<_, _>>()?;
         Ok(Self { table, routes, warnings, loaded_at: SystemTime::now() })

@@ -45,6 +45,15 @@ impl RunningGateway {
     }
 
     pub async fn try_start(files: &[(&str, &str)], receiver: Option<&Receiver>) -> Result<Self, String> {
+        Self::try_start_with(files, &[], receiver).await
+    }
+
+    /// [`Self::try_start`] with settings overrides, e.g. `("scope.mesh", "true")`.
+    pub async fn try_start_with(
+        files: &[(&str, &str)],
+        settings: &[(&'static str, String)],
+        receiver: Option<&Receiver>,
+    ) -> Result<Self, String> {
         let dir = scratch_dir("config");
         let paths: Vec<PathBuf> = files
             .iter()
@@ -54,10 +63,11 @@ impl RunningGateway {
                 path
             })
             .collect();
-        let settings = GatewaySettings::load(Sources { overrides: vec![("reload.poll_interval", "0s".to_owned())], ..Sources::default() })
-            .map_err(|e| e.to_string())?;
+        let mut overrides = vec![("reload.poll_interval", "0s".to_owned())];
+        overrides.extend(settings.iter().cloned());
+        let settings = GatewaySettings::load(Sources { overrides, ..Sources::default() }).map_err(|e| e.to_string())?;
         let settings = GatewaySettings { config: paths.clone(), ..settings };
-        let loaded = gateway_config::load_files(&paths).map_err(|e| e.to_string())?;
+        let loaded = gateway_config::load_files_with(&paths, &settings.scope).map_err(|e| e.to_string())?;
         let telemetry = telemetry("gateway", "test", receiver);
         let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
         let admin = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;

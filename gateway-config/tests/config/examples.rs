@@ -89,3 +89,24 @@ fn missing_file_is_an_error_naming_it() {
     let err = load_files(&[example("does-not-exist.yaml")]).unwrap_err();
     assert!(err.to_string().contains("does-not-exist.yaml"), "{err}");
 }
+
+#[test]
+fn gateway_api_tutorial_routes_like_the_istio_one() {
+    let loaded = load_files(&[example("gateway-api/gateway-api.yaml"), example("gateway-api/service-entries.yaml")])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let t = &loaded.table;
+    assert_eq!(route_summary(t, "/proxy/proxy"), Some(("proxy.0".to_string(), "proxy-v1".to_string(), vec!["127.0.0.1:8091".to_string()])));
+    assert_eq!(
+        route_summary(t, "/target/index"),
+        Some(("target.0".to_string(), "target-v1".to_string(), vec!["127.0.0.1:8092".to_string()]))
+    );
+    assert!(get(t, "/other").is_none());
+    let hit = get(t, "/target/index").unwrap();
+    assert_eq!(hit.rewrite_path("/target/index?x=1"), "/index?x=1");
+    let m = &hit.route.mirrors[0];
+    assert_eq!((m.name.as_str(), m.percent, m.methods.clone()), ("target-v2", 100.0, MethodSet::All));
+    assert!(m.compare.is_some());
+    assert_eq!(t.destination(m.destination).endpoints[0].authority(), "127.0.0.1:8093");
+    assert_eq!(get(t, "/proxy/proxy").unwrap().rewrite_path("/proxy/proxy?url=x"), "/proxy?url=x");
+}

@@ -1,15 +1,20 @@
-use gateway_config::{Loaded, RouteHit, RouteTable, load_str};
+use gateway_config::{LoadOptions, Loaded, RouteHit, RouteTable, load_texts_with};
 use http::{HeaderMap, Method};
 
+/// These tests load VirtualServices without `gateways`: this gateway also routes for the mesh.
+pub fn mesh() -> LoadOptions {
+    LoadOptions { mesh: true, ..LoadOptions::default() }
+}
+
 pub fn load(text: &str) -> Loaded {
-    match load_str("test.yaml", text) {
+    match load_texts_with([("test.yaml", text)], &mesh()) {
         Ok(l) => l,
         Err(e) => panic!("unexpected error: {e}"),
     }
 }
 
 pub fn load_err(text: &str) -> String {
-    match load_str("test.yaml", text) {
+    match load_texts_with([("test.yaml", text)], &mesh()) {
         Ok(l) => panic!("expected an error, got {:#?}", l.table.routes),
         Err(e) => e.to_string(),
     }

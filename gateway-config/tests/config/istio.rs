@@ -2,17 +2,17 @@
 
 use std::time::Duration;
 
-use gateway_config::{MethodSet, StringMatch, load_texts};
+use gateway_config::{MethodSet, StringMatch, load_texts_with};
 use http::{HeaderMap, HeaderValue, Method};
 
-use crate::helpers::{get, load, load_err};
+use crate::helpers::{get, load, load_err, mesh};
 
 const ENTRIES: &str = r#"
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: { name: shop }
 spec:
-  hosts: [shop.prod.svc.cluster.local]
+  hosts: [shop]
   resolution: STATIC
   ports:
     - { number: 80, name: http, protocol: HTTP }
@@ -28,7 +28,14 @@ metadata: { name: external }
 spec:
   hosts: [api.example.org]
   resolution: DNS
-  ports: [{ number: 443, name: https }]
+  ports: [{ number: 80, name: http }]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: gw }
+spec:
+  selector: { istio: ingressgateway }
+  servers: [{ port: { number: 80, name: http, protocol: HTTP }, hosts: ["*"] }]
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -42,7 +49,7 @@ spec:
 "#;
 
 fn with_entries(vs: &str) -> gateway_config::Loaded {
-    load_texts([("entries.yaml", ENTRIES), ("vs.yaml", vs)]).unwrap_or_else(|e| panic!("{e}"))
+    load_texts_with([("entries.yaml", ENTRIES), ("vs.yaml", vs)], &mesh()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -81,7 +88,7 @@ spec:
         - destination: { host: api.example.org }
       timeout: 10s
     - route:
-        - destination: { host: shop.prod.svc.cluster.local }
+        - destination: { host: shop.default.svc.cluster.local }
       mirror: { host: shop, subset: v2 }
       mirror_percent: 5
 "#,
@@ -106,7 +113,7 @@ spec:
     let v3 = t.destination(r.mirrors[0].destination);
     assert_eq!(v3.endpoints[0].authority(), "[2001:db8::3]:80");
     let dns = t.destination(r.mirrors[2].destination);
-    assert_eq!(dns.endpoints[0].authority(), "api.example.org:443");
+    assert_eq!(dns.endpoints[0].authority(), "api.example.org:80");
     let c = r.mirrors[0].compare.as_ref().unwrap();
     assert_eq!(c.ignore_paths, vec!["$.timestamp", "$.items[*].id"]);
     assert_eq!(c.ignore_headers, vec![http::header::ETAG, http::header::DATE]);
@@ -132,7 +139,7 @@ fn unimplemented_fields_are_warnings_with_their_paths() {
         r#"
 apiVersion: networking.istio.io/v1alpha3
 kind: Gateway
-metadata: { name: gw }
+metadata: { name: gw2 }
 spec:
   selector: { istio: ingressgateway }
   servers:
@@ -150,11 +157,11 @@ spec:
   http:
     - match:
         - uri: { prefix: / }
-          queryParams: { a: { exact: b } }
+          withoutHeaders: { a: { exact: b } }
       retries: { attempts: 3 }
       fault: { delay: { fixedDelay: 1s } }
       corsPolicy: {}
-      headers: { request: { set: { a: b } } }
+      headers: { request: { set: { a: b } }, response: { set: { c: d } } }
       route:
         - destination: { host: shop, subset: v1 }
           headers: { response: { remove: [x] } }
@@ -170,7 +177,7 @@ spec:
   subsets:
     - name: v9
       labels: { version: v9 }
-      trafficPolicy: {}
+      trafficPolicy: { connectionPool: {} }
 ---
 apiVersion: networking.istio.io/v1alpha3
 kind: Sidecar
@@ -185,22 +192,22 @@ spec: {}
     );
     let warnings: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
     let expect = [
-        "vs.yaml: document 1 (Gateway gw): spec.servers[0].tls: not implemented",
-        "vs.yaml: document 1 (Gateway gw): spec.servers[0].port: protocol HTTPS",
+        "vs.yaml: document 1 (Gateway gw2): spec.servers[0].tls: not implemented",
+        "vs.yaml: document 1 (Gateway gw2): spec.servers[0].port: protocol HTTPS",
         "vs.yaml: document 2 (VirtualService shop): spec.exportTo: not implemented",
         "vs.yaml: document 2 (VirtualService shop): spec.tcp: not implemented",
-        "vs.yaml: document 2 (VirtualService shop): spec.http[0].match[0].queryParams: match condition not implemented",
+        "vs.yaml: document 2 (VirtualService shop): spec.http[0].match[0].withoutHeaders: match condition not implemented",
         "vs.yaml: document 2 (VirtualService shop): spec.http[0].retries: not implemented",
         "vs.yaml: document 2 (VirtualService shop): spec.http[0].fault: not implemented",
         "vs.yaml: document 2 (VirtualService shop): spec.http[0].corsPolicy: not implemented",
-        "vs.yaml: document 2 (VirtualService shop): spec.http[0].headers: not implemented",
+        "vs.yaml: document 2 (VirtualService shop): spec.http[0].headers.response: not implemented",
         "vs.yaml: document 2 (VirtualService shop): spec.http[0].route[0].headers: not implemented",
-        "vs.yaml: document 3 (DestinationRule extra): spec.trafficPolicy: not implemented",
+        "vs.yaml: document 3 (DestinationRule extra): spec.trafficPolicy.loadBalancer: not implemented",
         "vs.yaml: document 3 (DestinationRule extra): spec.exportTo: not implemented",
         "vs.yaml: document 3 (DestinationRule extra): spec.workloadSelector: not implemented",
-        "vs.yaml: document 3 (DestinationRule extra): spec.subsets[0].trafficPolicy: not implemented",
+        "vs.yaml: document 3 (DestinationRule extra): spec.subsets[0].trafficPolicy.connectionPool: not implemented",
         "vs.yaml: document 4 (Sidecar default): kind Sidecar is not implemented",
-        "vs.yaml: document 5 (Deployment shop): apiVersion \"apps/v1\" is not networking.istio.io",
+        "vs.yaml: document 5 (Deployment shop): apiVersion \"apps/v1\" is not networking.istio.io or gateway.networking.k8s.io",
     ];
     for e in expect {
         assert!(warnings.iter().any(|w| w.starts_with(e)), "missing warning {e:?} in {warnings:#?}");
@@ -213,9 +220,9 @@ fn api_versions() {
     for v in ["v1alpha3", "v1beta1", "v1"] {
         let text = ENTRIES.replace("networking.istio.io/v1\n", &format!("networking.istio.io/{v}\n"));
         let vs = format!(
-            "apiVersion: networking.istio.io/{v}\nkind: VirtualService\nmetadata: {{name: s}}\nspec:\n  http:\n    - route: [{{destination: {{host: shop, subset: v1}}}}]\n"
+            "apiVersion: networking.istio.io/{v}\nkind: VirtualService\nmetadata: {{name: s}}\nspec:\n  hosts: ['*']\n  http:\n    - route: [{{destination: {{host: shop, subset: v1}}}}]\n"
         );
-        let loaded = load_texts([("e.yaml", text.as_str()), ("v.yaml", vs.as_str())]).unwrap_or_else(|e| panic!("{v}: {e}"));
+        let loaded = load_texts_with([("e.yaml", text.as_str()), ("v.yaml", vs.as_str())], &mesh()).unwrap_or_else(|e| panic!("{v}: {e}"));
         assert_eq!(loaded.table.routes.len(), 1);
     }
     let err = load_err("apiVersion: networking.istio.io/v2\nkind: VirtualService\nspec: {}\n");
@@ -237,13 +244,13 @@ fn virtual_service_hosts_select_by_authority() {
 
 #[test]
 fn istio_routes_may_use_native_services() {
-    let loaded = load_texts([
+    let loaded = load_texts_with([
         ("services.yaml", "services:\n  target:\n    v1: [127.0.0.1:8092]\n    v2: [127.0.0.1:8093]\n"),
         (
             "vs.yaml",
-            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: t}\nspec:\n  http:\n    - route: [{destination: {host: target, subset: v1}}]\n      mirror: {host: target, subset: v2}\n",
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: t}\nspec:\n  hosts: ['*']\n  http:\n    - route: [{destination: {host: target, subset: v1}}]\n      mirror: {host: target, subset: v2}\n",
         ),
-    ])
+    ], &mesh())
     .unwrap();
     let r = &loaded.table.routes[0];
     assert_eq!(loaded.table.destination(r.mirrors[0].destination).endpoints[0].authority(), "127.0.0.1:8093");
@@ -262,7 +269,7 @@ fn an_istio_only_with_no_routes_has_nothing_to_serve() {
     assert!(err.contains("nothing to serve"), "{err}");
     // And loads once there is a route.
     let l = load(&format!(
-        "{ENTRIES}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: x}}\nspec:\n  http: [{{route: [{{destination: {{host: shop}}}}]}}]\n"
+        "{ENTRIES}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: x}}\nspec:\n  hosts: ['*']\n  http: [{{route: [{{destination: {{host: shop}}}}]}}]\n"
     ));
     assert_eq!(l.table.routes[0].name, "x");
 }

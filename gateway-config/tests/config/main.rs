@@ -2,6 +2,9 @@
 
 mod errors;
 mod examples;
+mod fidelity;
+mod fixtures;
+mod gateway_api;
 mod helpers;
 mod istio;
 mod native;

@@ -1,0 +1,101 @@
+//! `gateway --check-config` passes exactly the files the gateway starts with: for every invalid
+//! configuration the test suite knows (gateway-config's `tests/fixtures/invalid/`) both refuse,
+//! with the same one-line message, and for the examples both accept.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use gateway::Gateway;
+use gateway::settings::GatewaySettings;
+use service_kit::settings::{Layered, Sources};
+use tokio::net::TcpListener;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// What `gateway --check-config FILES` says: `Ok` or the error it printed.
+fn check_config(files: &[PathBuf]) -> Result<(), String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway")).arg("--check-config").args(files).output().expect("run gateway --check-config");
+    if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).trim().to_string()) }
+}
+
+/// What start-up does with FILES: load them, then build the serving state on real listeners.
+async fn start(files: &[PathBuf]) -> Result<(), String> {
+    let settings = GatewaySettings::load(Sources::default()).map_err(|e| e.to_string())?;
+    let loaded = gateway_config::load_files(files).map_err(|e| e.to_string())?;
+    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let admin = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    Gateway::with_listeners(listener, admin, settings, loaded, None).map(drop).map_err(|e| e.to_string())
+}
+
+fn invalid_fixtures() -> Vec<PathBuf> {
+    let dir = repo().join("gateway-config/tests/fixtures/invalid");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).expect("fixtures").map(|e| e.expect("entry").path()).collect();
+    files.sort();
+    files
+}
+
+fn name(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn check_config_and_start_up_refuse_the_same_files() {
+    let fixtures = invalid_fixtures();
+    assert!(fixtures.len() > 30, "{} fixtures", fixtures.len());
+    let mut disagreements = Vec::new();
+    for file in &fixtures {
+        let files = std::slice::from_ref(file);
+        match (check_config(files), start(files).await) {
+            (Err(checked), Err(started)) => {
+                assert_eq!(checked, started, "{}: the two paths give different messages", name(file));
+                assert!(!checked.contains('\n'), "{}: one line: {checked}", name(file));
+            }
+            (checked, started) => disagreements.push(format!("{}: --check-config {checked:?}, start-up {started:?}", name(file))),
+        }
+    }
+    assert!(disagreements.is_empty(), "--check-config and start-up disagree:\n{}", disagreements.join("\n"));
+}
+
+#[tokio::test]
+async fn check_config_and_start_up_accept_the_examples() {
+    let examples = repo().join("examples");
+    for files in [vec![examples.join("native.yaml")], vec![examples.join("istio/istio.yaml"), examples.join("istio/service-entries.yaml")]]
+    {
+        assert_eq!(check_config(&files), Ok(()), "{files:?}");
+        assert_eq!(start(&files).await, Ok(()), "{files:?}");
+    }
+}
+
+#[test]
+fn check_config_prints_per_file_what_loaded_what_was_scoped_out_and_what_is_not_implemented() {
+    let dir = std::env::temp_dir().join(format!("check-config-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let istio = repo().join("examples/istio/istio.yaml");
+    let mesh = dir.join("mesh.yaml");
+    std::fs::write(
+        &mesh,
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: internal, namespace: test}\nspec:\n  hosts: [target]\n  http: [{route: [{destination: {host: target, subset: v1}}], retries: {attempts: 2}}]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .arg("--check-config")
+        .args([&istio, &repo().join("examples/istio/service-entries.yaml"), &mesh])
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let expect = [
+        format!("{}:", istio.display()),
+        "  loaded: VirtualService test/target: 1 route".to_string(),
+        format!("{}:", mesh.display()),
+        "  scoped out: VirtualService test/internal: mesh-only (no `gateways`, or only `mesh`): not served at the edge unless scope.mesh is true".to_string(),
+        "  not implemented / warning: document 1 (VirtualService internal): spec.http[0].retries: not implemented by this gateway; ignored".to_string(),
+        "ok: 2 routes, 1 mirrors, 3 destinations".to_string(),
+    ];
+    for line in expect {
+        assert!(stdout.lines().any(|l| l == line), "missing {line:?} in:\n{stdout}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

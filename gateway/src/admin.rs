@@ -1,11 +1,12 @@
 //! The admin listener: health, the effective routing table, Prometheus metrics, and the mirror
 //! report as JSON (`/mirrors`) and as a page (`/`, rendered here, no JavaScript).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
+use askama::Template;
 use axum::Router;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
@@ -62,103 +63,149 @@ async fn mirrors(State(shared): State<Arc<Shared>>) -> Response {
     axum::Json(json!({ "mirrors": reports(&shared), "noise": noise, "noise_fields": noise_fields })).into_response()
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 fn millis(value: Option<f64>) -> String {
     value.map_or_else(|| "–".to_owned(), |v| format!("{v:+.1} ms"))
 }
 
-async fn page(State(shared): State<Arc<Shared>>) -> Html<String> {
-    let reports = reports(&shared);
-    let mut rows = String::new();
-    for r in &reports {
-        let rate = match (r.comparing, r.match_rate) {
-            (false, _) => "not compared".to_owned(),
-            (true, None) => "no comparisons yet".to_owned(),
-            (true, Some(rate)) => format!("{:.1}%", rate * 100.0),
-        };
-        let class = match r.match_rate {
-            Some(rate) if rate < 1.0 => "bad",
-            Some(_) => "good",
-            None => "",
-        };
-        let _ = write!(
-            rows,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num match-rate {class}\" data-mirror=\"{}\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-            escape(&r.route),
-            escape(&r.mirror),
-            escape(&r.destination),
-            r.copies.sent,
-            r.copies.ok,
-            r.copies.timeout + r.copies.error,
-            r.copies.dropped,
-            escape(&format!("{}/{}", r.route, r.mirror)),
-            rate,
-            r.comparison.mismatched,
-            r.comparison.noise,
-            millis(r.latency_delta_ms.p50),
-            millis(r.latency_delta_ms.p99),
-        );
-    }
-    if reports.is_empty() {
-        rows.push_str("<tr><td colspan=\"12\">No mirrors are configured.</td></tr>");
-    }
-    let mut mismatches = String::new();
-    for r in &reports {
-        for m in &r.recent_mismatches {
-            let _ = write!(
-                mismatches,
-                "<section class=\"mismatch\"><h3>{} {} <small>route {} → mirror {} · status {} vs {} · request {}{}</small></h3>\
-                 <table><thead><tr><th>field</th><th>primary</th><th>shadow</th></tr></thead><tbody>",
-                escape(&m.method),
-                escape(&m.path),
-                escape(&r.route),
-                escape(&r.mirror),
-                m.primary_status,
-                m.shadow_status,
-                escape(&m.request_id),
-                if m.trace_id.is_empty() { String::new() } else { format!(" · trace {}", escape(&m.trace_id)) },
-            );
-            for d in &m.differences {
-                let _ = write!(
-                    mismatches,
-                    "<tr><td><code>{}</code></td><td><code>{}</code></td><td><code>{}</code></td></tr>",
-                    escape(&d.field),
-                    escape(d.primary.as_deref().unwrap_or("(hidden or absent)")),
-                    escape(d.shadow.as_deref().unwrap_or("(hidden or absent)")),
-                );
+/// The page at `/`: `templates/mirrors.html`, which escapes every value it prints.
+#[derive(Template)]
+#[template(path = "mirrors.html")]
+struct Page {
+    rows: Vec<Row>,
+    mismatches: Vec<MismatchView>,
+}
+
+/// One mirror's row, formatted for reading.
+struct Row {
+    route: String,
+    mirror: String,
+    destination: String,
+    /// `route/mirror`: the `data-mirror` hook tests and scripts find the row by.
+    key: String,
+    sent: u64,
+    answered: u64,
+    failed: u64,
+    dropped: u64,
+    rate: String,
+    rate_class: &'static str,
+    mismatched: u64,
+    noise: u64,
+    p50: String,
+    p99: String,
+}
+
+struct MismatchView {
+    route: String,
+    mirror: String,
+    method: String,
+    path: String,
+    primary_status: u16,
+    shadow_status: u16,
+    request_id: String,
+    trace_id: String,
+    differences: Vec<DifferenceView>,
+}
+
+struct DifferenceView {
+    field: String,
+    primary: String,
+    shadow: String,
+}
+
+impl Page {
+    fn new(reports: Vec<MirrorReport>) -> Self {
+        let hidden = |value: Option<String>| value.unwrap_or_else(|| "(hidden or absent)".to_owned());
+        let mut mismatches = Vec::new();
+        for r in &reports {
+            for m in &r.recent_mismatches {
+                mismatches.push(MismatchView {
+                    route: r.route.clone(),
+                    mirror: r.mirror.clone(),
+                    method: m.method.clone(),
+                    path: m.path.clone(),
+                    primary_status: m.primary_status,
+                    shadow_status: m.shadow_status,
+                    request_id: m.request_id.clone(),
+                    trace_id: m.trace_id.clone(),
+                    differences: m
+                        .differences
+                        .iter()
+                        .map(|d| DifferenceView {
+                            field: d.field.clone(),
+                            primary: hidden(d.primary.clone()),
+                            shadow: hidden(d.shadow.clone()),
+                        })
+                        .collect(),
+                });
             }
-            mismatches.push_str("</tbody></table></section>");
+        }
+        let rows = reports
+            .into_iter()
+            .map(|r| Row {
+                key: format!("{}/{}", r.route, r.mirror),
+                rate: match (r.comparing, r.match_rate) {
+                    (false, _) => "not compared".to_owned(),
+                    (true, None) => "no comparisons yet".to_owned(),
+                    (true, Some(rate)) => format!("{:.1}%", rate * 100.0),
+                },
+                rate_class: match r.match_rate {
+                    Some(rate) if rate < 1.0 => "bad",
+                    Some(_) => "good",
+                    None => "",
+                },
+                sent: r.copies.sent,
+                answered: r.copies.ok,
+                failed: r.copies.timeout + r.copies.error,
+                dropped: r.copies.dropped,
+                mismatched: r.comparison.mismatched,
+                noise: r.comparison.noise,
+                p50: millis(r.latency_delta_ms.p50),
+                p99: millis(r.latency_delta_ms.p99),
+                route: r.route,
+                mirror: r.mirror,
+                destination: r.destination,
+            })
+            .collect();
+        Page { rows, mismatches }
+    }
+}
+
+async fn page(State(shared): State<Arc<Shared>>) -> Response {
+    match Page::new(reports(&shared)).render() {
+        Ok(html) => Html(html).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "rendering the admin page");
+            (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered; /mirrors has the same report as JSON").into_response()
         }
     }
-    if mismatches.is_empty() {
-        mismatches.push_str("<p>No mismatches recorded.</p>");
+}
+
+#[cfg(test)]
+mod tests {
+    use response_diff::{Classified, Difference};
+
+    use super::*;
+    use crate::report::{MirrorStats, MismatchRecord};
+    use crate::settings::ReportSettings;
+
+    #[test]
+    fn the_page_escapes_what_upstreams_and_clients_sent() {
+        let stats = MirrorStats::new("r<1>", "m\"2", "t/v2", &ReportSettings { recent_mismatches: 3, max_bytes: 4096 });
+        let record = MismatchRecord {
+            at: 0.0,
+            method: "GET".into(),
+            path: "/<script>alert(1)</script>".into(),
+            request_id: "a&b".into(),
+            trace_id: String::new(),
+            primary_status: 200,
+            shadow_status: 200,
+            differences: vec![Difference { field: "$.x".into(), primary: Some("<b>".into()), shadow: None }],
+        };
+        stats.compared(&Classified::Mismatch(Vec::new()), 1.0, || Some(record));
+        let html = Page::new(vec![stats.report()]).render().unwrap();
+        assert!(!html.contains("<script>") && !html.contains("<b>"), "{html}");
+        assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"), "{html}");
+        assert!(html.contains(r#"data-mirror="r&#60;1&#62;/m&#34;2""#) || html.contains(r#"data-mirror="r&lt;1&gt;/m&quot;2""#), "{html}");
+        assert!(html.contains("(hidden or absent)"));
     }
-    Html(format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Gateway mirrors</title>
-<meta http-equiv="refresh" content="10">
-<style>
-body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}}
-table{{border-collapse:collapse;margin:.5rem 0 1.5rem}}
-th,td{{border:1px solid #ccc;padding:.3rem .6rem;text-align:left;vertical-align:top}}
-th{{background:#f3f3f3}} td.num{{text-align:right}}
-.good{{background:#e6f4ea}} .bad{{background:#fce8e6}}
-code{{white-space:pre-wrap;word-break:break-all}} small{{color:#666;font-weight:normal}}
-</style></head><body>
-<h1>Shadow traffic</h1>
-<p>Each row is one mirror: a copy of a route's traffic sent to a shadow version. The match rate
-counts compared responses whose status, headers and body equal the primary's (ignoring configured
-fields and learned noise). Latency is the shadow's response time minus the primary's.</p>
-<table id="mirrors"><thead><tr><th>route</th><th>mirror</th><th>shadow destination</th><th>copies sent</th>
-<th>answered</th><th>failed</th><th>dropped</th><th>match rate</th><th>mismatches</th><th>noise</th>
-<th>latency Δ p50</th><th>latency Δ p99</th></tr></thead><tbody>{rows}</tbody></table>
-<h2>Recent mismatches</h2>
-{mismatches}
-<p><small>JSON: <a href="/mirrors">/mirrors</a> · metrics: <a href="/metrics">/metrics</a> · routing: <a href="/config">/config</a></small></p>
-</body></html>"#
-    ))
 }

@@ -5,8 +5,9 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
+use hdrhistogram::Histogram as Hdr;
 use metrics::{Counter, Histogram, SharedString};
 use response_diff::{Classified, Difference};
 use serde::Serialize;
@@ -59,8 +60,11 @@ impl DropReason {
     }
 }
 
-/// Latency deltas kept for percentiles (the most recent ones).
-const LATENCY_SAMPLES: usize = 2048;
+/// How far back the report looks when no verdict sets a window.
+const DEFAULT_WINDOW: Duration = Duration::from_secs(600);
+/// The window slides in steps of a sixth: evidence ages out a slot at a time, and a report
+/// covers between five and six sixths of the window.
+const SLOTS: usize = 6;
 
 /// One mismatch as shown in the report.
 #[derive(Debug, Clone, Serialize)]
@@ -108,7 +112,7 @@ pub struct MirrorStats {
     mismatched: AtomicU64,
     noise: AtomicU64,
     skipped: AtomicU64,
-    latency_delta_ms: Mutex<VecDeque<f64>>,
+    window: Mutex<Window>,
     recent: Mutex<Recent>,
     max_records: usize,
     max_bytes: usize,
@@ -191,9 +195,12 @@ pub struct ComparisonCounts {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LatencyDelta {
-    pub samples: usize,
+    /// Compared pairs in the window.
+    pub samples: u64,
     pub p50: Option<f64>,
     pub p99: Option<f64>,
+    /// How far back the samples go (at most).
+    pub window_seconds: u64,
 }
 
 fn drop_index(reason: DropReason) -> usize {
@@ -221,7 +228,7 @@ impl MirrorStats {
             mismatched: AtomicU64::new(0),
             noise: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
-            latency_delta_ms: Mutex::new(VecDeque::with_capacity(LATENCY_SAMPLES)),
+            window: Mutex::new(Window::new(DEFAULT_WINDOW)),
             recent: Mutex::new(Recent { records: VecDeque::new(), bytes: 0 }),
             max_records: settings.recent_mismatches,
             max_bytes: settings.max_bytes,
@@ -275,11 +282,7 @@ impl MirrorStats {
         handle.increment(1);
         if !matches!(result, Classified::Skipped(_)) {
             self.metrics.latency_delta.record(latency_delta_ms / 1e3);
-            let mut samples = self.latency_delta_ms.lock().unwrap_or_else(|p| p.into_inner());
-            if samples.len() == LATENCY_SAMPLES {
-                samples.pop_front();
-            }
-            samples.push_back(latency_delta_ms);
+            self.window.lock().unwrap_or_else(|p| p.into_inner()).current().record_delta(latency_delta_ms);
         }
         if matches!(result, Classified::Mismatch(_))
             && let Some(record) = record()
@@ -311,9 +314,7 @@ impl MirrorStats {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let dropped: Vec<u64> = self.dropped.iter().map(load).collect();
         let (matched, mismatched) = (load(&self.matched), load(&self.mismatched));
-        let mut samples: Vec<f64> = self.latency_delta_ms.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
-        samples.sort_by(f64::total_cmp);
-        let percentile = |p: f64| (!samples.is_empty()).then(|| samples[((samples.len() - 1) as f64 * p).round() as usize]);
+        let deltas = self.window.lock().unwrap_or_else(|p| p.into_inner()).deltas();
         let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner()).records.iter().rev().cloned().collect();
         MirrorReport {
             route: self.route.clone(),
@@ -333,9 +334,119 @@ impl MirrorStats {
             },
             comparison: ComparisonCounts { matched, mismatched, noise: load(&self.noise), skipped: load(&self.skipped) },
             match_rate: (matched + mismatched > 0).then(|| matched as f64 / (matched + mismatched) as f64),
-            latency_delta_ms: LatencyDelta { samples: samples.len(), p50: percentile(0.5), p99: percentile(0.99) },
+            latency_delta_ms: LatencyDelta {
+                samples: deltas.len(),
+                p50: deltas.quantile(0.5),
+                p99: deltas.quantile(0.99),
+                window_seconds: deltas.window.as_secs(),
+            },
             recent_mismatches: recent,
         }
+    }
+}
+
+/// Recent evidence of one mirror in slots of `window / SLOTS`; a slot is cleared and reused
+/// when its time comes round again, so memory is bounded whatever the traffic.
+struct Window {
+    length: Duration,
+    origin: Instant,
+    slots: Vec<Slot>,
+}
+
+struct Slot {
+    /// Which `length / SLOTS` period since `origin` this slot holds.
+    epoch: u64,
+    /// Shadow-minus-primary latency in microseconds: the shadow slower (or equal), and faster
+    /// (magnitudes), since a histogram holds no negative values.
+    slower: Hdr<u32>,
+    faster: Hdr<u32>,
+}
+
+impl Slot {
+    fn new(epoch: u64) -> Self {
+        // Two significant digits (1% precision) and auto-resizing from a small start: a few KiB.
+        let histogram = || Hdr::new(2).expect("2 significant digits is a valid precision");
+        Slot { epoch, slower: histogram(), faster: histogram() }
+    }
+
+    fn clear(&mut self, epoch: u64) {
+        self.epoch = epoch;
+        self.slower.reset();
+        self.faster.reset();
+    }
+
+    fn record_delta(&mut self, delta_ms: f64) {
+        // Capped at an hour, far past any mirror timeout, so an auto-resize stays small.
+        let micros = ((delta_ms.abs() * 1e3).round() as u64).min(3_600_000_000);
+        let histogram = if delta_ms < 0.0 { &mut self.faster } else { &mut self.slower };
+        // `record` grows the histogram as needed (`saturating_record` would clamp at its start size).
+        let _ = histogram.record(micros);
+    }
+}
+
+impl Window {
+    fn new(length: Duration) -> Self {
+        Window { length, origin: Instant::now(), slots: (0..SLOTS as u64).map(Slot::new).collect() }
+    }
+
+    fn epoch(&self) -> u64 {
+        let step = (self.length / SLOTS as u32).max(Duration::from_millis(1));
+        (self.origin.elapsed().as_nanos() / step.as_nanos()) as u64
+    }
+
+    /// The slot for now, cleared first if it still holds an older period.
+    fn current(&mut self) -> &mut Slot {
+        let epoch = self.epoch();
+        let slot = &mut self.slots[(epoch % SLOTS as u64) as usize];
+        if slot.epoch != epoch {
+            slot.clear(epoch);
+        }
+        slot
+    }
+
+    /// The slots still inside the window.
+    fn live(&self) -> impl Iterator<Item = &Slot> {
+        let epoch = self.epoch();
+        self.slots.iter().filter(move |slot| slot.epoch + SLOTS as u64 > epoch && slot.epoch <= epoch)
+    }
+
+    fn deltas(&self) -> Deltas {
+        let mut deltas = Deltas { slower: Slot::new(0).slower, faster: Slot::new(0).faster, window: self.length };
+        for slot in self.live() {
+            // Both auto-resize, so adding never fails for want of range.
+            let _ = deltas.slower.add(&slot.slower);
+            let _ = deltas.faster.add(&slot.faster);
+        }
+        deltas
+    }
+}
+
+/// The window's latency deltas, merged.
+struct Deltas {
+    slower: Hdr<u32>,
+    faster: Hdr<u32>,
+    window: Duration,
+}
+
+impl Deltas {
+    fn len(&self) -> u64 {
+        self.slower.len() + self.faster.len()
+    }
+
+    /// The `q` quantile in milliseconds: ranks below the count of faster samples fall among
+    /// them, most negative first.
+    fn quantile(&self, q: f64) -> Option<f64> {
+        let (faster, total) = (self.faster.len(), self.len());
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let micros = if rank <= faster {
+            -(self.faster.value_at_quantile((faster - rank + 1) as f64 / faster as f64) as f64)
+        } else {
+            self.slower.value_at_quantile((rank - faster) as f64 / self.slower.len() as f64) as f64
+        };
+        Some(micros / 1e3)
     }
 }
 
@@ -387,7 +498,37 @@ mod tests {
         }
         let report = stats.report();
         assert_eq!(report.match_rate, Some(0.75));
-        assert_eq!(report.latency_delta_ms.p50, Some(51.0));
-        assert_eq!(report.latency_delta_ms.p99, Some(99.0));
+        assert_eq!(report.latency_delta_ms.samples, 100);
+        // Histogram buckets are 1% wide: a quantile is exact to that precision.
+        let near = |got: Option<f64>, want: f64| got.is_some_and(|got| (got - want).abs() <= want * 0.01);
+        assert!(near(report.latency_delta_ms.p50, 50.0), "{:?}", report.latency_delta_ms);
+        assert!(near(report.latency_delta_ms.p99, 99.0), "{:?}", report.latency_delta_ms);
+    }
+
+    #[test]
+    fn percentiles_span_a_faster_and_a_slower_shadow() {
+        let stats = MirrorStats::new("r", "m", "t/v2", &ReportSettings { recent_mismatches: 3, max_bytes: 4096 });
+        for delta in -50..50 {
+            stats.compared(&Classified::Match, f64::from(delta), || None);
+        }
+        let report = stats.report();
+        let near = |got: Option<f64>, want: f64| got.is_some_and(|got| (got - want).abs() <= want.abs() * 0.01 + 1e-9);
+        assert!(near(report.latency_delta_ms.p50, -1.0), "{:?}", report.latency_delta_ms);
+        assert!(near(report.latency_delta_ms.p99, 48.0), "{:?}", report.latency_delta_ms);
+    }
+
+    #[test]
+    fn old_latencies_age_out_of_the_window() {
+        let mut window = Window::new(Duration::from_millis(60));
+        window.current().record_delta(5.0);
+        assert_eq!(window.deltas().len(), 1);
+        // Wait on the window's own clock, not a guess: once its epoch has moved a whole window on.
+        let start = window.epoch();
+        while window.epoch() < start + SLOTS as u64 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(window.deltas().len(), 0);
+        window.current().record_delta(7.0);
+        assert!(window.deltas().quantile(0.5).is_some_and(|p50| (p50 - 7.0).abs() < 0.07), "only the new sample, to 1%");
     }
 }

@@ -24,7 +24,7 @@ use crate::de::{
 use crate::k8s::{Object, Objects, Spec};
 use crate::model::{
     Answer, CompareSpec, DEFAULT_MAX_BODY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MIRROR_TIMEOUT, DEFAULT_SAMPLE_HEADER, HeaderMatch, HeaderOps,
-    MethodSet, PathRedirect, QueryMatch, Redirect, RouteMatch, StringMatch, UriRewrite,
+    MethodSet, PathRedirect, QueryMatch, Redirect, RouteMatch, StringMatch, UriRewrite, VerdictSpec,
 };
 use crate::sources::{DestRef, IstioSubset, Origin, PendingMirror, PendingRoute, SeEndpoint, SePort, ServiceEntry, Sources};
 use crate::{LoadOptions, Notes, Warning};
@@ -34,6 +34,9 @@ pub const ANNOTATION_COMPARE: &str = "mirror.gateway/compare";
 pub const ANNOTATION_IGNORE_PATHS: &str = "mirror.gateway/compare-ignore-paths";
 pub const ANNOTATION_IGNORE_HEADERS: &str = "mirror.gateway/compare-ignore-headers";
 pub const ANNOTATION_NOISE_PERCENT: &str = "mirror.gateway/noise-percent";
+/// `"false"` to turn the verdict off, or `key=value` pairs over the defaults
+/// (`"min_compared=200,max_mismatch_rate=0.5%"`); on with the defaults when the mirror compares.
+pub const ANNOTATION_VERDICT: &str = "mirror.gateway/verdict";
 
 #[derive(Deserialize)]
 pub(crate) struct GatewaySpec {
@@ -400,6 +403,7 @@ fn virtual_service(
     let doc = o.at.doc();
     let hosts: Vec<String> = vs.hosts.as_ref().map(|h| h.items.iter().map(|h| qualify(h, &o.namespace)).collect()).unwrap_or_default();
     let compare = compare_from_annotations(o)?;
+    let verdict = verdict_from_annotations(o, compare.is_some())?;
     let Some(http) = &vs.http else {
         warnings.push(doc.warning("spec", "no http routes; the VirtualService adds nothing"));
         return Ok(0);
@@ -419,7 +423,11 @@ fn virtual_service(
             added += delegate(o, &path, &name, h, d, &hosts, order, objects, sources, warnings)?;
             continue;
         }
-        sources.routes.push(http_route(doc, &o.namespace, &path, name, h, &hosts, order, compare.as_ref(), warnings)?);
+        let mut route = http_route(doc, &o.namespace, &path, name, h, &hosts, order, compare.as_ref(), warnings)?;
+        for mirror in &mut route.mirrors {
+            mirror.verdict.clone_from(&verdict);
+        }
+        sources.routes.push(route);
         added += 1;
     }
     Ok(added)
@@ -586,6 +594,28 @@ pub(crate) fn compare_from_annotations(o: &Object) -> Result<Option<CompareSpec>
             .parse()
             .map_err(|_| doc.err(&path(ANNOTATION_NOISE_PERCENT), format!("expected a number, found \"{n}\"")))?;
         spec.noise_percent = check_percent(p).map_err(|e| doc.err(&path(ANNOTATION_NOISE_PERCENT), e))?;
+    }
+    Ok(Some(spec))
+}
+
+/// The verdict of a VirtualService's mirrors: the defaults when they compare, changed or turned
+/// off by the annotation.
+fn verdict_from_annotations(o: &Object, compares: bool) -> Result<Option<VerdictSpec>> {
+    let doc = o.at.doc();
+    let path = format!("metadata.annotations.{ANNOTATION_VERDICT}");
+    let Some(text) = o.annotation(ANNOTATION_VERDICT) else {
+        return Ok(compares.then(VerdictSpec::default));
+    };
+    if matches!(text.trim(), "false" | "off") {
+        return Ok(None);
+    }
+    let mut spec = VerdictSpec::default();
+    for pair in text.split(',').map(str::trim).filter(|s| !s.is_empty() && *s != "true") {
+        let (key, value) = pair.split_once('=').ok_or_else(|| doc.err(&path, format!("\"{pair}\" is not key=value")))?;
+        spec.set(key.trim(), value).map_err(|e| doc.err(&path, e))?;
+    }
+    if !compares {
+        return Err(doc.err(&path, format!("a verdict needs {ANNOTATION_COMPARE}: \"true\": the mismatch rate is its main evidence")));
     }
     Ok(Some(spec))
 }
@@ -829,6 +859,7 @@ pub(crate) fn imported_mirror(doc: Doc<'_>, path: &str, to: DestRef, percent: f6
         set_headers: Vec::new(),
         remove_headers: Vec::new(),
         compare: compare.cloned(),
+        verdict: compare.map(|_| VerdictSpec::default()),
     }
 }
 

@@ -32,11 +32,11 @@ use serde::Serialize;
 use serde_norway::Value;
 
 pub use de::parse_size;
-pub use istio::{ANNOTATION_COMPARE, ANNOTATION_IGNORE_HEADERS, ANNOTATION_IGNORE_PATHS, ANNOTATION_NOISE_PERCENT};
+pub use istio::{ANNOTATION_COMPARE, ANNOTATION_IGNORE_HEADERS, ANNOTATION_IGNORE_PATHS, ANNOTATION_NOISE_PERCENT, ANNOTATION_VERDICT};
 pub use matching::RouteHit;
 pub use model::{
     Answer, CompareSpec, Destination, DestinationId, Endpoint, HeaderMatch, HeaderOps, MethodSet, MirrorPolicy, PathRedirect, QueryMatch,
-    Redirect, Route, RouteMatch, RouteTable, StringMatch, UriRewrite, VirtualHost, WeightedDestination,
+    Redirect, Route, RouteMatch, RouteTable, StringMatch, UriRewrite, VerdictSpec, VirtualHost, WeightedDestination,
 };
 
 /// A loaded, validated table and what the loaders could not honour.

@@ -273,6 +273,8 @@ pub struct MirrorPolicy {
     #[serde(serialize_with = "ser::header_names")]
     pub remove_headers: Vec<HeaderName>,
     pub compare: Option<CompareSpec>,
+    /// Judge the shadow on the comparisons: on by default when the mirror compares.
+    pub verdict: Option<VerdictSpec>,
 }
 
 /// Which request methods a mirror copies.
@@ -312,6 +314,79 @@ pub struct CompareSpec {
     pub noise_percent: f64,
     /// Keep bodies out of diff reports.
     pub redact_bodies: bool,
+}
+
+/// When a mirror's shadow is judged safe to ship (`pass`), unsafe (`fail`), or not yet known.
+/// Rates are fractions (`0.01`) or percentages (`"1%"`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerdictSpec {
+    /// Compared requests (match or mismatch; noise and skipped do not count) before any decision.
+    pub min_compared: u64,
+    /// Highest acceptable share of mismatches.
+    pub max_mismatch_rate: f64,
+    /// Highest acceptable slowdown of the shadow relative to the primary (0.2 = 20%).
+    pub max_latency_increase: f64,
+    /// Highest acceptable shadow-minus-primary difference of 5xx rates.
+    pub max_error_rate_increase: f64,
+    /// Evidence older than this is forgotten.
+    #[serde(serialize_with = "ser::duration")]
+    pub window: Duration,
+}
+
+impl Default for VerdictSpec {
+    fn default() -> Self {
+        VerdictSpec {
+            min_compared: 100,
+            max_mismatch_rate: 0.01,
+            max_latency_increase: 0.2,
+            max_error_rate_increase: 0.005,
+            window: Duration::from_secs(600),
+        }
+    }
+}
+
+impl VerdictSpec {
+    /// Sets one key from its text form; the same grammar for the native `verdict:` map and the
+    /// Istio `mirror.gateway/verdict` annotation (`min_compared=100,window=10m`).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let value = value.trim();
+        let rate = |max: Option<f64>| -> Result<f64, String> {
+            let parsed = match value.strip_suffix('%') {
+                Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
+                None => value.parse::<f64>(),
+            };
+            match parsed {
+                Ok(r) if r.is_finite() && r >= 0.0 && max.is_none_or(|m| r <= m) => Ok(r),
+                _ => Err(format!(
+                    "{key}: \"{value}\" is not a rate (a fraction such as 0.01 or a percentage such as 1%){}",
+                    match max {
+                        Some(_) => ", at most 100%",
+                        None => "",
+                    }
+                )),
+            }
+        };
+        match key {
+            "min_compared" => {
+                self.min_compared = value.parse().map_err(|_| format!("min_compared: \"{value}\" is not a whole number"))?;
+            }
+            "max_mismatch_rate" => self.max_mismatch_rate = rate(Some(1.0))?,
+            "max_latency_increase" => self.max_latency_increase = rate(None)?,
+            "max_error_rate_increase" => self.max_error_rate_increase = rate(Some(1.0))?,
+            "window" => {
+                self.window = http_rules::duration::parse(value).map_err(|e| format!("window: bad duration \"{value}\": {e}"))?;
+                if self.window.is_zero() {
+                    return Err("window: must be greater than zero".to_owned());
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unknown key \"{other}\" (expected min_compared, max_mismatch_rate, max_latency_increase, max_error_rate_increase, window)"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 pub(crate) const DEFAULT_MIRROR_TIMEOUT: Duration = Duration::from_secs(5);

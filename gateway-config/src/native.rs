@@ -15,7 +15,7 @@ use crate::de::{
 };
 use crate::model::{
     CompareSpec, DEFAULT_MAX_BODY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MIRROR_TIMEOUT, DEFAULT_SAMPLE_HEADER, Endpoint, HeaderMatch, MethodSet,
-    RouteMatch, StringMatch, UriRewrite,
+    RouteMatch, StringMatch, VerdictSpec, UriRewrite,
 };
 use crate::sources::{DestRef, NativeService, NativeShape, Origin, PendingMirror, PendingRoute, Sources};
 use http_rules::split_host_port;
@@ -186,6 +186,21 @@ struct NMirror {
     shadow_host: Option<bool>,
     headers: Option<MirrorHeaders>,
     compare: Option<ShortOrMap<bool, NCompare>>,
+    verdict: Option<ShortOrMap<bool, NVerdict>>,
+}
+
+/// `verdict:` keys, each read by [`VerdictSpec::set`]: the grammar the Istio annotation shares.
+struct NVerdict(VerdictSpec);
+
+impl<'de> Deserialize<'de> for NVerdict {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let keys = Ordered::<Scalar>::deserialize(d)?;
+        let mut spec = VerdictSpec::default();
+        for (key, Scalar(value)) in keys.0 {
+            spec.set(&key, &value).map_err(de::Error::custom)?;
+        }
+        Ok(NVerdict(spec))
+    }
 }
 
 #[derive(Deserialize)]
@@ -400,6 +415,12 @@ fn mirror(doc: Doc<'_>, path: &str, m: ShortOrMap<DestText, NMirror>, defaults: 
             })
         }
     };
+    // On by default when the mirror compares; a verdict without `compare` is refused in validation.
+    p.verdict = match m.verdict {
+        None => p.compare.as_ref().map(|_| VerdictSpec::default()),
+        Some(ShortOrMap::Short(on)) => on.then(VerdictSpec::default),
+        Some(ShortOrMap::Map(NVerdict(spec))) => Some(spec),
+    };
     p
 }
 
@@ -418,5 +439,6 @@ fn pending_mirror(name: Option<String>, origin: Origin, to: DestRef, percent: f6
         set_headers: Vec::new(),
         remove_headers: Vec::new(),
         compare: None,
+        verdict: None,
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 
 use crate::ConfigError;
-use crate::model::{Answer, CompareSpec, Endpoint, HeaderOps, MethodSet, RouteMatch, UriRewrite};
+use crate::model::{Answer, CompareSpec, VerdictSpec, Endpoint, HeaderOps, MethodSet, RouteMatch, UriRewrite};
 
 /// Where something was written: a file and a path inside it.
 #[derive(Debug, Clone)]
@@ -77,6 +77,7 @@ pub(crate) struct PendingMirror {
     pub set_headers: Vec<(HeaderName, HeaderValue)>,
     pub remove_headers: Vec<HeaderName>,
     pub compare: Option<CompareSpec>,
+    pub verdict: Option<VerdictSpec>,
 }
 
 /// A native `services:` entry.

@@ -163,6 +163,9 @@ impl Builder<'_> {
             {
                 return Err(m.origin.err(format!("noise percentage {} is out of range 0..=100", c.noise_percent)));
             }
+            if m.verdict.is_some() && m.compare.is_none() {
+                return Err(m.origin.err("verdict: a verdict needs `compare` on the mirror: the mismatch rate is its main evidence"));
+            }
             mirrors.push(MirrorPolicy {
                 name,
                 destination: self.resolve(&m.to)?,
@@ -176,6 +179,7 @@ impl Builder<'_> {
                 set_headers: m.set_headers.clone(),
                 remove_headers: m.remove_headers.clone(),
                 compare: m.compare.clone(),
+                verdict: m.verdict.clone(),
             });
         }
         Ok(Route {

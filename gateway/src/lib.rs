@@ -18,6 +18,7 @@ pub mod settings;
 pub mod shadow;
 pub mod state;
 pub mod upstream;
+pub mod verdict;
 
 use std::future::Future;
 use std::sync::Arc;

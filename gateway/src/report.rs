@@ -3,16 +3,18 @@
 //! Served as JSON at `/mirrors`, as a page at `/`, and as Prometheus metrics.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use gateway_config::VerdictSpec;
 use hdrhistogram::Histogram as Hdr;
-use metrics::{Counter, Histogram, SharedString};
+use metrics::{Counter, Gauge, Histogram, SharedString};
 use response_diff::{Classified, Difference};
 use serde::Serialize;
 
 use crate::settings::ReportSettings;
+use crate::verdict::{self, Evidence, Limits, State, Verdict};
 
 /// How one copy ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +67,12 @@ const DEFAULT_WINDOW: Duration = Duration::from_secs(600);
 /// The window slides in steps of a sixth: evidence ages out a slot at a time, and a report
 /// covers between five and six sixths of the window.
 const SLOTS: usize = 6;
+/// Latency pairs sampled per slot for the verdict's rank test (uniformly, by reservoir sampling).
+const PAIRS_PER_SLOT: usize = 200;
+/// Distinct mismatching fields counted per slot; more are counted as one "(other fields)".
+const FIELDS_PER_SLOT: usize = 32;
+/// The verdict behind `verdict_state` is recomputed at most this often as comparisons arrive.
+const VERDICT_REFRESH: Duration = Duration::from_secs(1);
 
 /// One mismatch as shown in the report.
 #[derive(Debug, Clone, Serialize)]
@@ -103,6 +111,10 @@ pub struct MirrorStats {
     pub mirror: String,
     pub destination: String,
     comparing: AtomicBool,
+    limits: Mutex<Option<Limits>>,
+    /// The last verdict's state, by [`state_code`]; read by spans on every copy.
+    verdict_state: AtomicU8,
+    judged_at: Mutex<Option<Instant>>,
     sent: AtomicU64,
     ok: AtomicU64,
     timeout: AtomicU64,
@@ -132,6 +144,8 @@ struct MirrorMetrics {
     noise: Counter,
     skipped: Counter,
     latency_delta: Histogram,
+    /// `gateway_mirror_verdict{state}`: 1 for the current state, 0 for the others (by `State::ALL`).
+    verdict: [Gauge; 3],
 }
 
 impl MirrorMetrics {
@@ -152,6 +166,7 @@ impl MirrorMetrics {
             noise: compared("noise"),
             skipped: compared("skipped"),
             latency_delta: metrics::histogram!("gateway_mirror_latency_delta_seconds", "route" => route.clone(), "mirror" => mirror.clone()),
+            verdict: State::ALL.map(|state| metrics::gauge!("gateway_mirror_verdict", "route" => route.clone(), "mirror" => mirror.clone(), "state" => state.as_str())),
         }
     }
 }
@@ -170,6 +185,20 @@ pub struct MirrorReport {
     /// Shadow minus primary response time, milliseconds, over the recent compared requests.
     pub latency_delta_ms: LatencyDelta,
     pub recent_mismatches: Vec<MismatchRecord>,
+    /// The decision, when the mirror has a verdict (it compares, and `verdict` is not off).
+    pub verdict: Option<Verdict>,
+    /// What the verdict is decided on, over the window: counts and paired latency samples, so
+    /// `gateway verdict` can add up several replicas' evidence before deciding.
+    pub evidence: Evidence,
+}
+
+/// Both answers of one compared request, for the verdict.
+#[derive(Debug, Clone, Copy)]
+pub struct Pair {
+    pub primary_status: u16,
+    pub shadow_status: u16,
+    pub primary_latency: Duration,
+    pub shadow_latency: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -219,6 +248,9 @@ impl MirrorStats {
             mirror: mirror.to_owned(),
             destination: destination.to_owned(),
             comparing: AtomicBool::new(false),
+            limits: Mutex::new(None),
+            verdict_state: AtomicU8::new(NO_VERDICT),
+            judged_at: Mutex::new(None),
             sent: AtomicU64::new(0),
             ok: AtomicU64::new(0),
             timeout: AtomicU64::new(0),
@@ -240,6 +272,68 @@ impl MirrorStats {
         self.comparing.store(on, Ordering::Relaxed);
     }
 
+    /// The mirror's verdict configuration (after every load). A new window length starts the
+    /// evidence afresh: it answers a different question.
+    pub fn set_verdict(&self, spec: Option<&VerdictSpec>) {
+        let limits = spec.map(Limits::from);
+        *self.limits.lock().unwrap_or_else(|p| p.into_inner()) = limits;
+        let length = spec.map_or(DEFAULT_WINDOW, |spec| spec.window);
+        let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        if window.length != length {
+            *window = Window::new(length);
+        }
+        drop(window);
+        self.verdict();
+    }
+
+    /// The evidence one compared request adds to the verdict: its result, both statuses and
+    /// both latencies. Noise and skipped results are not evidence and are ignored here.
+    pub fn evidence(&self, result: &Classified, pair: &Pair) {
+        let fields: Vec<&str> = match result {
+            Classified::Match => Vec::new(),
+            Classified::Mismatch(differences) => differences.iter().map(|d| d.field.as_str()).collect(),
+            Classified::Noise(_) | Classified::Skipped(_) => return,
+        };
+        self.window.lock().unwrap_or_else(|p| p.into_inner()).current().record_pair(
+            matches!(result, Classified::Mismatch(_)),
+            &fields,
+            pair,
+        );
+        let due = {
+            let mut judged_at = self.judged_at.lock().unwrap_or_else(|p| p.into_inner());
+            let due = judged_at.is_none_or(|at| at.elapsed() >= VERDICT_REFRESH);
+            if due {
+                *judged_at = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            self.verdict();
+        }
+    }
+
+    /// Judges the window's evidence now (and updates [`Self::verdict_state`] and the gauges).
+    pub fn verdict(&self) -> Option<Verdict> {
+        let limits = *self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        let verdict = limits.map(|limits| verdict::judge(&limits, &self.window.lock().unwrap_or_else(|p| p.into_inner()).evidence()));
+        let state = verdict.as_ref().map(|v| v.state);
+        self.verdict_state.store(state.map_or(NO_VERDICT, state_code), Ordering::Relaxed);
+        for (gauge, s) in self.metrics.verdict.iter().zip(State::ALL) {
+            gauge.set(if Some(s) == state { 1.0 } else { 0.0 });
+        }
+        verdict
+    }
+
+    /// The state of the latest verdict (`pending`, `pass`, `fail`; `off` without one), as of at
+    /// most a second ago while comparisons arrive: cheap enough for every copy's span
+    /// (`mirror.verdict`).
+    pub fn verdict_state(&self) -> &'static str {
+        match self.verdict_state.load(Ordering::Relaxed) {
+            NO_VERDICT => "off",
+            code => State::ALL[usize::from(code)].as_str(),
+        }
+    }
+
     /// A copy was sent to the shadow.
     pub fn sent(&self) {
         self.sent.fetch_add(1, Ordering::Relaxed);
@@ -255,6 +349,9 @@ impl MirrorStats {
             ShadowOutcome::Dropped(reason) => &self.dropped[drop_index(reason)],
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        if matches!(outcome, ShadowOutcome::Timeout | ShadowOutcome::Error) {
+            self.window.lock().unwrap_or_else(|p| p.into_inner()).current().evidence.shadow_failed += 1;
+        }
         let handle = match outcome {
             ShadowOutcome::Ok => &self.metrics.ok,
             ShadowOutcome::Timeout => &self.metrics.timeout,
@@ -283,6 +380,11 @@ impl MirrorStats {
         if !matches!(result, Classified::Skipped(_)) {
             self.metrics.latency_delta.record(latency_delta_ms / 1e3);
             self.window.lock().unwrap_or_else(|p| p.into_inner()).current().record_delta(latency_delta_ms);
+        }
+        match result {
+            Classified::Noise(_) => self.window.lock().unwrap_or_else(|p| p.into_inner()).current().evidence.noise += 1,
+            Classified::Skipped(_) => self.window.lock().unwrap_or_else(|p| p.into_inner()).current().evidence.skipped += 1,
+            Classified::Match | Classified::Mismatch(_) => {}
         }
         if matches!(result, Classified::Mismatch(_))
             && let Some(record) = record()
@@ -314,7 +416,11 @@ impl MirrorStats {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let dropped: Vec<u64> = self.dropped.iter().map(load).collect();
         let (matched, mismatched) = (load(&self.matched), load(&self.mismatched));
-        let deltas = self.window.lock().unwrap_or_else(|p| p.into_inner()).deltas();
+        let (deltas, evidence) = {
+            let window = self.window.lock().unwrap_or_else(|p| p.into_inner());
+            (window.deltas(), window.evidence())
+        };
+        let verdict = self.verdict();
         let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner()).records.iter().rev().cloned().collect();
         MirrorReport {
             route: self.route.clone(),
@@ -341,6 +447,8 @@ impl MirrorStats {
                 window_seconds: deltas.window.as_secs(),
             },
             recent_mismatches: recent,
+            verdict,
+            evidence,
         }
     }
 }
@@ -360,19 +468,56 @@ struct Slot {
     /// (magnitudes), since a histogram holds no negative values.
     slower: Hdr<u32>,
     faster: Hdr<u32>,
+    /// Counts, fields and a reservoir of at most `PAIRS_PER_SLOT` latency pairs.
+    evidence: Evidence,
+    /// Compared pairs offered to the reservoir.
+    pairs_seen: u64,
 }
 
 impl Slot {
     fn new(epoch: u64) -> Self {
         // Two significant digits (1% precision) and auto-resizing from a small start: a few KiB.
         let histogram = || Hdr::new(2).expect("2 significant digits is a valid precision");
-        Slot { epoch, slower: histogram(), faster: histogram() }
+        Slot { epoch, slower: histogram(), faster: histogram(), evidence: Evidence::default(), pairs_seen: 0 }
     }
 
     fn clear(&mut self, epoch: u64) {
         self.epoch = epoch;
         self.slower.reset();
         self.faster.reset();
+        // Keep the reservoir's allocations for the slot's next period.
+        let (mut primary_ms, mut shadow_ms) = (std::mem::take(&mut self.evidence.primary_ms), std::mem::take(&mut self.evidence.shadow_ms));
+        primary_ms.clear();
+        shadow_ms.clear();
+        self.evidence = Evidence { primary_ms, shadow_ms, ..Evidence::default() };
+        self.pairs_seen = 0;
+    }
+
+    fn record_pair(&mut self, mismatch: bool, fields: &[&str], pair: &Pair) {
+        let e = &mut self.evidence;
+        if mismatch {
+            e.mismatched += 1;
+        } else {
+            e.matched += 1;
+        }
+        e.primary_5xx += u64::from(pair.primary_status >= 500);
+        e.shadow_5xx += u64::from(pair.shadow_status >= 500);
+        for field in fields {
+            let known = e.fields.len() < FIELDS_PER_SLOT || e.fields.contains_key(*field);
+            *e.fields.entry(if known { (*field).to_owned() } else { "(other fields)".to_owned() }).or_default() += 1;
+        }
+        // Algorithm R: every pair of the slot has the same chance to be in the sample.
+        let (primary, shadow) = (pair.primary_latency.as_secs_f64() * 1e3, pair.shadow_latency.as_secs_f64() * 1e3);
+        self.pairs_seen += 1;
+        if e.primary_ms.len() < PAIRS_PER_SLOT {
+            e.primary_ms.push(primary);
+            e.shadow_ms.push(shadow);
+        } else {
+            let at = rand::random_range(0..self.pairs_seen) as usize;
+            if at < PAIRS_PER_SLOT {
+                (e.primary_ms[at], e.shadow_ms[at]) = (primary, shadow);
+            }
+        }
     }
 
     fn record_delta(&mut self, delta_ms: f64) {
@@ -408,6 +553,14 @@ impl Window {
     fn live(&self) -> impl Iterator<Item = &Slot> {
         let epoch = self.epoch();
         self.slots.iter().filter(move |slot| slot.epoch + SLOTS as u64 > epoch && slot.epoch <= epoch)
+    }
+
+    fn evidence(&self) -> Evidence {
+        let mut evidence = Evidence::default();
+        for slot in self.live() {
+            evidence.merge(&slot.evidence);
+        }
+        evidence
     }
 
     fn deltas(&self) -> Deltas {
@@ -448,6 +601,13 @@ impl Deltas {
         };
         Some(micros / 1e3)
     }
+}
+
+/// `verdict_state` when the mirror has no verdict.
+const NO_VERDICT: u8 = u8::MAX;
+
+fn state_code(state: State) -> u8 {
+    State::ALL.iter().position(|s| *s == state).map_or(NO_VERDICT, |i| i as u8)
 }
 
 /// Seconds since the Unix epoch, for records.
@@ -517,17 +677,63 @@ mod tests {
         assert!(near(report.latency_delta_ms.p99, 48.0), "{:?}", report.latency_delta_ms);
     }
 
+    fn pair(status: u16, ms: u64) -> Pair {
+        let latency = Duration::from_millis(ms);
+        Pair { primary_status: 200, shadow_status: status, primary_latency: latency, shadow_latency: latency }
+    }
+
+    #[test]
+    fn only_compared_pairs_are_verdict_evidence() {
+        let stats = MirrorStats::new("r", "m", "t/v2", &ReportSettings { recent_mismatches: 3, max_bytes: 4096 });
+        assert_eq!(stats.verdict_state(), "off");
+        stats.set_verdict(Some(&VerdictSpec { min_compared: 10, ..VerdictSpec::default() }));
+        assert_eq!(stats.verdict_state(), "pending");
+        for _ in 0..1000 {
+            let noise = Classified::Noise(vec!["$.seq".to_owned()]);
+            stats.compared(&noise, 1.0, || None);
+            stats.evidence(&noise, &pair(500, 1));
+            let skipped = Classified::Skipped(response_diff::SkipReason::Incomplete("test"));
+            stats.compared(&skipped, 0.0, || None);
+            stats.evidence(&skipped, &pair(500, 1));
+        }
+        let report = stats.report();
+        assert_eq!((report.evidence.compared(), report.evidence.noise, report.evidence.skipped), (0, 1000, 1000));
+        assert_eq!(report.evidence.shadow_5xx, 0);
+        assert_eq!(report.verdict.unwrap().state, State::Pending);
+        for i in 0..1000 {
+            stats.evidence(&Classified::Match, &pair(200, 1 + i % 19));
+        }
+        let verdict = stats.verdict().unwrap();
+        assert_eq!(verdict.state, State::Pass, "{:?}", verdict.reasons);
+        assert_eq!(stats.verdict_state(), "pass");
+        let report = stats.report();
+        assert_eq!(report.evidence.compared(), 1000);
+        assert_eq!(report.evidence.primary_ms.len(), PAIRS_PER_SLOT, "the latency sample is bounded");
+        let mismatch = Classified::Mismatch(vec![Difference { field: "$.price".into(), primary: None, shadow: None }]);
+        for i in 0..100 {
+            stats.evidence(&mismatch, &pair(200, 1 + i % 19));
+        }
+        let verdict = stats.verdict().unwrap();
+        assert_eq!(verdict.state, State::Fail);
+        assert!(verdict.reasons[0].contains("$.price (100)"), "{:?}", verdict.reasons);
+        stats.set_verdict(None);
+        assert_eq!((stats.verdict_state(), stats.verdict()), ("off", None));
+    }
+
     #[test]
     fn old_latencies_age_out_of_the_window() {
         let mut window = Window::new(Duration::from_millis(60));
         window.current().record_delta(5.0);
+        window.current().record_pair(true, &["$.a"], &pair(200, 3));
         assert_eq!(window.deltas().len(), 1);
+        assert_eq!(window.evidence().mismatched, 1);
         // Wait on the window's own clock, not a guess: once its epoch has moved a whole window on.
         let start = window.epoch();
         while window.epoch() < start + SLOTS as u64 {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(window.deltas().len(), 0);
+        assert_eq!(window.evidence(), Evidence::default());
         window.current().record_delta(7.0);
         assert!(window.deltas().quantile(0.5).is_some_and(|p50| (p50 - 7.0).abs() < 0.07), "only the new sample, to 1%");
     }

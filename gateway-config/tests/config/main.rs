@@ -9,3 +9,4 @@ mod helpers;
 mod istio;
 mod native;
 mod robustness;
+mod verdict;

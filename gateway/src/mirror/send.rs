@@ -17,7 +17,7 @@ use tracing::instrument::WithSubscriber;
 use super::body::{AbortFlag, PrimaryAnswer};
 use super::plan::Outgoing;
 use crate::compare::{Comparator, Comparer};
-use crate::report::{MirrorStats, MismatchRecord, ShadowOutcome, now_epoch_seconds};
+use crate::report::{MirrorStats, MismatchRecord, Pair, ShadowOutcome, now_epoch_seconds};
 use crate::upstream::BoxBody;
 
 /// Why a comparison was skipped when every comparator slot was taken.
@@ -227,4 +227,5 @@ async fn compare_copy(
         }),
         _ => None,
     });
+    stats.evidence(&result, &Pair { primary_status, shadow_status, primary_latency, shadow_latency });
 }

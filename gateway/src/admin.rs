@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::report::MirrorReport;
 use crate::state::Shared;
+use crate::verdict::State as VerdictState;
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -22,6 +23,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/config", get(config))
         .route("/metrics", get(metrics))
         .route("/mirrors", get(mirrors))
+        // POST too: Flagger's webhooks POST their payload (ignored here).
+        .route("/verdict/{*name}", get(verdict).post(verdict))
         .with_state(shared)
 }
 
@@ -42,6 +45,10 @@ async fn config(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    // The verdict gauges are as of now, not of the last comparison.
+    for stats in shared.stats.all() {
+        stats.verdict();
+    }
     service_kit::metrics::scrape(shared.metrics.as_ref()).into_response()
 }
 
@@ -61,6 +68,59 @@ async fn mirrors(State(shared): State<Arc<Shared>>) -> Response {
     let noise: serde_json::Map<String, serde_json::Value> = comparing().map(|(name, c)| (name, json!(c.noise_report()))).collect();
     let noise_fields: serde_json::Map<String, serde_json::Value> = comparing().map(|(name, c)| (name, json!(c.noise_fields()))).collect();
     axum::Json(json!({ "mirrors": reports(&shared), "noise": noise, "noise_fields": noise_fields })).into_response()
+}
+
+/// `GET /verdict/<mirror>` or `/verdict/<route>/<mirror>`: 200 when the mirror's verdict is
+/// `pass`, 412 otherwise (pending, fail, or no verdict), with the verdict as JSON; for pipeline
+/// gates (a Flagger webhook, an Argo Rollouts `web` metric) that read the status or the body.
+/// `?status=200` answers 200 whatever the state, for callers that take any other status for an
+/// error rather than a "no" (Argo Rollouts' web metric); they read `state` from the body.
+async fn verdict(State(shared): State<Arc<Shared>>, Path(name): Path<String>, Query(query): Query<VerdictQuery>) -> Response {
+    let all = shared.stats.all();
+    let found: Vec<_> = all.iter().filter(|s| s.mirror == name || format!("{}/{}", s.route, s.mirror) == name).collect();
+    let stats = match found.as_slice() {
+        [one] => one,
+        [] => {
+            let known: Vec<String> = all.iter().map(|s| format!("{}/{}", s.route, s.mirror)).collect();
+            return (StatusCode::NOT_FOUND, axum::Json(json!({ "error": format!("no mirror named {name:?}"), "mirrors": known })))
+                .into_response();
+        }
+        several => {
+            let keys: Vec<String> = several.iter().map(|s| format!("{}/{}", s.route, s.mirror)).collect();
+            let error = format!("{name:?} names a mirror on several routes: ask for /verdict/<route>/<mirror>");
+            return (StatusCode::CONFLICT, axum::Json(json!({ "error": error, "mirrors": keys }))).into_response();
+        }
+    };
+    let verdict = stats.verdict();
+    let status = match verdict.as_ref().map(|v| v.state) {
+        Some(VerdictState::Pass) => StatusCode::OK,
+        _ if query.status == Some(200) => StatusCode::OK,
+        _ => StatusCode::PRECONDITION_FAILED,
+    };
+    let body = match verdict {
+        Some(verdict) => {
+            json!({ "route": stats.route, "mirror": stats.mirror, "state": verdict.state, "reasons": verdict.reasons, "verdict": verdict })
+        }
+        None => json!({
+            "route": stats.route,
+            "mirror": stats.mirror,
+            "state": "off",
+            "reasons": ["this mirror has no verdict: it does not compare answers, or its verdict is off"],
+        }),
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct VerdictQuery {
+    status: Option<u16>,
+}
+
+fn window_text(seconds: u64) -> String {
+    match seconds {
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
 }
 
 fn millis(value: Option<f64>) -> String {
@@ -92,6 +152,11 @@ struct Row {
     noise: u64,
     p50: String,
     p99: String,
+    /// `pass`, `fail`, `pending`, or `off` (no verdict): a CSS class.
+    state: &'static str,
+    state_label: &'static str,
+    reasons: Vec<String>,
+    evidence_summary: String,
 }
 
 struct MismatchView {
@@ -143,6 +208,26 @@ impl Page {
             .into_iter()
             .map(|r| Row {
                 key: format!("{}/{}", r.route, r.mirror),
+                state: r.verdict.as_ref().map_or("off", |v| v.state.as_str()),
+                state_label: match r.verdict.as_ref().map(|v| v.state) {
+                    Some(VerdictState::Pass) => "PASS",
+                    Some(VerdictState::Fail) => "FAIL",
+                    Some(VerdictState::Pending) => "PENDING",
+                    None => "NO VERDICT",
+                },
+                reasons: match &r.verdict {
+                    Some(v) => v.reasons.clone(),
+                    None if r.comparing => vec!["the verdict is off for this mirror (verdict: false)".to_owned()],
+                    None => vec!["not judged: the mirror does not compare answers (add compare: true)".to_owned()],
+                },
+                evidence_summary: format!(
+                    "last {}: {} compared, {} mismatched, {} noise, {} skipped",
+                    window_text(r.latency_delta_ms.window_seconds),
+                    r.evidence.compared(),
+                    r.evidence.mismatched,
+                    r.evidence.noise,
+                    r.evidence.skipped
+                ),
                 rate: match (r.comparing, r.match_rate) {
                     (false, _) => "not compared".to_owned(),
                     (true, None) => "no comparisons yet".to_owned(),

@@ -288,7 +288,7 @@ pub fn judge(limits: &Limits, evidence: &Evidence) -> Verdict {
         signed_points(lower),
         signed_points(upper),
     );
-    let limit = signed_points(limits.max_error_rate_increase);
+    let limit = format!("{} points", signed_points(limits.max_error_rate_increase));
     reasons.push((
         errors.state,
         match errors.state {

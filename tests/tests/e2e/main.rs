@@ -7,3 +7,4 @@ mod gateway;
 mod services;
 mod shadow;
 mod tutorial;
+mod verdict;

@@ -1,0 +1,170 @@
+//! Verdicts on live traffic through a running gateway: an identical shadow passes, a shadow that
+//! differs on a share of requests fails naming the field, a mirror without traffic is pending; the
+//! verdict as JSON, at `/verdict/<mirror>`, in Prometheus, and on the page read by Chromium.
+
+use std::time::Duration;
+
+use e2e_tests::gateway::RunningGateway;
+use e2e_tests::upstream::{Behaviour, Upstream};
+use e2e_tests::{client, eventually};
+use serde_json::Value;
+
+/// Small evidence needs, so a test decides after tens of requests rather than hundreds; the
+/// latency allowance is wide because both upstreams answer in well under a millisecond here.
+const VERDICT: &str = "{ min_compared: 30, max_mismatch_rate: 0.2, max_latency_increase: 300%, max_error_rate_increase: 0.2, window: 10m }";
+
+fn json(body: &str) -> Behaviour {
+    Behaviour::Answer {
+        status: reqwest::StatusCode::OK,
+        body: body.to_owned(),
+        headers: vec![("content-type", "application/json".to_owned())],
+    }
+}
+
+fn by_path(price: &str) -> Behaviour {
+    Behaviour::ByPath {
+        bodies: vec![("/index", r#"{"page":"index"}"#.to_owned()), ("/price", format!(r#"{{"price":{price}}}"#))],
+        default: "{}".into(),
+        content_type: "application/json",
+    }
+}
+
+/// One route named `route` with mirror `v2` that compares and is judged by `verdict`.
+fn config(route: &str, primary: &Upstream, shadow: &Upstream, verdict: &str) -> String {
+    format!(
+        "services: {{ app: {{ v1: [{}], v2: [{}] }} }}\nroutes:\n  - name: {route}\n    to: app/v1\n    mirrors:\n      - {{ to: app/v2, name: v2, compare: true, verdict: {verdict} }}\n",
+        primary.addr, shadow.addr
+    )
+}
+
+pub(crate) async fn report_of(gateway: &RunningGateway, route: &str) -> Value {
+    let mirrors = gateway.mirrors().await;
+    mirrors["mirrors"].as_array().into_iter().flatten().find(|m| m["route"] == route).cloned().unwrap_or(Value::Null)
+}
+
+fn results(report: &Value) -> u64 {
+    ["matched", "mismatched", "noise", "skipped"].iter().map(|k| report["comparison"][k].as_u64().unwrap_or(0)).sum()
+}
+
+/// Sends GETs of `paths` one after the other, each once the previous one is compared (so none is
+/// skipped for want of a comparator slot on a busy machine).
+pub(crate) async fn send_compared(gateway: &RunningGateway, route: &str, paths: &[&str]) {
+    let start = results(&report_of(gateway, route).await);
+    for (n, path) in (1..).zip(paths) {
+        let response = client().get(gateway.url(path)).send().await.unwrap();
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+        response.text().await.unwrap();
+        eventually(&format!("request {n} ({path}) compared"), Duration::from_secs(10), || async {
+            results(&report_of(gateway, route).await) >= start + n
+        })
+        .await;
+    }
+}
+
+async fn get(url: &str) -> (u16, Value) {
+    let response = client().get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, serde_json::from_str(&response.text().await.unwrap()).unwrap())
+}
+
+async fn metrics(gateway: &RunningGateway) -> String {
+    client().get(gateway.admin_url("/metrics")).send().await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_identical_shadow_passes_in_json_at_the_endpoint_in_metrics_and_on_the_page() {
+    let primary = Upstream::start(json(r#"{"user":{"name":"Ann","id":7}}"#)).await;
+    let shadow = Upstream::start(json(r#"{"user":{"id":7,"name":"Ann"}}"#)).await;
+    let gateway = RunningGateway::start(&[("g.yaml", &config("same", &primary, &shadow, VERDICT))], None).await;
+    send_compared(&gateway, "same", &["/users/7"; 29]).await;
+    let report = report_of(&gateway, "same").await;
+    assert_eq!(report["verdict"]["state"], "pending", "29 of 30 needed: {report}");
+    assert_eq!(get(&gateway.admin_url("/verdict/v2")).await.0, 412);
+
+    send_compared(&gateway, "same", &["/users/7"; 11]).await;
+    let report = report_of(&gateway, "same").await;
+    let verdict = &report["verdict"];
+    assert_eq!(verdict["state"], "pass", "{verdict}");
+    assert_eq!(verdict["compared"], 40);
+    assert_eq!(report["evidence"]["matched"], 40);
+    assert_eq!(report["evidence"]["primary_ms"].as_array().map(Vec::len), Some(40));
+    let reasons: Vec<&str> = verdict["reasons"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(reasons.iter().all(|r| r.starts_with("pass: ")) && reasons.len() == 3, "{reasons:?}");
+    assert!(reasons[0].contains("mismatch rate 0% (0 of 40)"), "{reasons:?}");
+
+    let (status, body) = get(&gateway.admin_url("/verdict/v2")).await;
+    assert_eq!((status, body["state"].as_str()), (200, Some("pass")), "{body}");
+    let (status, _) = get(&gateway.admin_url("/verdict/same/v2")).await;
+    assert_eq!(status, 200);
+
+    let text = metrics(&gateway).await;
+    assert!(text.contains(r#"gateway_mirror_verdict{route="same",mirror="v2",state="pass"} 1"#), "{text}");
+    assert!(text.contains(r#"gateway_mirror_verdict{route="same",mirror="v2",state="pending"} 0"#), "{text}");
+
+    if let Some(chromium) = e2e_tests::browser::chromium() {
+        let dom = chromium.dump_dom(&gateway.admin_url("/")).expect("chromium renders the page");
+        let cell = e2e_tests::browser::cell_text(&dom, "data-mirror-verdict=\"same/v2\"").expect("a verdict cell for same/v2");
+        assert!(cell.contains(">PASS<"), "{cell}");
+        assert_eq!(e2e_tests::browser::cell_text(&dom, "data-mirror=\"same/v2\"").as_deref(), Some("100.0%"));
+    }
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shadow_that_differs_on_a_share_of_requests_fails_naming_the_field() {
+    let primary = Upstream::start(by_path("10")).await;
+    let shadow = Upstream::start(by_path("12")).await;
+    // A 5% limit: 10 mismatches of 30 (95% interval 19%-51%) are clearly over it.
+    let verdict = VERDICT.replace("max_mismatch_rate: 0.2", "max_mismatch_rate: 0.05");
+    let gateway = RunningGateway::start(&[("g.yaml", &config("differs", &primary, &shadow, &verdict))], None).await;
+    let paths: Vec<&str> = ["/index", "/price", "/other"].into_iter().cycle().take(30).collect();
+    send_compared(&gateway, "differs", &paths).await;
+
+    let report = report_of(&gateway, "differs").await;
+    assert_eq!((report["evidence"]["matched"].as_u64(), report["evidence"]["mismatched"].as_u64()), (Some(20), Some(10)), "{report}");
+    let verdict = &report["verdict"];
+    assert_eq!(verdict["state"], "fail", "{verdict}");
+    let first = verdict["reasons"][0].as_str().unwrap();
+    assert!(first.starts_with("fail: mismatch rate 33.33% (10 of 30)") && first.contains("differing most: $.price (10)"), "{first}");
+
+    let (status, body) = get(&gateway.admin_url("/verdict/differs/v2")).await;
+    assert_eq!((status, body["state"].as_str()), (412, Some("fail")), "{body}");
+    let text = metrics(&gateway).await;
+    assert!(text.contains(r#"gateway_mirror_verdict{route="differs",mirror="v2",state="fail"} 1"#), "{text}");
+    assert!(text.contains(r#"gateway_mirror_verdict{route="differs",mirror="v2",state="pass"} 0"#), "{text}");
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mirror_without_traffic_is_pending_and_names_are_resolved_or_refused() {
+    let primary = Upstream::start(json("{}")).await;
+    let shadow = Upstream::start(json("{}")).await;
+    let text = format!(
+        "services: {{ app: {{ v1: [{}], v2: [{}] }} }}\nroutes:\n  - name: idle\n    match: {{ prefix: /a }}\n    to: app/v1\n    mirrors: [{{ to: app/v2, name: v2, compare: true, verdict: {VERDICT} }}]\n  - name: idle2\n    to: app/v1\n    mirrors: [{{ to: app/v2, name: v2 }}]\n",
+        primary.addr, shadow.addr
+    );
+    let gateway = RunningGateway::start(&[("g.yaml", &text)], None).await;
+    let report = report_of(&gateway, "idle").await;
+    assert_eq!(report["verdict"]["state"], "pending", "{report}");
+    assert_eq!(
+        report["verdict"]["reasons"][0],
+        "0 of the 30 compared requests needed before deciding (noise 0 and skipped 0 do not count)"
+    );
+    let (status, body) = get(&gateway.admin_url("/verdict/idle/v2")).await;
+    assert_eq!((status, body["state"].as_str()), (412, Some("pending")), "{body}");
+    // Flagger POSTs its webhooks; Argo Rollouts reads the state from a 200.
+    let response = client().post(gateway.admin_url("/verdict/idle/v2")).body("{}").send().await.unwrap();
+    assert_eq!(response.status(), 412);
+    let (status, body) = get(&gateway.admin_url("/verdict/idle/v2?status=200")).await;
+    assert_eq!((status, body["state"].as_str()), (200, Some("pending")), "{body}");
+    // A mirror that does not compare has no verdict.
+    assert_eq!(report_of(&gateway, "idle2").await["verdict"], Value::Null);
+    let (status, body) = get(&gateway.admin_url("/verdict/idle2/v2")).await;
+    assert_eq!((status, body["state"].as_str()), (412, Some("off")), "{body}");
+    // "v2" is a mirror on both routes: the route must be named.
+    let (status, body) = get(&gateway.admin_url("/verdict/v2")).await;
+    assert_eq!(status, 409, "{body}");
+    let (status, _) = get(&gateway.admin_url("/verdict/nope")).await;
+    assert_eq!(status, 404);
+    gateway.stop().await;
+}

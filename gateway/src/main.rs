@@ -3,6 +3,8 @@
 //! Routes and mirrors HTTP traffic as the configuration files say (native YAML or Istio
 //! documents), until SIGTERM or Ctrl-C. `gateway --check-config FILE` only validates.
 //! SIGHUP, or a change of a file, reloads the configuration.
+//! `gateway verdict --admin URL [--admin URL ...] [--mirror NAME] [--wait DURATION]` asks running
+//! gateways whether their shadows are safe to ship (see `gateway::verdict::cli`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,10 +37,22 @@ struct Cli {
     /// Ask the running gateway on this host whether it is healthy (container health checks)
     #[arg(long)]
     health_check: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Ask running gateways whether each mirror's shadow is safe to ship: exit 0 all pass, 1 one
+    /// fails, 3 one is still pending after --wait, 2 cannot tell
+    Verdict(gateway::verdict::cli::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Verdict(args)) = cli.command {
+        return gateway::verdict::cli::run(args);
+    }
     let mut overrides: Vec<(&'static str, String)> = Vec::new();
     overrides.extend(cli.listen.clone().map(|v| ("listen", v)));
     overrides.extend(cli.admin_listen.clone().map(|v| ("admin_listen", v)));

@@ -18,6 +18,8 @@
 //! and samples, so several gateway replicas' evidence [merges](Evidence::merge) before judging.
 //! This module is pure: [`crate::report`] gathers the evidence, and [`cli`] asks running gateways.
 
+pub mod cli;
+
 use std::collections::BTreeMap;
 
 use gateway_config::VerdictSpec;

@@ -168,3 +168,67 @@ async fn a_mirror_without_traffic_is_pending_and_names_are_resolved_or_refused()
     assert_eq!(status, 404);
     gateway.stop().await;
 }
+
+/// `gateway verdict ARGS...` run in-process: its exit status and the lines it printed.
+async fn gateway_verdict(args: &[&str]) -> (u8, String) {
+    #[derive(clap::Parser)]
+    struct Command {
+        #[command(flatten)]
+        args: gateway::verdict::cli::Args,
+    }
+    let parsed = <Command as clap::Parser>::try_parse_from(std::iter::once("gateway verdict").chain(args.iter().copied())).unwrap();
+    let mut out = Vec::new();
+    let code = gateway::verdict::cli::check(&parsed.args, &mut out).await;
+    (code, String::from_utf8(out).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_verdict_adds_up_replicas_and_exits_0_pass_1_fail_3_pending_2_unknown() {
+    let primary = Upstream::start(json(r#"{"ok":true}"#)).await;
+    let shadow = Upstream::start(json(r#"{"ok":true}"#)).await;
+    // Two replicas of one gateway; each sees 20 of the 40 compared requests.
+    let replicas = [
+        RunningGateway::start(&[("g.yaml", &config("cli", &primary, &shadow, VERDICT))], None).await,
+        RunningGateway::start(&[("g.yaml", &config("cli", &primary, &shadow, VERDICT))], None).await,
+    ];
+    for gateway in &replicas {
+        send_compared(gateway, "cli", &["/"; 20]).await;
+    }
+    let admin = |g: &RunningGateway| g.admin.to_string();
+    let (one, two) = (admin(&replicas[0]), admin(&replicas[1]));
+
+    let (code, out) = gateway_verdict(&["--admin", &one]).await;
+    assert_eq!(code, 3, "{out}");
+    assert!(out.starts_with("PENDING cli/v2 (20 compared, 1 gateway): 20 of the 30 compared requests needed"), "{out}");
+    let (code, out) = gateway_verdict(&["--admin", &one, "--admin", &format!("http://{two}/"), "--mirror", "v2"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("PASS cli/v2 (40 compared, 2 gateways): pass: mismatch rate 0% (0 of 40)"), "{out}");
+    assert_eq!(out.lines().count(), 1);
+    // --wait polls; a mirror still short of evidence when it is over stays pending.
+    let (code, _) = gateway_verdict(&["--admin", &one, "--wait", "1s"]).await;
+    assert_eq!(code, 3);
+
+    let (code, out) = gateway_verdict(&["--admin", &one, "--mirror", "nope"]).await;
+    assert_eq!((code, out.as_str()), (2, ""));
+
+    // A third gateway whose shadow changes a field on every other request: a fail, exit 1.
+    let changed = Upstream::start(Behaviour::ByPath {
+        bodies: vec![("/a", r#"{"ok":true}"#.to_owned())],
+        default: r#"{"ok":false}"#.into(),
+        content_type: "application/json",
+    })
+    .await;
+    let verdict = VERDICT.replace("max_mismatch_rate: 0.2", "max_mismatch_rate: 0.05");
+    let failing = RunningGateway::start(&[("g.yaml", &config("cli-fail", &primary, &changed, &verdict))], None).await;
+    let paths: Vec<&str> = ["/a", "/b"].into_iter().cycle().take(30).collect();
+    send_compared(&failing, "cli-fail", &paths).await;
+    let (code, out) = gateway_verdict(&["--admin", &failing.admin.to_string(), "--wait", "10m"]).await;
+    assert_eq!(code, 1, "a fail ends the wait at once: {out}");
+    assert!(out.starts_with("FAIL cli-fail/v2 (30 compared, 1 gateway): fail: mismatch rate 50% (15 of 30)"), "{out}");
+    assert!(out.contains("differing most: $.ok (15)"), "{out}");
+
+    failing.stop().await;
+    for gateway in replicas {
+        gateway.stop().await;
+    }
+}

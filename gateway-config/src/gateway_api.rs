@@ -509,6 +509,7 @@ fn rule_route(
         }
     }
     Ok(PendingRoute {
+        promote: None,
         name: Some(name),
         origin: origin(path),
         order: (0, 0, 0),

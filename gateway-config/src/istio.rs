@@ -694,6 +694,7 @@ fn http_route(
         mirrors.clear();
     }
     Ok(PendingRoute {
+        promote: None,
         name: Some(name),
         origin: origin(doc, path),
         order,

@@ -59,6 +59,21 @@ pub struct Route {
     /// Upstream deadline for the primary request; over it the gateway answers 504.
     #[serde(serialize_with = "ser::opt_duration")]
     pub timeout: Option<Duration>,
+    /// Move the route's traffic to a mirror's destination step by step while its verdict passes.
+    pub promote: Option<PromoteSpec>,
+}
+
+/// `promote: { to: shop/v2, steps: [10, 25, 50, 100], hold: 5m }`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PromoteSpec {
+    /// The mirror whose verdict gates each step (the route's mirror to `destination`).
+    pub mirror: String,
+    pub destination: DestinationId,
+    /// Percentages of the route's traffic sent to `destination`, strictly increasing, 1..=100.
+    pub steps: Vec<u32>,
+    /// How long each step is held, with the verdict passing, before the next.
+    #[serde(serialize_with = "ser::duration")]
+    pub hold: Duration,
 }
 
 /// All conditions of one match must hold.

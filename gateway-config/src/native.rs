@@ -17,7 +17,7 @@ use crate::model::{
     CompareSpec, DEFAULT_MAX_BODY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MIRROR_TIMEOUT, DEFAULT_SAMPLE_HEADER, Endpoint, HeaderMatch, MethodSet,
     RouteMatch, StringMatch, VerdictSpec, UriRewrite,
 };
-use crate::sources::{DestRef, NativeService, NativeShape, Origin, PendingMirror, PendingRoute, Sources};
+use crate::sources::{DestRef, NativeService, NativeShape, Origin, PendingMirror, PendingPromote, PendingRoute, Sources};
 use http_rules::split_host_port;
 
 #[derive(Deserialize)]
@@ -52,6 +52,17 @@ struct NRoute {
     timeout: Option<Dur>,
     mirror: Option<ShortOrMap<DestText, NMirror>>,
     mirrors: Option<Vec<ShortOrMap<DestText, NMirror>>>,
+    promote: Option<NPromote>,
+}
+
+/// `promote: { to: shop/v2, steps: [10, 25, 50, 100], hold: 5m }` (steps and hold optional);
+/// checked in validation, which names the key.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NPromote {
+    to: DestText,
+    steps: Option<Vec<U32>>,
+    hold: Option<Dur>,
 }
 
 #[derive(Deserialize)]
@@ -378,6 +389,12 @@ fn route(doc: Doc<'_>, order: (usize, usize, usize), path: &str, r: NRoute, defa
         destinations_origin: origin(doc, &to_path),
         mirrors,
         timeout: r.timeout.map(|t| t.0),
+        promote: r.promote.map(|p| PendingPromote {
+            origin: origin(doc, &format!("{path}.promote")),
+            to: dest_ref(doc, &format!("{path}.promote.to"), p.to),
+            steps: p.steps.map_or_else(|| vec![10, 25, 50, 100], |s| s.into_iter().map(|s| s.0).collect()),
+            hold: p.hold.map_or(Duration::from_secs(300), |h| h.0),
+        }),
     }
 }
 

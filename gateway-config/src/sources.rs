@@ -60,6 +60,16 @@ pub(crate) struct PendingRoute {
     pub destinations_origin: Origin,
     pub mirrors: Vec<PendingMirror>,
     pub timeout: Option<Duration>,
+    pub promote: Option<PendingPromote>,
+}
+
+/// A native route's `promote:`, before its destination is resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingPromote {
+    pub origin: Origin,
+    pub to: DestRef,
+    pub steps: Vec<u32>,
+    pub hold: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::de::Result;
 use crate::model::{
-    Destination, DestinationId, Endpoint, MirrorPolicy, Route, RouteTable, UriRewrite, VirtualHost, WeightedDestination, label,
+    Destination, DestinationId, Endpoint, MirrorPolicy, PromoteSpec, Route, RouteTable, UriRewrite, VirtualHost, WeightedDestination, label,
 };
 use crate::sources::{DestRef, IstioSubset, NativeShape, PendingRoute, ServiceEntry, Sources};
 use crate::{ConfigError, Warning};
@@ -182,7 +182,28 @@ impl Builder<'_> {
                 verdict: m.verdict.clone(),
             });
         }
+        let promote = match &p.promote {
+            Some(promote) => {
+                let increasing = promote.steps.windows(2).all(|w| w[0] < w[1]);
+                if promote.steps.is_empty() || !increasing || promote.steps.iter().any(|s| !(1..=100).contains(s)) {
+                    return Err(promote.origin.err("steps: percentages from 1 to 100, strictly increasing, e.g. [10, 25, 50, 100]"));
+                }
+                if promote.hold.is_zero() {
+                    return Err(promote.origin.err("hold: must be greater than zero"));
+                }
+                let destination = self.resolve(&promote.to)?;
+                let Some(mirror) = mirrors.iter().find(|m| m.destination == destination && m.verdict.is_some()) else {
+                    return Err(promote.origin.err(format!(
+                        "to: no mirror of this route to {} has a verdict: a promotion moves traffic only on a passing verdict",
+                        label(&promote.to.host, promote.to.subset.as_deref())
+                    )));
+                };
+                Some(PromoteSpec { mirror: mirror.name.clone(), destination, steps: promote.steps.clone(), hold: promote.hold })
+            }
+            None => None,
+        };
         Ok(Route {
+            promote,
             name,
             hosts: p.hosts.clone(),
             matches: p.matches.clone(),

@@ -11,6 +11,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
+use crate::promote::PromotionReport;
 use crate::report::MirrorReport;
 use crate::state::Shared;
 use crate::verdict::State as VerdictState;
@@ -67,7 +68,8 @@ async fn mirrors(State(shared): State<Arc<Shared>>) -> Response {
     // mismatches reclassified as noise, and the fields learned per path pattern with their samples.
     let noise: serde_json::Map<String, serde_json::Value> = comparing().map(|(name, c)| (name, json!(c.noise_report()))).collect();
     let noise_fields: serde_json::Map<String, serde_json::Value> = comparing().map(|(name, c)| (name, json!(c.noise_fields()))).collect();
-    axum::Json(json!({ "mirrors": reports(&shared), "noise": noise, "noise_fields": noise_fields })).into_response()
+    let promotions: Vec<PromotionReport> = shared.stats.promotions.all().iter().map(|p| p.report()).collect();
+    axum::Json(json!({ "mirrors": reports(&shared), "noise": noise, "noise_fields": noise_fields, "promotions": promotions })).into_response()
 }
 
 /// `GET /verdict/<mirror>` or `/verdict/<route>/<mirror>`: 200 when the mirror's verdict is
@@ -157,6 +159,43 @@ struct Row {
     state_label: &'static str,
     reasons: Vec<String>,
     evidence_summary: String,
+    /// The route's promotion gated by this mirror: where it stands, and its history.
+    promotion: Option<PromotionView>,
+}
+
+struct PromotionView {
+    summary: String,
+    history: Vec<String>,
+}
+
+impl PromotionView {
+    fn new(p: &PromotionReport) -> Self {
+        let steps: Vec<String> = p.steps.iter().map(|s| format!("{s}%")).collect();
+        let summary = match p.state {
+            "rolled_back" => format!("Promotion to {} rolled back: 0% of the traffic, until the route's configuration changes", p.to),
+            "complete" => format!(
+                "Promotion to {} complete: {}% of the traffic (make it the route's destination in the configuration)",
+                p.to, p.percent
+            ),
+            _ => format!(
+                "Promotion to {}: {}% of the traffic (step {} of {}: {}), one step per {} s while the verdict passes",
+                p.to,
+                p.percent,
+                p.step,
+                p.steps.len(),
+                steps.join(" → "),
+                p.hold_seconds
+            ),
+        };
+        let history = p.history.iter().rev().map(|e| format!("{} {}", clock(e.at), e.what)).collect();
+        PromotionView { summary, history }
+    }
+}
+
+/// `HH:MM:SS` UTC of an epoch time, for the history.
+fn clock(epoch_seconds: f64) -> String {
+    let s = epoch_seconds as u64 % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 struct MismatchView {
@@ -178,7 +217,7 @@ struct DifferenceView {
 }
 
 impl Page {
-    fn new(reports: Vec<MirrorReport>) -> Self {
+    fn new(reports: Vec<MirrorReport>, promotions: &[PromotionReport]) -> Self {
         let hidden = |value: Option<String>| value.unwrap_or_else(|| "(hidden or absent)".to_owned());
         let mut mismatches = Vec::new();
         for r in &reports {
@@ -207,6 +246,7 @@ impl Page {
         let rows = reports
             .into_iter()
             .map(|r| Row {
+                promotion: promotions.iter().find(|p| p.route == r.route && p.mirror == r.mirror).map(PromotionView::new),
                 key: format!("{}/{}", r.route, r.mirror),
                 state: r.verdict.as_ref().map_or("off", |v| v.state.as_str()),
                 state_label: match r.verdict.as_ref().map(|v| v.state) {
@@ -256,7 +296,8 @@ impl Page {
 }
 
 async fn page(State(shared): State<Arc<Shared>>) -> Response {
-    match Page::new(reports(&shared)).render() {
+    let promotions: Vec<PromotionReport> = shared.stats.promotions.all().iter().map(|p| p.report()).collect();
+    match Page::new(reports(&shared), &promotions).render() {
         Ok(html) => Html(html).into_response(),
         Err(error) => {
             tracing::error!(%error, "rendering the admin page");
@@ -287,7 +328,7 @@ mod tests {
             differences: vec![Difference { field: "$.x".into(), primary: Some("<b>".into()), shadow: None }],
         };
         stats.compared(&Classified::Mismatch(Vec::new()), 1.0, || Some(record));
-        let html = Page::new(vec![stats.report()]).render().unwrap();
+        let html = Page::new(vec![stats.report()], &[]).render().unwrap();
         assert!(!html.contains("<script>") && !html.contains("<b>"), "{html}");
         assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"), "{html}");
         assert!(html.contains(r#"data-mirror="r&#60;1&#62;/m&#34;2""#) || html.contains(r#"data-mirror="r&lt;1&gt;/m&quot;2""#), "{html}");

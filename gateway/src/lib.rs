@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod compare;
 pub mod mirror;
+pub mod promote;
 pub mod proxy;
 pub mod reload;
 pub mod report;

@@ -87,7 +87,7 @@ where
     let hit = active.table.find(request.method(), path, request.headers(), host.as_ref().and_then(|h| h.to_str().ok()));
     let span = server_span(&request, hit.as_ref());
     let route = hit.map(|hit| (hit, &active.routes[hit.index]));
-    let primary = route.filter(|(hit, _)| hit.route.answer.is_none()).map(|(_, compiled)| compiled.destinations.pick().clone());
+    let primary = route.filter(|(hit, _)| hit.route.answer.is_none()).map(|(_, compiled)| compiled.pick().clone());
     let response = match (route, &primary) {
         (Some((hit, compiled)), Some(primary)) => forward(&shared, hit, compiled, primary, host, request).instrument(span.clone()).await,
         (Some((hit, _)), None) => Ok(answer(&hit, host.as_ref(), request.uri())),

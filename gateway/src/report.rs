@@ -286,6 +286,11 @@ impl MirrorStats {
         self.verdict();
     }
 
+    /// The verdict's limits, when it has one.
+    pub fn limits(&self) -> Option<Limits> {
+        *self.limits.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The evidence one compared request adds to the verdict: its result, both statuses and
     /// both latencies. Noise and skipped results are not evidence and are ignored here.
     pub fn evidence(&self, result: &Classified, pair: &Pair) {

@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 
 use crate::compare::{Comparator, Comparer};
 use crate::mirror::Mirror;
+use crate::promote::{Promotion, Promotions};
 use crate::report::MirrorStats;
 use crate::settings::{GatewaySettings, ReportSettings, UpstreamSettings};
 use crate::shadow::ShadowMarker;
@@ -98,6 +99,15 @@ pub struct CompiledRoute {
     /// `rewrite.authority`, as the `Host` header value it becomes.
     pub rewrite_authority: Option<HeaderValue>,
     pub timeout: Option<Duration>,
+    /// `promote:`: a share of the traffic moved to a mirror's destination while its verdict passes.
+    pub promotion: Option<Arc<Promotion>>,
+}
+
+impl CompiledRoute {
+    /// This request's destination: the promotion's candidate for its share, else by weight.
+    pub fn pick(&self) -> &Arc<Upstream> {
+        self.promotion.as_ref().and_then(|p| p.choose()).unwrap_or_else(|| self.destinations.pick())
+    }
 }
 
 /// A route's destinations and their weights; the common single destination costs no draw.
@@ -148,8 +158,12 @@ impl Active {
 impl CompiledRoute {
     fn new(route: &Route, upstreams: &[Arc<Upstream>], report: &ReportSettings, stats: &StatsRegistry) -> Result<Self, String> {
         let destinations = Weighted::new(route.destinations.iter().map(|d| (upstreams[d.id.0].clone(), u64::from(d.weight))).collect());
-        let mirrors =
+        let mirrors: Vec<Mirror> =
             route.mirrors.iter().map(|policy| compile_mirror(&route.name, policy, upstreams, report, stats)).collect::<Result<_, _>>()?;
+        let promotion = route.promote.as_ref().and_then(|spec| {
+            let gate = mirrors.iter().find(|m| m.policy.name == spec.mirror)?;
+            Some(stats.promotions.get(route, spec, &upstreams[spec.destination.0], &gate.stats))
+        });
         let rewrite_authority = match &route.rewrite_authority {
             Some(authority) => Some(
                 HeaderValue::from_str(authority)
@@ -163,6 +177,7 @@ impl CompiledRoute {
             mirrors,
             rewrite_authority,
             timeout: route.timeout,
+            promotion,
         })
     }
 }
@@ -194,6 +209,7 @@ fn compile_mirror(
 pub struct StatsRegistry {
     by_mirror: Mutex<HashMap<(String, String), Arc<MirrorStats>>>,
     comparers: Mutex<HashMap<(String, String), KeptComparer>>,
+    pub promotions: Promotions,
 }
 
 /// A mirror's comparer and the comparison settings (serialised) it was made for.

@@ -98,3 +98,31 @@ fn the_istio_annotation_sets_or_turns_off_the_verdict() {
     let e = load(r#"mirror.gateway/verdict: "min_compared=5""#).unwrap_err().to_string();
     assert!(e.contains("a verdict needs mirror.gateway/compare"), "{e}");
 }
+
+#[test]
+fn a_promotion_names_a_mirror_with_a_verdict_and_sane_steps() {
+    let route = |mirror: &str, promote: &str| {
+        format!(
+            "services: {{ app: {{ v1: [127.0.0.1:1], v2: [127.0.0.1:2] }} }}\nroutes:\n  - {{ name: app, to: app/v1, mirrors: [{mirror}], promote: {promote} }}\n"
+        )
+    };
+    let loaded = load(&route("{ to: app/v2, name: cand, compare: true }", "{ to: app/v2 }"));
+    let r = &loaded.table.routes[0];
+    let promote = r.promote.clone().unwrap();
+    assert_eq!(
+        (promote.mirror.as_str(), promote.steps.as_slice(), promote.hold),
+        ("cand", &[10, 25, 50, 100][..], Duration::from_secs(300))
+    );
+    assert_eq!(promote.destination, r.mirrors[0].destination);
+    let loaded = load(&route("{ to: app/v2, compare: true }", "{ to: app/v2, steps: [5, 50], hold: 30s }"));
+    assert_eq!(loaded.table.routes[0].promote.as_ref().map(|p| (p.steps.clone(), p.hold)), Some((vec![5, 50], Duration::from_secs(30))));
+
+    let e = load_err(&route("{ to: app/v2 }", "{ to: app/v2 }"));
+    assert!(e.contains("promote") && e.contains("no mirror of this route to app/v2 has a verdict"), "{e}");
+    let e = load_err(&route("{ to: app/v2, compare: true }", "{ to: app/v2, steps: [50, 25] }"));
+    assert!(e.contains("strictly increasing"), "{e}");
+    let e = load_err(&route("{ to: app/v2, compare: true }", "{ to: app/v2, steps: [10, 101] }"));
+    assert!(e.contains("from 1 to 100"), "{e}");
+    let e = load_err(&route("{ to: app/v2, compare: true }", "{ to: app/v2, hold: 0s }"));
+    assert!(e.contains("hold: must be greater than zero"), "{e}");
+}

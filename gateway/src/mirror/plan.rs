@@ -75,7 +75,9 @@ impl MirrorPlan {
     fn add(&mut self, request: &Outgoing<'_>, mirror: &Mirror, primary: &Arc<Upstream>, shared: &Shared) {
         let comparator = &shared.comparator;
         let policy = &mirror.policy;
-        if !policy.methods.allows(request.method) {
+        // A copy to the destination that answers the primary (a weighted split, a promotion)
+        // would compare a version with itself: no evidence, only load.
+        if !policy.methods.allows(request.method) || Arc::ptr_eq(&mirror.upstream, primary) {
             return;
         }
         if !sampled(policy.percent, request.headers.get(&policy.sample_header).map(HeaderValue::as_bytes)) {

@@ -87,13 +87,14 @@ pub async fn check(args: &Args, out: &mut impl Write) -> u8 {
 
 /// One mirror's verdict over every replica's evidence.
 pub struct Judged {
-    pub key: String,
+    pub route: String,
+    pub mirror: String,
     pub replicas: usize,
     pub verdict: Verdict,
 }
 
 impl Judged {
-    /// `PASS app/v2 (412 compared, 2 gateways): pass: mismatch rate ...; pass: ...`
+    /// `PASS shop → v2 (412 compared, 2 gateways): pass: mismatch rate ...; pass: ...`
     pub fn line(&self) -> String {
         let label = match self.verdict.state {
             State::Pass => "PASS",
@@ -101,7 +102,13 @@ impl Judged {
             State::Pending => "PENDING",
         };
         let gateways = if self.replicas == 1 { "1 gateway".to_owned() } else { format!("{} gateways", self.replicas) };
-        format!("{label} {} ({} compared, {gateways}): {}", self.key, self.verdict.compared, self.verdict.reasons.join("; "))
+        format!(
+            "{label} {} → {} ({} compared, {gateways}): {}",
+            self.route,
+            self.mirror,
+            self.verdict.compared,
+            self.verdict.reasons.join("; ")
+        )
     }
 }
 
@@ -172,7 +179,7 @@ async fn ask(client: &Client<HttpConnector, Empty<Bytes>>, args: &Args) -> Resul
         .into_iter()
         .filter_map(|c| {
             let limits = c.limits?;
-            Some(Judged { key: format!("{}/{}", c.route, c.mirror), replicas: c.replicas, verdict: judge(&limits, &c.evidence) })
+            Some(Judged { route: c.route.clone(), mirror: c.mirror.clone(), replicas: c.replicas, verdict: judge(&limits, &c.evidence) })
         })
         .collect())
 }

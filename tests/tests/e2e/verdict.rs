@@ -199,10 +199,10 @@ async fn gateway_verdict_adds_up_replicas_and_exits_0_pass_1_fail_3_pending_2_un
 
     let (code, out) = gateway_verdict(&["--admin", &one]).await;
     assert_eq!(code, 3, "{out}");
-    assert!(out.starts_with("PENDING cli/v2 (20 compared, 1 gateway): 20 of the 30 compared requests needed"), "{out}");
+    assert!(out.starts_with("PENDING cli → v2 (20 compared, 1 gateway): 20 of the 30 compared requests needed"), "{out}");
     let (code, out) = gateway_verdict(&["--admin", &one, "--admin", &format!("http://{two}/"), "--mirror", "v2"]).await;
     assert_eq!(code, 0, "{out}");
-    assert!(out.starts_with("PASS cli/v2 (40 compared, 2 gateways): pass: mismatch rate 0% (0 of 40)"), "{out}");
+    assert!(out.starts_with("PASS cli → v2 (40 compared, 2 gateways): pass: mismatch rate 0% (0 of 40)"), "{out}");
     assert_eq!(out.lines().count(), 1);
     // --wait polls; a mirror still short of evidence when it is over stays pending.
     let (code, _) = gateway_verdict(&["--admin", &one, "--wait", "1s"]).await;
@@ -224,7 +224,7 @@ async fn gateway_verdict_adds_up_replicas_and_exits_0_pass_1_fail_3_pending_2_un
     send_compared(&failing, "cli-fail", &paths).await;
     let (code, out) = gateway_verdict(&["--admin", &failing.admin.to_string(), "--wait", "10m"]).await;
     assert_eq!(code, 1, "a fail ends the wait at once: {out}");
-    assert!(out.starts_with("FAIL cli-fail/v2 (30 compared, 1 gateway): fail: mismatch rate 50% (15 of 30)"), "{out}");
+    assert!(out.starts_with("FAIL cli-fail → v2 (30 compared, 1 gateway): fail: mismatch rate 50% (15 of 30)"), "{out}");
     assert!(out.contains("differing most: $.ok (15)"), "{out}");
 
     failing.stop().await;
@@ -277,8 +277,15 @@ async fn promotion_moves_live_traffic_in_steps_and_rolls_back_when_the_candidate
     eventually("the second step (50%)", Duration::from_secs(10), || async { promotion(&gateway).await["percent"] == 50 }).await;
 
     // The candidate starts to differ: the verdict fails and the traffic goes back at once.
-    for _ in 0..400 {
+    // One at a time, each copy compared before the next request (the comparator runs at idle
+    // priority: on a busy machine a burst would mostly be skipped, not judged).
+    for _ in 0..200 {
         client().get(gateway.url("/b")).send().await.unwrap().text().await.unwrap();
+        eventually("every copy sent has its comparison", Duration::from_secs(10), || async {
+            let report = report_of(&gateway, "promo").await;
+            results(&report) >= report["copies"]["sent"].as_u64().unwrap_or(0)
+        })
+        .await;
         if promotion(&gateway).await["state"] == "rolled_back" {
             break;
         }

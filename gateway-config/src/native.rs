@@ -15,7 +15,7 @@ use crate::de::{
 };
 use crate::model::{
     CompareSpec, DEFAULT_MAX_BODY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MIRROR_TIMEOUT, DEFAULT_SAMPLE_HEADER, Endpoint, HeaderMatch, MethodSet,
-    RouteMatch, StringMatch, VerdictSpec, UriRewrite,
+    RouteMatch, StringMatch, UriRewrite, VerdictSpec,
 };
 use crate::sources::{DestRef, NativeService, NativeShape, Origin, PendingMirror, PendingPromote, PendingRoute, Sources};
 use http_rules::split_host_port;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 
 use crate::ConfigError;
-use crate::model::{Answer, CompareSpec, VerdictSpec, Endpoint, HeaderOps, MethodSet, RouteMatch, UriRewrite};
+use crate::model::{Answer, CompareSpec, Endpoint, HeaderOps, MethodSet, RouteMatch, UriRewrite, VerdictSpec};
 
 /// Where something was written: a file and a path inside it.
 #[derive(Debug, Clone)]

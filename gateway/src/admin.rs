@@ -69,7 +69,8 @@ async fn mirrors(State(shared): State<Arc<Shared>>) -> Response {
     let noise: serde_json::Map<String, serde_json::Value> = comparing().map(|(name, c)| (name, json!(c.noise_report()))).collect();
     let noise_fields: serde_json::Map<String, serde_json::Value> = comparing().map(|(name, c)| (name, json!(c.noise_fields()))).collect();
     let promotions: Vec<PromotionReport> = shared.stats.promotions.all().iter().map(|p| p.report()).collect();
-    axum::Json(json!({ "mirrors": reports(&shared), "noise": noise, "noise_fields": noise_fields, "promotions": promotions })).into_response()
+    axum::Json(json!({ "mirrors": reports(&shared), "noise": noise, "noise_fields": noise_fields, "promotions": promotions }))
+        .into_response()
 }
 
 /// `GET /verdict/<mirror>` or `/verdict/<route>/<mirror>`: 200 when the mirror's verdict is

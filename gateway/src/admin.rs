@@ -1,6 +1,7 @@
 //! The admin listener: health, the effective routing table, Prometheus metrics, and the mirror
 //! report as JSON (`/mirrors`) and as a page (`/`, rendered here, no JavaScript).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use askama::Template;
@@ -11,10 +12,12 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
+use crate::compare::NoiseReport;
 use crate::promote::PromotionReport;
 use crate::report::MirrorReport;
 use crate::state::Shared;
 use crate::verdict::State as VerdictState;
+use response_diff::LearnedNoise;
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -135,6 +138,8 @@ fn millis(value: Option<f64>) -> String {
 #[template(path = "mirrors.html")]
 struct Page {
     rows: Vec<Row>,
+    /// Whether any mirror learns noise (the section is shown only then).
+    any_noise: bool,
     mismatches: Vec<MismatchView>,
 }
 
@@ -162,6 +167,27 @@ struct Row {
     evidence_summary: String,
     /// The route's promotion gated by this mirror: where it stands, and its history.
     promotion: Option<PromotionView>,
+    /// What noise learning did, when the mirror learns noise.
+    learned_noise: Option<NoiseView>,
+}
+
+struct NoiseView {
+    summary: String,
+    learned: Vec<LearnedNoise>,
+}
+
+impl NoiseView {
+    /// Only for a mirror that learns noise (or has learned some).
+    fn new(report: &NoiseReport) -> Option<Self> {
+        let active = report.sent + report.not_eligible_method + report.not_eligible_body > 0 || !report.learned.is_empty();
+        active.then(|| NoiseView {
+            summary: format!(
+                "{} second requests to the primary · {} comparisons reclassified as noise · not eligible: {} by method, {} with a body",
+                report.sent, report.reclassified, report.not_eligible_method, report.not_eligible_body
+            ),
+            learned: report.learned.clone(),
+        })
+    }
 }
 
 struct PromotionView {
@@ -218,7 +244,7 @@ struct DifferenceView {
 }
 
 impl Page {
-    fn new(reports: Vec<MirrorReport>, promotions: &[PromotionReport]) -> Self {
+    fn new(reports: Vec<MirrorReport>, promotions: &[PromotionReport], noise: &HashMap<String, NoiseReport>) -> Self {
         let hidden = |value: Option<String>| value.unwrap_or_else(|| "(hidden or absent)".to_owned());
         let mut mismatches = Vec::new();
         for r in &reports {
@@ -247,6 +273,7 @@ impl Page {
         let rows = reports
             .into_iter()
             .map(|r| Row {
+                learned_noise: noise.get(&format!("{}/{}", r.route, r.mirror)).and_then(NoiseView::new),
                 promotion: promotions.iter().find(|p| p.route == r.route && p.mirror == r.mirror).map(PromotionView::new),
                 key: format!("{}/{}", r.route, r.mirror),
                 state: r.verdict.as_ref().map_or("off", |v| v.state.as_str()),
@@ -292,13 +319,23 @@ impl Page {
                 destination: r.destination,
             })
             .collect();
-        Page { rows, mismatches }
+        let rows: Vec<Row> = rows;
+        Page { any_noise: rows.iter().any(|r| r.learned_noise.is_some()), rows, mismatches }
     }
 }
 
 async fn page(State(shared): State<Arc<Shared>>) -> Response {
     let promotions: Vec<PromotionReport> = shared.stats.promotions.all().iter().map(|p| p.report()).collect();
-    match Page::new(reports(&shared), &promotions).render() {
+    let active = shared.active.load();
+    let noise: HashMap<String, NoiseReport> = active
+        .routes
+        .iter()
+        .flat_map(|route| route.mirrors.iter().map(move |mirror| (route, mirror)))
+        .filter_map(|(route, mirror)| {
+            mirror.comparer.as_ref().map(|comparer| (format!("{}/{}", &*route.label, mirror.policy.name), comparer.noise_report()))
+        })
+        .collect();
+    match Page::new(reports(&shared), &promotions, &noise).render() {
         Ok(html) => Html(html).into_response(),
         Err(error) => {
             tracing::error!(%error, "rendering the admin page");
@@ -329,10 +366,31 @@ mod tests {
             differences: vec![Difference { field: "$.x".into(), primary: Some("<b>".into()), shadow: None }],
         };
         stats.compared(&Classified::Mismatch(Vec::new()), 1.0, || Some(record));
-        let html = Page::new(vec![stats.report()], &[]).render().unwrap();
+        let html = Page::new(vec![stats.report()], &[], &HashMap::new()).render().unwrap();
         assert!(!html.contains("<script>") && !html.contains("<b>"), "{html}");
         assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"), "{html}");
         assert!(html.contains(r#"data-mirror="r&#60;1&#62;/m&#34;2""#) || html.contains(r#"data-mirror="r&lt;1&gt;/m&quot;2""#), "{html}");
         assert!(html.contains("(hidden or absent)"));
+    }
+
+    #[test]
+    fn the_page_shows_the_noise_each_mirror_learned_and_no_section_without_it() {
+        let stats = MirrorStats::new("r", "v2", "t/v2", &ReportSettings { recent_mismatches: 3, max_bytes: 4096 });
+        let html = Page::new(vec![stats.report()], &[], &HashMap::new()).render().unwrap();
+        assert!(!html.contains("Noise learned"));
+        let report = NoiseReport {
+            sent: 12,
+            not_eligible_method: 3,
+            not_eligible_body: 1,
+            reclassified: 5,
+            learned: vec![LearnedNoise { pattern: "/users/{id}".into(), field: "$.seq".into(), samples: 9 }],
+        };
+        let noise = HashMap::from([("r/v2".to_owned(), report)]);
+        let html = Page::new(vec![stats.report()], &[], &noise).render().unwrap();
+        assert!(html.contains("<h2>Noise learned</h2>") && html.contains(r#"data-noise="r/v2""#), "{html}");
+        assert!(html.contains(
+            "12 second requests to the primary · 5 comparisons reclassified as noise · not eligible: 3 by method, 1 with a body"
+        ));
+        assert!(html.contains("<code>$.seq</code></td><td class=\"num\">9</td>"), "{html}");
     }
 }

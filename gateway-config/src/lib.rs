@@ -22,6 +22,7 @@ mod k8s;
 mod matching;
 pub mod model;
 mod native;
+pub mod normalize;
 mod sources;
 mod validate;
 
@@ -38,6 +39,7 @@ pub use model::{
     Answer, CompareSpec, Destination, DestinationId, Endpoint, HeaderMatch, HeaderOps, MethodSet, MirrorPolicy, PathRedirect, PromoteSpec,
     QueryMatch, Redirect, Route, RouteMatch, RouteTable, StringMatch, UriRewrite, VerdictSpec, VirtualHost, WeightedDestination,
 };
+pub use normalize::{EscapedSlashes, PathNormalization, PathRejected};
 
 /// A loaded, validated table and what the loaders could not honour.
 #[derive(Debug, Clone)]

@@ -83,7 +83,13 @@ impl TrickleUpstream {
                             return;
                         }
                         sent.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(interval).await;
+                        tokio::select! {
+                            () = tokio::time::sleep(interval) => {}
+                            () = tx.closed() => {
+                                cut.store(true, Ordering::SeqCst);
+                                return;
+                            }
+                        }
                     }
                 });
                 axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))

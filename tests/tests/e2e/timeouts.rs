@@ -24,7 +24,6 @@ fn metric(text: &str, prefix: &str) -> Option<f64> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "issue 10: fails on the gateway until its side lands"]
 async fn a_route_timeout_cuts_a_body_that_runs_past_it() {
     // 40 chunks, 100 ms apart: 4 s of body after headers that come at once.
     let slow = TrickleUpstream::start(40, Duration::from_millis(100)).await;
@@ -48,7 +47,6 @@ async fn a_body_inside_the_route_timeout_arrives_whole() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "issue 10: fails on the gateway until its side lands"]
 async fn the_default_route_timeout_answers_504_for_an_upstream_that_never_answers() {
     let hung = Upstream::start(Behaviour::Hang).await;
     let config = route("hung-default", hung.addr, None);
@@ -72,7 +70,6 @@ async fn a_zero_route_timeout_disables_the_default_one() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "issue 10: fails on the gateway until its side lands"]
 async fn a_stream_that_stops_moving_is_reset_after_the_idle_timeout() {
     // One chunk, then nothing for a minute.
     let stalled = TrickleUpstream::start(2, Duration::from_secs(60)).await;
@@ -87,7 +84,6 @@ async fn a_stream_that_stops_moving_is_reset_after_the_idle_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "issue 10: fails on the gateway until its side lands"]
 async fn the_duration_metric_runs_to_the_end_of_a_slow_streamed_answer() {
     // Headers at once, then 8 chunks 200 ms apart: at least 1.4 s until the body ends.
     let slow = TrickleUpstream::start(8, Duration::from_millis(200)).await;
@@ -106,7 +102,6 @@ async fn the_duration_metric_runs_to_the_end_of_a_slow_streamed_answer() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "issue 10: fails on the gateway until its side lands"]
 async fn a_request_the_client_abandons_is_counted_as_client_closed() {
     let hung = Upstream::start(Behaviour::Hang).await;
     let gateway = RunningGateway::start(&[("g.yaml", &route("abandoned", hung.addr, Some("0s")))], None).await;

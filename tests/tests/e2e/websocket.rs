@@ -9,7 +9,6 @@ use e2e_tests::upstream::{Behaviour, Upstream};
 use e2e_tests::{client, eventually, python_peer};
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "issue 10: fails on the gateway until its side lands"]
 async fn a_websocket_echo_works_through_the_gateway_and_is_never_mirrored() {
     if !python_peer("websockets") {
         return;

@@ -167,8 +167,16 @@ where
         upgrade.restore(&mut parts.headers);
     }
 
-    let mut plan = if upgrade.is_some() || parts.method == http::Method::CONNECT || route.mirrors.is_empty() {
+    let tunnel = match (&upgrade, &parts.method) {
+        (Some(_), _) => Some("upgrade"),
+        (None, &http::Method::CONNECT) => Some("connect"),
+        _ => None,
+    };
+    let mut plan = if let Some(kind) = tunnel {
         // Upgrades and tunnels are never mirrored: a copy cannot hold a conversation.
+        count_not_eligible(route, &parts.method, kind);
+        MirrorPlan::default()
+    } else if route.mirrors.is_empty() {
         MirrorPlan::default()
     } else {
         let outgoing = Outgoing {
@@ -214,6 +222,15 @@ fn answer(hit: &RouteHit<'_>, host: Option<&HeaderValue>, uri: &Uri) -> Response
     let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
     let response = hit.respond(host.and_then(|h| h.to_str().ok()), path_and_query).unwrap_or_default();
     response.map(|body| http_body_util::Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync())
+}
+
+/// Each mirror that would have copied this request counts it as not eligible (`kind`: why).
+fn count_not_eligible(route: &CompiledRoute, method: &http::Method, kind: &'static str) {
+    for mirror in route.mirrors.iter().filter(|m| m.policy.methods.allows(method)) {
+        let name = SharedString::from(mirror.policy.name.clone());
+        metrics::counter!("gateway_mirror_copies_total", "route" => route.label.clone(), "mirror" => name, "outcome" => "not_eligible", "reason" => kind)
+            .increment(1);
+    }
 }
 
 /// Phase: the primary call, over the client the destination's protocol chooses, until the

@@ -42,9 +42,11 @@ routes:
     assert_eq!(handshake["headers"]["upgrade"], "websocket");
     assert!(handshake["headers"]["x-forwarded-for"].is_string(), "still a proxied request: {handshake}");
 
-    // Upgrades are never copied: the shadow still has only the plain request.
-    let mirrors = gateway.mirrors().await;
+    // Upgrades are never copied: the shadow still has only the plain request, and the mirror
+    // counts the upgrade as not eligible.
     assert_eq!(shadow.requests().len(), 1, "the handshake was copied: {:?}", shadow.requests());
-    assert!(mirrors.to_string().contains("ws-echo"), "{mirrors}");
+    let metrics = client().get(gateway.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let line = r#"gateway_mirror_copies_total{route="ws-echo",mirror="chat/v2",outcome="not_eligible",reason="upgrade"} 1"#;
+    assert!(metrics.lines().any(|l| l == line), "{line} not in {metrics}");
     gateway.stop().await;
 }

@@ -3,6 +3,9 @@
 //! - [`Watched`]: the client's request body, noting when it fails (malformed chunk, bad length,
 //!   client gone), so the gateway answers 400 instead of blaming the upstream. Its error reaches
 //!   the upstream connection, which is reset: an upstream never takes a cut body for a whole one.
+//! - [`buffer_small`]: a request body of small declared length is read whole before anything is
+//!   sent (NGINX's request buffering), so an upload cut short never reaches the upstream at all,
+//!   not even one whose server would run its handler on what arrived before the reset.
 //! - [`Deadline`]: the upstream's response body under the route's whole-response deadline and the
 //!   stream idle timeout (Envoy's meanings): past either the body ends in an error, which resets
 //!   the client's stream, and the upstream's is dropped.
@@ -20,11 +23,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Full};
 use metrics::SharedString;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
-use crate::upstream::BoxError;
+use crate::upstream::{BoxBody, BoxError};
 
 /// Whether a [`Watched`] body failed; shared with the code that reads the upstream's error.
 #[derive(Clone, Debug, Default)]
@@ -78,6 +82,25 @@ where
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// The request body as the upstream will get it: read whole first when its declared length is at
+/// most `limit` bytes (an error if it fails or is cut short), streamed otherwise.
+pub async fn buffer_small<B>(body: B, limit: u64) -> Result<BoxBody, BoxError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    if !body.size_hint().exact().is_some_and(|len| len > 0 && len <= limit) {
+        return Ok(body.map_err(Into::into).boxed_unsync());
+    }
+    let collected = body.collect().await.map_err(Into::into)?;
+    let trailers = collected.trailers().cloned();
+    let whole = Full::new(collected.to_bytes()).map_err(|never| match never {});
+    Ok(match trailers {
+        Some(trailers) => whole.with_trailers(async move { Some(Ok(trailers)) }).boxed_unsync(),
+        None => whole.boxed_unsync(),
+    })
 }
 
 /// The deadlines one request's response runs under. `None` is no limit.
@@ -310,6 +333,45 @@ mod tests {
         let (whole, failed) = Watched::new(http_body_util::Full::new(Bytes::from_static(b"ok")));
         assert_eq!(whole.collect().await.unwrap().to_bytes(), "ok");
         assert!(!failed.get());
+    }
+
+    /// A body that declares `len` bytes, whatever it then sends.
+    struct Declared {
+        frames: std::collections::VecDeque<Item>,
+        len: u64,
+    }
+
+    impl Declared {
+        fn new(frames: Vec<Item>, len: u64) -> Self {
+            Self { frames: frames.into(), len }
+        }
+    }
+
+    impl Body for Declared {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Item>> {
+            Poll::Ready(self.frames.pop_front())
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::with_exact(self.len)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_small_body_is_read_whole_first_and_a_cut_one_never_goes_on() {
+        let whole = Declared::new(vec![Ok(Frame::data(Bytes::from_static(b"01234"))), Ok(Frame::data(Bytes::from_static(b"56789")))], 10);
+        let buffered = buffer_small(whole, 10).await.expect("read whole");
+        assert_eq!(buffered.collect().await.unwrap().to_bytes(), "0123456789");
+
+        let cut = Declared::new(vec![Ok(Frame::data(Bytes::from_static(b"cut"))), Err("client gone".into())], 10);
+        assert!(buffer_small(cut, 10).await.is_err(), "a cut body is an error before anything is sent");
+
+        let large = Declared::new(vec![Ok(Frame::data(Bytes::from_static(b"big")))], 11);
+        let streamed = buffer_small(large, 10).await.expect("streamed, not read");
+        assert_eq!(streamed.size_hint().exact(), Some(11), "over the limit: streamed as it comes");
     }
 
     #[test]

@@ -76,7 +76,7 @@ mod tests {
     use super::*;
 
     fn settings() -> RequestSettings {
-        RequestSettings { trace: TracePolicy::Reject, path: PathNormalization::default() }
+        RequestSettings { trace: TracePolicy::Reject, buffer_body: 0, path: PathNormalization::default() }
     }
 
     fn request(version: Version, method: Method, uri: &str, headers: &[(&str, &str)]) -> Request<()> {

@@ -60,6 +60,9 @@ pub enum GatewayError {
     BadRequestBody,
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The client did not send its (buffered) body within the route's deadlines.
+    #[error("request body not received in time")]
+    RequestTimeout,
 }
 
 impl GatewayError {
@@ -71,6 +74,7 @@ impl GatewayError {
             GatewayError::NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::BadRequestUri | GatewayError::BadRequest(_) | GatewayError::BadRequestBody => StatusCode::BAD_REQUEST,
             GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -190,8 +194,12 @@ where
         };
         MirrorPlan::new(&outgoing, &route.mirrors, primary, shared)
     };
-    // The client's body, watched so that its failure is answered 400, not blamed on the upstream.
+    let timeouts = &shared.settings.timeouts;
+    let deadlines = Deadlines::new(Instant::now(), route.timeout, timeouts.route, timeouts.stream_idle);
+    // The client's body, watched so that its failure is answered 400, not blamed on the upstream;
+    // read whole first when small, so a cut one never reaches the upstream or the copies.
     let (body, client_body_failed) = Watched::new(body);
+    let body = read_small_body(body, shared.settings.requests.buffer_body, &deadlines).await?;
     let body = plan.tee(body);
 
     let client_span = upstream_span(&parts.method, primary, &endpoint);
@@ -202,8 +210,6 @@ where
     plan.spawn(&parts.headers);
 
     let started = Instant::now();
-    let timeouts = &shared.settings.timeouts;
-    let deadlines = Deadlines::new(started, route.timeout, timeouts.route, timeouts.stream_idle);
     let sending = Sending { primary, downstream, deadlines, span: &client_span, endpoint: &endpoint, client_body_failed };
     let mut response = sending.send(Request::from_parts(parts, body)).await?;
     let latency = started.elapsed();
@@ -222,6 +228,23 @@ fn answer(hit: &RouteHit<'_>, host: Option<&HeaderValue>, uri: &Uri) -> Response
     let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
     let response = hit.respond(host.and_then(|h| h.to_str().ok()), path_and_query).unwrap_or_default();
     response.map(|body| http_body_util::Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync())
+}
+
+/// Phase: a small request body read whole (within the deadlines) before anything is sent.
+async fn read_small_body<B>(body: B, limit: u64, deadlines: &Deadlines) -> Result<BoxBody, GatewayError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let read = crate::bodies::buffer_small(body, limit);
+    let read = match deadlines.headers_by(Instant::now()) {
+        Some(by) => tokio::time::timeout_at(by.into(), read).await.map_err(|_| GatewayError::RequestTimeout)?,
+        None => read.await,
+    };
+    read.map_err(|error| {
+        tracing::info!(%error, "the client's request body failed before it was sent");
+        GatewayError::BadRequestBody
+    })
 }
 
 /// Each mirror that would have copied this request counts it as not eligible (`kind`: why).

@@ -70,6 +70,10 @@ pub struct TimeoutSettings {
 #[serde(deny_unknown_fields)]
 pub struct RequestSettings {
     pub trace: TracePolicy,
+    /// Request bodies whose declared length is at most this many bytes are read whole before
+    /// anything is sent (NGINX buffers them too), so an upload cut short never reaches the
+    /// upstream; longer ones stream, and a cut one resets the upstream request. 0: always stream.
+    pub buffer_body: u64,
     /// Done before matching; the normalised path is what is matched, rewritten and sent.
     pub path: gateway_config::PathNormalization,
 }
@@ -138,6 +142,7 @@ mod tests {
         assert_eq!(s.timeouts.route, Duration::from_secs(15));
         assert_eq!(s.timeouts.stream_idle, Duration::from_secs(300));
         assert_eq!(s.requests.trace, TracePolicy::Reject);
+        assert_eq!(s.requests.buffer_body, 65_536);
         assert_eq!(s.requests.path, gateway_config::PathNormalization::default());
     }
 

@@ -47,11 +47,11 @@ async fn trace_is_refused_with_405() {
 }
 
 /// Primary and shadow both record whether the request body they got was whole.
-async fn recorded_pair() -> (BodyRecorder, BodyRecorder, RunningGateway) {
+async fn recorded_pair(route: &str) -> (BodyRecorder, BodyRecorder, RunningGateway) {
     let primary = BodyRecorder::start().await;
     let shadow = BodyRecorder::start().await;
     let config = format!(
-        "services: {{ up: {{ v1: [{}], v2: [{}] }} }}\nroutes: [{{ name: uploads, to: up/v1, mirror: {{ to: up/v2, methods: all }} }}]\n",
+        "services: {{ up: {{ v1: [{}], v2: [{}] }} }}\nroutes: [{{ name: {route}, to: up/v1, mirror: {{ to: up/v2, methods: all }} }}]\n",
         primary.addr, shadow.addr
     );
     let gateway = RunningGateway::start(&[("g.yaml", &config)], None).await;
@@ -60,7 +60,7 @@ async fn recorded_pair() -> (BodyRecorder, BodyRecorder, RunningGateway) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_whole_upload_reaches_primary_and_shadow_complete() {
-    let (primary, shadow, gateway) = recorded_pair().await;
+    let (primary, shadow, gateway) = recorded_pair("uploads").await;
     let response = client().post(gateway.url("/upload")).body(vec![b'x'; 100_000]).send().await.unwrap();
     assert_eq!(response.text().await.unwrap(), "received 100000");
     eventually("the shadow got the copy", Duration::from_secs(10), || async { shadow.seen().first().is_some_and(|s| s.outcome.is_some()) })
@@ -72,7 +72,7 @@ async fn a_whole_upload_reaches_primary_and_shadow_complete() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_malformed_chunk_gets_400_and_the_upstream_request_is_reset() {
-    let (primary, shadow, gateway) = recorded_pair().await;
+    let (primary, shadow, gateway) = recorded_pair("uploads").await;
     let request = b"POST /chunks HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nworld\r\n0\r\n\r\n";
     let answer = raw_exchange(gateway.addr, request, QUIET).await;
     assert_eq!(status_of(&answer), Some(400), "a client error, not 502: {answer}");
@@ -88,13 +88,14 @@ async fn a_malformed_chunk_gets_400_and_the_upstream_request_is_reset() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_truncated_upload_is_never_completed_upstream() {
-    let (primary, shadow, gateway) = recorded_pair().await;
+async fn a_large_upload_cut_short_is_reset_upstream_never_completed() {
+    let (primary, shadow, gateway) = recorded_pair("cut-large").await;
+    // Over `requests.buffer_body` (64 KiB): streamed as it arrives.
     let mut socket = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
-    socket.write_all(b"POST /cut HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1000\r\n\r\n").await.unwrap();
-    socket.write_all(&[b'y'; 100]).await.unwrap();
-    eventually("the first 100 bytes reach the primary and the shadow", Duration::from_secs(10), || async {
-        [&primary, &shadow].iter().all(|u| u.seen().first().is_some_and(|s| s.received == 100))
+    socket.write_all(b"POST /cut HTTP/1.1\r\nHost: a.test\r\nContent-Length: 200000\r\n\r\n").await.unwrap();
+    socket.write_all(&[b'y'; 1000]).await.unwrap();
+    eventually("the first bytes reach the primary and the shadow", Duration::from_secs(10), || async {
+        [&primary, &shadow].iter().all(|u| u.seen().first().is_some_and(|s| s.received == 1000))
     })
     .await;
     drop(socket);
@@ -104,6 +105,31 @@ async fn a_truncated_upload_is_never_completed_upstream() {
         let seen = &upstream.seen()[0];
         assert!(matches!(seen.outcome, Some(Err(_))), "{name} completed a cut upload: {seen:?}");
     }
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_small_upload_cut_short_never_reaches_the_upstream() {
+    let (primary, shadow, gateway) = recorded_pair("cut-small").await;
+    let whole = client().post(gateway.url("/whole")).body(vec![b'y'; 1000]).send().await.unwrap();
+    assert_eq!(whole.text().await.unwrap(), "received 1000", "a whole small upload goes through");
+    eventually("the copy of the whole one arrives", Duration::from_secs(10), || async { shadow.seen().len() == 1 }).await;
+
+    let mut socket = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    socket.write_all(b"POST /cut HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1000\r\n\r\n").await.unwrap();
+    socket.write_all(&[b'y'; 100]).await.unwrap();
+    drop(socket);
+    let metrics = || async { client().get(gateway.admin_url("/metrics")).send().await.unwrap().text().await.unwrap() };
+    eventually("the gateway is done with the cut request", Duration::from_secs(10), || async {
+        metrics().await.lines().filter(|l| l.starts_with(r#"gateway_requests_total{route="cut-small""#)).count() == 2
+    })
+    .await;
+    let uris = |u: &BodyRecorder| u.seen().into_iter().map(|s| s.uri).collect::<Vec<_>>();
+    assert_eq!(
+        (uris(&primary), uris(&shadow)),
+        (vec!["/whole".to_owned()], vec!["/whole".to_owned()]),
+        "read whole first: the cut one went nowhere"
+    );
     gateway.stop().await;
 }
 

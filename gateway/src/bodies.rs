@@ -143,20 +143,19 @@ pin_project! {
     pub struct Deadline<B> {
         #[pin]
         inner: B,
-        total: Option<Pin<Box<Sleep>>>,
-        idle: Option<(Duration, Pin<Box<Sleep>>)>,
+        total: Option<tokio::time::Instant>,
+        idle: Option<Duration>,
+        // One timer, for the sooner of the two, armed only when the body has to wait (a small
+        // answer read in one go never allocates it); re-aimed at the first wait after a frame.
+        timer: Option<Pin<Box<Sleep>>>,
+        moved: bool,
         expired: bool,
     }
 }
 
 impl<B> Deadline<B> {
     pub fn new(inner: B, deadlines: Deadlines) -> Self {
-        Self {
-            inner,
-            total: deadlines.total.map(|at| Box::pin(tokio::time::sleep_until(at.into()))),
-            idle: deadlines.idle.map(|idle| (idle, Box::pin(tokio::time::sleep(idle)))),
-            expired: false,
-        }
+        Self { inner, total: deadlines.total.map(Into::into), idle: deadlines.idle, timer: None, moved: false, expired: false }
     }
 }
 
@@ -174,26 +173,32 @@ where
             return Poll::Ready(None);
         }
         if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
-            if let Some((idle, sleep)) = this.idle.as_mut() {
-                sleep.as_mut().reset(tokio::time::Instant::now() + *idle);
-            }
+            *this.moved = true;
             return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
         }
-        let expired = if this.total.as_mut().is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready()) {
-            Some(Expired::Route)
-        } else if this.idle.as_mut().is_some_and(|(_, sleep)| sleep.as_mut().poll(cx).is_ready()) {
-            Some(Expired::Idle)
-        } else {
-            None
+        let idle_until = this.idle.map(|idle| tokio::time::Instant::now() + idle);
+        let wake = match (*this.total, idle_until) {
+            (Some(total), Some(idle)) => total.min(idle),
+            (Some(at), None) | (None, Some(at)) => at,
+            (None, None) => return Poll::Pending,
         };
-        match expired {
-            Some(why) => {
-                *this.expired = true;
-                tracing::info!(reason = %why, "response stream reset");
-                Poll::Ready(Some(Err(Box::new(why))))
+        let timer = match this.timer {
+            Some(timer) => {
+                if *this.moved {
+                    timer.as_mut().reset(wake);
+                }
+                timer
             }
-            None => Poll::Pending,
+            None => this.timer.insert(Box::pin(tokio::time::sleep_until(wake))),
+        };
+        *this.moved = false;
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
         }
+        let why = if this.total.is_some_and(|total| total <= timer.deadline()) { Expired::Route } else { Expired::Idle };
+        *this.expired = true;
+        tracing::info!(reason = %why, "response stream reset");
+        Poll::Ready(Some(Err(Box::new(why))))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -79,3 +79,19 @@ routes:
     }
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_auto_destination_speaks_http2_to_an_http2_client() {
+    if !python_peer("grpc") {
+        return;
+    }
+    let server = PeerServer::start("grpc_peer.py", &["auto"]).await;
+    let config = format!(
+        "services:\n  greeter: {{ protocol: auto, endpoints: [{}] }}\nroutes: [{{ name: grpc-auto, to: greeter }}]\n",
+        server.addr()
+    );
+    let gateway = RunningGateway::start(&[("gateway.yaml", &config)], None).await;
+    let unary = run_client("grpc_peer.py", &["call", &gateway.addr.to_string(), "Unary", "hi"]).await;
+    assert_eq!((unary["code"].as_str(), unary["trailers"]["x-served-by"].as_str()), (Some("OK"), Some("auto")), "{unary}");
+    gateway.stop().await;
+}

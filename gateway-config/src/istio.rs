@@ -24,7 +24,7 @@ use crate::de::{
 use crate::k8s::{Object, Objects, Spec};
 use crate::model::{
     Answer, CompareSpec, DEFAULT_MAX_BODY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MIRROR_TIMEOUT, DEFAULT_SAMPLE_HEADER, HeaderMatch, HeaderOps,
-    MethodSet, PathRedirect, QueryMatch, Redirect, RouteMatch, StringMatch, UriRewrite, VerdictSpec,
+    MethodSet, PathRedirect, Protocol, QueryMatch, Redirect, RouteMatch, StringMatch, UriRewrite, VerdictSpec,
 };
 use crate::sources::{DestRef, IstioSubset, Origin, PendingMirror, PendingRoute, SeEndpoint, SePort, ServiceEntry, Sources};
 use crate::{LoadOptions, Notes, Warning};
@@ -237,6 +237,9 @@ struct ServiceEntryPort {
     number: Port,
     name: Option<Scalar>,
     protocol: Option<String>,
+    /// Kubernetes' `appProtocol` (`kubernetes.io/h2c`, `grpc`); wins over `protocol` for the HTTP version.
+    #[serde(rename = "appProtocol")]
+    app_protocol: Option<String>,
     #[serde(rename = "targetPort")]
     target_port: Option<Port>,
 }
@@ -907,11 +910,15 @@ fn service_entry(o: &Object, spec: &ServiceEntrySpec, sources: &mut Sources, war
                 .or_else(|| name.as_ref().map(|n| n.split('-').next().unwrap_or("").to_string()))
                 .unwrap_or_default()
                 .to_ascii_uppercase();
+            // h2c for HTTP2 and GRPC (appProtocol first, as Kubernetes), HTTP/1.1 otherwise.
+            let http =
+                p.app_protocol.as_deref().and_then(Protocol::from_name).or_else(|| Protocol::from_name(&protocol)).unwrap_or_default();
             SePort {
                 number: p.number.0,
                 tls: matches!(protocol.as_str(), "HTTPS" | "TLS").then_some(protocol),
                 name,
                 target_port: p.target_port.map(|t| t.0),
+                protocol: http,
             }
         })
         .collect();

@@ -22,6 +22,7 @@ mod k8s;
 mod matching;
 pub mod model;
 mod native;
+pub mod normalize;
 mod sources;
 mod validate;
 
@@ -35,9 +36,10 @@ pub use de::parse_size;
 pub use istio::{ANNOTATION_COMPARE, ANNOTATION_IGNORE_HEADERS, ANNOTATION_IGNORE_PATHS, ANNOTATION_NOISE_PERCENT, ANNOTATION_VERDICT};
 pub use matching::RouteHit;
 pub use model::{
-    Answer, CompareSpec, Destination, DestinationId, Endpoint, HeaderMatch, HeaderOps, MethodSet, MirrorPolicy, PathRedirect, PromoteSpec,
+    Answer, CompareSpec, Destination, DestinationId, Endpoint, HeaderMatch, HeaderOps, MethodSet, MirrorPolicy, PathRedirect, PromoteSpec, Protocol,
     QueryMatch, Redirect, Route, RouteMatch, RouteTable, StringMatch, UriRewrite, VerdictSpec, VirtualHost, WeightedDestination,
 };
+pub use normalize::{EscapedSlashes, PathNormalization, PathRejected};
 
 /// A loaded, validated table and what the loaders could not honour.
 #[derive(Debug, Clone)]

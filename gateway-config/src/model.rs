@@ -56,7 +56,8 @@ pub struct Route {
     /// Changes to the request sent upstream (Istio `headers.request`, Gateway API
     /// `RequestHeaderModifier`); see [`HeaderOps::apply`].
     pub request_headers: HeaderOps,
-    /// Upstream deadline for the primary request; over it the gateway answers 504.
+    /// Deadline for the primary's whole response (Envoy's route timeout): 504 before its headers,
+    /// the stream reset after. `None`: the gateway's default; zero: no deadline.
     #[serde(serialize_with = "ser::opt_duration")]
     pub timeout: Option<Duration>,
     /// Move the route's traffic to a mirror's destination step by step while its verdict passes.
@@ -229,6 +230,36 @@ pub struct Destination {
     /// May be empty: a subset whose workloads are not deployed yet loads (with a warning) and
     /// the gateway answers 503 `no healthy upstream` for it until a reload brings endpoints.
     pub endpoints: Vec<Endpoint>,
+    /// How the gateway speaks to these endpoints.
+    pub protocol: Protocol,
+}
+
+/// The HTTP version spoken to a destination: native `protocol:` of a service, Istio
+/// ServiceEntry `ports[].protocol` or `appProtocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// HTTP/1.1 (and what the gateway did before protocols were configurable).
+    #[default]
+    Http1,
+    /// HTTP/2 over cleartext with prior knowledge (h2c): what gRPC servers speak.
+    Http2,
+    /// The version the client used: HTTP/2 clients are forwarded over h2c, others over HTTP/1.1
+    /// (Istio's `useClientProtocol`).
+    Auto,
+}
+
+impl Protocol {
+    /// Native names (`http1`, `http2`, `auto`) and Istio's (`HTTP`, `HTTP2`, `GRPC`, `h2c`), any case.
+    /// `None` for protocols that are not HTTP (`TCP`, `TLS`, `HTTPS`, ...).
+    pub fn from_name(name: &str) -> Option<Protocol> {
+        match name.to_ascii_lowercase().as_str() {
+            "http" | "http1" | "http/1.1" => Some(Protocol::Http1),
+            "http2" | "h2c" | "grpc" | "kubernetes.io/h2c" => Some(Protocol::Http2),
+            "auto" => Some(Protocol::Auto),
+            _ => None,
+        }
+    }
 }
 
 impl Destination {

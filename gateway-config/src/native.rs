@@ -15,7 +15,7 @@ use crate::de::{
 };
 use crate::model::{
     CompareSpec, DEFAULT_MAX_BODY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MIRROR_TIMEOUT, DEFAULT_SAMPLE_HEADER, Endpoint, HeaderMatch, MethodSet,
-    RouteMatch, StringMatch, UriRewrite, VerdictSpec,
+    Protocol, RouteMatch, StringMatch, UriRewrite, VerdictSpec,
 };
 use crate::sources::{DestRef, NativeService, NativeShape, Origin, PendingMirror, PendingPromote, PendingRoute, Sources};
 use http_rules::split_host_port;
@@ -38,7 +38,52 @@ struct Defaults {
 }
 
 /// `echo: [127.0.0.1:9000]`, `echo: 127.0.0.1:9000` or `target: {v1: [...], v2: [...]}`.
-type Service = ShortOrMap<OneOrMany<EndpointText>, Ordered<OneOrMany<EndpointText>>>;
+type Service = ShortOrMap<OneOrMany<EndpointText>, ServiceMap>;
+
+/// A service's mapping form: subsets, with two reserved keys, `protocol` (http1 | http2 | auto)
+/// and `endpoints` (the endpoints of a service without subsets).
+struct ServiceMap {
+    protocol: Option<Protocol>,
+    endpoints: Option<Vec<Endpoint>>,
+    subsets: Vec<(String, Vec<Endpoint>)>,
+}
+
+/// `http1`, `http2` or `auto` (Istio's names, `HTTP2`, `GRPC`, ..., are accepted too).
+struct ProtocolName(Protocol);
+
+impl<'de> Deserialize<'de> for ProtocolName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Protocol::from_name(&name)
+            .map(ProtocolName)
+            .ok_or_else(|| de::Error::custom(format!("unknown protocol \"{name}\" (expected http1, http2 or auto)")))
+    }
+}
+
+impl<'de> Deserialize<'de> for ServiceMap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = ServiceMap;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("subsets (v1: [host:port]), or protocol and endpoints")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<ServiceMap, A::Error> {
+                let mut service = ServiceMap { protocol: None, endpoints: None, subsets: Vec::new() };
+                let endpoints = |eps: OneOrMany<EndpointText>| eps.items.into_iter().map(|e| e.0).collect::<Vec<_>>();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "protocol" => service.protocol = Some(map.next_value::<ProtocolName>()?.0),
+                        "endpoints" => service.endpoints = Some(endpoints(map.next_value()?)),
+                        _ => service.subsets.push((key, endpoints(map.next_value()?))),
+                    }
+                }
+                Ok(service)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -316,20 +361,28 @@ pub(crate) fn load(doc: Doc<'_>, order: (usize, usize), value: Value, sources: &
         if host.is_empty() || host.contains('/') {
             return Err(doc.err(&path, format!("invalid host name \"{host}\"")));
         }
+        let mut protocol = Protocol::default();
         let shape = match shape {
             ShortOrMap::Short(eps) => NativeShape::Plain(eps.items.into_iter().map(|e| e.0).collect()),
-            ShortOrMap::Map(subsets) => {
+            ShortOrMap::Map(service) => {
+                protocol = service.protocol.unwrap_or_default();
                 let mut map = BTreeMap::new();
-                for (subset, eps) in subsets.0 {
+                for (subset, eps) in service.subsets {
                     if subset.is_empty() || subset.contains('/') {
                         return Err(doc.err(&format!("{path}.{subset}"), format!("invalid subset name \"{subset}\"")));
                     }
-                    map.insert(subset, eps.items.into_iter().map(|e| e.0).collect());
+                    map.insert(subset, eps);
                 }
-                NativeShape::Subsets(map)
+                match service.endpoints {
+                    Some(_) if !map.is_empty() => {
+                        return Err(doc.err(&path, "a service has either `endpoints` or subsets (v1: [...]), not both"));
+                    }
+                    Some(eps) => NativeShape::Plain(eps),
+                    None => NativeShape::Subsets(map),
+                }
             }
         };
-        sources.services.push(NativeService { host, origin: origin(doc, &path), shape });
+        sources.services.push(NativeService { host, origin: origin(doc, &path), shape, protocol });
     }
     for (i, r) in file.routes.into_iter().enumerate() {
         sources.routes.push(route(doc, (order.0, order.1, i), &format!("routes[{i}]"), r, &defaults));

@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 
 use crate::ConfigError;
-use crate::model::{Answer, CompareSpec, Endpoint, HeaderOps, MethodSet, RouteMatch, UriRewrite, VerdictSpec};
+use crate::model::{Answer, CompareSpec, Endpoint, HeaderOps, MethodSet, Protocol, RouteMatch, UriRewrite, VerdictSpec};
 
 /// Where something was written: a file and a path inside it.
 #[derive(Debug, Clone)]
@@ -96,6 +96,7 @@ pub(crate) struct NativeService {
     pub host: String,
     pub origin: Origin,
     pub shape: NativeShape,
+    pub protocol: Protocol,
 }
 
 #[derive(Debug, Clone)]
@@ -132,6 +133,8 @@ pub(crate) struct SePort {
     pub tls: Option<String>,
     pub name: Option<String>,
     pub target_port: Option<u16>,
+    /// `appProtocol`, else `protocol`; HTTP/1.1 when neither names an HTTP/2 one.
+    pub protocol: Protocol,
 }
 
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::de::Result;
 use crate::model::{
-    Destination, DestinationId, Endpoint, MirrorPolicy, PromoteSpec, Route, RouteTable, UriRewrite, VirtualHost, WeightedDestination, label,
+    Destination, DestinationId, Endpoint, MirrorPolicy, PromoteSpec, Protocol, Route, RouteTable, UriRewrite, VirtualHost, WeightedDestination, label,
 };
 use crate::sources::{DestRef, IstioSubset, NativeShape, PendingRoute, ServiceEntry, Sources};
 use crate::{ConfigError, Warning};
@@ -213,8 +213,8 @@ impl Builder<'_> {
             mirrors,
             answer: p.answer.clone(),
             request_headers: p.request_headers.clone(),
-            // Istio: a zero timeout means none.
-            timeout: p.timeout.filter(|t| !t.is_zero()),
+            // Istio: a zero timeout means none; kept as zero so it overrides the gateway's default.
+            timeout: p.timeout,
         })
     }
 
@@ -238,9 +238,28 @@ impl Builder<'_> {
             return Err(r.subset_origin.err(format!("invalid endpoint \"{}\" for \"{shown}\": not a valid host:port", bad.authority())));
         }
         let id = DestinationId(self.destinations.len());
-        self.destinations.push(Destination { host: r.written.clone(), subset: r.subset.clone(), port: r.port, endpoints });
+        let protocol = self.protocol(r);
+        self.destinations.push(Destination { host: r.written.clone(), subset: r.subset.clone(), port: r.port, endpoints, protocol });
         self.ids.insert(key, id);
         Ok(id)
+    }
+
+    /// The protocol of the service or ServiceEntry port that [`Self::endpoints`] resolved `r` with.
+    fn protocol(&self, r: &DestRef) -> Protocol {
+        let s = self.sources;
+        if let Some(svc) = s.services.iter().find(|svc| native_names(&svc.host, &r.host)) {
+            return svc.protocol;
+        }
+        let entry = s
+            .service_entries
+            .iter()
+            .find(|e| e.hosts.iter().any(|h| h.eq_ignore_ascii_case(&r.host)))
+            .or_else(|| s.service_entries.iter().find(|e| e.hosts.iter().any(|h| host_matches(h, &r.host))));
+        let port = entry.and_then(|e| match r.port {
+            Some(n) => e.ports.iter().find(|p| p.number == n),
+            None => e.ports.first(),
+        });
+        port.map_or(Protocol::default(), |p| p.protocol)
     }
 
     fn endpoints(&self, r: &DestRef) -> Result<Vec<Endpoint>> {

@@ -9,7 +9,9 @@
 //! health, the effective configuration, metrics and the mirror report.
 
 pub mod admin;
+pub mod bodies;
 pub mod compare;
+pub mod edge;
 pub mod mirror;
 pub mod promote;
 pub mod proxy;
@@ -18,6 +20,7 @@ pub mod report;
 pub mod settings;
 pub mod shadow;
 pub mod state;
+pub mod upgrade;
 pub mod upstream;
 pub mod verdict;
 

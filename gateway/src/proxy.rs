@@ -1,7 +1,13 @@
 //! The primary path of one request, as phases over the request (Pingora's `ProxyHttp` is the
-//! model): match the route, open the server span, choose the destination and endpoint, rewrite
-//! the URI, set the proxy headers, plan the copies, send to the primary, answer. Each phase is a
-//! small function with one concern; mirroring is wholly the [`MirrorPlan`]'s.
+//! model): check the request at the edge ([`edge`]), match the route, open the server span,
+//! choose the destination and endpoint, rewrite the URI, set the proxy headers, plan the copies,
+//! send to the primary under the route's deadlines, answer (or splice an [`upgrade`]). Each phase
+//! is a small function with one concern; mirroring is wholly the [`MirrorPlan`]'s; the bodies'
+//! concerns (deadlines, a failing client body, request metrics) are wrappers in [`bodies`].
+//!
+//! [`edge`]: crate::edge
+//! [`upgrade`]: crate::upgrade
+//! [`bodies`]: crate::bodies
 //!
 //! [`handle`] is generic over the request body, so the whole path runs in tests on in-memory
 //! requests as well as on hyper's `Incoming` bodies.
@@ -23,8 +29,10 @@ use service_kit::propagation;
 use service_kit::serve::ClientAddr;
 use tracing::Instrument;
 
+use crate::bodies::{BodyFailed, Deadline, Deadlines, Metered, RequestRecord, Watched};
 use crate::mirror::{MirrorPlan, Outgoing};
 use crate::state::{CompiledRoute, Shared};
+use crate::upgrade;
 use crate::upstream::{BoxBody, BoxError, Upstream, strip_hop_by_hop};
 
 static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
@@ -44,6 +52,17 @@ pub enum GatewayError {
     NoHealthyUpstream,
     #[error("request URI cannot be forwarded")]
     BadRequestUri,
+    /// The request head breaks HTTP's framing rules (`Host`, path).
+    #[error("{0}")]
+    BadRequest(&'static str),
+    /// The client's body was malformed (chunk framing, length) or cut short.
+    #[error("request body malformed or incomplete")]
+    BadRequestBody,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The client did not send its (buffered) body within the route's deadlines.
+    #[error("request body not received in time")]
+    RequestTimeout,
 }
 
 impl GatewayError {
@@ -53,7 +72,9 @@ impl GatewayError {
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             GatewayError::NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
-            GatewayError::BadRequestUri => StatusCode::BAD_REQUEST,
+            GatewayError::BadRequestUri | GatewayError::BadRequest(_) | GatewayError::BadRequestBody => StatusCode::BAD_REQUEST,
+            GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -79,18 +100,34 @@ where
     // compared as the live traffic it is.
     let client = request.extensions().get::<ClientAddr>().map(|ClientAddr(addr)| addr.ip());
     shared.shadow.screen(request.headers_mut(), client);
+    let refused = crate::edge::check(&mut request, &shared.settings.requests).err();
     let active = shared.active.load_full();
     let host = request_host(&request);
     // Matching is a pure function of the request head, done first so the span gets its final
     // name (`GET target`): OpenTelemetry spans cannot be renamed once started.
-    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-    let hit = active.table.find(request.method(), path, request.headers(), host.as_ref().and_then(|h| h.to_str().ok()));
+    let hit = match refused {
+        None => {
+            let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+            active.table.find(request.method(), path, request.headers(), host.as_ref().and_then(|h| h.to_str().ok()))
+        }
+        Some(_) => None,
+    };
     let span = server_span(&request, hit.as_ref());
     let route = hit.map(|hit| (hit, &active.routes[hit.index]));
     let primary = route.filter(|(hit, _)| hit.route.answer.is_none()).map(|(_, compiled)| compiled.pick().clone());
-    let response = match (route, &primary) {
-        (Some((hit, compiled)), Some(primary)) => forward(&shared, hit, compiled, primary, host, request).instrument(span.clone()).await,
-        (Some((hit, _)), None) => Ok(answer(&hit, host.as_ref(), request.uri())),
+    let labels = match (route, &primary) {
+        (Some((_, compiled)), Some(primary)) => (compiled.label.clone(), primary.metric_label.clone()),
+        (Some((_, compiled)), None) => (compiled.label.clone(), SharedString::const_str("")),
+        _ => (SharedString::const_str(""), SharedString::const_str("")),
+    };
+    // Written when the response ends, or as `client_closed` if this future is dropped first.
+    let mut record = RequestRecord::new(labels.0, labels.1, started);
+    let response = match (refused, route, &primary) {
+        (Some(refused), _, _) => Err(refused),
+        (None, Some((hit, compiled)), Some(primary)) => {
+            forward(&shared, hit, compiled, primary, host, request).instrument(span.clone()).await
+        }
+        (None, Some((hit, _)), None) => Ok(answer(&hit, host.as_ref(), request.uri())),
         _ => Err(GatewayError::NoRoute),
     }
     .unwrap_or_else(|error| {
@@ -102,12 +139,9 @@ where
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
-    let labels = match (route, &primary) {
-        (Some((_, compiled)), Some(primary)) => (compiled.label.clone(), primary.metric_label.clone()),
-        _ => (SharedString::const_str(""), SharedString::const_str("")),
-    };
-    record_request(labels, status, started);
-    Ok(response)
+    record.answered(status);
+    let (head, body) = response.into_parts();
+    Ok(Response::from_parts(head, Metered::new(body, record).boxed_unsync()))
 }
 
 /// Everything past the route match: the request goes to `primary`, and its copies to the
@@ -124,17 +158,29 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    let mut request = request;
+    let upgrade = upgrade::requested(&mut request);
     let (mut parts, body) = request.into_parts();
     let endpoint = primary.pick().ok_or(GatewayError::NoHealthyUpstream)?.clone();
     let path_and_query = rewrite(&hit, &parts.uri)?;
     let uri = upstream_uri(&endpoint, &path_and_query)?;
     let host = route.rewrite_authority.clone().or(host);
-    let upgrade = parts.headers.contains_key(header::UPGRADE) || parts.method == http::Method::CONNECT;
     proxy_headers(&mut parts.headers, host.as_ref(), parts.extensions.get::<ClientAddr>());
     hit.route.request_headers.apply(&mut parts.headers);
+    if let Some(upgrade) = &upgrade {
+        upgrade.restore(&mut parts.headers);
+    }
 
-    let mut plan = if upgrade || route.mirrors.is_empty() {
-        // Upgrades and tunnels are not proxied (Upgrade is hop-by-hop) nor mirrored.
+    let tunnel = match (&upgrade, &parts.method) {
+        (Some(_), _) => Some("upgrade"),
+        (None, &http::Method::CONNECT) => Some("connect"),
+        _ => None,
+    };
+    let mut plan = if let Some(kind) = tunnel {
+        // Upgrades and tunnels are never mirrored: a copy cannot hold a conversation.
+        count_not_eligible(route, &parts.method, kind);
+        MirrorPlan::default()
+    } else if route.mirrors.is_empty() {
         MirrorPlan::default()
     } else {
         let outgoing = Outgoing {
@@ -148,21 +194,33 @@ where
         };
         MirrorPlan::new(&outgoing, &route.mirrors, primary, shared)
     };
+    let timeouts = &shared.settings.timeouts;
+    let deadlines = Deadlines::new(Instant::now(), route.timeout, timeouts.route, timeouts.stream_idle);
+    // The client's body, watched so that its failure is answered 400, not blamed on the upstream;
+    // read whole first when small, so a cut one never reaches the upstream or the copies.
+    let (body, client_body_failed) = Watched::new(body);
+    let body = read_small_body(body, shared.settings.requests.buffer_body, &deadlines).await?;
     let body = plan.tee(body);
 
     let client_span = upstream_span(&parts.method, primary, &endpoint);
     propagation::inject(&client_span, &mut parts.headers);
     parts.uri = uri;
-    parts.version = http::Version::HTTP_11;
+    // An upgrade handshake is HTTP/1.1 whatever the destination speaks.
+    let downstream = if upgrade.is_some() { http::Version::HTTP_11 } else { parts.version };
     plan.spawn(&parts.headers);
 
     let started = Instant::now();
-    let response = send(primary, Request::from_parts(parts, body), route.timeout, &client_span, &endpoint).await?;
+    let sending = Sending { primary, downstream, deadlines, span: &client_span, endpoint: &endpoint, client_body_failed };
+    let mut response = sending.send(Request::from_parts(parts, body)).await?;
     let latency = started.elapsed();
     client_span.record("http.response.status_code", i64::from(response.status().as_u16()));
-    let (mut head, body) = response.into_parts();
-    strip_hop_by_hop(&mut head.headers);
-    Ok(plan.capture(Response::from_parts(head, body), latency))
+    let upstream_headers = response.headers().clone();
+    strip_hop_by_hop(response.headers_mut());
+    if let Some(upgrade) = upgrade {
+        upgrade.finish(&mut response, &upstream_headers);
+    }
+    let (head, body) = response.into_parts();
+    Ok(plan.capture(Response::from_parts(head, Deadline::new(body, deadlines)), latency))
 }
 
 /// Phase, instead of forwarding: a route that answers itself (redirect, fixed response).
@@ -172,27 +230,66 @@ fn answer(hit: &RouteHit<'_>, host: Option<&HeaderValue>, uri: &Uri) -> Response
     response.map(|body| http_body_util::Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync())
 }
 
-/// Phase: the primary call, within the route's timeout.
-async fn send(
-    primary: &Upstream,
-    request: Request<BoxBody>,
-    timeout: Option<std::time::Duration>,
-    span: &tracing::Span,
-    endpoint: &Authority,
-) -> Result<Response<hyper::body::Incoming>, GatewayError> {
-    let sent = primary.client().request(request).instrument(span.clone());
-    let answered = match timeout {
-        Some(limit) => tokio::time::timeout(limit, sent).await.map_err(|_| {
-            span.record("otel.status_code", "ERROR");
-            GatewayError::UpstreamTimeout
-        })?,
-        None => sent.await,
+/// Phase: a small request body read whole (within the deadlines) before anything is sent.
+async fn read_small_body<B>(body: B, limit: u64, deadlines: &Deadlines) -> Result<BoxBody, GatewayError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let read = crate::bodies::buffer_small(body, limit);
+    let read = match deadlines.headers_by(Instant::now()) {
+        Some(by) => tokio::time::timeout_at(by.into(), read).await.map_err(|_| GatewayError::RequestTimeout)?,
+        None => read.await,
     };
-    answered.map_err(|error| {
-        span.record("otel.status_code", "ERROR");
-        tracing::warn!(parent: span, error = %error, source = ?std::error::Error::source(&error), endpoint = endpoint.as_str(), "upstream request failed");
-        GatewayError::UpstreamUnavailable
+    read.map_err(|error| {
+        tracing::info!(%error, "the client's request body failed before it was sent");
+        GatewayError::BadRequestBody
     })
+}
+
+/// Each mirror that would have copied this request counts it as not eligible (`kind`: why).
+fn count_not_eligible(route: &CompiledRoute, method: &http::Method, kind: &'static str) {
+    for mirror in route.mirrors.iter().filter(|m| m.policy.methods.allows(method)) {
+        let name = SharedString::from(mirror.policy.name.clone());
+        metrics::counter!("gateway_mirror_copies_total", "route" => route.label.clone(), "mirror" => name, "outcome" => "not_eligible", "reason" => kind)
+            .increment(1);
+    }
+}
+
+/// Phase: the primary call, over the client the destination's protocol chooses, until the
+/// response headers arrive or the deadlines pass.
+struct Sending<'a> {
+    primary: &'a Upstream,
+    /// The version the client spoke (`Auto` destinations follow it).
+    downstream: http::Version,
+    deadlines: Deadlines,
+    span: &'a tracing::Span,
+    endpoint: &'a Authority,
+    client_body_failed: BodyFailed,
+}
+
+impl Sending<'_> {
+    async fn send(self, mut request: Request<BoxBody>) -> Result<Response<hyper::body::Incoming>, GatewayError> {
+        let (client, version) = self.primary.client_for(self.downstream);
+        *request.version_mut() = version;
+        let sent = client.request(request).instrument(self.span.clone());
+        let answered = match self.deadlines.headers_by(Instant::now()) {
+            Some(by) => tokio::time::timeout_at(by.into(), sent).await.map_err(|_| {
+                self.span.record("otel.status_code", "ERROR");
+                GatewayError::UpstreamTimeout
+            })?,
+            None => sent.await,
+        };
+        answered.map_err(|error| {
+            self.span.record("otel.status_code", "ERROR");
+            if self.client_body_failed.get() {
+                tracing::info!(parent: self.span, error = %error, "the client's request body failed; upstream request reset");
+                return GatewayError::BadRequestBody;
+            }
+            tracing::warn!(parent: self.span, error = %error, source = ?std::error::Error::source(&error), endpoint = self.endpoint.as_str(), "upstream request failed");
+            GatewayError::UpstreamUnavailable
+        })
+    }
 }
 
 /// Phase: every request gets an `x-request-id` (kept when the client sent one).
@@ -261,10 +358,19 @@ fn upstream_uri(endpoint: &Authority, path_and_query: &PathAndQuery) -> Result<U
         .map_err(|_| GatewayError::BadRequestUri)
 }
 
-/// Phase: hop-by-hop headers out; `Host` (rewritten or the client's), `X-Forwarded-For` and
-/// `X-Forwarded-Proto` in.
+/// Phase: hop-by-hop headers out (but `TE: trailers`, which gRPC needs end to end, as Envoy
+/// keeps it); `Host` (rewritten or the client's), `X-Forwarded-For` and `X-Forwarded-Proto` in.
 fn proxy_headers(headers: &mut HeaderMap, host: Option<&HeaderValue>, client: Option<&ClientAddr>) {
+    let te_trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
     strip_hop_by_hop(headers);
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     if let Some(host) = host {
         headers.insert(header::HOST, host.clone());
     }
@@ -279,12 +385,6 @@ fn proxy_headers(headers: &mut HeaderMap, host: Option<&HeaderValue>, client: Op
         }
     }
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-}
-
-fn record_request((route, destination): (SharedString, SharedString), status: StatusCode, started: Instant) {
-    metrics::histogram!("gateway_request_duration_seconds", "route" => route.clone()).record(started.elapsed().as_secs_f64());
-    metrics::counter!("gateway_requests_total", "route" => route, "destination" => destination, "status" => status.as_str().to_owned())
-        .increment(1);
 }
 
 #[cfg(test)]
@@ -345,6 +445,29 @@ mod tests {
         assert_eq!(headers["host"], "shop.internal");
         assert_eq!(headers["x-forwarded-for"], "10.1.1.1, 192.0.2.7");
         assert_eq!(headers["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn te_trailers_survives_the_hop_by_hop_rules_and_other_te_values_do_not() {
+        let mut grpc = HeaderMap::new();
+        grpc.insert("te", "gzip, Trailers".parse().unwrap());
+        proxy_headers(&mut grpc, None, None);
+        assert_eq!(grpc["te"], "trailers");
+        let mut other = HeaderMap::new();
+        other.insert("te", "gzip".parse().unwrap());
+        proxy_headers(&mut other, None, None);
+        assert!(!other.contains_key("te"));
+    }
+
+    #[tokio::test]
+    async fn requests_refused_at_the_edge_never_reach_routing() {
+        let shared = shared(CONFIG);
+        let trace = Request::builder().method("TRACE").uri("/api/x").header("host", "a").body(Full::new(Bytes::new())).unwrap();
+        assert_eq!(answer(&shared, trace).await, (StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#.into()));
+        let no_host = Request::get("/api/x").body(Full::new(Bytes::new())).unwrap();
+        assert_eq!(answer(&shared, no_host).await, (StatusCode::BAD_REQUEST, r#"{"error":"missing Host header"}"#.into()));
+        let escaped = Request::get("/api/../elsewhere").header("host", "a").body(Full::new(Bytes::new())).unwrap();
+        assert_eq!(answer(&shared, escaped).await.0, StatusCode::NOT_FOUND, "normalised to /elsewhere before matching");
     }
 
     #[test]

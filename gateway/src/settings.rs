@@ -31,6 +31,9 @@ pub struct GatewaySettings {
     /// Which Gateway resources (Istio or Gateway API) this gateway is, and whether it also
     /// routes for the mesh: what the routing files cannot say about the process reading them.
     pub scope: gateway_config::LoadOptions,
+    // Request handling (README "Protocols, timeouts and request checks").
+    pub timeouts: TimeoutSettings,
+    pub requests: RequestSettings,
 }
 
 /// Who may mark a request as shadow traffic (`x-shadow`); see `shadow.rs`.
@@ -45,6 +48,45 @@ pub struct ShadowSettings {
     /// A signed marker older than this is not trusted.
     #[serde(with = "http_rules::duration")]
     pub max_age: Duration,
+}
+
+/// Deadlines with Envoy's meaning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutSettings {
+    /// Until the whole response has arrived, for routes without a `timeout` of their own
+    /// (Envoy's route timeout, 15 s): 504 before the response headers, the stream reset after.
+    /// Zero: no deadline.
+    #[serde(with = "http_rules::duration")]
+    pub route: Duration,
+    /// A response body that sends nothing for this long is reset (Envoy's stream idle timeout,
+    /// 5 min), so a stalled upstream does not hold a client that has no deadline. Zero: never.
+    #[serde(with = "http_rules::duration")]
+    pub stream_idle: Duration,
+}
+
+/// What the gateway accepts from clients before routing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestSettings {
+    pub trace: TracePolicy,
+    /// Request bodies whose declared length is at most this many bytes are read whole before
+    /// anything is sent (NGINX buffers them too), so an upload cut short never reaches the
+    /// upstream; longer ones stream, and a cut one resets the upstream request. 0: always stream.
+    pub buffer_body: u64,
+    /// Done before matching; the normalised path is what is matched, rewritten and sent.
+    pub path: gateway_config::PathNormalization,
+}
+
+/// `TRACE` echoes the request back, headers and all (cookies, credentials added by proxies on
+/// the way): refused by default, as Envoy and most servers do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TracePolicy {
+    /// 405 Method Not Allowed.
+    Reject,
+    /// Routed like any other method.
+    Forward,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -81,4 +123,43 @@ pub struct ReportSettings {
     pub recent_mismatches: usize,
     /// Memory cap for all kept mismatch diffs together, in bytes.
     pub max_bytes: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gateway_config::EscapedSlashes;
+    use service_kit::settings::{Layered, Sources};
+
+    fn with_env(env: &[(&str, &str)]) -> Result<GatewaySettings, String> {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        GatewaySettings::load(Sources { env, ..Sources::default() }).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn request_handling_defaults_are_envoy_and_istio_ones() {
+        let s = with_env(&[]).unwrap();
+        assert_eq!(s.timeouts.route, Duration::from_secs(15));
+        assert_eq!(s.timeouts.stream_idle, Duration::from_secs(300));
+        assert_eq!(s.requests.trace, TracePolicy::Reject);
+        assert_eq!(s.requests.buffer_body, 65_536);
+        assert_eq!(s.requests.path, gateway_config::PathNormalization::default());
+    }
+
+    #[test]
+    fn request_handling_is_set_from_the_environment_and_bad_values_are_named() {
+        let s = with_env(&[
+            ("GATEWAY_TIMEOUTS__ROUTE", "0s"),
+            ("GATEWAY_REQUESTS__TRACE", "forward"),
+            ("GATEWAY_REQUESTS__PATH__ESCAPED_SLASHES", "reject"),
+            ("GATEWAY_REQUESTS__PATH__MERGE_SLASHES", "true"),
+        ])
+        .unwrap();
+        assert!(s.timeouts.route.is_zero());
+        assert_eq!(s.requests.trace, TracePolicy::Forward);
+        assert_eq!(s.requests.path.escaped_slashes, EscapedSlashes::Reject);
+        assert!(s.requests.path.merge_slashes);
+        let err = with_env(&[("GATEWAY_REQUESTS__PATH__ESCAPED_SLASHES", "decode")]).unwrap_err();
+        assert!(err.contains("escaped_slashes") && err.contains("decode"), "{err}");
+    }
 }

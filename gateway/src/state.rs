@@ -260,8 +260,13 @@ mod tests {
         let settings =
             UpstreamSettings { connect_timeout: Duration::from_secs(1), idle_timeout: Duration::from_secs(1), max_idle_per_endpoint: 1 };
         let upstream = |host: &str| {
-            let destination =
-                Destination { host: host.into(), subset: None, port: None, endpoints: vec![Endpoint { host: host.into(), port: 1 }] };
+            let destination = Destination {
+                host: host.into(),
+                subset: None,
+                port: None,
+                endpoints: vec![Endpoint { host: host.into(), port: 1 }],
+                protocol: Default::default(),
+            };
             Arc::new(Upstream::new(&destination, &settings).unwrap())
         };
         let (a, b) = (upstream("a"), upstream("b"));

@@ -1,12 +1,13 @@
-//! Upstream connections: one pooled HTTP client per destination, kept across reloads while the
-//! destination's endpoints stay the same ([`Pools`]), and endpoint choice.
+//! Upstream connections: one pooled HTTP client per destination and protocol, kept across
+//! reloads while the destination's endpoints and protocol stay the same ([`Pools`]), and
+//! endpoint choice.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
-use gateway_config::Destination;
+use gateway_config::{Destination, Protocol};
 use http::uri::Authority;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper_util::client::legacy::Client;
@@ -27,7 +28,10 @@ pub struct Upstream {
     /// Parsed once: a request clones one (a reference count), never re-parses it.
     endpoints: Vec<Authority>,
     next: AtomicUsize,
-    client: Client<HttpConnector, BoxBody>,
+    pub protocol: Protocol,
+    http1: Client<HttpConnector, BoxBody>,
+    /// h2c with prior knowledge, for destinations that speak HTTP/2 or follow the client.
+    http2: Option<Client<HttpConnector, BoxBody>>,
 }
 
 impl Upstream {
@@ -41,17 +45,24 @@ impl Upstream {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(settings.connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(settings.idle_timeout)
-            .pool_max_idle_per_host(settings.max_idle_per_endpoint)
-            .build(connector);
+        let client = |http2_only: bool| {
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .pool_idle_timeout(settings.idle_timeout)
+                .pool_max_idle_per_host(settings.max_idle_per_endpoint)
+                .http2_only(http2_only)
+                .build(connector.clone())
+        };
+        let protocol = destination.protocol;
         Self {
             label: destination.label(),
             metric_label: metrics::SharedString::from(std::sync::Arc::<str>::from(destination.label())),
             endpoints,
             next: AtomicUsize::new(0),
-            client,
+            protocol,
+            http1: client(false),
+            http2: matches!(protocol, Protocol::Http2 | Protocol::Auto).then(|| client(true)),
         }
     }
 
@@ -64,8 +75,24 @@ impl Upstream {
         Some(&self.endpoints[n % self.endpoints.len()])
     }
 
+    /// The client for the destination's own protocol (`Auto`: HTTP/1.1), for requests the
+    /// gateway makes itself (copies).
     pub fn client(&self) -> &Client<HttpConnector, BoxBody> {
-        &self.client
+        self.client_for(http::Version::HTTP_11).0
+    }
+
+    /// The client for a request that came in as `downstream`, and the version to send it as:
+    /// the destination's protocol decides; `Auto` follows the client.
+    pub fn client_for(&self, downstream: http::Version) -> (&Client<HttpConnector, BoxBody>, http::Version) {
+        let http2 = match self.protocol {
+            Protocol::Http1 => None,
+            Protocol::Http2 => self.http2.as_ref(),
+            Protocol::Auto => self.http2.as_ref().filter(|_| downstream == http::Version::HTTP_2),
+        };
+        match http2 {
+            Some(client) => (client, http::Version::HTTP_2),
+            None => (&self.http1, http::Version::HTTP_11),
+        }
     }
 }
 
@@ -81,8 +108,8 @@ fn endpoints(destination: &Destination) -> Result<Vec<Authority>, String> {
         .collect()
 }
 
-/// What identifies a pool: the destination and the endpoints it sends to, in order.
-type PoolKey = (String, Vec<Authority>);
+/// What identifies a pool: the destination, the endpoints it sends to, in order, and how.
+type PoolKey = (String, Vec<Authority>, Protocol);
 
 /// Every destination's pool, shared by the routing generations that use it. A reload that keeps
 /// a destination's endpoints keeps its pool (warm connections, round-robin position), as Envoy
@@ -96,7 +123,7 @@ pub struct Pools {
 impl Pools {
     /// The pool for `destination`: the one in use when its endpoints are unchanged, else a new one.
     pub fn get(&self, destination: &Destination, settings: &UpstreamSettings) -> Result<Arc<Upstream>, String> {
-        let key = (destination.label(), endpoints(destination)?);
+        let key = (destination.label(), endpoints(destination)?, destination.protocol);
         let mut pools = self.by_key.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         pools.retain(|_, pool| pool.strong_count() > 0);
         if let Some(kept) = pools.get(&key).and_then(Weak::upgrade) {
@@ -130,6 +157,7 @@ mod tests {
             subset: Some("v1".into()),
             port: None,
             endpoints: vec![Endpoint { host: "a".into(), port: 1 }, Endpoint { host: "b".into(), port: 2 }],
+            protocol: Protocol::Http1,
         };
         let settings = settings();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -141,8 +169,13 @@ mod tests {
 
     #[test]
     fn a_pool_is_kept_while_its_endpoints_stay_the_same() {
-        let destination =
-            |endpoints: Vec<Endpoint>| Destination { host: "target".into(), subset: Some("v1".into()), port: None, endpoints };
+        let destination = |endpoints: Vec<Endpoint>| Destination {
+            host: "target".into(),
+            subset: Some("v1".into()),
+            port: None,
+            endpoints,
+            protocol: Protocol::Http1,
+        };
         let settings = settings();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let _guard = rt.enter();
@@ -157,5 +190,33 @@ mod tests {
         drop((first, again));
         let after_drain = pools.get(&destination(vec![Endpoint { host: "a".into(), port: 1 }]), &settings).unwrap();
         assert_eq!(after_drain.pick().unwrap().as_str(), "a:1", "a drained pool is not revived: round-robin starts over");
+    }
+
+    #[test]
+    fn the_protocol_chooses_the_client_and_auto_follows_the_downstream_version() {
+        let settings = UpstreamSettings {
+            connect_timeout: std::time::Duration::from_secs(1),
+            idle_timeout: std::time::Duration::from_secs(1),
+            max_idle_per_endpoint: 1,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let _guard = rt.enter();
+        let destination = |protocol| Destination {
+            host: "grpc".into(),
+            subset: None,
+            port: None,
+            endpoints: vec![Endpoint { host: "a".into(), port: 1 }],
+            protocol,
+        };
+        let version = |protocol, downstream| Upstream::new(&destination(protocol), &settings).unwrap().client_for(downstream).1;
+        use http::Version as V;
+        assert_eq!(version(Protocol::Http1, V::HTTP_2), V::HTTP_11);
+        assert_eq!(version(Protocol::Http2, V::HTTP_11), V::HTTP_2);
+        assert_eq!(version(Protocol::Auto, V::HTTP_11), V::HTTP_11);
+        assert_eq!(version(Protocol::Auto, V::HTTP_2), V::HTTP_2);
+        let pools = Pools::default();
+        let h1 = pools.get(&destination(Protocol::Http1), &settings).unwrap();
+        let h2 = pools.get(&destination(Protocol::Http2), &settings).unwrap();
+        assert!(!Arc::ptr_eq(&h1, &h2), "a changed protocol gets a new pool");
     }
 }

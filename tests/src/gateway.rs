@@ -48,6 +48,12 @@ impl RunningGateway {
         Self::try_start_with(files, &[], receiver).await
     }
 
+    /// Like [`Self::start`], with process settings changed (`("timeouts.route", "1s")`).
+    pub async fn start_with_settings(files: &[(&str, &str)], settings: &[(&'static str, &str)]) -> Self {
+        let settings: Vec<(&'static str, String)> = settings.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        Self::try_start_with(files, &settings, None).await.expect("gateway starts")
+    }
+
     /// [`Self::try_start`] with settings overrides, e.g. `("scope.mesh", "true")`.
     pub async fn try_start_with(
         files: &[(&str, &str)],

@@ -1,14 +1,17 @@
 //! Helpers for the end-to-end tests (`tests/e2e/`), shared so no test file writes its own:
-//! a real OTLP receiver ([`otlp`]), misbehaving test upstreams ([`upstream`]), and the tutorial's
-//! services running in-process, each with its own telemetry ([`services`]).
+//! a real OTLP receiver ([`otlp`]), misbehaving test upstreams ([`upstream`]), the tutorial's
+//! services running in-process, each with its own telemetry ([`services`]), Python peers
+//! (`websockets`, `grpcio`: [`peers`]) and byte-level HTTP clients and upstreams ([`wire`]).
 
 pub mod browser;
 pub mod gateway;
 pub mod httpbin;
 pub mod otlp;
+pub mod peers;
 pub mod running;
 pub mod services;
 pub mod upstream;
+pub mod wire;
 
 /// The HTTP client of the tests: no proxy from the environment, and a timeout, so a request the
 /// system under test never answers fails the test with a message instead of hanging it.

@@ -8,5 +8,6 @@ mod gateway_api;
 mod helpers;
 mod istio;
 mod native;
+mod protocols;
 mod robustness;
 mod verdict;

@@ -245,6 +245,10 @@ where
                     }
                     this.kept.extend_from_slice(&data[..data.len().min(room)]);
                 }
+                // Trailers (gRPC's grpc-status) are compared as headers.
+                if let (Some(trailers), Some((_, headers))) = (frame.trailers_ref(), this.head.as_mut()) {
+                    headers.extend(trailers.clone());
+                }
                 // A body of known length is not polled again after its last frame.
                 this.inner.is_end_stream()
             }
@@ -317,5 +321,24 @@ mod tests {
         assert_eq!(body.collect().await.unwrap().to_bytes(), "hello world");
         let captured = answer.await.unwrap().captured;
         assert_eq!((captured.body.as_ref(), captured.truncated), (&b"hello wo"[..], true));
+    }
+
+    #[tokio::test]
+    async fn trailers_are_captured_with_the_headers() {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", "5".parse().unwrap());
+        let items: Vec<Result<Frame<Bytes>, BoxError>> = vec![Ok(Frame::data(Bytes::from_static(b"m"))), Ok(Frame::trailers(trailers))];
+        let (waiter, answer) = oneshot::channel();
+        let body = CaptureBody::new(
+            StreamBody::new(futures_util::stream::iter(items)),
+            200,
+            HeaderMap::new(),
+            Default::default(),
+            8,
+            vec![waiter],
+        );
+        let collected = body.collect().await.unwrap();
+        assert_eq!(collected.trailers().map(|t| t["grpc-status"].clone()), Some("5".parse().unwrap()), "the client still gets them");
+        assert_eq!(answer.await.unwrap().captured.headers["grpc-status"], "5");
     }
 }

@@ -140,16 +140,24 @@ async fn send(
     keep: Option<usize>,
 ) -> Result<Captured, crate::upstream::BoxError> {
     let response = client.request(request).await?;
-    let (parts, mut body) = response.into_parts();
+    let (mut parts, mut body) = response.into_parts();
     let cap = keep.unwrap_or(0);
     let mut kept = bytes::BytesMut::new();
     let mut truncated = false;
     // Read to the end either way, so the pooled connection can be reused.
     while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
-            let room = cap.saturating_sub(kept.len());
-            truncated |= data.len() > room;
-            kept.extend_from_slice(&data[..data.len().min(room)]);
+        match frame?.into_data() {
+            Ok(data) => {
+                let room = cap.saturating_sub(kept.len());
+                truncated |= data.len() > room;
+                kept.extend_from_slice(&data[..data.len().min(room)]);
+            }
+            // Trailers (gRPC's grpc-status) are compared as headers, as the primary's are.
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    parts.headers.extend(trailers);
+                }
+            }
         }
     }
     Ok(Captured { status: parts.status.as_u16(), headers: parts.headers, body: kept.freeze(), truncated })

@@ -3,8 +3,12 @@
 
 mod compare;
 mod corpus;
+mod framing;
 mod gateway;
+mod grpc;
 mod services;
 mod shadow;
+mod timeouts;
 mod tutorial;
 mod verdict;
+mod websocket;

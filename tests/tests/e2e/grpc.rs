@@ -1,0 +1,97 @@
+//! gRPC through the gateway with `grpcio` (PyPI) client and servers: unary and server-streaming
+//! calls routed over h2c with their trailers, and mirrored to a shadow as whole gRPC calls.
+
+use std::time::Duration;
+
+use e2e_tests::gateway::RunningGateway;
+use e2e_tests::peers::{PeerServer, run_client};
+use e2e_tests::{eventually, python_peer};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_unary_and_streaming_calls_keep_their_trailers_and_are_mirrored() {
+    if !python_peer("grpc") {
+        return;
+    }
+    let primary = PeerServer::start("grpc_peer.py", &["primary"]).await;
+    let shadow = PeerServer::start("grpc_peer.py", &["shadow"]).await;
+    let config = format!(
+        r#"
+services:
+  greeter: {{ protocol: http2, v1: [{primary}], v2: [{shadow}] }}
+routes:
+  - name: grpc-echo
+    match: {{ prefix: /test.Echo/ }}
+    to: greeter/v1
+    mirror:
+      to: greeter/v2
+      methods: all
+      compare: {{ ignore_headers: [x-served-by, x-initial] }}
+"#,
+        primary = primary.addr(),
+        shadow = shadow.addr()
+    );
+    let gateway = RunningGateway::start(&[("gateway.yaml", &config)], None).await;
+    let target = gateway.addr.to_string();
+
+    let unary = run_client("grpc_peer.py", &["call", &target, "Unary", "hi"]).await;
+    assert_eq!(unary["code"], "OK", "{unary}");
+    assert_eq!(unary["messages"], json!(["primary:hi"]));
+    assert_eq!(unary["trailers"]["x-served-by"], "primary", "custom trailers arrive: {unary}");
+    assert_eq!(unary["initial"]["x-initial"], "primary");
+
+    let stream = run_client("grpc_peer.py", &["call", &target, "Stream", "s"]).await;
+    assert_eq!(stream["code"], "OK", "{stream}");
+    assert_eq!(stream["messages"], json!(["0:primary:s", "1:primary:s", "2:primary:s"]));
+    assert_eq!(stream["trailers"], json!({"x-served-by": "primary", "x-count": "3"}));
+
+    let failed = run_client("grpc_peer.py", &["call", &target, "Fail", "f"]).await;
+    assert_eq!(failed["code"], "NOT_FOUND", "grpc-status travels in the trailers: {failed}");
+    assert_eq!(failed["details"], "no such thing");
+    assert_eq!(failed["trailers"]["x-served-by"], "primary");
+
+    // Each call was also made, whole, to the shadow, marked as a copy.
+    eventually("the shadow got the three calls", Duration::from_secs(10), || async { shadow.events().len() == 3 }).await;
+    let calls = shadow.events();
+    let methods: Vec<&str> = calls.iter().filter_map(|c| c["method"].as_str()).collect();
+    assert_eq!(methods, ["Unary", "Stream", "Fail"]);
+    assert_eq!(calls.iter().map(|c| c["request"].as_str().unwrap_or_default()).collect::<Vec<_>>(), ["hi", "s", "f"]);
+    assert!(calls.iter().all(|c| c["metadata"]["x-shadow"].is_string() && c["metadata"]["x-caller"] == "test"), "{calls:?}");
+    assert_eq!(primary.events().len(), 3, "the primary got each call once");
+
+    // Each copy's answer was a whole gRPC call, compared by status, grpc-status and message bytes:
+    // Unary and Stream differ ("shadow:hi"), Fail is the same NOT_FOUND with no message.
+    let mut report = serde_json::Value::Null;
+    for _ in 0..500 {
+        report = gateway.mirrors().await["mirrors"][0].clone();
+        let c = &report["comparison"];
+        if ["matched", "mismatched", "noise", "skipped"].iter().map(|k| c[k].as_u64().unwrap_or(0)).sum::<u64>() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(report["copies"]["ok"], 3, "{report}");
+    let c = &report["comparison"];
+    if c["skipped"] == 0 {
+        assert_eq!((c["matched"].as_u64(), c["mismatched"].as_u64()), (Some(1), Some(2)), "{report}");
+    } else {
+        assert!(c["matched"].as_u64() <= Some(1), "{report}");
+    }
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_auto_destination_speaks_http2_to_an_http2_client() {
+    if !python_peer("grpc") {
+        return;
+    }
+    let server = PeerServer::start("grpc_peer.py", &["auto"]).await;
+    let config = format!(
+        "services:\n  greeter: {{ protocol: auto, endpoints: [{}] }}\nroutes: [{{ name: grpc-auto, to: greeter }}]\n",
+        server.addr()
+    );
+    let gateway = RunningGateway::start(&[("gateway.yaml", &config)], None).await;
+    let unary = run_client("grpc_peer.py", &["call", &gateway.addr.to_string(), "Unary", "hi"]).await;
+    assert_eq!((unary["code"].as_str(), unary["trailers"]["x-served-by"].as_str()), (Some("OK"), Some("auto")), "{unary}");
+    gateway.stop().await;
+}

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use serde::Deserialize;
 
 use crate::de::{Dur, HName, HValue, MethodName, Percent, Port, Result, U32, check_percent};
-use crate::istio::{compare_from_annotations, imported_mirror, qualify};
+use crate::istio::{compare_from_annotations, imported_mirror, qualify, route_name_base};
 use crate::k8s::{Object, Objects, Spec};
 use crate::model::{Answer, Endpoint, HeaderMatch, PathRedirect, QueryMatch, Redirect, RouteMatch, StringMatch, UriRewrite};
 use crate::sources::{DestRef, Origin, PendingRoute, Sources};
@@ -342,7 +342,8 @@ pub(crate) fn build(
             for (m, gm) in matches.iter().enumerate() {
                 let path = format!("spec.rules[{r}]");
                 let base = rule.name.clone().unwrap_or_else(|| r.to_string());
-                let name = if several { format!("{}.{base}.{m}", o.name) } else { format!("{}.{base}", o.name) };
+                let route_name = route_name_base(o, objects);
+                let name = if several { format!("{route_name}.{base}.{m}") } else { format!("{route_name}.{base}") };
                 let (route_match, class, length) = match_of(o, &format!("{path}.matches[{m}]"), gm)?;
                 let pending = rule_route(o, &path, name, rule, route_match, &hosts, compare.as_ref(), warnings)?;
                 let key = (

@@ -435,7 +435,7 @@ fn virtual_service(
 
 /// A VirtualService's name in route names: qualified by namespace only when another
 /// VirtualService has the same name in another namespace (the tutorial's stay `proxy`, `target`).
-fn route_name_base(o: &Object, objects: &Objects) -> String {
+pub(crate) fn route_name_base(o: &Object, objects: &Objects) -> String {
     let clash = objects
         .items
         .iter()

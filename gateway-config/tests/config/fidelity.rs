@@ -296,3 +296,17 @@ fn kubectl_apply_identity_across_files_later_replaces_earlier() {
         vec!["VirtualService shop/web (document 1 (VirtualService web)): replaced by b.yaml: document 1 (VirtualService web)"]
     );
 }
+
+#[test]
+fn finding_4_a_refused_configuration_keeps_its_warnings() {
+    let list = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: networking.istio.io/v1\n  kind: VirtualService\n  metadata: {name: internal, namespace: shop}\n  spec:\n    hosts: [web]\n    http: [{route: [{destination: {host: web}}], retries: {attempts: 3}}]\n";
+    let err = load_texts([("list.yaml", list)]).unwrap_err();
+    assert!(err.message.contains("scoped out: VirtualService shop/internal: mesh-only"), "{err}");
+    let w: Vec<String> = err.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        w,
+        vec![
+            "list.yaml: document 1 (List) items[0] (VirtualService internal): spec.http[0].retries: not implemented by this gateway; ignored"
+        ]
+    );
+}

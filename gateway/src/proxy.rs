@@ -104,6 +104,8 @@ where
     }
     let labels = match (route, &primary) {
         (Some((_, compiled)), Some(primary)) => (compiled.label.clone(), primary.metric_label.clone()),
+        // A route that answers itself has no destination.
+        (Some((_, compiled)), None) => (compiled.label.clone(), SharedString::const_str("")),
         _ => (SharedString::const_str(""), SharedString::const_str("")),
     };
     record_request(labels, status, started);

@@ -310,3 +310,25 @@ fn finding_4_a_refused_configuration_keeps_its_warnings() {
         ]
     );
 }
+
+#[test]
+fn gateway_server_hosts_limit_what_a_bound_virtual_service_exposes() {
+    let gw = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: public, namespace: shop}\nspec:\n  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ['shop/www.example.com', 'other/admin.example.com']}]\n";
+    let open = vs("open", "['*']", &to("web")).replace("gateways: [edge]", "gateways: [public]");
+    let internal = vs("internal", "[admin.example.com]", &to("admin")).replace("gateways: [edge]", "gateways: [public]");
+    let l = load_with(&[gw, &open, &internal], &LoadOptions { gateways: vec!["shop/public".into()], ..LoadOptions::default() });
+    let t = &l.table;
+    // `*` is narrowed to what the server exposes to namespace shop.
+    assert_eq!(route_for(t, "www.example.com", "/").as_deref(), Some("open"));
+    assert_eq!(route_for(t, "example.org", "/"), None);
+    // admin.example.com is exposed to namespace `other` only: shop's VirtualService for it is not served.
+    assert_eq!(route_for(t, "admin.example.com", "/"), None);
+    assert!(
+        l.files
+            .iter()
+            .flat_map(|f| &f.scoped_out)
+            .any(|s| s.starts_with("VirtualService shop/internal: its hosts (admin.example.com) match no host")),
+        "{:?}",
+        l.files
+    );
+}

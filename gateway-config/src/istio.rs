@@ -406,7 +406,7 @@ pub(crate) fn build(
                 notes.loaded(o, format!("{count} route{}", if count == 1 { "" } else { "s" }));
             }
             Spec::DestinationRule(dr) => {
-                destination_rule(o, dr, sources);
+                destination_rule(o, dr, sources, warnings);
                 notes.loaded(o, format!("host {}, {} subsets", qualify(&dr.host, &o.namespace), dr.subsets.len()));
             }
             Spec::ServiceEntry(se) => {
@@ -918,13 +918,19 @@ fn labels(l: &Ordered<Scalar>) -> BTreeMap<String, String> {
     l.0.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect()
 }
 
-fn destination_rule(o: &Object, dr: &DestinationRuleSpec, sources: &mut Sources) {
+fn destination_rule(o: &Object, dr: &DestinationRuleSpec, sources: &mut Sources, warnings: &mut Vec<Warning>) {
     let doc = o.at.doc();
     let host = qualify(&dr.host, &o.namespace);
     let rule = format!("{}/{}", o.namespace, o.name);
     let mut tls = |policy: &Option<TrafficPolicy>, path: &str| {
         if let Some(mode) = policy.as_ref().and_then(|p| p.tls.as_ref()).and_then(|t| t.mode.as_deref()) {
-            sources.tls_rules.push((host.clone(), mode.to_ascii_uppercase(), origin(doc, path)));
+            let mode = mode.to_ascii_uppercase();
+            if mode == "ISTIO_MUTUAL" {
+                // Mesh mTLS is between sidecars; without Istio the workloads have none and
+                // take plaintext, which is what this gateway sends.
+                warnings.push(doc.warning(path, "ISTIO_MUTUAL is not implemented: there is no mesh mTLS here; requests go in plaintext, as to a workload without a sidecar"));
+            }
+            sources.tls_rules.push((host.clone(), mode, origin(doc, path)));
         }
     };
     tls(&dr.traffic_policy, "spec.trafficPolicy.tls.mode");

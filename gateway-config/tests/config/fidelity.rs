@@ -223,6 +223,15 @@ fn finding_4_tls_ports_and_tls_destination_rules_are_refused_by_name() {
     let simple = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: api-tls, namespace: shop}\nspec: {host: api, trafficPolicy: {tls: {mode: SIMPLE}}}\n";
     let err = load_err(&[&vs("api", "['*']", &to("api")), simple]);
     assert!(err.contains("host \"api\" has tls.mode SIMPLE"), "{err}");
+    let mesh_tls = simple.replace("SIMPLE", "ISTIO_MUTUAL");
+    let l = load(&[&vs("api", "['*']", &to("api")), &mesh_tls]);
+    assert!(
+        l.warnings
+            .iter()
+            .any(|w| w.path.ends_with("spec.trafficPolicy.tls.mode") && w.message.starts_with("ISTIO_MUTUAL is not implemented")),
+        "{:?}",
+        l.warnings
+    );
 }
 
 #[test]

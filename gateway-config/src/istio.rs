@@ -414,7 +414,7 @@ pub(crate) fn build(
                 notes
                     .loaded(o, format!("hosts {}", se.hosts.items.iter().map(|h| qualify(h, &o.namespace)).collect::<Vec<_>>().join(", ")));
             }
-            Spec::Gateway(_) | Spec::HttpRoute(_) => {}
+            Spec::Gateway(_) | Spec::HttpRoute(_) | Spec::ReferenceGrant(_) => {}
         }
     }
     Ok(())

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use serde::Deserialize;
 
 use crate::de::{Dur, HName, HValue, MethodName, Percent, Port, Result, U32, check_percent};
-use crate::istio::{compare_from_annotations, imported_mirror, qualify};
+use crate::istio::{compare_from_annotations, imported_mirror, qualify, route_name_base};
 use crate::k8s::{Object, Objects, Spec};
 use crate::model::{Answer, Endpoint, HeaderMatch, PathRedirect, QueryMatch, Redirect, RouteMatch, StringMatch, UriRewrite};
 use crate::sources::{DestRef, Origin, PendingRoute, Sources};
@@ -183,6 +183,44 @@ struct RequestRedirect {
     status_code: Option<U32>,
 }
 
+/// Lets routes of other namespaces refer to objects of this one (Gateway API's consent for
+/// cross-namespace references).
+#[derive(Deserialize)]
+pub(crate) struct ReferenceGrantSpec {
+    #[serde(default)]
+    from: Vec<GrantFrom>,
+    #[serde(default)]
+    to: Vec<GrantTo>,
+}
+
+#[derive(Deserialize)]
+struct GrantFrom {
+    group: String,
+    kind: String,
+    namespace: String,
+}
+
+#[derive(Deserialize)]
+struct GrantTo {
+    group: String,
+    kind: String,
+    name: Option<String>,
+}
+
+/// Whether an HTTPRoute in `route_ns` may send to Service `name` in `ns`: always in its own
+/// namespace, elsewhere only with a ReferenceGrant there.
+fn granted(objects: &Objects, route_ns: &str, ns: &str, name: &str) -> bool {
+    route_ns == ns
+        || objects.items.iter().any(|o| {
+            let Spec::ReferenceGrant(g) = &o.spec else { return false };
+            o.namespace == ns
+                && g.from.iter().any(|f| f.group == "gateway.networking.k8s.io" && f.kind == "HTTPRoute" && f.namespace == route_ns)
+                && g.to.iter().any(|t| {
+                    (t.group.is_empty() || t.group == "core") && t.kind == "Service" && t.name.as_deref().is_none_or(|n| n == name)
+                })
+        })
+}
+
 #[derive(Deserialize)]
 struct BackendRef {
     group: Option<String>,
@@ -285,6 +323,10 @@ pub(crate) fn build(
     let listeners = our_listeners(objects, options, warnings, notes);
     let mut entries = Vec::new();
     for o in &objects.items {
+        if let Spec::ReferenceGrant(g) = &o.spec {
+            let from: Vec<String> = g.from.iter().map(|f| format!("{} of {}", f.kind, f.namespace)).collect();
+            notes.loaded(o, format!("lets {} refer to this namespace", from.join(", ")));
+        }
         let Spec::HttpRoute(route) = &o.spec else { continue };
         let doc = o.at.doc();
         let mut hosts: BTreeSet<String> = BTreeSet::new();
@@ -342,9 +384,10 @@ pub(crate) fn build(
             for (m, gm) in matches.iter().enumerate() {
                 let path = format!("spec.rules[{r}]");
                 let base = rule.name.clone().unwrap_or_else(|| r.to_string());
-                let name = if several { format!("{}.{base}.{m}", o.name) } else { format!("{}.{base}", o.name) };
+                let route_name = route_name_base(o, objects);
+                let name = if several { format!("{route_name}.{base}.{m}") } else { format!("{route_name}.{base}") };
                 let (route_match, class, length) = match_of(o, &format!("{path}.matches[{m}]"), gm)?;
-                let pending = rule_route(o, &path, name, rule, route_match, &hosts, compare.as_ref(), warnings)?;
+                let pending = rule_route(o, objects, &path, name, rule, route_match, &hosts, compare.as_ref(), warnings)?;
                 let key = (
                     class,
                     Reverse(length),
@@ -419,6 +462,7 @@ fn regex(doc: crate::de::Doc<'_>, path: &str, pattern: &str) -> Result<StringMat
 #[allow(clippy::too_many_arguments)]
 fn rule_route(
     o: &Object,
+    objects: &Objects,
     path: &str,
     name: String,
     rule: &Rule,
@@ -486,6 +530,10 @@ fn rule_route(
                     (Some(_), Some(_)) => return Err(doc.err(&format!("{fpath}.requestMirror"), "give percent or fraction, not both")),
                 };
                 let mpath = format!("{fpath}.requestMirror.backendRef");
+                if !backend_granted(o, objects, &m.backend_ref) {
+                    warnings.push(doc.warning(&mpath, ungranted(o, &m.backend_ref, "the mirror is not sent")));
+                    continue;
+                }
                 let to = backend(o, &mpath, &m.backend_ref)?;
                 mirrors.push(imported_mirror(doc, &mpath, to, percent, compare));
             }
@@ -502,6 +550,12 @@ fn rule_route(
         // The specification: no backend and no filter that answers -> the gateway answers 500.
         answer = Some(Answer::Direct { status: 500, body: Vec::new() });
         warnings.push(doc.warning(path, "no backendRefs: requests are answered 500, as the Gateway API specifies"));
+    } else if let Some((i, b)) = rule.backend_refs.iter().enumerate().find(|(_, b)| !backend_granted(o, objects, b)) {
+        // The specification answers 500 for requests to a backend the route may not use; this
+        // gateway answers 500 for the whole rule.
+        warnings.push(doc.warning(&format!("{path}.backendRefs[{i}]"), ungranted(o, b, "the rule answers 500")));
+        answer = Some(Answer::Direct { status: 500, body: Vec::new() });
+        mirrors.clear();
     } else {
         for (i, b) in rule.backend_refs.iter().enumerate() {
             let dest = backend(o, &format!("{path}.backendRefs[{i}]"), b)?;
@@ -524,6 +578,19 @@ fn rule_route(
         mirrors,
         timeout: rule.timeouts.as_ref().and_then(|t| t.request).map(|d| d.0),
     })
+}
+
+fn backend_granted(o: &Object, objects: &Objects, b: &BackendRef) -> bool {
+    let is_service = matches!(b.group.as_deref().unwrap_or(""), "" | "core") && b.kind.as_deref().unwrap_or("Service") == "Service";
+    !is_service || granted(objects, &o.namespace, b.namespace.as_deref().unwrap_or(&o.namespace), &b.name)
+}
+
+fn ungranted(o: &Object, b: &BackendRef, consequence: &str) -> String {
+    let ns = b.namespace.as_deref().unwrap_or(&o.namespace);
+    format!(
+        "Service {ns}/{} is in another namespace and no ReferenceGrant there allows HTTPRoutes of {}: {consequence}",
+        b.name, o.namespace
+    )
 }
 
 fn path_modifier(o: &Object, path: &str, p: &PathModifier) -> Result<PathRedirect> {

@@ -18,6 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use http::HeaderName;
 use serde::Deserialize;
 
+use http_rules::host_matches;
+
 use crate::de::{
     Doc, Dur, HName, MatchSpec, OneOrMany, Ordered, Percent, Port, Presence, Result, Scalar, U32, check_json_path, check_percent,
 };
@@ -260,25 +262,44 @@ pub(crate) fn qualify(host: &str, ns: &str) -> String {
     if host.contains('.') || host.contains('*') { host } else { format!("{host}.{ns}.svc.cluster.local") }
 }
 
-/// The Gateways this gateway is, as `namespace/name`.
-fn our_gateways(objects: &Objects, options: &LoadOptions) -> BTreeSet<String> {
-    let mut ours = BTreeSet::new();
+/// The Gateways this gateway is, by `namespace/name`, each with the hosts its servers expose
+/// as (namespace filter, host): `*/host`, `./host` (the Gateway's namespace) or `ns/host`.
+fn our_gateways(objects: &Objects, options: &LoadOptions) -> BTreeMap<String, Vec<(String, String)>> {
+    let mut ours = BTreeMap::new();
     let everything = options.gateways.is_empty() && options.labels.is_empty();
     for o in &objects.items {
-        let selector = match &o.spec {
-            Spec::IstioGateway(g) => Some(&g.selector),
-            Spec::Gateway(_) => None,
-            _ => continue,
-        };
+        let Spec::IstioGateway(g) = &o.spec else { continue };
         let id = format!("{}/{}", o.namespace, o.name);
-        let named = options.gateways.iter().any(|g| g == &id || (!g.contains('/') && o.namespace == "default" && g == &o.name));
-        let selected = !options.labels.is_empty()
-            && selector.is_some_and(|s| !s.0.is_empty() && s.0.iter().all(|(k, v)| options.labels.get(k) == Some(&v.0)));
+        let named = options.gateways.iter().any(|n| n == &id || (!n.contains('/') && o.namespace == "default" && n == &o.name));
+        let selected =
+            !options.labels.is_empty() && !g.selector.0.is_empty() && g.selector.0.iter().all(|(k, v)| options.labels.get(k) == Some(&v.0));
         if everything || named || selected {
-            ours.insert(id);
+            let hosts = g
+                .servers
+                .iter()
+                .flat_map(|s| s.hosts.iter().flat_map(|h| &h.items))
+                .map(|h| match h.split_once('/') {
+                    Some((".", host)) => (o.namespace.clone(), host.to_ascii_lowercase()),
+                    Some((ns, host)) => (ns.to_string(), host.to_ascii_lowercase()),
+                    None => ("*".to_string(), h.to_ascii_lowercase()),
+                })
+                .collect();
+            ours.insert(id, hosts);
         }
     }
     ours
+}
+
+/// A VirtualService host as exposed by a server host: Istio serves a VirtualService host on a
+/// Gateway only where the two match (the more specific of the two is served).
+pub(crate) fn intersect_host(server: &str, host: &str) -> Option<String> {
+    if server == "*" || server.eq_ignore_ascii_case(host) || (server.starts_with('*') && host_matches(server, host)) {
+        Some(host.to_ascii_lowercase())
+    } else if host.starts_with('*') && host_matches(host, server) {
+        Some(server.to_ascii_lowercase())
+    } else {
+        None
+    }
 }
 
 /// Turns the Istio objects into sources; Gateway API objects are left to their front-end.
@@ -311,7 +332,7 @@ pub(crate) fn build(
             Spec::IstioGateway(g) => {
                 gateway(doc, g, warnings);
                 let id = format!("{}/{}", o.namespace, o.name);
-                if ours.contains(&id) {
+                if ours.contains_key(&id) {
                     notes.loaded(o, "this gateway serves the VirtualServices bound to it".to_string());
                 } else {
                     notes.scoped_out(o, "not one of the Gateways the settings name (scope.gateways / scope.labels)".to_string());
@@ -330,14 +351,19 @@ pub(crate) fn build(
                 }
                 let gateways: Vec<String> =
                     vs.gateways.as_ref().map(|g| g.items.clone()).filter(|g| !g.is_empty()).unwrap_or_else(|| vec!["mesh".to_string()]);
-                let bound = gateways.iter().filter(|g| *g != "mesh").any(|g| ours.contains(&gateway_ref(g, &o.namespace)));
+                let bound: Vec<String> = gateways
+                    .iter()
+                    .filter(|g| *g != "mesh")
+                    .map(|g| gateway_ref(g, &o.namespace))
+                    .filter(|g| ours.contains_key(g))
+                    .collect();
                 let mesh = gateways.iter().any(|g| g == "mesh");
-                if !(bound || (mesh && options.mesh)) {
+                if bound.is_empty() && !(mesh && options.mesh) {
                     let why = if gateways.iter().all(|g| g == "mesh") {
                         "mesh-only (no `gateways`, or only `mesh`): not served at the edge unless scope.mesh is true".to_string()
                     } else {
                         let refs: Vec<String> = gateways.iter().filter(|g| *g != "mesh").map(|g| gateway_ref(g, &o.namespace)).collect();
-                        let ours: Vec<&str> = ours.iter().map(String::as_str).collect();
+                        let ours: Vec<&str> = ours.keys().map(String::as_str).collect();
                         format!(
                             "bound to {} which this gateway is not (it is: {})",
                             refs.join(", "),
@@ -347,11 +373,43 @@ pub(crate) fn build(
                     notes.scoped_out(o, why);
                     continue;
                 }
-                let count = virtual_service(o, vs, objects, sources, warnings)?;
+                // The hosts served: those the bound Gateways' servers expose (for this
+                // namespace), and all of them for the mesh.
+                let written: Vec<String> = vs.hosts.iter().flat_map(|h| &h.items).map(|h| qualify(h, &o.namespace)).collect();
+                let mut hosts: BTreeSet<String> = BTreeSet::new();
+                for g in &bound {
+                    for (ns, server) in &ours[g] {
+                        if ns == "*" || ns == &o.namespace {
+                            hosts.extend(written.iter().filter_map(|h| intersect_host(server, h)));
+                        }
+                    }
+                }
+                if mesh && options.mesh {
+                    hosts.extend(written.iter().cloned());
+                }
+                if hosts.is_empty() {
+                    notes.scoped_out(
+                        o,
+                        format!(
+                            "its hosts ({}) match no host that the servers of {} expose to namespace {}",
+                            written.join(", "),
+                            bound.join(", "),
+                            o.namespace
+                        ),
+                    );
+                    continue;
+                }
+                let hosts: Vec<String> = written
+                    .iter()
+                    .filter(|h| hosts.contains(*h))
+                    .cloned()
+                    .chain(hosts.iter().filter(|h| !written.contains(h)).cloned())
+                    .collect();
+                let count = virtual_service(o, vs, &hosts, objects, sources, warnings)?;
                 notes.loaded(o, format!("{count} route{}", if count == 1 { "" } else { "s" }));
             }
             Spec::DestinationRule(dr) => {
-                destination_rule(o, dr, sources);
+                destination_rule(o, dr, sources, warnings);
                 notes.loaded(o, format!("host {}, {} subsets", qualify(&dr.host, &o.namespace), dr.subsets.len()));
             }
             Spec::ServiceEntry(se) => {
@@ -359,7 +417,7 @@ pub(crate) fn build(
                 notes
                     .loaded(o, format!("hosts {}", se.hosts.items.iter().map(|h| qualify(h, &o.namespace)).collect::<Vec<_>>().join(", ")));
             }
-            Spec::Gateway(_) | Spec::HttpRoute(_) => {}
+            Spec::Gateway(_) | Spec::HttpRoute(_) | Spec::ReferenceGrant(_) => {}
         }
     }
     Ok(())
@@ -384,14 +442,6 @@ fn gateway(doc: Doc<'_>, gw: &GatewaySpec, warnings: &mut Vec<Warning>) {
                 format!("protocol {p} is not implemented: the gateway serves plain HTTP/1.1 and h2c on its --listen address"),
             ));
         }
-        if let Some(hosts) = &server.hosts
-            && hosts.items.iter().any(|h| h != "*" && h != "*/*")
-        {
-            warnings.push(doc.warning(
-                &format!("spec.servers[{i}].hosts"),
-                "server hosts other than \"*\" are not enforced; VirtualService hosts still select routes",
-            ));
-        }
     }
 }
 
@@ -399,12 +449,12 @@ fn gateway(doc: Doc<'_>, gw: &GatewaySpec, warnings: &mut Vec<Warning>) {
 fn virtual_service(
     o: &Object,
     vs: &VirtualServiceSpec,
+    hosts: &[String],
     objects: &Objects,
     sources: &mut Sources,
     warnings: &mut Vec<Warning>,
 ) -> Result<usize> {
     let doc = o.at.doc();
-    let hosts: Vec<String> = vs.hosts.as_ref().map(|h| h.items.iter().map(|h| qualify(h, &o.namespace)).collect()).unwrap_or_default();
     let compare = compare_from_annotations(o)?;
     let verdict = verdict_from_annotations(o, compare.is_some())?;
     let Some(http) = &vs.http else {
@@ -423,10 +473,10 @@ fn virtual_service(
         let path = format!("spec.http[{i}]");
         let order = (o.order.0, o.order.1, i * 1000);
         if let Some(d) = &h.delegate {
-            added += delegate(o, &path, &name, h, d, &hosts, order, objects, sources, warnings)?;
+            added += delegate(o, &path, &name, h, d, hosts, order, objects, sources, warnings)?;
             continue;
         }
-        let mut route = http_route(doc, &o.namespace, &path, name, h, &hosts, order, compare.as_ref(), warnings)?;
+        let mut route = http_route(doc, &o.namespace, &path, name, h, hosts, order, compare.as_ref(), warnings)?;
         for mirror in &mut route.mirrors {
             mirror.verdict.clone_from(&verdict);
         }
@@ -438,7 +488,7 @@ fn virtual_service(
 
 /// A VirtualService's name in route names: qualified by namespace only when another
 /// VirtualService has the same name in another namespace (the tutorial's stay `proxy`, `target`).
-fn route_name_base(o: &Object, objects: &Objects) -> String {
+pub(crate) fn route_name_base(o: &Object, objects: &Objects) -> String {
     let clash = objects
         .items
         .iter()
@@ -871,13 +921,19 @@ fn labels(l: &Ordered<Scalar>) -> BTreeMap<String, String> {
     l.0.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect()
 }
 
-fn destination_rule(o: &Object, dr: &DestinationRuleSpec, sources: &mut Sources) {
+fn destination_rule(o: &Object, dr: &DestinationRuleSpec, sources: &mut Sources, warnings: &mut Vec<Warning>) {
     let doc = o.at.doc();
     let host = qualify(&dr.host, &o.namespace);
     let rule = format!("{}/{}", o.namespace, o.name);
     let mut tls = |policy: &Option<TrafficPolicy>, path: &str| {
         if let Some(mode) = policy.as_ref().and_then(|p| p.tls.as_ref()).and_then(|t| t.mode.as_deref()) {
-            sources.tls_rules.push((host.clone(), mode.to_ascii_uppercase(), origin(doc, path)));
+            let mode = mode.to_ascii_uppercase();
+            if mode == "ISTIO_MUTUAL" {
+                // Mesh mTLS is between sidecars; without Istio the workloads have none and
+                // take plaintext, which is what this gateway sends.
+                warnings.push(doc.warning(path, "ISTIO_MUTUAL is not implemented: there is no mesh mTLS here; requests go in plaintext, as to a workload without a sidecar"));
+            }
+            sources.tls_rules.push((host.clone(), mode, origin(doc, path)));
         }
     };
     tls(&dr.traffic_policy, "spec.trafficPolicy.tls.mode");

@@ -39,6 +39,7 @@ pub(crate) enum Spec {
     ServiceEntry(istio::ServiceEntrySpec),
     Gateway(gateway_api::GatewaySpec),
     HttpRoute(gateway_api::HttpRouteSpec),
+    ReferenceGrant(gateway_api::ReferenceGrantSpec),
 }
 
 pub(crate) struct Object {
@@ -194,6 +195,7 @@ fn one(file: &str, order: (usize, usize), label: String, value: Value, objects: 
         (ISTIO, "ServiceEntry") => parse(value, doc, warnings, Spec::ServiceEntry)?,
         (GATEWAY_API, "Gateway") => parse(value, doc, warnings, Spec::Gateway)?,
         (GATEWAY_API, "HTTPRoute") => parse(value, doc, warnings, Spec::HttpRoute)?,
+        (GATEWAY_API, "ReferenceGrant") => parse(value, doc, warnings, Spec::ReferenceGrant)?,
         (_, other) => {
             warnings.push(doc.warning("", format!("kind {other} is not implemented by this gateway; document ignored")));
             return Ok(());

@@ -72,12 +72,20 @@ pub struct ConfigError {
     pub file: String,
     pub path: String,
     pub message: String,
+    /// What loading had already noticed (not-implemented fields, ...): shown with the error,
+    /// so a refused configuration does not hide them.
+    pub warnings: Vec<Warning>,
 }
 
 impl ConfigError {
     /// Builds an error kept on one line: control characters from the input are escaped.
     pub fn new(file: impl AsRef<str>, path: impl AsRef<str>, message: impl AsRef<str>) -> Self {
-        ConfigError { file: one_line(file.as_ref()), path: one_line(path.as_ref()), message: one_line(message.as_ref()) }
+        ConfigError {
+            file: one_line(file.as_ref()),
+            path: one_line(path.as_ref()),
+            message: one_line(message.as_ref()),
+            warnings: Vec::new(),
+        }
     }
 }
 
@@ -175,16 +183,27 @@ pub fn load_texts<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> Re
 
 /// [`load_texts`] with the options the settings give.
 pub fn load_texts_with<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>, options: &LoadOptions) -> Result<Loaded, ConfigError> {
+    let mut warnings = Vec::new();
+    load_all(files, options, &mut warnings).map_err(|mut e| {
+        e.warnings = warnings;
+        e
+    })
+}
+
+fn load_all<'a>(
+    files: impl IntoIterator<Item = (&'a str, &'a str)>,
+    options: &LoadOptions,
+    warnings: &mut Vec<Warning>,
+) -> Result<Loaded, ConfigError> {
     let mut sources = sources::Sources::default();
     let mut objects = k8s::Objects::default();
-    let mut warnings = Vec::new();
     let mut notes = Notes::default();
     for (index, (name, text)) in files.into_iter().enumerate() {
         notes.file(name);
-        load_one(name, index, text, &mut sources, &mut objects, &mut warnings, &mut notes)?;
+        load_one(name, index, text, &mut sources, &mut objects, warnings, &mut notes)?;
     }
-    istio::build(&objects, options, &mut sources, &mut warnings, &mut notes)?;
-    gateway_api::build(&objects, options, &mut sources, &mut warnings, &mut notes)?;
+    istio::build(&objects, options, &mut sources, warnings, &mut notes)?;
+    gateway_api::build(&objects, options, &mut sources, warnings, &mut notes)?;
     for (what, was, by) in &objects.replaced {
         notes.file(&was.file).scoped_out.push(format!("{what} ({}): replaced by {}: {}", was.label, by.file, by.label));
     }
@@ -200,11 +219,11 @@ pub fn load_texts_with<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>, 
         }
         return Err(ConfigError::new(file, "routes", message));
     }
-    let table = validate::build(sources, &mut warnings)?;
-    for w in &warnings {
+    let table = validate::build(sources, warnings)?;
+    for w in warnings.iter() {
         tracing::debug!(warning = %w, "configuration warning");
     }
-    Ok(Loaded { table, warnings, files: notes.files })
+    Ok(Loaded { table, warnings: std::mem::take(warnings), files: notes.files })
 }
 
 fn load_one(

@@ -81,6 +81,9 @@ fn main() -> ExitCode {
     let loaded = match gateway_config::load_files_with(&settings.config, &settings.scope) {
         Ok(loaded) => loaded,
         Err(error) => {
+            for warning in &error.warnings {
+                eprintln!("gateway: warning: {warning}");
+            }
             eprintln!("gateway: {error}");
             return ExitCode::FAILURE;
         }
@@ -116,6 +119,9 @@ fn check_config(files: &[PathBuf], scope: &gateway_config::LoadOptions) -> ExitC
             ExitCode::SUCCESS
         }
         Err(error) => {
+            for warning in &error.warnings {
+                eprintln!("warning: {warning}");
+            }
             eprintln!("{error}");
             ExitCode::FAILURE
         }

@@ -223,6 +223,15 @@ fn finding_4_tls_ports_and_tls_destination_rules_are_refused_by_name() {
     let simple = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: api-tls, namespace: shop}\nspec: {host: api, trafficPolicy: {tls: {mode: SIMPLE}}}\n";
     let err = load_err(&[&vs("api", "['*']", &to("api")), simple]);
     assert!(err.contains("host \"api\" has tls.mode SIMPLE"), "{err}");
+    let mesh_tls = simple.replace("SIMPLE", "ISTIO_MUTUAL");
+    let l = load(&[&vs("api", "['*']", &to("api")), &mesh_tls]);
+    assert!(
+        l.warnings
+            .iter()
+            .any(|w| w.path.ends_with("spec.trafficPolicy.tls.mode") && w.message.starts_with("ISTIO_MUTUAL is not implemented")),
+        "{:?}",
+        l.warnings
+    );
 }
 
 #[test]
@@ -294,5 +303,41 @@ fn kubectl_apply_identity_across_files_later_replaces_earlier() {
     assert_eq!(
         a.scoped_out,
         vec!["VirtualService shop/web (document 1 (VirtualService web)): replaced by b.yaml: document 1 (VirtualService web)"]
+    );
+}
+
+#[test]
+fn finding_4_a_refused_configuration_keeps_its_warnings() {
+    let list = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: networking.istio.io/v1\n  kind: VirtualService\n  metadata: {name: internal, namespace: shop}\n  spec:\n    hosts: [web]\n    http: [{route: [{destination: {host: web}}], retries: {attempts: 3}}]\n";
+    let err = load_texts([("list.yaml", list)]).unwrap_err();
+    assert!(err.message.contains("scoped out: VirtualService shop/internal: mesh-only"), "{err}");
+    let w: Vec<String> = err.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        w,
+        vec![
+            "list.yaml: document 1 (List) items[0] (VirtualService internal): spec.http[0].retries: not implemented by this gateway; ignored"
+        ]
+    );
+}
+
+#[test]
+fn gateway_server_hosts_limit_what_a_bound_virtual_service_exposes() {
+    let gw = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: public, namespace: shop}\nspec:\n  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ['shop/www.example.com', 'other/admin.example.com']}]\n";
+    let open = vs("open", "['*']", &to("web")).replace("gateways: [edge]", "gateways: [public]");
+    let internal = vs("internal", "[admin.example.com]", &to("admin")).replace("gateways: [edge]", "gateways: [public]");
+    let l = load_with(&[gw, &open, &internal], &LoadOptions { gateways: vec!["shop/public".into()], ..LoadOptions::default() });
+    let t = &l.table;
+    // `*` is narrowed to what the server exposes to namespace shop.
+    assert_eq!(route_for(t, "www.example.com", "/").as_deref(), Some("open"));
+    assert_eq!(route_for(t, "example.org", "/"), None);
+    // admin.example.com is exposed to namespace `other` only: shop's VirtualService for it is not served.
+    assert_eq!(route_for(t, "admin.example.com", "/"), None);
+    assert!(
+        l.files
+            .iter()
+            .flat_map(|f| &f.scoped_out)
+            .any(|s| s.starts_with("VirtualService shop/internal: its hosts (admin.example.com) match no host")),
+        "{:?}",
+        l.files
     );
 }

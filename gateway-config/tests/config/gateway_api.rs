@@ -23,8 +23,11 @@ spec:
   endpoints: [{ address: 10.0.0.9 }]
 "#;
 
+/// Lets HTTPRoutes of namespace `shop` send to Services of namespace `other`.
+const GRANT: &str = "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: from-shop, namespace: other}\nspec:\n  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: shop}]\n  to: [{group: '', kind: Service}]\n";
+
 fn load(routes: &str) -> Loaded {
-    load_texts([("gateway.yaml", GATEWAY), ("routes.yaml", routes)]).unwrap_or_else(|e| panic!("{e}"))
+    load_texts([("gateway.yaml", GATEWAY), ("grant.yaml", GRANT), ("routes.yaml", routes)]).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn name(l: &Loaded, method: Method, host: &str, path: &str, headers: &[(&'static str, &'static str)]) -> Option<String> {
@@ -166,4 +169,18 @@ fn gateway_api_errors_name_the_key() {
     let bad = ROUTE.replace("type: Exact, value: /catalog/special", "type: Fuzzy, value: /catalog/special");
     let err = load_texts([("gateway.yaml", GATEWAY), ("routes.yaml", bad.as_str())]).unwrap_err().to_string();
     assert!(err.contains("spec.rules[1].matches[0].path.type: unknown path match type \"Fuzzy\""), "{err}");
+}
+
+#[test]
+fn a_backend_in_another_namespace_needs_a_reference_grant() {
+    let l = load_texts([("gateway.yaml", GATEWAY), ("routes.yaml", ROUTE)]).unwrap();
+    let hit = l.table.find(&Method::GET, "/catalog/special", &HeaderMap::new(), Some("shop.example.com")).unwrap();
+    assert!(hit.route.destinations.is_empty());
+    assert_eq!(hit.respond(None, "/catalog/special").unwrap().status(), 500);
+    assert!(
+        l.warnings.iter().any(|w| w.path.ends_with("spec.rules[1].backendRefs[0]")
+            && w.message.starts_with("Service other/special is in another namespace and no ReferenceGrant")),
+        "{:?}",
+        l.warnings
+    );
 }

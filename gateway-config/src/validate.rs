@@ -6,7 +6,8 @@ use std::collections::HashMap;
 
 use crate::de::Result;
 use crate::model::{
-    Destination, DestinationId, Endpoint, MirrorPolicy, PromoteSpec, Protocol, Route, RouteTable, UriRewrite, VirtualHost, WeightedDestination, label,
+    Destination, DestinationId, Endpoint, MirrorPolicy, PromoteSpec, Protocol, Route, RouteTable, UriRewrite, VirtualHost,
+    WeightedDestination, label,
 };
 use crate::sources::{DestRef, IstioSubset, NativeShape, PendingRoute, ServiceEntry, Sources};
 use crate::{ConfigError, Warning};

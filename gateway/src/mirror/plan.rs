@@ -219,6 +219,7 @@ fn mirror_span(request: &Outgoing<'_>, mirror: &Mirror) -> tracing::Span {
         http.response.status_code = tracing::field::Empty,
         server.address = tracing::field::Empty,
         route = request.route,
+        mirror.verdict = mirror.stats.verdict_state(),
     )
 }
 

@@ -104,7 +104,7 @@ async fn run(copy: Copy) {
         biased;
         () = tokio::time::sleep_until(deadline) => (ShadowOutcome::Timeout, None),
         result = send(&client, request, compare.as_ref().map(|job| job.comparer.max_body_bytes)) => match result {
-            Ok(captured) => (ShadowOutcome::Ok, Some((captured, started.elapsed()))),
+            Ok(answered) => (ShadowOutcome::Ok, Some(answered)),
             Err(error) => {
                 let outcome = match abort.as_ref().and_then(|flag| flag.get()) {
                     Some(reason) => ShadowOutcome::Dropped(reason),
@@ -133,13 +133,17 @@ async fn run(copy: Copy) {
     }
 }
 
-/// Sends a request and reads the whole answer, keeping up to `keep` bytes of the body.
+/// Sends a request and reads the whole answer, keeping up to `keep` bytes of the body; with the
+/// time to the response headers, measured as the primary's is (so a large body does not make the
+/// shadow look slower than it is).
 async fn send(
     client: &Client<HttpConnector, BoxBody>,
     request: Request<BoxBody>,
     keep: Option<usize>,
-) -> Result<Captured, crate::upstream::BoxError> {
+) -> Result<(Captured, Duration), crate::upstream::BoxError> {
+    let started = Instant::now();
     let response = client.request(request).await?;
+    let to_headers = started.elapsed();
     let (mut parts, mut body) = response.into_parts();
     let cap = keep.unwrap_or(0);
     let mut kept = bytes::BytesMut::new();
@@ -160,7 +164,7 @@ async fn send(
             }
         }
     }
-    Ok(Captured { status: parts.status.as_u16(), headers: parts.headers, body: kept.freeze(), truncated })
+    Ok((Captured { status: parts.status.as_u16(), headers: parts.headers, body: kept.freeze(), truncated }, to_headers))
 }
 
 async fn compare_copy(
@@ -191,7 +195,7 @@ async fn compare_copy(
                 .await
                 .ok()
                 .and_then(Result::ok)
-                .map(|again| (again, changes))
+                .map(|(again, _)| (again, changes))
         }
         None => None,
     };

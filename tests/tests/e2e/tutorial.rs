@@ -87,6 +87,7 @@ async fn the_tutorial_runs_unchanged_and_shadow_traffic_is_visible_in_traces() {
     assert_eq!(mirror.kind, "client");
     assert_eq!(mirror.attr("mirror.outcome").and_then(|v| v.as_str()), Some("ok"));
     assert_eq!(mirror.attr("mirror.destination").and_then(|v| v.as_str()), Some("target/v2"));
+    assert_eq!(mirror.attr("mirror.verdict").and_then(|v| v.as_str()), Some("off"), "the tutorial's mirror does not compare");
     let shadow_server = spans.iter().find(|s| s.service_version == "v2" && s.kind == "server").expect("v2 server span");
     assert_eq!(shadow_server.parent_span_id, mirror.span_id, "v2's server span nests under the mirror span");
     assert!(shadow_server.is_shadow());

@@ -28,6 +28,10 @@ struct Cli {
     /// Admin address (health, /config, /metrics, /mirrors) [default: 0.0.0.0:9901; env GATEWAY_ADMIN_LISTEN]
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<String>,
+    /// Threads serving requests: `auto` (the CPUs this process may use) or a number
+    /// [default: auto; env GATEWAY_WORKERS]
+    #[arg(long, value_name = "N")]
+    workers: Option<String>,
     /// Gateway settings file (YAML) layered over the embedded defaults
     #[arg(long, value_name = "FILE")]
     settings: Option<PathBuf>,
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
     let mut overrides: Vec<(&'static str, String)> = Vec::new();
     overrides.extend(cli.listen.clone().map(|v| ("listen", v)));
     overrides.extend(cli.admin_listen.clone().map(|v| ("admin_listen", v)));
+    overrides.extend(cli.workers.clone().map(|v| ("workers", v)));
     let mut settings = match GatewaySettings::load(Sources::process(cli.settings.as_deref(), overrides)) {
         Ok(settings) => settings,
         Err(error) => {
@@ -88,7 +93,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    service_kit::cli::run("gateway", env!("CARGO_PKG_VERSION"), |version| async move {
+    let workers = settings.workers;
+    service_kit::cli::run("gateway", env!("CARGO_PKG_VERSION"), workers, |version| async move {
         let metrics = service_kit::metrics::install_prometheus().context("installing the metrics recorder")?;
         for warning in &loaded.warnings {
             tracing::warn!(%warning, "configuration field not implemented");
@@ -96,7 +102,7 @@ fn main() -> ExitCode {
         let routes = loaded.table.routes.len();
         let poll = settings.reload.poll_interval;
         let gateway = Gateway::bind(settings, loaded, Some(metrics)).await?;
-        tracing::info!(addr = %gateway.local_addr()?, admin = %gateway.admin_addr()?, routes, %version, "gateway listening");
+        tracing::info!(addr = %gateway.local_addr()?, admin = %gateway.admin_addr()?, routes, workers = workers.threads(), %version, "gateway listening");
         let stop = service_kit::stop::Stop::new();
         let watcher = tokio::spawn(gateway.reloader().watch(poll, stop.stopped()));
         gateway.run_until(service_kit::serve::shutdown_signal()).await;

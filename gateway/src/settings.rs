@@ -18,6 +18,9 @@ impl service_kit::settings::Layered for GatewaySettings {
 pub struct GatewaySettings {
     pub listen: String,
     pub admin_listen: String,
+    /// Threads that serve requests: `auto` (the CPUs the process may use, cgroup quota and
+    /// affinity included) or a number, like Envoy's `--concurrency`.
+    pub workers: service_kit::cli::Workers,
     /// Routing files (native or Istio YAML), merged in order.
     #[serde(default)]
     pub config: Vec<PathBuf>,

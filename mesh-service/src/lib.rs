@@ -49,7 +49,7 @@ pub fn service_main(name: &str, version: &str) -> ExitCode {
         return service_kit::cli::health_check(&settings.listen, "/healthz");
     }
     let identity = ServiceIdentity { name: name.to_owned(), version: version.to_owned() };
-    service_kit::cli::run(name, version, |version| async move {
+    service_kit::cli::run(name, version, service_kit::cli::Workers::Auto, |version| async move {
         let metrics = service_kit::metrics::install_prometheus()?;
         let service = Service::build(&settings, identity, Some(metrics)).await?;
         let addr = service.local_addr()?;

@@ -1,19 +1,98 @@
 //! What every binary's `main` shares: the runtime, telemetry from the `OTEL_*` variables,
 //! and `--health-check`.
 
+use std::num::NonZeroUsize;
 use std::process::ExitCode;
+use std::str::FromStr;
 use std::time::Duration;
 
 use crate::telemetry::{Telemetry, TelemetrySettings};
 
-/// Builds the runtime and telemetry, runs `serve`, then flushes spans. `serve` gets the version
-/// string to log. Errors are printed as one line and give exit code 1.
-pub fn run<F, Fut>(name: &str, version: &str, serve: F) -> ExitCode
+/// How many threads serve requests: Envoy's `--concurrency`, NGINX's `worker_processes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Workers {
+    /// One per CPU this process may use: its affinity mask (`taskset`, `cpuset`) and its cgroup
+    /// CPU quota in whole CPUs, rounded down, at least one (a Kubernetes limit of 1.5 CPUs gives
+    /// 1: a second thread would only be throttled), as `available_parallelism` reads them.
+    #[default]
+    Auto,
+    Count(NonZeroUsize),
+}
+
+impl Workers {
+    /// The number of runtime worker threads this resolves to on this machine, now.
+    pub fn threads(self) -> usize {
+        match self {
+            Workers::Auto => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+            Workers::Count(n) => n.get(),
+        }
+    }
+}
+
+impl FromStr for Workers {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        match value.trim() {
+            "auto" => Ok(Workers::Auto),
+            number => number
+                .parse::<NonZeroUsize>()
+                .map(Workers::Count)
+                .map_err(|_| format!("expected \"auto\" or a number of threads from 1, got {value:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Workers::Auto => f.write_str("auto"),
+            Workers::Count(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// From `auto` or a number; environment variables arrive as strings, so `"4"` is a number too.
+impl<'de> serde::Deserialize<'de> for Workers {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Workers;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"auto\" or a number of threads from 1")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Workers, E> {
+                usize::try_from(value)
+                    .ok()
+                    .and_then(NonZeroUsize::new)
+                    .map(Workers::Count)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Unsigned(value), &self))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Workers, E> {
+                u64::try_from(value)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(value), &self))
+                    .and_then(|value| self.visit_u64(value))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Workers, E> {
+                value.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// Builds the runtime (`workers` threads) and telemetry, runs `serve`, then flushes spans.
+/// `serve` gets the version string to log. Errors are printed as one line and give exit code 1.
+pub fn run<F, Fut>(name: &str, version: &str, workers: Workers, serve: F) -> ExitCode
 where
     F: FnOnce(String) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(workers.threads()).enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => return fail(name, &error),
     };
@@ -71,5 +150,69 @@ pub fn health_check(listen: &str, path: &str) -> ExitCode {
             eprintln!("{url}: {problem}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Holder {
+        workers: Workers,
+    }
+
+    fn parse(yaml: &str) -> Result<Workers, String> {
+        config::Config::builder()
+            .add_source(config::File::from_str(yaml, config::FileFormat::Yaml))
+            .build()
+            .and_then(|c| c.try_deserialize::<Holder>())
+            .map(|h| h.workers)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn workers_are_auto_or_a_positive_count() {
+        assert_eq!(parse("workers: auto"), Ok(Workers::Auto));
+        assert_eq!(parse("workers: 3"), Ok(Workers::Count(NonZeroUsize::new(3).unwrap())));
+        // As an environment variable delivers it.
+        assert_eq!(parse("workers: \"2\""), Ok(Workers::Count(NonZeroUsize::new(2).unwrap())));
+        assert_eq!(Workers::Count(NonZeroUsize::new(3).unwrap()).threads(), 3);
+    }
+
+    #[test]
+    fn a_bad_worker_count_says_what_is_expected() {
+        for bad in ["workers: 0", "workers: -1", "workers: many"] {
+            let error = parse(bad).unwrap_err();
+            assert!(error.contains("auto") && error.contains("number of threads"), "{bad}: {error}");
+        }
+    }
+
+    /// `Auto` must count only the CPUs the process may use. Runs this test binary again under
+    /// `taskset` with one CPU: the child prints what `Auto` resolves to there.
+    #[test]
+    fn auto_follows_the_cpus_this_process_may_use() {
+        const CHILD: &str = "SERVICE_KIT_WORKERS_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            println!("auto-threads={}", Workers::Auto.threads());
+            return;
+        }
+        let all = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+        let has_taskset = std::process::Command::new("taskset").arg("-V").output().is_ok_and(|o| o.status.success());
+        if all < 2 || !has_taskset {
+            eprintln!("skipped: needs taskset and two CPUs (have {all} CPUs, taskset: {has_taskset})");
+            return;
+        }
+        let output = std::process::Command::new("taskset")
+            .args(["-c", "0"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", "cli::tests::auto_follows_the_cpus_this_process_may_use", "--nocapture"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+        assert!(stdout.contains("auto-threads=1\n"), "pinned to one CPU of {all}, Auto gave: {stdout}");
+        assert_eq!(Workers::Auto.threads(), all);
     }
 }

@@ -23,7 +23,7 @@ fn main() -> ExitCode {
     if cli.health_check {
         return service_kit::cli::health_check(&cli.http_listen, "/healthz");
     }
-    service_kit::cli::run("otlp-receiver", "ci", |_| async move {
+    service_kit::cli::run("otlp-receiver", "ci", service_kit::cli::Workers::Auto, |_| async move {
         let grpc = tokio::net::TcpListener::bind(&cli.grpc_listen).await?;
         let http = tokio::net::TcpListener::bind(&cli.http_listen).await?;
         let receiver = e2e_tests::otlp::Receiver::start(grpc, http)?;

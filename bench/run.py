@@ -1,32 +1,49 @@
 #!/usr/bin/env python3
-"""Benchmarks of the gateway, side by side with NGINX's `mirror` on the same backends, in one run.
+"""Benchmarks of the gateway, side by side with NGINX (and its `mirror`) in one run; writes
+BENCHMARKS.md and the charts in docs/bench/.
+
+  python3 bench/run.py                 # everything, twice (about 15 minutes on 2 cores)
+  python3 bench/run.py --repeat 3      # more repeats of the throughput and latency groups
+  python3 bench/run.py --smoke         # about a second per row, debug build, results in a temporary directory (CI)
+  python3 bench/run.py --only throughput latency   # some groups; BENCHMARKS.md is not rewritten
+
+Both systems run the tutorial's routing (examples/istio/istio.yaml, unchanged; NGINX gets the
+equivalent locations): `/proxy/...` is routed only, `/target/...` is routed and mirrored to the
+shadow (100%). The primary and shadow backends are NGINX workers answering `index`; misbehaving
+shadows are `bench-upstream` (delay, hang, reset) or a port nothing listens on (refused).
+
+Pinning (machines with two or more CPUs): the system under test, the gateway or NGINX with one
+worker, runs on CPU 0; the load generators and the backends on the other CPUs (taskset). The
+gateway's `workers` setting is left at its default (the CPUs it may use: 1 here).
 
 Machines here are shared and noisy: read the ratios between rows measured in the same run, not
-the absolute numbers. Everything runs on 127.0.0.1; every load is bounded in time.
+absolute numbers. Everything runs on 127.0.0.1; every load and every wait is bounded in time.
 
-  python3 bench/run.py              # all scenarios (about 3 minutes)
-  python3 bench/run.py --quick      # shorter runs
+Groups:
+  throughput   wrk, 32 connections and 1 connection, routing only and 100% mirror, both systems,
+               and direct (wrk at the backend); peak RSS of both
+  latency      oha at a fixed 1,000 and 10,000 req/s with latency correction: p50/p99/p99.9 added
+               over direct; CPU per 1,000 req/s from /proc/<pid>/stat
+  shadows      the shadow fast / 1 s delay / never answering / refusing / resetting, 1 and 16
+               connections, both systems: rate against the no-shadow route, p99, primary errors
+  compare      256 KiB JSON answers that mismatch on every request: comparison on vs off (gateway)
 
-Needs: wrk and nginx (Debian: apt-get install wrk nginx-light), release builds of `gateway` and
-`bench-upstream` (the script runs cargo build --release for them).
-
-Scenarios:
-  baseline      no mirror: gateway vs NGINX proxying to a fast upstream
-  mirror-100    every request mirrored to a fast shadow: gateway vs NGINX (target: gateway >= 1.2x)
-  hung-mirror   sequential requests on ONE keep-alive connection, the mirror never answering:
-                gateway and NGINX, each against its own no-mirror rate (NGINX's known failure)
-  compare       256 KiB JSON answers that mismatch on every request: comparison on vs off
-                (primary latency must not move; peak RSS must stay bounded)
+Needs: wrk, nginx (Debian: wrk nginx-light), oha (cargo install oha --locked), matplotlib; the
+script builds the release `gateway` and `bench-upstream` itself.
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import platform
 import re
+import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,7 +51,42 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-TARGET = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "release"
+TARGET_DIR = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+TARGET = TARGET_DIR / "release"  # the smoke mode uses the debug build CI already has
+ISTIO_YAML = REPO / "examples" / "istio" / "istio.yaml"
+BEGIN, END = "<!-- bench:begin (written by bench/run.py; edit outside these markers) -->", "<!-- bench:end -->"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+CONNECTIONS = 32
+SHADOW_CONNECTIONS = (1, 16)
+SHADOW_MODES = ("fast", "delay", "hang", "refuse", "reset")
+SHADOW_MODE_NAMES = {
+    "fast": "fast",
+    "delay": "answers after 1 s",
+    "hang": "never answers",
+    "refuse": "refuses connections",
+    "reset": "resets connections",
+}
+# The gateway's default mirror timeout for Istio mirrors; NGINX's mirror gets the same deadlines.
+MIRROR_TIMEOUT_S = 5
+
+GATEWAY_BIN: Path | None = None
+# Commands as run, one of each kind, for BENCHMARKS.md.
+COMMANDS: dict[str, str] = {}
+
+
+def cpus() -> list[int]:
+    return sorted(os.sched_getaffinity(0))
+
+
+def pinning() -> tuple[list[str], list[str]]:
+    """taskset prefixes: (system under test, load generators and backends)."""
+    mine = cpus()
+    if len(mine) < 2 or not shutil.which("taskset"):
+        return [], []
+    return ["taskset", "-c", str(mine[0])], ["taskset", "-c", ",".join(map(str, mine[1:]))]
+
+
+SUT_PIN, LOAD_PIN = pinning()
 
 
 def free_port() -> int:
@@ -43,105 +95,265 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(port: int, timeout: float = 10.0) -> None:
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode} before listening on {port}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
+    raise RuntimeError(f"nothing listens on {port} after {timeout} s")
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 class Proc:
-    def __init__(self, args: list[str], port: int | None = None, **kw):
-        self.p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+    """A process started for the run; with `family`, its children count too (NGINX's workers)."""
+
+    def __init__(self, args: list[str], port: int | None = None, pin: list[str] | None = None, log: Path | None = None, **kw):
+        out = open(log, "ab") if log else subprocess.DEVNULL
+        self.p = subprocess.Popen([*(pin or []), *args], stdout=out, stderr=out, **kw)
+        self.port = port
         if port:
-            wait_port(port)
+            wait_port(port, self.p)
+
+    def pids(self) -> list[int]:
+        return [self.p.pid, *children(self.p.pid)]
+
+    def cpu_seconds(self) -> float:
+        total = 0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        return total / CLK_TCK
 
     def peak_rss_mb(self) -> float:
-        status = Path(f"/proc/{self.p.pid}/status").read_text()
-        return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+        """VmHWM summed over the process and its children (NGINX: master and worker)."""
+        total = 0
+        for pid in self.pids():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            if m := re.search(r"VmHWM:\s+(\d+) kB", status):
+                total += int(m.group(1))
+        return total / 1024
 
     def stop(self) -> None:
-        self.p.send_signal(signal.SIGTERM)
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
         try:
-            self.p.wait(timeout=10)
+            self.p.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.p.kill()
+            self.p.wait(timeout=5)
 
 
-def wrk(url: str, connections: int, threads: int, seconds: int) -> dict:
-    out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s", url],
-        capture_output=True, text=True, check=True,
-    ).stdout
+# ---------------------------------------------------------------------------------------------
+# Load generators
+
+
+def run_tool(args: list[str], timeout: float) -> str:
+    done = subprocess.run([*LOAD_PIN, *args], capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"{shlex.join(args)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    return done.stdout
+
+
+def wrk(url: str, connections: int, seconds: float) -> dict:
+    seconds = max(1, round(seconds))
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s", url]
+    COMMANDS.setdefault(f"wrk -c{connections}", shlex.join([*LOAD_PIN, *args]))
+    out = run_tool(args, seconds + 30)
 
     def ms(text: str) -> float:
         value, unit = re.match(r"([\d.]+)(us|ms|s|m)", text).groups()
         return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
 
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
-    errors = sum(int(x) for x in m.groups()) if (m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)) else 0
-    p50 = ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
-    p99 = ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
-    return {"rps": rps, "requests": total, "failed": non2xx + errors, "p50_ms": p50, "p99_ms": p99}
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = sum(int(x) for x in m.groups()) if m else 0
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "requests": total,
+        "errors": non2xx + errors,
+        "p50_ms": ms(p50.group(1)) if p50 else None,
+        "p99_ms": ms(p99.group(1)) if p99 else None,
+    }
 
 
+def oha(url: str, rate: int, seconds: float, connections: int = CONNECTIONS) -> dict:
+    seconds = max(1, round(seconds))
+    # -w: requests in flight at the deadline finish and count, rather than show up as errors.
+    args = ["oha", "--no-tui", "--output-format", "json", "--latency-correction", "-w", "-z", f"{seconds}s", "-q", str(rate),
+            "-c", str(connections), url]
+    COMMANDS.setdefault(f"oha -q {rate}", shlex.join([*LOAD_PIN, *args]))
+    out = json.loads(run_tool(args, seconds + 60))
+    pct = out["latencyPercentiles"]
+    statuses = out.get("statusCodeDistribution", {})
+    ok = sum(n for code, n in statuses.items() if code.startswith("2"))
+    failed = sum(statuses.values()) - ok + sum(out.get("errorDistribution", {}).values())
+    return {
+        "rps": out["summary"]["requestsPerSec"],
+        "requests": ok + failed,
+        "errors": failed,
+        "p50_ms": pct["p50"] * 1000,
+        "p99_ms": pct["p99"] * 1000,
+        "p999_ms": pct["p99.9"] * 1000,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Systems: backends, NGINX as the proxy, the gateway
+
+BACKEND_CONF = """
+worker_processes 1;
+pid {dir}/backend-{port}.pid;
+error_log {dir}/backend-{port}.err warn;
+daemon off;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        keepalive_requests 1000000;
+        location / {{ return 200 "index"; }}
+    }}
+}}
+"""
+
+# The equivalent of istio.yaml: /proxy/ and /target/ rewritten to /, /target/ mirrored to v2.
 NGINX_CONF = """
-worker_processes 2;
+worker_processes 1;
 pid {dir}/nginx-{port}.pid;
 error_log {dir}/nginx-{port}.err warn;
 daemon off;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
-    upstream primary {{ server 127.0.0.1:{primary}; keepalive 64; }}
-    upstream shadow {{ server 127.0.0.1:{shadow}; keepalive 64; }}
+    upstream proxy_v1 {{ server 127.0.0.1:{primary}; keepalive 64; }}
+    upstream target_v1 {{ server 127.0.0.1:{primary}; keepalive 64; }}
+    upstream target_v2 {{ server 127.0.0.1:{shadow}; keepalive 64; }}
+    map $request_uri $shadow_uri {{ ~^/target(?<rest>/.*)$ $rest; default $request_uri; }}
     server {{
-        listen 127.0.0.1:{port};
-        keepalive_requests 100000;
-        location / {{
-            {mirror}
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_pass http://primary;
+        listen 127.0.0.1:{port} backlog=4096;
+        keepalive_requests 1000000;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        location /proxy/ {{ proxy_pass http://proxy_v1/; }}
+        location /target/ {{
+            mirror /mirror;
+            mirror_request_body on;
+            proxy_pass http://target_v1/;
         }}
         location = /mirror {{
             internal;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_read_timeout 1s;
-            proxy_connect_timeout 1s;
-            proxy_pass http://shadow$request_uri;
+            proxy_connect_timeout {timeout}s;
+            proxy_read_timeout {timeout}s;
+            proxy_send_timeout {timeout}s;
+            proxy_pass http://target_v2$shadow_uri;
         }}
     }}
 }}
 """
 
+SERVICE_ENTRIES = """
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {{ name: proxy, namespace: test }}
+spec:
+  hosts: [proxy]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{ number: 8090, name: http, protocol: HTTP }}]
+  endpoints:
+  - {{ address: 127.0.0.1, ports: {{ http: {primary} }}, labels: {{ app: proxy, version: v1 }} }}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {{ name: target, namespace: test }}
+spec:
+  hosts: [target]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{ number: 8090, name: http, protocol: HTTP }}]
+  endpoints:
+  - {{ address: 127.0.0.1, ports: {{ http: {primary} }}, labels: {{ app: target, version: v1 }} }}
+  - {{ address: 127.0.0.1, ports: {{ http: {shadow} }}, labels: {{ app: target, version: v2 }} }}
+"""
 
-def nginx(work: Path, primary: int, shadow: int | None) -> tuple[Proc, int]:
-    port = free_port()
-    conf = work / f"nginx-{port}.conf"
-    mirror = "mirror /mirror; mirror_request_body on;" if shadow else ""
-    conf.write_text(NGINX_CONF.format(dir=work, port=port, primary=primary, shadow=shadow or primary, mirror=mirror))
-    return Proc(["nginx", "-c", str(conf), "-p", str(work)], port), port
 
+class Bench:
+    def __init__(self, work: Path, smoke: bool):
+        self.work = work
+        self.smoke = smoke
+        self.procs: list[Proc] = []
 
-def gateway(work: Path, primary: int, shadow: int | None, mirror_extra: str = "") -> tuple[Proc, int]:
-    port, admin = free_port(), free_port()
-    config = work / f"gateway-{port}.yaml"
-    services = f"services: {{ app: {{ v1: [127.0.0.1:{primary}], v2: [127.0.0.1:{shadow or primary}] }} }}\n"
-    mirror = f", mirrors: [{{ to: app/v2, name: shadow, timeout: 1s{mirror_extra} }}]" if shadow else ""
-    config.write_text(services + f"routes: [{{ name: app, to: app/v1{mirror} }}]\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")} | {"RUST_LOG": "error"}
-    args = [str(TARGET / "gateway"), "--config", str(config), "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}"]
-    proc = Proc(args, port, env=env)
-    proc.admin = admin
-    return proc, port
+    def start(self, args: list[str], port: int, pin: list[str], log: str | None = None, **kw) -> Proc:
+        proc = Proc(args, port, pin, log=self.work / log if log else None, **kw)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: Proc) -> None:
+        proc.stop()
+        self.procs.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in list(self.procs):
+            self.stop(proc)
+
+    def backend(self) -> Proc:
+        port = free_port()
+        conf = self.work / f"backend-{port}.conf"
+        conf.write_text(BACKEND_CONF.format(dir=self.work, port=port))
+        return self.start(["nginx", "-e", str(self.work / f"backend-{port}.err"), "-c", str(conf), "-p", str(self.work)], port, LOAD_PIN)
+
+    def misbehaving(self, mode: str) -> Proc | None:
+        if mode == "refuse":
+            return None
+        port = free_port()
+        return self.start([str(TARGET / "bench-upstream"), "--listen", f"127.0.0.1:{port}", "--mode", mode, "--delay", "1000"], port, LOAD_PIN)
+
+    def nginx(self, primary: int, shadow: int) -> Proc:
+        port = free_port()
+        conf = self.work / f"nginx-{port}.conf"
+        conf.write_text(NGINX_CONF.format(dir=self.work, port=port, primary=primary, shadow=shadow, timeout=MIRROR_TIMEOUT_S))
+        COMMANDS.setdefault("nginx", shlex.join([*SUT_PIN, "nginx", "-c", "nginx.conf"]) + "   # bench/run.py NGINX_CONF")
+        return self.start(["nginx", "-e", str(self.work / f"nginx-{port}.err"), "-c", str(conf), "-p", str(self.work)], port, SUT_PIN)
+
+    def gateway(self, primary: int, shadow: int, routing: Path | None = None, binary: Path | None = None) -> Proc:
+        port, admin = free_port(), free_port()
+        configs = [routing] if routing else [ISTIO_YAML, self.work / f"entries-{port}.yaml"]
+        if not routing:
+            configs[1].write_text(SERVICE_ENTRIES.format(primary=primary, shadow=shadow))
+        # As a user runs it: no exporter, the default log level.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "RUST_LOG", "GATEWAY_"))}
+        args = [str(binary or GATEWAY_BIN or TARGET / "gateway"), *[a for c in configs for a in ("--config", str(c))], "--listen", f"127.0.0.1:{port}",
+                "--admin-listen", f"127.0.0.1:{admin}"]
+        COMMANDS.setdefault("gateway", shlex.join([*SUT_PIN, "gateway", "--config", "examples/istio/istio.yaml", "--config",
+                                                   "service-entries.yaml", "--listen", "127.0.0.1:PORT"]))
+        proc = self.start(args, port, SUT_PIN, log=f"gateway-{port}.log", env=env)
+        proc.admin = admin
+        return proc
 
 
 def admin_json(admin: int, path: str) -> dict:
@@ -150,98 +362,466 @@ def admin_json(admin: int, path: str) -> dict:
         return json.loads(r.read())
 
 
-def row(name: str, result: dict, rss: float | None = None) -> None:
-    rss_text = f"{rss:6.1f} MB" if rss is not None else "      -  "
-    print(f"  {name:<34} {result['rps']:>10.0f} req/s  p50 {result['p50_ms']:7.2f} ms  p99 {result['p99_ms']:7.2f} ms  failed {result['failed']:>5}  peak RSS {rss_text}")
+def show(name: str, r: dict) -> None:
+    p50 = f"{r['p50_ms']:8.3f}" if r.get("p50_ms") is not None else "       -"
+    p99 = f"{r['p99_ms']:8.3f}" if r.get("p99_ms") is not None else "       -"
+    extra = f"  p99.9 {r['p999_ms']:8.3f} ms" if "p999_ms" in r else ""
+    extra += f"  cpu {r['vcpu_per_1k']:.3f} vCPU/1k" if "vcpu_per_1k" in r else ""
+    extra += f"  peak RSS {r['rss_mb']:.1f} MB" if r.get("rss_mb") else ""
+    print(f"  {name:<44} {r['rps']:>10.0f} req/s  p50 {p50} ms  p99 {p99} ms{extra}  errors {r['errors']}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Groups
+
+
+def systems(bench: Bench, primary: int, shadow: int):
+    """(name, start) of both systems, the gateway first."""
+    return [("gateway", lambda: bench.gateway(primary, shadow)), ("nginx", lambda: bench.nginx(primary, shadow))]
+
+
+def throughput(bench: Bench, seconds: float, primary: Proc, shadow: Proc) -> dict:
+    print(f"\n== throughput: wrk -t1 -c{CONNECTIONS} and -c1, {seconds} s per row", flush=True)
+    out = {}
+    for c in (CONNECTIONS, 1):
+        out[f"direct c{c}"] = r = wrk(f"http://127.0.0.1:{primary.port}/index", c, seconds)
+        show(f"direct, {c} conn", r)
+    for system, start in systems(bench, primary.port, shadow.port):
+        proc = start()
+        wrk(f"http://127.0.0.1:{proc.port}/target/index", 8, min(1, seconds))  # warm-up: pools, caches
+        for c in (CONNECTIONS, 1):
+            for route, path in (("routing", "/proxy/index"), ("mirror", "/target/index")):
+                out[f"{system} {route} c{c}"] = r = wrk(f"http://127.0.0.1:{proc.port}{path}", c, seconds)
+                show(f"{system}, {route}, {c} conn", r)
+        out[f"{system} rss"] = proc.peak_rss_mb()
+        print(f"  {system} peak RSS over the group: {out[f'{system} rss']:.1f} MB")
+        bench.stop(proc)
+    return out
+
+
+def latency(bench: Bench, seconds: float, rates: list[int], primary: Proc, shadow: Proc) -> dict:
+    print(f"\n== latency: oha --latency-correction at fixed rates {rates}, -c{CONNECTIONS}, {seconds} s per row", flush=True)
+    out = {}
+    for rate in rates:
+        out[f"direct {rate}"] = r = oha(f"http://127.0.0.1:{primary.port}/index", rate, seconds)
+        show(f"direct @{rate}", r)
+        for system, start in systems(bench, primary.port, shadow.port):
+            proc = start()
+            wrk(f"http://127.0.0.1:{proc.port}/target/index", 8, min(1, seconds))
+            for route, path in (("routing", "/proxy/index"), ("mirror", "/target/index")):
+                before, t0 = proc.cpu_seconds(), time.monotonic()
+                r = oha(f"http://127.0.0.1:{proc.port}{path}", rate, seconds)
+                vcpu = (proc.cpu_seconds() - before) / (time.monotonic() - t0)
+                r["vcpu"] = vcpu
+                r["vcpu_per_1k"] = vcpu / (r["rps"] / 1000) if r["rps"] else None
+                out[f"{system} {route} {rate}"] = r
+                show(f"{system}, {route} @{rate}", r)
+            bench.stop(proc)
+    return out
+
+
+def shadows(bench: Bench, seconds: float, primary: Proc) -> dict:
+    print(f"\n== shadows: wrk -t1 -c1 and -c16, {seconds} s per row; mirror deadline {MIRROR_TIMEOUT_S} s in both systems", flush=True)
+    out = {}
+    fast_shadow = None
+    for mode in SHADOW_MODES:
+        if mode == "fast":
+            fast_shadow = bench.backend()
+            shadow, port = fast_shadow, fast_shadow.port
+        else:
+            shadow = bench.misbehaving(mode)
+            port = shadow.port if shadow else free_port()
+        for system, start in systems(bench, primary.port, port):
+            proc = start()
+            wrk(f"http://127.0.0.1:{proc.port}/proxy/index", 4, min(1, seconds))
+            for c in SHADOW_CONNECTIONS:
+                if mode == "fast":
+                    out[f"{system} none c{c}"] = r = wrk(f"http://127.0.0.1:{proc.port}/proxy/index", c, seconds)
+                    show(f"{system}, no shadow, {c} conn", r)
+                out[f"{system} {mode} c{c}"] = r = wrk(f"http://127.0.0.1:{proc.port}/target/index", c, seconds)
+                r["of_none"] = r["rps"] / out[f"{system} none c{c}"]["rps"]
+                show(f"{system}, shadow {mode}, {c} conn ({r['of_none']:.0%})", r)
+            if system == "gateway":
+                time.sleep(min(1.5, seconds))
+                try:
+                    copies = admin_json(proc.admin, "/mirrors")["mirrors"][0]["copies"]
+                    out[f"gateway {mode} copies"] = copies
+                    print(f"    copies: {json.dumps(copies)}")
+                except (OSError, KeyError, IndexError, ValueError) as error:
+                    print(f"    copies: unavailable ({error})")
+            bench.stop(proc)
+        if shadow:
+            bench.stop(shadow)
+    return out
+
+
+def ab(bench: Bench, seconds: float, repeat: int, before: Path, primary: Proc, shadow: Proc) -> None:
+    """Two gateway builds, alternately in one run: the figures of an optimisation's commit."""
+    rows = [("routing", "/proxy/index", CONNECTIONS), ("mirror", "/target/index", CONNECTIONS), ("mirror", "/target/index", 1)]
+    results: dict[str, list[float]] = {}
+    for i in range(repeat):
+        for name, binary in (("before", before), ("after", TARGET / "gateway")):
+            proc = bench.gateway(primary.port, shadow.port, binary=binary)
+            wrk(f"http://127.0.0.1:{proc.port}/target/index", 8, min(1, seconds))
+            for route, path, c in rows:
+                r = wrk(f"http://127.0.0.1:{proc.port}{path}", c, seconds)
+                results.setdefault(f"{name} {route} c{c}", []).append(r["rps"])
+                show(f"run {i + 1}, {name}, {route}, {c} conn", r)
+            bench.stop(proc)
+    print(f"\n== before -> after ({repeat} runs, wrk -t1, {seconds} s per row; medians, each run in brackets)")
+    for route, _, c in rows:
+        b, a = results[f"before {route} c{c}"], results[f"after {route} c{c}"]
+        print(f"  {route}, {c} conn: {spread(b, '{:,.0f}')} -> {spread(a, '{:,.0f}')} req/s, "
+              f"{spread([y / x for x, y in zip(b, a)], '{:.3f}x')}")
+
+
+def compare(bench: Bench, seconds: float) -> dict:
+    print(f"\n== compare: 256 KiB JSON answers, the shadow differs on every request; wrk -t1 -c16, {seconds} s per row", flush=True)
+    out = {}
+    ups = [bench.start([str(TARGET / "bench-upstream"), "--listen", f"127.0.0.1:{p}", "--mode", "large", "--variant", v], p, LOAD_PIN)
+           for p, v in ((free_port(), "a"), (free_port(), "b"))]
+    for name, extra in (("off", ""), ("on", ", compare: { max_body: 1MiB }")):
+        routing = bench.work / f"compare-{name}.yaml"
+        routing.write_text(f"services: {{ app: {{ v1: [127.0.0.1:{ups[0].port}], v2: [127.0.0.1:{ups[1].port}] }} }}\n"
+                           f"routes: [{{ name: app, to: app/v1, mirrors: [{{ to: app/v2, name: shadow{extra} }}] }}]\n")
+        proc = bench.gateway(0, 0, routing)
+        wrk(f"http://127.0.0.1:{proc.port}/items", 4, min(1, seconds))
+        out[name] = r = wrk(f"http://127.0.0.1:{proc.port}/items", 16, seconds)
+        r["rss_mb"] = proc.peak_rss_mb()
+        show(f"gateway, comparison {name}", r)
+        if name == "on":
+            c = admin_json(proc.admin, "/mirrors")["mirrors"][0]
+            out["comparison"] = c.get("comparison", {})
+            print(f"    comparisons: {json.dumps(out['comparison'])}")
+        bench.stop(proc)
+    for up in ups:
+        bench.stop(up)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def machine() -> dict:
+    def version(args: list[str]) -> str:
+        try:
+            done = subprocess.run(args, capture_output=True, text=True, timeout=10)
+            return (done.stdout + done.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "?"
+
+    model = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": model.group(1) if model else platform.processor(),
+        "cpus": len(cpus()),
+        "kernel": platform.release(),
+        "load": os.getloadavg(),
+        "commit": commit,
+        "nginx": version(["nginx", "-v"]),
+        "wrk": version(["wrk", "-v"]),
+        "oha": version(["oha", "--version"]),
+        "rustc": version(["rustc", "-V"]),
+    }
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def spread(values: list[float], fmt: str) -> str:
+    """The median, then every run's value in brackets when there are several."""
+    text = fmt.format(med(values))
+    return text + (" (" + ", ".join(fmt.format(v) for v in values) + ")" if len(values) > 1 else "")
+
+
+def targets(runs: list[dict]) -> list[tuple[str, str, str, str]]:
+    """(scenario, gateway, NGINX, ratio/verdict) rows of the issue's table."""
+    rows = []
+    tp = [r["throughput"] for r in runs if "throughput" in r]
+    lat = [r["latency"] for r in runs if "latency" in r]
+    sh = [r["shadows"] for r in runs if "shadows" in r]
+
+    def ratio_row(name, key, target):
+        g = [t[f"gateway {key}"]["rps"] for t in tp]
+        n = [t[f"nginx {key}"]["rps"] for t in tp]
+        ratios = [a / b for a, b in zip(g, n)]
+        verdict = "met" if med(ratios) >= target else f"**missed by {(target - med(ratios)) / target:.0%}**"
+        rows.append((name, spread(g, "{:,.0f} req/s"), spread(n, "{:,.0f} req/s"), f"{spread(ratios, '{:.2f}x')}; target >= {target}x: {verdict}"))
+
+    if tp:
+        ratio_row(f"routing only, {CONNECTIONS} connections", f"routing c{CONNECTIONS}", 1.0)
+        ratio_row(f"100% mirror to a fast shadow, {CONNECTIONS} connections", f"mirror c{CONNECTIONS}", 2.0)
+        ratio_row("100% mirror, 1 connection (per-request cost)", "mirror c1", 1.0)
+    if sh:
+        for c in SHADOW_CONNECTIONS:
+            worst_g = min(s[f"gateway {m} c{c}"]["of_none"] for s in sh for m in SHADOW_MODES if m != "fast")
+            worst_n = min(s[f"nginx {m} c{c}"]["of_none"] for s in sh for m in SHADOW_MODES if m != "fast")
+            errors = sum(s[f"gateway {m} c{c}"]["errors"] for s in sh for m in SHADOW_MODES)
+            verdict = "met" if worst_g >= 0.99 and errors == 0 else f"**missed: {worst_g:.1%} of the rate, {errors} primary errors**"
+            rows.append((f"worst failing shadow, {c} connection{'s' if c > 1 else ''}: rate kept", f"{worst_g:.0%}", f"{worst_n:.1%}",
+                         f"target >= 99%, zero primary errors: {verdict}"))
+    if lat:
+        for rate in sorted({int(k.split()[-1]) for k in lat[0] if k.startswith("direct")}):
+            added = lambda s: [l[f"{s} mirror {rate}"]["p99_ms"] - l[f"direct {rate}"]["p99_ms"] for l in lat]
+            g, n = added("gateway"), added("nginx")
+            ok = med(g) <= med(n) and (rate != 1000 or med(g) <= 0.15)
+            target = "<= NGINX and <= 0.15 ms" if rate == 1000 else "<= NGINX"
+            rows.append((f"added p99 over direct at {rate:,} req/s, 100% mirror (oha, latency-corrected)", spread(g, "{:.3f} ms"),
+                         spread(n, "{:.3f} ms"), f"target {target}: {'met' if ok else '**missed**'}"))
+            gc = [l[f"gateway mirror {rate}"]["vcpu_per_1k"] for l in lat]
+            nc = [l[f"nginx mirror {rate}"]["vcpu_per_1k"] for l in lat]
+            rows.append((f"CPU per 1,000 req/s at {rate:,} req/s, 100% mirror", spread(gc, "{:.3f} vCPU"), spread(nc, "{:.3f} vCPU"),
+                         f"target <= 0.1 vCPU: {'met' if med(gc) <= 0.1 else '**missed by ' + format(med(gc) / 0.1 - 1, '.0%') + '**'}"))
+    if tp:
+        g = [t["gateway rss"] for t in tp]
+        n = [t["nginx rss"] for t in tp]
+        rows.append((f"peak RSS over the throughput group ({CONNECTIONS} connections, mirror)", spread(g, "{:.1f} MB"),
+                     spread(n, "{:.1f} MB") + " (master + worker)", f"target <= 20 MB: {'met' if max(g) <= 20 else '**missed**'}"))
+    return rows
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def fmt_ms(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def report(runs: list[dict], info: dict, charts: dict[str, str], args) -> str:
+    out = [BEGIN, "", f"Run of {info['date']}, commit `{info['commit']}`, `python3 bench/run.py{' ' + ' '.join(args.argv) if args.argv else ''}`"
+           f" ({len(runs)} run{'s' if len(runs) > 1 else ''}; a cell with several values gives the median, then each run's).", ""]
+    out += ["### Machine", "",
+            f"- {info['cpu']}, {info['cpus']} CPUs, Linux {info['kernel']}; load average at the start "
+            f"{info['load'][0]:.2f} / {info['load'][1]:.2f} / {info['load'][2]:.2f}, at the end "
+            f"{info['load_end'][0]:.2f} / {info['load_end'][1]:.2f} / {info['load_end'][2]:.2f} (1/5/15 min; the machine is shared).",
+            f"- {info['nginx']}; {info['wrk']}; {info['oha']}; {info['rustc']}.",
+            "- Pinning: " + (f"the system under test on CPU {SUT_PIN[-1]}, load generators and backends on CPUs {LOAD_PIN[-1]} "
+                             "(`taskset`). The gateway's `workers` is at its default (the CPUs it may use: 1); NGINX has one worker."
+                             if SUT_PIN else "none (fewer than two CPUs)."), ""]
+    out += ["### Commands", "", "```"] + [f"{v}" for _, v in sorted(COMMANDS.items())] + ["```", ""]
+    out += ["### The issue's table", "", table(["scenario", "gateway", "NGINX", "ratio / target"], [list(r) for r in targets(runs)]), ""]
+
+    tp = [r["throughput"] for r in runs if "throughput" in r]
+    if tp:
+        rows = []
+        for c in (CONNECTIONS, 1):
+            d = [t[f"direct c{c}"] for t in tp]
+            rows.append([f"direct (the backend), {c} conn", spread([x["rps"] for x in d], "{:,.0f}"), fmt_ms(d[0]["p50_ms"]), fmt_ms(d[0]["p99_ms"]),
+                         d[0]["errors"], "", "", "", "", ""])
+            for route in ("routing", "mirror"):
+                g = [t[f"gateway {route} c{c}"] for t in tp]
+                n = [t[f"nginx {route} c{c}"] for t in tp]
+                rows.append([f"{'routing only' if route == 'routing' else '100% mirror'}, {c} conn",
+                             spread([x["rps"] for x in g], "{:,.0f}"), fmt_ms(g[0]["p50_ms"]), fmt_ms(g[0]["p99_ms"]), g[0]["errors"],
+                             spread([x["rps"] for x in n], "{:,.0f}"), fmt_ms(n[0]["p50_ms"]), fmt_ms(n[0]["p99_ms"]), n[0]["errors"],
+                             spread([a["rps"] / b["rps"] for a, b in zip(g, n)], "{:.2f}x")])
+        out += ["### Throughput (wrk, as fast as each system goes)", "",
+                table(["scenario", "gateway req/s", "p50 ms", "p99 ms", "errors", "NGINX req/s", "p50 ms", "p99 ms", "errors", "gateway / NGINX"], rows),
+                "", "Latencies and errors are those of the first run.", ""]
+    lat = [r["latency"] for r in runs if "latency" in r]
+    if lat:
+        rows = []
+        for key in lat[0]:
+            if key.startswith("direct"):
+                continue
+            system, route, rate = key.split()
+            d, x = lat[0][f"direct {rate}"], lat[0][key]
+            rows.append([f"{rate} req/s", system, "routing only" if route == "routing" else "100% mirror", f"{x['rps']:,.0f}",
+                         fmt_ms(x["p50_ms"]), fmt_ms(x["p99_ms"]), fmt_ms(x["p999_ms"]),
+                         f"{x['p50_ms'] - d['p50_ms']:+.3f} / {x['p99_ms'] - d['p99_ms']:+.3f} / {x['p999_ms'] - d['p999_ms']:+.3f}",
+                         f"{x['vcpu']:.3f}", f"{x['vcpu_per_1k']:.3f}" if x["vcpu_per_1k"] else "-", x["errors"]])
+        directs = "; ".join(f"{k.split()[1]} req/s: p50 {v['p50_ms']:.3f}, p99 {v['p99_ms']:.3f}, p99.9 {v['p999_ms']:.3f} ms"
+                            for k, v in lat[0].items() if k.startswith("direct"))
+        out += ["### Latency at a fixed rate (oha, latency-corrected), first run", "",
+                f"Direct (oha at the backend): {directs}.", "",
+                table(["rate", "system", "route", "achieved req/s", "p50 ms", "p99 ms", "p99.9 ms", "added over direct p50 / p99 / p99.9 ms",
+                       "CPU (vCPU)", "vCPU per 1,000 req/s", "errors"], rows), ""]
+    sh = [r["shadows"] for r in runs if "shadows" in r]
+    if sh:
+        s = sh[0]
+        rows = []
+        for c in SHADOW_CONNECTIONS:
+            rows.append([f"{c}", "none (routing only)", f"{s[f'gateway none c{c}']['rps']:,.0f}", "100%", fmt_ms(s[f"gateway none c{c}"]["p99_ms"]),
+                         s[f"gateway none c{c}"]["errors"], f"{s[f'nginx none c{c}']['rps']:,.0f}", "100%", fmt_ms(s[f"nginx none c{c}"]["p99_ms"]),
+                         s[f"nginx none c{c}"]["errors"]])
+            for m in SHADOW_MODES:
+                g, n = s[f"gateway {m} c{c}"], s[f"nginx {m} c{c}"]
+                rows.append([f"{c}", SHADOW_MODE_NAMES[m], f"{g['rps']:,.0f}", f"{g['of_none']:.1%}", fmt_ms(g["p99_ms"]), g["errors"],
+                             f"{n['rps']:,.1f}", f"{n['of_none']:.1%}", fmt_ms(n["p99_ms"]), n["errors"]])
+        copies = "; ".join(f"{m}: " + ", ".join(f"{k} {v}" for k, v in s[f"gateway {m} copies"].items() if v)
+                           for m in SHADOW_MODES if f"gateway {m} copies" in s)
+        out += ["### Failing shadows (wrk; rate against the same system's routing-only route)", "",
+                table(["conn", "shadow", "gateway req/s", "of no shadow", "p99 ms", "primary errors", "NGINX req/s", "of no shadow", "p99 ms",
+                       "primary errors"], rows), "",
+                f"The gateway's copy outcomes (admin `/mirrors`): {copies}.", ""]
+    cm = [r["compare"] for r in runs if "compare" in r]
+    if cm:
+        c = cm[0]
+        rows = [[f"comparison {k}", f"{c[k]['rps']:,.0f}", fmt_ms(c[k]["p50_ms"]), fmt_ms(c[k]["p99_ms"]), c[k]["errors"], f"{c[k]['rss_mb']:.1f}"]
+                for k in ("off", "on")]
+        out += ["### Comparison (gateway; 256 KiB JSON answers, the shadow differs on every request; wrk -c16)", "",
+                table(["mode", "req/s", "p50 ms", "p99 ms", "errors", "peak RSS MB"], rows), "",
+                f"Comparisons: {json.dumps(c.get('comparison', {}))}.", ""]
+    if charts:
+        out += ["### Charts", ""] + [f"![{name}]({path})" for name, path in charts.items()] + [""]
+    out += [END]
+    return "\n".join(out)
+
+
+def draw(runs: list[dict], into: Path, link_prefix: str) -> dict[str, str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    into.mkdir(parents=True, exist_ok=True)
+    charts = {}
+    lat = runs[0].get("latency")
+    if lat:
+        rates = sorted({int(k.split()[-1]) for k in lat if k.startswith("direct")})
+        fig, axes = plt.subplots(1, len(rates), figsize=(6 * len(rates), 4), squeeze=False)
+        for ax, rate in zip(axes[0], rates):
+            series = [("direct", lat[f"direct {rate}"])] + [(f"{s} {r}", lat[f"{s} {r} {rate}"]) for s in ("gateway", "nginx")
+                                                             for r in ("routing", "mirror")]
+            labels = ["p50", "p99", "p99.9"]
+            width = 0.8 / len(series)
+            for i, (name, x) in enumerate(series):
+                values = [x["p50_ms"], x["p99_ms"], x["p999_ms"]]
+                ax.bar([j + i * width for j in range(3)], values, width, label=name)
+            ax.set_xticks([j + width * (len(series) - 1) / 2 for j in range(3)], labels)
+            ax.set_ylabel("latency, ms (latency-corrected)")
+            ax.set_title(f"oha at {rate:,} req/s, {CONNECTIONS} connections")
+            ax.set_yscale("log")
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(into / "latency.png", dpi=110)
+        plt.close(fig)
+        charts["latency percentiles per system"] = f"{link_prefix}latency.png"
+    sh = runs[0].get("shadows")
+    if sh:
+        fig, axes = plt.subplots(1, len(SHADOW_CONNECTIONS), figsize=(12, 4), squeeze=False)
+        for ax, c in zip(axes[0], SHADOW_CONNECTIONS):
+            modes = ["none", *SHADOW_MODES]
+            for i, system in enumerate(("gateway", "nginx")):
+                values = [sh[f"{system} {m} c{c}"]["rps"] for m in modes]
+                ax.bar([j + i * 0.4 for j in range(len(modes))], values, 0.4, label=system)
+            ax.set_xticks([j + 0.2 for j in range(len(modes))], ["no shadow" if m == "none" else SHADOW_MODE_NAMES[m] for m in modes],
+                          rotation=20, fontsize=8)
+            ax.set_ylabel("primary req/s")
+            ax.set_title(f"100% mirror, shadow behaviour, {c} connection{'s' if c > 1 else ''}")
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(into / "shadows.png", dpi=110)
+        plt.close(fig)
+        charts["throughput per shadow mode"] = f"{link_prefix}shadows.png"
+    tp = runs[0].get("throughput")
+    if tp:
+        fig, ax = plt.subplots(figsize=(8, 4))
+        rows = [(f"routing, {c} conn", f"routing c{c}") for c in (CONNECTIONS, 1)] + [(f"mirror, {c} conn", f"mirror c{c}") for c in (CONNECTIONS, 1)]
+        for i, system in enumerate(("gateway", "nginx")):
+            ax.bar([j + i * 0.4 for j in range(len(rows))], [tp[f"{system} {k}"]["rps"] for _, k in rows], 0.4, label=system)
+        ax.set_xticks([j + 0.2 for j in range(len(rows))], [n for n, _ in rows])
+        ax.set_ylabel("req/s")
+        ax.set_title("throughput (wrk)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(into / "throughput.png", dpi=110)
+        plt.close(fig)
+        charts["throughput per system"] = f"{link_prefix}throughput.png"
+    return charts
+
+
+def write_report(path: Path, section: str) -> None:
+    head = ("# Benchmarks\n\nRegenerated by `python3 bench/run.py` between the markers below; what is outside them "
+            "(the profile, the analysis) is written by hand.\n\n")
+    text = path.read_text() if path.exists() else head + BEGIN + "\n" + END + "\n"
+    if BEGIN not in text or END not in text:
+        text = text.rstrip() + "\n\n" + BEGIN + "\n" + END + "\n"
+    before, rest = text.split(BEGIN, 1)
+    after = rest.split(END, 1)[1]
+    path.write_text(before + section + after)
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--smoke", action="store_true", help="about a second per row; results in a temporary directory")
     ap.add_argument("--no-build", action="store_true")
-    ap.add_argument("--only", choices=["mirror", "hung", "compare"], help="run one scenario group")
+    ap.add_argument("--repeat", type=int, help="runs of the throughput and latency groups (default 2, smoke 1)")
+    ap.add_argument("--only", nargs="+", choices=["throughput", "latency", "shadows", "compare"])
+    ap.add_argument("--seconds", type=float, help="seconds per row (default 10; shadows half of it)")
+    ap.add_argument("--gateway-bin", type=Path, help="the gateway binary to measure (default: the release build)")
+    ap.add_argument("--before", type=Path, help="another gateway binary: only compare it with this build, alternately (commit figures)")
+    ap.add_argument("--out", type=Path, help="where BENCHMARKS.md goes (default: the repository's; smoke: a temporary directory)")
     args = ap.parse_args()
-    seconds = 4 if args.quick else 10
-    for tool in ("wrk", "nginx"):
-        if not shutil.which(tool):
-            print(f"bench: {tool} is missing (apt-get install wrk nginx-light)", file=sys.stderr)
-            return 2
+    args.argv = sys.argv[1:]
+    seconds = args.seconds or (1 if args.smoke else 10)
+    repeat = args.repeat or (1 if args.smoke else 2)
+    rates = [200, 1000] if args.smoke else [1000, 10000]
+    groups = args.only or ["throughput", "latency", "shadows", "compare"]
+    missing = [t for t in ("wrk", "nginx", "oha") if not shutil.which(t)]
+    if missing:
+        print(f"bench: missing {', '.join(missing)} (apt-get install wrk nginx-light; cargo install oha --locked)", file=sys.stderr)
+        return 2
+    global TARGET, GATEWAY_BIN
+    GATEWAY_BIN = args.gateway_bin
+    TARGET = TARGET_DIR / ("debug" if args.smoke else "release")
     if not args.no_build:
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "gateway", "-p", "e2e-tests", "--bin", "gateway", "--bin", "bench-upstream"], cwd=REPO, check=True)
+        profile = [] if args.smoke else ["--release"]
+        subprocess.run(["cargo", "build", *profile, "-q", "-p", "gateway", "-p", "e2e-tests", "--bin", "gateway", "--bin", "bench-upstream"],
+                       cwd=REPO, check=True, timeout=3600)
+    info = machine()
     work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
-    up = lambda mode, *extra: (lambda port: (Proc([str(TARGET / "bench-upstream"), "--listen", f"127.0.0.1:{port}", "--mode", mode, *extra], port), port))(free_port())
-    (fast_p, fast), (shadow_p, shadow), (hung_p, hung) = up("fast"), up("fast"), up("hang")
-    (large_a_p, large_a), (large_b_p, large_b) = up("large", "--variant", "a"), up("large", "--variant", "b")
-    results = {}
+    bench = Bench(work, args.smoke)
+    runs: list[dict] = []
+    print(f"bench: {info['cpus']} CPUs, load {info['load'][0]:.2f}; pinning: system {SUT_PIN[-1:] or 'none'}, load {LOAD_PIN[-1:] or 'none'}; "
+          f"work dir {work}", flush=True)
     try:
-        if args.only in (None, "mirror"):
-            mirror_scenarios(work, seconds, fast, shadow, results)
-        if args.only in (None, "hung"):
-            hung_scenarios(work, seconds, fast, hung, results)
-        if args.only in (None, "compare"):
-            compare_scenarios(work, seconds, large_a, large_b, results)
+        primary, shadow = bench.backend(), bench.backend()
+        if args.before:
+            ab(bench, seconds, args.repeat or 3, args.before, primary, shadow)
+            return 0
+        for i in range(repeat):
+            run: dict = {}
+            print(f"\n#### run {i + 1} of {repeat}", flush=True)
+            if "throughput" in groups:
+                run["throughput"] = throughput(bench, seconds, primary, shadow)
+            if "latency" in groups:
+                run["latency"] = latency(bench, seconds, rates, primary, shadow)
+            if i == 0 and "shadows" in groups:
+                run["shadows"] = shadows(bench, max(1, seconds / 2), primary)
+            if i == 0 and "compare" in groups:
+                run["compare"] = compare(bench, seconds)
+            runs.append(run)
     finally:
-        for p in (fast_p, shadow_p, hung_p, large_a_p, large_b_p):
-            p.stop()
+        bench.stop_all()
+    info["load_end"] = os.getloadavg()
+    broken = [f"{group} {key}" for run in runs for group, rows in run.items() for key, r in rows.items()
+              if isinstance(r, dict) and "requests" in r and r["requests"] == 0 and not key.startswith("nginx")]
+    if args.smoke or args.out:
+        out = args.out or work / "BENCHMARKS.md"
+        charts_dir, prefix = out.parent / "bench", "bench/"
+    elif args.only:
+        out = work / "BENCHMARKS.md"
+        charts_dir, prefix = work / "bench", "bench/"
+    else:
+        out = REPO / "BENCHMARKS.md"
+        charts_dir, prefix = REPO / "docs" / "bench", "docs/bench/"
+    charts = draw(runs, charts_dir, prefix)
+    write_report(out, report(runs, info, charts, args))
+    (charts_dir / "results.json").write_text(json.dumps({"machine": info, "runs": runs}, indent=1))
+    print("\n" + "\n".join(f"{a}: gateway {b}, NGINX {c}; {d}" for a, b, c, d in targets(runs)))
+    print(f"\nbench: wrote {out} and charts in {charts_dir}")
+    if not args.smoke and not args.out and not args.only:
         shutil.rmtree(work, ignore_errors=True)
+    if broken:
+        print(f"bench: rows without a single answer: {', '.join(broken)}", file=sys.stderr)
+        return 1
     return 0
-
-
-def mirror_scenarios(work, seconds, fast, shadow, results):
-    print(f"\n== baseline and mirror-100: wrk -t2 -c64 -d{seconds}s")
-    for name, start in [
-        ("gateway, no mirror", lambda: gateway(work, fast, None)),
-        ("nginx, no mirror", lambda: nginx(work, fast, None)),
-        ("gateway, 100% mirror", lambda: gateway(work, fast, shadow)),
-        ("nginx, 100% mirror", lambda: nginx(work, fast, shadow)),
-    ]:
-        proc, port = start()
-        wrk(f"http://127.0.0.1:{port}/index", 16, 2, 1)  # warm-up
-        results[name] = r = wrk(f"http://127.0.0.1:{port}/index", 64, 2, seconds)
-        rss = proc.peak_rss_mb() if name.startswith("gateway") else None
-        row(name, r, rss)
-        results[name]["rss_mb"] = rss
-        proc.stop()
-    print(f"  -> gateway / nginx with a 100% mirror: {results['gateway, 100% mirror']['rps'] / results['nginx, 100% mirror']['rps']:.2f}x")
-
-
-def hung_scenarios(work, seconds, fast, hung, results):
-    print(f"\n== hung-mirror: one keep-alive connection, sequential requests, wrk -t1 -c1 -d{seconds}s; mirror timeout 1 s")
-    for name, start in [
-        ("gateway, no mirror", lambda: gateway(work, fast, None)),
-        ("gateway, hung mirror", lambda: gateway(work, fast, hung)),
-        ("nginx, no mirror", lambda: nginx(work, fast, None)),
-        ("nginx, hung mirror", lambda: nginx(work, fast, hung)),
-    ]:
-        proc, port = start()
-        r = wrk(f"http://127.0.0.1:{port}/index", 1, 1, seconds)
-        results["seq " + name] = r
-        row(name, r, proc.peak_rss_mb() if name.startswith("gateway") else None)
-        if name == "gateway, hung mirror":
-            time.sleep(1.5)
-            copies = admin_json(proc.admin, "/mirrors")["mirrors"][0]["copies"]
-            print(f"    mirror copies: sent {copies['sent']}, timeout {copies['timeout']}, dropped at the in-flight cap {copies['dropped_max_in_flight']}")
-        proc.stop()
-    g = results["seq gateway, hung mirror"]["rps"] / results["seq gateway, no mirror"]["rps"]
-    n = results["seq nginx, hung mirror"]["rps"] / results["seq nginx, no mirror"]["rps"]
-    print(f"  -> hung / no-mirror rate: gateway {g:.2f}, nginx {n:.4f}")
-
-
-def compare_scenarios(work, seconds, large_a, large_b, results):
-    print(f"\n== compare: 256 KiB JSON answers, shadow differs on every request; wrk -t2 -c16 -d{seconds}s")
-    for name, extra in [("gateway, comparison off", ""), ("gateway, comparison on", ", compare: { max_body: 1MiB }")]:
-        proc, port = gateway(work, large_a, large_b, extra)
-        wrk(f"http://127.0.0.1:{port}/items", 4, 1, 1)
-        r = wrk(f"http://127.0.0.1:{port}/items", 16, 2, seconds)
-        results[name] = r
-        rss = proc.peak_rss_mb()
-        row(name, r, rss)
-        if "on" in name:
-            c = admin_json(proc.admin, "/mirrors")["mirrors"][0]
-            print(f"    comparisons: mismatched {c['comparison']['mismatched']}, skipped {c['comparison']['skipped']}, kept mismatches {len(c['recent_mismatches'])}")
-        proc.stop()
-    on, off = results["gateway, comparison on"], results["gateway, comparison off"]
-    print(f"  -> comparison on/off: p50 {on['p50_ms'] / off['p50_ms']:.2f}x, p99 {on['p99_ms'] / off['p99_ms']:.2f}x, throughput {on['rps'] / off['rps']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -115,6 +115,8 @@ where
     let span = server_span(&request, hit.as_ref());
     let route = hit.map(|hit| (hit, &active.routes[hit.index]));
     let primary = route.filter(|(hit, _)| hit.route.answer.is_none()).map(|(_, compiled)| compiled.pick().clone());
+    // For the warning below: log lines carry no span context (spans are for the exporter).
+    let request_id = request.headers().get(&X_REQUEST_ID).cloned();
     let labels = match (route, &primary) {
         (Some((_, compiled)), Some(primary)) => (compiled.label.clone(), primary.metric_label.clone()),
         (Some((_, compiled)), None) => (compiled.label.clone(), SharedString::const_str("")),
@@ -131,7 +133,9 @@ where
         _ => Err(GatewayError::NoRoute),
     }
     .unwrap_or_else(|error| {
-        tracing::warn!(parent: &span, %error, "answered by the gateway");
+        let route = hit.map(|hit| hit.route.name.as_str());
+        let request_id = request_id.as_ref().and_then(|id| id.to_str().ok());
+        tracing::warn!(parent: &span, %error, route, request_id, "answered by the gateway");
         error.into_response()
     });
     let status = response.status();
@@ -286,7 +290,7 @@ impl Sending<'_> {
                 tracing::info!(parent: self.span, error = %error, "the client's request body failed; upstream request reset");
                 return GatewayError::BadRequestBody;
             }
-            tracing::warn!(parent: self.span, error = %error, source = ?std::error::Error::source(&error), endpoint = self.endpoint.as_str(), "upstream request failed");
+            tracing::warn!(parent: self.span, error = %error, source = ?std::error::Error::source(&error), destination = %self.primary.label, endpoint = self.endpoint.as_str(), "upstream request failed");
             GatewayError::UpstreamUnavailable
         })
     }

@@ -160,7 +160,10 @@ async fn trace_request(State(identity): State<Arc<ServiceIdentity>>, request: Re
     }
     async move {
         let started = Instant::now();
+        // Log lines carry no span context: the request's own fields are on the line.
         tracing::info!(
+            method = %method,
+            path = %path,
             query = request.uri().query().unwrap_or_default(),
             headers = ?LoggedHeaders(request.headers()),
             shadow,
@@ -173,7 +176,7 @@ async fn trace_request(State(identity): State<Arc<ServiceIdentity>>, request: Re
         if status.is_server_error() {
             span.record("otel.status_code", "ERROR");
         }
-        tracing::info!(status = status.as_u16(), elapsed_ms = started.elapsed().as_secs_f64() * 1e3, shadow, "request end");
+        tracing::info!(path = %path, status = status.as_u16(), elapsed_ms = started.elapsed().as_secs_f64() * 1e3, shadow, "request end");
         // Label by route, not raw path: a label per distinct URL would grow without bound.
         let route = match path.as_str() {
             "/index" | "/proxy" => path.clone(),

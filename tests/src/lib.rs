@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod gateway;
 pub mod httpbin;
+pub mod leaks;
 pub mod otlp;
 pub mod peers;
 pub mod running;

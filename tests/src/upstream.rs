@@ -1,6 +1,9 @@
-//! Test upstreams that answer fast, slowly, never, refuse or reset, and record what they got.
+//! Test upstreams that answer fast, slowly, never, refuse or reset, and record what they got
+//! ([`Upstream`]); and raw-socket ones that answer garbage, close mid-body, answer before reading
+//! the body, or hang while noticing when they are given up on ([`FaultyUpstream`]).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -151,5 +154,149 @@ async fn answer(State((log, behaviour)): State<(Arc<Log>, Arc<Behaviour>)>, requ
             ([("content-type", "application/json")], body).into_response()
         }
         Behaviour::Hang | Behaviour::Reset => std::future::pending().await,
+    }
+}
+
+/// Misbehaviour below HTTP, on the raw socket: what a broken or hostile upstream does that an
+/// HTTP framework would not let it do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Reads the request head, then answers bytes that are not HTTP and closes.
+    Garbage,
+    /// Sends a 200 head announcing `content-length: 1000`, ten bytes of it, then closes.
+    CloseMidBody,
+    /// Answers 200 as soon as the head has arrived, without reading the body, and closes at once
+    /// (unread bytes make the kernel reset the connection).
+    AnswerBeforeBody,
+    /// Reads the head and whatever follows, never answers, and notes when the peer closes.
+    HangUntilClosed,
+}
+
+/// What a [`FaultyUpstream`] saw.
+#[derive(Default)]
+struct FaultLog {
+    accepted: AtomicUsize,
+    open: AtomicUsize,
+    heads: AtomicUsize,
+    /// Connections the peer closed while this side still waited (read returned 0 or failed).
+    closed_by_peer: AtomicUsize,
+    /// Body bytes received after each head, per connection (in order of arrival).
+    body_bytes: Mutex<Vec<usize>>,
+    /// Request heads, as text.
+    head_texts: Mutex<Vec<String>>,
+}
+
+/// A test upstream that misbehaves on the raw socket (see [`Fault`]) and counts connections, so
+/// tests can prove the gateway closed what it opened.
+#[derive(Clone)]
+pub struct FaultyUpstream {
+    pub addr: SocketAddr,
+    pub fault: Fault,
+    log: Arc<FaultLog>,
+}
+
+impl FaultyUpstream {
+    pub async fn start(fault: Fault) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a faulty upstream");
+        let addr = listener.local_addr().expect("local address");
+        let log = Arc::new(FaultLog::default());
+        let shared = log.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                shared.accepted.fetch_add(1, Ordering::SeqCst);
+                shared.open.fetch_add(1, Ordering::SeqCst);
+                let log = shared.clone();
+                tokio::spawn(async move {
+                    serve_fault(stream, fault, &log).await;
+                    log.open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Self { addr, fault, log }
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.log.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections still open on this side.
+    pub fn open(&self) -> usize {
+        self.log.open.load(Ordering::SeqCst)
+    }
+
+    /// Request heads received so far.
+    pub fn heads(&self) -> usize {
+        self.log.heads.load(Ordering::SeqCst)
+    }
+
+    /// Connections the peer closed while this upstream was still waiting on them.
+    pub fn closed_by_peer(&self) -> usize {
+        self.log.closed_by_peer.load(Ordering::SeqCst)
+    }
+
+    /// Body bytes each connection received after its head (the final count once it closed).
+    pub fn body_bytes(&self) -> Vec<usize> {
+        self.log.body_bytes.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+
+    /// The request heads received, as text.
+    pub fn head_texts(&self) -> Vec<String> {
+        self.log.head_texts.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+}
+
+async fn serve_fault(mut stream: tokio::net::TcpStream, fault: Fault, log: &FaultLog) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = Vec::with_capacity(4096);
+    let mut chunk = [0_u8; 4096];
+    let head_end = loop {
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => {
+                log.closed_by_peer.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+    };
+    log.heads.fetch_add(1, Ordering::SeqCst);
+    if let Ok(mut heads) = log.head_texts.lock() {
+        heads.push(String::from_utf8_lossy(&buffer[..head_end]).into_owned());
+    }
+    let index = log
+        .body_bytes
+        .lock()
+        .map(|mut b| {
+            b.push(buffer.len() - head_end);
+            b.len() - 1
+        })
+        .ok();
+    let write = match fault {
+        Fault::Garbage => Some(&b"SSH-2.0-OpenSSH_9.2\r\n\x00\x01\x02 this is not HTTP\r\n\r\n"[..]),
+        Fault::CloseMidBody => Some(&b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\ncontent-type: text/plain\r\n\r\n0123456789"[..]),
+        Fault::AnswerBeforeBody => Some(&b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nearly"[..]),
+        Fault::HangUntilClosed => None,
+    };
+    if let Some(bytes) = write {
+        let _ = stream.write_all(bytes).await;
+        let _ = stream.flush().await;
+        return;
+    }
+    // Hang: keep reading (the body, if any) until the peer gives up on us.
+    loop {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => {
+                log.closed_by_peer.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+            Ok(n) => {
+                if let (Some(i), Ok(mut bytes)) = (index, log.body_bytes.lock()) {
+                    bytes[i] += n;
+                }
+            }
+        }
     }
 }

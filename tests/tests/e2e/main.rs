@@ -3,6 +3,7 @@
 
 mod compare;
 mod corpus;
+mod faults;
 mod framing;
 mod gateway;
 mod grpc;

@@ -1,0 +1,243 @@
+//! The fault matrix (issue 11): mirrors and primaries that misbehave in every way the repository's
+//! test upstreams can, on real sockets. A mirror's fault never changes the primary's answer, is
+//! counted in `/mirrors`, and leaves nothing behind (every copy ended, descriptors and tasks back
+//! to their level); a primary's fault gets its status, or a cleanly closed connection.
+
+use std::time::Duration;
+
+use e2e_tests::gateway::RunningGateway;
+use e2e_tests::leaks::Level;
+use e2e_tests::upstream::{Behaviour, Fault, FaultyUpstream, Upstream};
+use e2e_tests::{client, eventually};
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Idle pooled upstream connections close quickly, so "back to the level" is reached in a test.
+const SETTINGS: &[(&str, &str)] = &[("upstream.idle_timeout", "200ms")];
+
+/// Copies of one mirror that have ended, whatever the way: once it equals the copies planned,
+/// none is in flight.
+fn ended(mirror: &Value) -> u64 {
+    let c = &mirror["copies"];
+    ["ok", "timeout", "error", "dropped"].iter().map(|k| c[*k].as_u64().unwrap_or(0)).sum()
+}
+
+fn mirror_named<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["mirrors"].as_array().and_then(|all| all.iter().find(|m| m["mirror"] == name)).unwrap_or(&Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_misbehaving_mirror_never_changes_the_primary_answer_is_counted_and_leaves_nothing_behind() {
+    let primary = Upstream::start(Behaviour::ok("primary")).await;
+    let slow = Upstream::start(Behaviour::Slow { delay: Duration::from_millis(150), body: "slow".into() }).await;
+    let hung = FaultyUpstream::start(Fault::HangUntilClosed).await;
+    let refused = Upstream::refusing().await;
+    let reset = Upstream::start(Behaviour::Reset).await;
+    let garbage = FaultyUpstream::start(Fault::Garbage).await;
+    let mid_body = FaultyUpstream::start(Fault::CloseMidBody).await;
+    let early = FaultyUpstream::start(Fault::AnswerBeforeBody).await;
+    let config = format!(
+        r#"
+services:
+  app:
+    v1: [{primary}]
+    slow: [{slow}]
+    hung: [{hung}]
+    refused: [{refused}]
+    reset: [{reset}]
+    garbage: [{garbage}]
+    midbody: [{mid_body}]
+    early: [{early}]
+defaults:
+  mirror: {{ methods: all, timeout: 2s, max_in_flight: 1000 }}
+routes:
+  - name: app
+    to: app/v1
+    mirrors:
+      - {{ to: app/slow, name: slow }}
+      - {{ to: app/hung, name: hung, timeout: 300ms }}
+      - {{ to: app/refused, name: refused }}
+      - {{ to: app/reset, name: reset }}
+      - {{ to: app/garbage, name: garbage }}
+      - {{ to: app/midbody, name: midbody }}
+      - {{ to: app/early, name: early }}
+"#,
+        primary = primary.addr,
+        slow = slow.addr,
+        hung = hung.addr,
+        reset = reset.addr,
+        garbage = garbage.addr,
+        mid_body = mid_body.addr,
+        early = early.addr,
+    );
+    let gateway = RunningGateway::start_with_settings(&[("g.yaml", &config)], SETTINGS).await;
+    let level = Level::now();
+
+    // Reads and writes with a body: the early answer then lands while the body is still coming.
+    const REQUESTS: u64 = 16;
+    let body = "b".repeat(256 * 1024);
+    {
+        let client = client();
+        for i in 0..REQUESTS {
+            let request = if i % 2 == 0 {
+                client.get(gateway.url(&format!("/read/{i}")))
+            } else {
+                client.post(gateway.url(&format!("/write/{i}"))).body(body.clone())
+            };
+            let response = request.send().await.expect("the primary answers");
+            assert_eq!(response.status(), StatusCode::OK, "request {i}");
+            assert_eq!(response.text().await.unwrap(), "primary", "request {i}: the primary's answer, untouched");
+        }
+    }
+    assert_eq!(primary.requests().len() as u64, REQUESTS);
+
+    eventually("every copy of every mirror has ended (none in flight)", Duration::from_secs(30), || async {
+        let report = gateway.mirrors().await;
+        report["mirrors"].as_array().is_some_and(|all| all.len() == 7 && all.iter().all(|m| ended(m) == REQUESTS))
+    })
+    .await;
+    let report = gateway.mirrors().await;
+    let copies = |name: &str| mirror_named(&report, name)["copies"].clone();
+    assert_eq!(copies("slow")["ok"], REQUESTS, "slow but within its timeout: {}", copies("slow"));
+    let hung_copies = copies("hung");
+    assert_eq!(hung_copies["timeout"], REQUESTS, "hung: {hung_copies}");
+    for name in ["refused", "reset", "garbage", "midbody"] {
+        assert_eq!(copies(name)["error"], REQUESTS, "{name}: {}", copies(name));
+    }
+    // An answer before the body is a valid HTTP exchange for reads; for writes the reset that
+    // follows may reach the gateway first. Either way it is counted, never lost.
+    let early_copies = copies("early");
+    assert_eq!(early_copies["ok"].as_u64().unwrap() + early_copies["error"].as_u64().unwrap(), REQUESTS, "early: {early_copies}");
+    assert!(early_copies["ok"].as_u64().unwrap() >= REQUESTS / 2, "reads get the early answer: {early_copies}");
+
+    // Every misbehaving upstream saw its copies (the faults happened), and the gateway gave up
+    // every connection to the hung one.
+    assert!(hung.heads() as u64 >= 1 && garbage.heads() as u64 == REQUESTS && mid_body.heads() as u64 == REQUESTS);
+    eventually("the gateway closed every connection to the hung mirror", Duration::from_secs(20), || async {
+        hung.open() == 0 && hung.closed_by_peer() == hung.accepted()
+    })
+    .await;
+    level.wait_back("descriptors and tasks after the faulty copies", Duration::from_secs(30)).await;
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_misbehaving_primary_gets_a_status_or_a_cleanly_closed_connection() {
+    let refused = Upstream::refusing().await;
+    let hung = FaultyUpstream::start(Fault::HangUntilClosed).await;
+    let garbage = FaultyUpstream::start(Fault::Garbage).await;
+    let mid_body = FaultyUpstream::start(Fault::CloseMidBody).await;
+    let config = format!(
+        r#"
+services:
+  refused: [{refused}]
+  hung: [{hung}]
+  garbage: [{garbage}]
+  midbody: [{mid_body}]
+routes:
+  - {{ name: refused, match: {{ prefix: /refused }}, to: refused }}
+  - {{ name: hung, match: {{ prefix: /hung }}, to: hung, timeout: 300ms }}
+  - {{ name: garbage, match: {{ prefix: /garbage }}, to: garbage }}
+  - {{ name: midbody, match: {{ prefix: /midbody }}, to: midbody }}
+"#,
+        hung = hung.addr,
+        garbage = garbage.addr,
+        mid_body = mid_body.addr,
+    );
+    let gateway = RunningGateway::start_with_settings(&[("g.yaml", &config)], SETTINGS).await;
+    let level = Level::now();
+    for (path, status) in
+        [("/refused", StatusCode::BAD_GATEWAY), ("/hung", StatusCode::GATEWAY_TIMEOUT), ("/garbage", StatusCode::BAD_GATEWAY)]
+    {
+        let response = client().get(gateway.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), status, "{path}");
+        let body: Value = serde_json::from_str(&response.text().await.unwrap()).expect("a JSON error body");
+        assert!(body["error"].is_string(), "{path}: {body}");
+    }
+    eventually("the timed-out primary call was closed at the upstream", Duration::from_secs(20), || async {
+        hung.heads() == 1 && hung.closed_by_peer() == 1
+    })
+    .await;
+
+    // Reset mid-response: the head (200, 1000 bytes announced) has gone out; the gateway cannot
+    // change the status any more, so it must end the client's connection, never leave it hanging.
+    let mut stream = TcpStream::connect(gateway.addr).await.unwrap();
+    stream.write_all(b"GET /midbody HTTP/1.1\r\nhost: test\r\n\r\n").await.unwrap();
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut chunk = [0_u8; 4096];
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) => return Ok(()),
+                Ok(n) => received.extend_from_slice(&chunk[..n]),
+                Err(error) => return Err(error),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the client's connection was left hanging after the upstream reset mid-body");
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("0123456789"), "what the upstream sent is relayed, no more: {text}");
+    assert_eq!(mid_body.heads(), 1);
+    drop(stream);
+    level.wait_back("descriptors and tasks after the primary faults", Duration::from_secs(30)).await;
+    gateway.stop().await;
+}
+
+/// A client that goes away mid-request cancels the primary call and every copy: proven at the
+/// upstreams, which see their connections closed before the body was complete.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_disconnects_mid_request_cancels_the_primary_call_and_its_copies() {
+    let primary = FaultyUpstream::start(Fault::HangUntilClosed).await;
+    let shadow = FaultyUpstream::start(Fault::HangUntilClosed).await;
+    // The copy's own timeout is long: only the client's departure can end it within the test.
+    let config = format!(
+        "services: {{ app: {{ v1: [{}], v2: [{}] }} }}\nroutes: [{{ name: app, to: app/v1, mirrors: [{{ to: app/v2, name: shadow, methods: all, timeout: 600s, max_body: 1MiB }}] }}]\n",
+        primary.addr, shadow.addr
+    );
+    let gateway = RunningGateway::start_with_settings(&[("g.yaml", &config)], SETTINGS).await;
+    let level = Level::now();
+
+    let mut client = TcpStream::connect(gateway.addr).await.unwrap();
+    client.write_all(b"POST /upload HTTP/1.1\r\nhost: test\r\ncontent-length: 100000\r\n\r\n").await.unwrap();
+    client.write_all(&[b'x'; 1000]).await.unwrap();
+    eventually("the primary and the copy are under way with part of the body", Duration::from_secs(20), || async {
+        primary.body_bytes().first().is_some_and(|n| *n > 0) && shadow.body_bytes().first().is_some_and(|n| *n > 0)
+    })
+    .await;
+    drop(client);
+    eventually("the primary's connection was closed by the gateway", Duration::from_secs(20), || async { primary.closed_by_peer() == 1 })
+        .await;
+    eventually("the copy's connection was closed by the gateway", Duration::from_secs(20), || async { shadow.closed_by_peer() == 1 }).await;
+    assert!(primary.body_bytes()[0] < 100_000 && shadow.body_bytes()[0] < 100_000);
+    eventually("the copy is counted as abandoned by the client", Duration::from_secs(20), || async {
+        let report = gateway.mirrors().await;
+        ended(&report["mirrors"][0]) == 1
+    })
+    .await;
+    let report = gateway.mirrors().await;
+    assert_eq!(report["mirrors"][0]["copies"]["dropped_client_aborted"], 1, "{report}");
+    level.wait_back("descriptors and tasks after the client left", Duration::from_secs(30)).await;
+    gateway.stop().await;
+}
+
+/// The same, when the client leaves after sending the whole request, while the primary has not
+/// answered yet (no body to fail): the gateway notices the closed connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_leaves_while_waiting_cancels_the_primary_call() {
+    let primary = FaultyUpstream::start(Fault::HangUntilClosed).await;
+    let config = format!("services: {{ app: [{}] }}\nroutes: [{{ name: app, to: app }}]\n", primary.addr);
+    let gateway = RunningGateway::start_with_settings(&[("g.yaml", &config)], SETTINGS).await;
+    let level = Level::now();
+    let mut client = TcpStream::connect(gateway.addr).await.unwrap();
+    client.write_all(b"GET /wait HTTP/1.1\r\nhost: test\r\n\r\n").await.unwrap();
+    eventually("the primary call is under way", Duration::from_secs(20), || async { primary.heads() == 1 }).await;
+    drop(client);
+    eventually("the primary's connection was closed by the gateway", Duration::from_secs(20), || async { primary.closed_by_peer() == 1 })
+        .await;
+    level.wait_back("descriptors and tasks after the client left", Duration::from_secs(30)).await;
+    gateway.stop().await;
+}

@@ -1,4 +1,5 @@
-//! Serving a listener the caller bound, with graceful shutdown.
+//! Serving a listener the caller bound, with graceful shutdown and limits against hostile or
+//! broken clients ([`ListenerLimits`]).
 //!
 //! Every connection task runs under the dispatcher of the caller, so that one process can host
 //! several services, each with its own telemetry (the end-to-end tests do).
@@ -7,30 +8,201 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use serde::Deserialize;
 use tokio::net::TcpListener;
 use tracing::instrument::WithSubscriber;
 
 /// How long in-flight requests may run after shutdown begins (Kubernetes waits 30 s by default).
 pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
 
-/// Serves HTTP/1.1 and HTTP/2 (cleartext, prior knowledge) on `listener` until `shutdown`
-/// resolves; then stops accepting and waits up to `deadline` for open requests to finish.
+/// What a listener accepts from a client before answering with an error status itself. The
+/// defaults follow Envoy's edge-proxy guide and Envoy's own defaults where the guide is silent
+/// (noted per field); every one can be set in the binaries' settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenerLimits {
+    /// Request line and header fields together (HTTP/1.1), or the header list (HTTP/2), in bytes:
+    /// over it, 431. Envoy's `max_request_headers_kb` default, 60 KiB.
+    pub max_request_headers_bytes: usize,
+    /// Header fields in one request: over it, 431. Envoy's `max_headers_count` default, 100.
+    pub max_headers: usize,
+    /// The request target (path and query, or the absolute form), in bytes: over it, 414.
+    /// Envoy counts the path within its 60 KiB of headers; 8 KiB is the request-line limit of
+    /// NGINX (`large_client_header_buffers`) and of common load balancers.
+    pub max_uri_bytes: usize,
+    /// A request whose `Content-Length` is over this gets 413 before anything is forwarded.
+    /// `None`: bodies stream without a limit (Envoy's default when no buffering filter is on).
+    pub max_request_body_bytes: Option<u64>,
+    /// Header names with an underscore get 400: the edge guide's `headers_with_underscores_action:
+    /// REJECT_REQUEST`, which protects upstreams that treat `_` and `-` alike (CGI, NGINX).
+    pub reject_underscore_headers: bool,
+    /// A client that has not sent a whole request head in this time is disconnected (slowloris).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    pub http2: Http2Limits,
+}
+
+/// HTTP/2 protections, as hyper and h2 expose them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Http2Limits {
+    /// Streams a client may have open at once (edge guide: 100).
+    pub max_concurrent_streams: u32,
+    /// Per-stream flow-control window (edge guide: 64 KiB): how much a client can make the
+    /// listener buffer per stream.
+    pub initial_stream_window_bytes: u32,
+    /// Per-connection flow-control window (edge guide: 1 MiB).
+    pub initial_connection_window_bytes: u32,
+    /// Streams reset by the client before they were answered that are still counted against it;
+    /// past this the connection is closed with GOAWAY (the rapid-reset attack, CVE-2023-44487).
+    /// h2's own default, 20.
+    pub max_pending_accept_reset_streams: usize,
+    /// Streams this side reset because the client broke the protocol; past this the
+    /// connection is closed (hyper's default, 1024).
+    pub max_local_error_reset_streams: usize,
+    /// PING an idle connection this often, and close it when the answer does not come within
+    /// `keep_alive_timeout`; `None` turns pings off (dead peers are then found by TCP only).
+    #[serde(with = "humantime_serde")]
+    pub keep_alive_interval: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub keep_alive_timeout: Duration,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        Self {
+            max_request_headers_bytes: 60 * 1024,
+            max_headers: 100,
+            max_uri_bytes: 8 * 1024,
+            max_request_body_bytes: None,
+            reject_underscore_headers: true,
+            header_read_timeout: Duration::from_secs(30),
+            http2: Http2Limits::default(),
+        }
+    }
+}
+
+impl Default for Http2Limits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 100,
+            initial_stream_window_bytes: 64 * 1024,
+            initial_connection_window_bytes: 1024 * 1024,
+            max_pending_accept_reset_streams: 20,
+            max_local_error_reset_streams: 1024,
+            keep_alive_interval: Some(Duration::from_secs(60)),
+            keep_alive_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+impl ListenerLimits {
+    /// The status a request head gets when it breaks a limit hyper does not check itself, or the
+    /// RFC 9112 rules on `Host`; a request that passes has its `Host` made to agree with an
+    /// absolute-form target, which RFC 9112 section 3.2.2 says wins, so routing on `Host`
+    /// downstream cannot be told one host while the target names another.
+    fn screen(&self, request: &mut Request<Incoming>) -> Option<(StatusCode, &'static str)> {
+        let target =
+            request.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) + request.uri().authority().map_or(0, |a| a.as_str().len());
+        if target > self.max_uri_bytes {
+            return Some((StatusCode::URI_TOO_LONG, "request target too long"));
+        }
+        // HTTP/2 sizes its header list in h2 (`max_header_list_size`); HTTP/1.1 heads are
+        // measured here as RFC 9110 counts them: each field's name, value, ": " and CRLF.
+        let headers: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+        if headers > self.max_request_headers_bytes || request.headers().len() > self.max_headers {
+            return Some((StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request header fields too large"));
+        }
+        if self.reject_underscore_headers && request.headers().keys().any(|name| name.as_str().contains('_')) {
+            return Some((StatusCode::BAD_REQUEST, "header names with underscores are not accepted"));
+        }
+        let http1 = request.version() < http::Version::HTTP_2;
+        match (request.headers().get_all(header::HOST).iter().count(), request.uri().authority().cloned()) {
+            (2.., _) => return Some((StatusCode::BAD_REQUEST, "more than one host header")),
+            (0, None) if request.version() == http::Version::HTTP_11 => return Some((StatusCode::BAD_REQUEST, "missing host header")),
+            (_, Some(authority)) if http1 => {
+                if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                    request.headers_mut().insert(header::HOST, host);
+                }
+            }
+            _ => {}
+        }
+        if let Some(limit) = self.max_request_body_bytes {
+            let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|length| length > limit) {
+                return Some((StatusCode::PAYLOAD_TOO_LARGE, "request body too large"));
+            }
+        }
+        None
+    }
+}
+
+/// A short JSON error the listener answers itself, as the gateway's own errors look.
+fn refusal<B>(status: StatusCode, problem: &'static str) -> http::Response<Either<B, Full<Bytes>>> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(format!("{{\"error\":\"{problem}\"}}")))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // The body of a refused request was not read: the connection cannot carry another one.
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// [`serve_with`] under the default [`ListenerLimits`].
 pub async fn serve<S, B>(listener: TcpListener, service: S, shutdown: impl Future<Output = ()>, deadline: Duration)
 where
     S: tower::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    serve_with(listener, service, shutdown, deadline, &ListenerLimits::default()).await;
+}
+
+/// Serves HTTP/1.1 and HTTP/2 (cleartext, prior knowledge) on `listener` until `shutdown`
+/// resolves; then stops accepting and waits up to `deadline` for open requests to finish.
+/// Requests over `limits` are answered here and never reach `service`.
+pub async fn serve_with<S, B>(
+    listener: TcpListener,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+    deadline: Duration,
+    limits: &ListenerLimits,
+) where
+    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut builder = Builder::new(TokioExecutor::new());
-    // Idle keep-alive connections are closed after a while; slow header senders are cut off.
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+    // Slow header senders are cut off; heads over the limits get 431 from hyper itself (its read
+    // buffer never grows past the header limit, with room for the request line).
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.max_headers)
+        .max_buf_size((limits.max_request_headers_bytes + limits.max_uri_bytes).max(8192));
+    let h2 = &limits.http2;
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(h2.max_concurrent_streams)
+        .initial_stream_window_size(h2.initial_stream_window_bytes)
+        .initial_connection_window_size(h2.initial_connection_window_bytes)
+        .max_pending_accept_reset_streams(h2.max_pending_accept_reset_streams)
+        .max_local_error_reset_streams(h2.max_local_error_reset_streams)
+        .max_header_list_size(u32::try_from(limits.max_request_headers_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(h2.keep_alive_interval)
+        .keep_alive_timeout(h2.keep_alive_timeout);
+    let limits = std::sync::Arc::new(limits.clone());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -47,11 +219,23 @@ where
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service =
-            TowerToHyperService::new(tower::ServiceExt::map_request(service.clone(), move |mut request: http::Request<Incoming>| {
+        let (inner, limits) = (service.clone(), limits.clone());
+        let service = TowerToHyperService::new(tower::service_fn(move |mut request: http::Request<Incoming>| {
+            let refused = limits.screen(&mut request);
+            let mut inner = inner.clone();
+            async move {
+                if let Some((status, problem)) = refused {
+                    tracing::debug!(%status, problem, %peer, "request refused by the listener's limits");
+                    return Ok::<_, Infallible>(refusal(status, problem));
+                }
                 request.extensions_mut().insert(ClientAddr(peer));
-                request
-            }));
+                let response = match tower::ServiceExt::ready(&mut inner).await {
+                    Ok(ready) => tower::Service::call(ready, request).await,
+                    Err(never) => match never {},
+                };
+                Ok(response.map_or_else(|never| match never {}, |response| response.map(Either::Left)))
+            }
+        }));
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(

@@ -7,6 +7,7 @@ mod faults;
 mod framing;
 mod gateway;
 mod grpc;
+mod hostile;
 mod services;
 mod shadow;
 mod timeouts;

@@ -101,9 +101,15 @@ impl Gateway {
         let deadline = self.shared.settings.shutdown_deadline;
         let stop = service_kit::stop::Stop::new();
         let shared = self.shared.clone();
-        let proxy = tower::service_fn(move |request| proxy::handle(shared.clone(), request));
+        let limits = self.shared.settings.listener.clone();
+        let body_limit = limits.max_request_body_bytes.map_or(usize::MAX, |limit| usize::try_from(limit).unwrap_or(usize::MAX));
+        // A streamed body over the limit fails mid-way (its declared length is refused earlier,
+        // by the listener); the request path answers 413 for it.
+        let proxy = tower::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+            proxy::handle(shared.clone(), request.map(|body| http_body_util::Limited::new(body, body_limit)))
+        });
         let admin = admin::router(self.shared.clone());
-        let data = service_kit::serve::serve(self.listener, proxy, stop.stopped(), deadline);
+        let data = service_kit::serve::serve_with(self.listener, proxy, stop.stopped(), deadline, &limits);
         let admin = service_kit::serve::serve(self.admin, admin, stop.stopped(), deadline);
         let signal = async move {
             shutdown.await;

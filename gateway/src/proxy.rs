@@ -58,6 +58,9 @@ pub enum GatewayError {
     /// The client's body was malformed (chunk framing, length) or cut short.
     #[error("request body malformed or incomplete")]
     BadRequestBody,
+    /// The client's body grew past `listener.max_request_body_bytes`.
+    #[error("request body too large")]
+    RequestBodyTooLarge,
     #[error("method not allowed")]
     MethodNotAllowed,
     /// The client did not send its (buffered) body within the route's deadlines.
@@ -73,6 +76,7 @@ impl GatewayError {
             GatewayError::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             GatewayError::NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::BadRequestUri | GatewayError::BadRequest(_) | GatewayError::BadRequestBody => StatusCode::BAD_REQUEST,
+            GatewayError::RequestBodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
@@ -202,8 +206,23 @@ where
     let deadlines = Deadlines::new(Instant::now(), route.timeout, timeouts.route, timeouts.stream_idle);
     // The client's body, watched so that its failure is answered 400, not blamed on the upstream;
     // read whole first when small, so a cut one never reaches the upstream or the copies.
+    // A body over `listener.max_request_body_bytes` fails with LengthLimitError (lib.rs wraps it
+    // in `Limited`): that failure is answered 413.
+    let over_limit = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let noted = over_limit.clone();
+    let body = body.map_err(move |error| {
+        let error: BoxError = error.into();
+        if error.is::<http_body_util::LengthLimitError>() {
+            noted.store(true, std::sync::atomic::Ordering::Release);
+        }
+        error
+    });
+    let too_large = |error: GatewayError| match error {
+        GatewayError::BadRequestBody if over_limit.load(std::sync::atomic::Ordering::Acquire) => GatewayError::RequestBodyTooLarge,
+        other => other,
+    };
     let (body, client_body_failed) = Watched::new(body);
-    let body = read_small_body(body, shared.settings.requests.buffer_body, &deadlines).await?;
+    let body = read_small_body(body, shared.settings.requests.buffer_body, &deadlines).await.map_err(too_large)?;
     let body = plan.tee(body);
 
     let client_span = upstream_span(&parts.method, primary, &endpoint);
@@ -215,7 +234,7 @@ where
 
     let started = Instant::now();
     let sending = Sending { primary, downstream, deadlines, span: &client_span, endpoint: &endpoint, client_body_failed };
-    let mut response = sending.send(Request::from_parts(parts, body)).await?;
+    let mut response = sending.send(Request::from_parts(parts, body)).await.map_err(too_large)?;
     let latency = started.elapsed();
     client_span.record("http.response.status_code", i64::from(response.status().as_u16()));
     let upstream_headers = response.headers().clone();

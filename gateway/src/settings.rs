@@ -26,6 +26,9 @@ pub struct GatewaySettings {
     pub config: Vec<PathBuf>,
     #[serde(with = "http_rules::duration")]
     pub shutdown_deadline: Duration,
+    /// Limits of the data-plane listener (the admin listener keeps the defaults).
+    #[serde(default)]
+    pub listener: service_kit::serve::ListenerLimits,
     pub upstream: UpstreamSettings,
     pub reload: ReloadSettings,
     pub report: ReportSettings,

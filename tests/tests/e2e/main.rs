@@ -8,6 +8,7 @@ mod framing;
 mod gateway;
 mod grpc;
 mod hostile;
+mod hostile_h2;
 mod services;
 mod shadow;
 mod timeouts;

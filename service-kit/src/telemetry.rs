@@ -35,13 +35,37 @@ pub struct OtlpExporter {
 }
 
 /// Where log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum LogSink {
     Stdout,
     /// Captured by the test harness (shown only for failing tests).
     TestWriter,
     /// No log output (benchmarks).
     Discard,
+    /// Kept in memory, for tests that read what was logged (that no secret was, for one).
+    Buffer(LogBuffer),
+}
+
+/// Log lines kept in memory ([`LogSink::Buffer`]).
+#[derive(Debug, Clone, Default)]
+pub struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+}
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -141,10 +165,10 @@ impl Telemetry {
                     .with_tracked_inactivity(false)
                     .with_filter(exporter_noise());
                 let registry = Registry::default().with(otel);
-                let logs = log_layer(settings.log_sink, filter);
+                let logs = log_layer(settings.log_sink.clone(), filter);
                 Dispatch::new(registry.with(logs))
             }
-            None => Dispatch::new(Registry::default().with(log_layer(settings.log_sink, filter))),
+            None => Dispatch::new(Registry::default().with(log_layer(settings.log_sink.clone(), filter))),
         };
         Ok(Self { dispatch, provider })
     }
@@ -197,6 +221,7 @@ where
         LogSink::Stdout => fmt.boxed(),
         LogSink::TestWriter => fmt.with_test_writer().boxed(),
         LogSink::Discard => fmt.with_writer(std::io::sink).boxed(),
+        LogSink::Buffer(buffer) => fmt.with_ansi(false).with_writer(move || buffer.clone()).boxed(),
     };
     fmt.with_filter(filter.and(filter_fn(|metadata| metadata.is_event())))
 }

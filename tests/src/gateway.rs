@@ -13,7 +13,8 @@ use tokio::net::TcpListener;
 
 use crate::otlp::Receiver;
 use crate::running::Running;
-use crate::services::telemetry;
+use crate::services::{telemetry, telemetry_to};
+use service_kit::telemetry::{LogBuffer, LogSink, Telemetry};
 
 /// Metrics go to one process-wide recorder; every gateway of the test binary renders it.
 pub fn metrics() -> PrometheusHandle {
@@ -60,6 +61,18 @@ impl RunningGateway {
         settings: &[(&'static str, String)],
         receiver: Option<&Receiver>,
     ) -> Result<Self, String> {
+        Self::try_start_logging(files, settings, telemetry("gateway", "test", receiver)).await
+    }
+
+    /// Like [`RunningGateway::start`], every log line at `debug` and above kept in the returned
+    /// buffer.
+    pub async fn start_capturing_logs(files: &[(&str, &str)], receiver: Option<&Receiver>) -> (Self, LogBuffer) {
+        let buffer = LogBuffer::default();
+        let telemetry = telemetry_to("gateway", "test", receiver, "debug", LogSink::Buffer(buffer.clone()));
+        (Self::try_start_logging(files, &[], telemetry).await.expect("gateway starts"), buffer)
+    }
+
+    async fn try_start_logging(files: &[(&str, &str)], settings: &[(&'static str, String)], telemetry: Telemetry) -> Result<Self, String> {
         let dir = scratch_dir("config");
         let paths: Vec<PathBuf> = files
             .iter()
@@ -74,7 +87,6 @@ impl RunningGateway {
         let settings = GatewaySettings::load(Sources { overrides, ..Sources::default() }).map_err(|e| e.to_string())?;
         let settings = GatewaySettings { config: paths.clone(), ..settings };
         let loaded = gateway_config::load_files_with(&paths, &settings.scope).map_err(|e| e.to_string())?;
-        let telemetry = telemetry("gateway", "test", receiver);
         let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
         let admin = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
         let gateway = Gateway::with_listeners(listener, admin, settings, loaded, Some(metrics())).map_err(|e| e.to_string())?;

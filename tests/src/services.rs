@@ -13,12 +13,17 @@ use crate::running::Running;
 
 /// Telemetry for one in-process component, exporting to `receiver` over OTLP/HTTP when given.
 pub fn telemetry(name: &str, version: &str, receiver: Option<&Receiver>) -> Telemetry {
+    telemetry_to(name, version, receiver, "info", LogSink::TestWriter)
+}
+
+/// Like [`telemetry`], logging at `filter` to `sink`.
+pub fn telemetry_to(name: &str, version: &str, receiver: Option<&Receiver>, filter: &str, sink: LogSink) -> Telemetry {
     let settings = TelemetrySettings {
         service_name: name.to_owned(),
         service_version: version.to_owned(),
         exporter: receiver.map(|r| OtlpExporter { endpoint: r.http_traces_url(), protocol: OtlpProtocol::HttpProtobuf }),
-        log_filter: "info".to_owned(),
-        log_sink: LogSink::TestWriter,
+        log_filter: filter.to_owned(),
+        log_sink: sink,
     };
     Telemetry::new(&settings).expect("telemetry")
 }

@@ -9,6 +9,7 @@ mod gateway;
 mod grpc;
 mod hostile;
 mod hostile_h2;
+mod reload;
 mod secrets;
 mod services;
 mod shadow;

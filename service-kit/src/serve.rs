@@ -45,7 +45,7 @@ pub struct ListenerLimits {
     /// REJECT_REQUEST`, which protects upstreams that treat `_` and `-` alike (CGI, NGINX).
     pub reject_underscore_headers: bool,
     /// A client that has not sent a whole request head in this time is disconnected (slowloris).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "http_rules::duration")]
     pub header_read_timeout: Duration,
     pub http2: Http2Limits,
 }
@@ -69,10 +69,10 @@ pub struct Http2Limits {
     /// connection is closed (hyper's default, 1024).
     pub max_local_error_reset_streams: usize,
     /// PING an idle connection this often, and close it when the answer does not come within
-    /// `keep_alive_timeout`; `None` turns pings off (dead peers are then found by TCP only).
-    #[serde(with = "humantime_serde")]
-    pub keep_alive_interval: Option<Duration>,
-    #[serde(with = "humantime_serde")]
+    /// `keep_alive_timeout`; `0s` turns pings off (dead peers are then found by TCP only).
+    #[serde(with = "http_rules::duration")]
+    pub keep_alive_interval: Duration,
+    #[serde(with = "http_rules::duration")]
     pub keep_alive_timeout: Duration,
 }
 
@@ -98,7 +98,7 @@ impl Default for Http2Limits {
             initial_connection_window_bytes: 1024 * 1024,
             max_pending_accept_reset_streams: 20,
             max_local_error_reset_streams: 1024,
-            keep_alive_interval: Some(Duration::from_secs(60)),
+            keep_alive_interval: Duration::from_secs(60),
             keep_alive_timeout: Duration::from_secs(20),
         }
     }
@@ -200,7 +200,7 @@ pub async fn serve_with<S, B>(
         .max_pending_accept_reset_streams(h2.max_pending_accept_reset_streams)
         .max_local_error_reset_streams(h2.max_local_error_reset_streams)
         .max_header_list_size(u32::try_from(limits.max_request_headers_bytes).unwrap_or(u32::MAX))
-        .keep_alive_interval(h2.keep_alive_interval)
+        .keep_alive_interval((!h2.keep_alive_interval.is_zero()).then_some(h2.keep_alive_interval))
         .keep_alive_timeout(h2.keep_alive_timeout);
     let limits = std::sync::Arc::new(limits.clone());
     let graceful = GracefulShutdown::new();

@@ -258,26 +258,49 @@ pub async fn serve_with<S, B>(
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub std::net::SocketAddr);
 
-/// Resolves on SIGTERM (Kubernetes, docker stop) or Ctrl-C.
+/// Resolves on SIGTERM (Kubernetes, docker stop) or Ctrl-C. From then on, a second one ends the
+/// process at once (status 1) instead of waiting out the shutdown deadline: the operator asked
+/// twice. For binaries' `main`s only.
 pub async fn shutdown_signal() {
+    // One SIGTERM stream for both: a second signal arriving right after the first is not lost.
+    #[cfg(unix)]
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    #[cfg(not(unix))]
+    let mut terminate: Option<()> = None;
+    let first = one_signal(&mut terminate).await;
+    tracing::info!(signal = first, "shutting down: finishing open requests (send it again to exit now)");
+    tokio::spawn(async move {
+        let second = one_signal(&mut terminate).await;
+        tracing::warn!(signal = second, "second signal: exiting without waiting for open requests");
+        eprintln!("{second} received again: exiting without waiting for open requests");
+        std::process::exit(1);
+    });
+}
+
+/// The next SIGTERM or Ctrl-C, by name.
+#[cfg(unix)]
+async fn one_signal(terminate: &mut Option<tokio::signal::unix::Signal>) -> &'static str {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
     };
-    #[cfg(unix)]
     let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
+        match terminate {
+            Some(signal) => {
                 signal.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
     tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received"),
-        () = terminate => tracing::info!("SIGTERM received"),
+        () = ctrl_c => "Ctrl-C",
+        () = terminate => "SIGTERM",
     }
+}
+
+#[cfg(not(unix))]
+async fn one_signal(_: &mut Option<()>) -> &'static str {
+    let _ = tokio::signal::ctrl_c().await;
+    "Ctrl-C"
 }

@@ -25,6 +25,9 @@ pub enum Behaviour {
     Slow { delay: Duration, body: String },
     /// Reads the request, never answers.
     Hang,
+    /// 200 with `body` once `gate` hands out a permit (`gate.add_permits(n)` in the test): a
+    /// request held in flight exactly as long as the test needs.
+    Gated { gate: Arc<tokio::sync::Semaphore>, body: String },
     /// Accepts the connection and closes it without a word.
     Reset,
     /// 200 with the body given for the request's path, else `default`.
@@ -143,6 +146,13 @@ async fn answer(State((log, behaviour)): State<(Arc<Log>, Arc<Behaviour>)>, requ
             tokio::time::sleep(*delay).await;
             body.clone().into_response()
         }
+        Behaviour::Gated { gate, body } => match gate.acquire().await {
+            Ok(permit) => {
+                permit.forget();
+                body.clone().into_response()
+            }
+            Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        },
         Behaviour::ByPath { bodies, default, content_type } => {
             let path = uri.split('?').next().unwrap_or_default();
             let body = bodies.iter().find(|(p, _)| *p == path).map_or(default, |(_, body)| body);

@@ -106,7 +106,7 @@ impl Gateway {
         // A streamed body over the limit fails mid-way (its declared length is refused earlier,
         // by the listener); the request path answers 413 for it.
         let proxy = tower::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-            proxy::handle(shared.clone(), request.map(|body| http_body_util::Limited::new(body, body_limit)))
+            proxy::handle(shared.clone(), request.map(|body| proxy::limit_body(body, body_limit)))
         });
         let admin = admin::router(self.shared.clone());
         let data = service_kit::serve::serve_with(self.listener, proxy, stop.stopped(), deadline, &limits);

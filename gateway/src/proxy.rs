@@ -210,12 +210,12 @@ where
     // in `Limited`): that failure is answered 413.
     let over_limit = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let noted = over_limit.clone();
-    let body = body.map_err(move |error| {
+    let body = body.map_err(move |error: B::Error| {
         let error: BoxError = error.into();
-        if error.is::<http_body_util::LengthLimitError>() {
+        if error.downcast_ref::<ClientBodyError>().is_some_and(ClientBodyError::over_limit) {
             noted.store(true, std::sync::atomic::Ordering::Release);
         }
-        error
+        ClientBodyError(error)
     });
     let too_large = |error: GatewayError| match error {
         GatewayError::BadRequestBody if over_limit.load(std::sync::atomic::Ordering::Acquire) => GatewayError::RequestBodyTooLarge,
@@ -312,6 +312,26 @@ impl Sending<'_> {
             tracing::warn!(parent: self.span, error = %error, source = ?std::error::Error::source(&error), destination = %self.primary.label, endpoint = self.endpoint.as_str(), "upstream request failed");
             GatewayError::UpstreamUnavailable
         })
+    }
+}
+
+/// The client's body cut at `limit` bytes (`listener.max_request_body_bytes`), its errors named
+/// by a concrete type: a boxed `dyn Error` as a body's error type defeats the `Send` proof of the
+/// request future.
+pub fn limit_body(body: hyper::body::Incoming, limit: usize) -> ClientBody {
+    http_body_util::Limited::new(body, limit).map_err(ClientBodyError)
+}
+
+pub type ClientBody = http_body_util::combinators::MapErr<http_body_util::Limited<hyper::body::Incoming>, fn(BoxError) -> ClientBodyError>;
+
+/// A failure of the client's request body: malformed, cut off, or over the limit.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ClientBodyError(BoxError);
+
+impl ClientBodyError {
+    fn over_limit(&self) -> bool {
+        self.0.is::<http_body_util::LengthLimitError>()
     }
 }
 

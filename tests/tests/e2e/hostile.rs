@@ -212,7 +212,7 @@ async fn a_broken_chunked_request_body_at_the_gateway_gets_400() {
 async fn a_request_body_over_the_configured_limit_gets_413_at_the_gateway() {
     let upstream = Upstream::start(Behaviour::ok("ok")).await;
     let config = format!("services: {{ up: [{}] }}\nroutes: [{{ name: all, to: up }}]\n", upstream.addr);
-    let gateway = RunningGateway::start_with(&[("g.yaml", &config)], None, &[("listener.max_request_body_bytes", "1024")]).await;
+    let gateway = RunningGateway::start_with_settings(&[("g.yaml", &config)], &[("listener.max_request_body_bytes", "1024")]).await;
     let within = b"POST /small HTTP/1.1\r\nhost: test\r\ncontent-length: 3\r\n\r\nabc".to_vec();
     assert_eq!(statuses(gateway.addr, &within).await, [200, 200]);
     let declared = b"POST /declared HTTP/1.1\r\nhost: test\r\ncontent-length: 2000\r\n\r\n".to_vec();

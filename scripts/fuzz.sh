@@ -19,23 +19,24 @@ FLAGS=(-s none --debug-assertions)
 cargo fuzz build "${FLAGS[@]}" >&2
 
 # Seeds: the repository's example configurations (behind selector byte 0: "as is"), and a few
-# request heads and answers, written once into each corpus.
+# request heads, answers and paths, (re)written into each corpus.
 seed() { mkdir -p "corpus/$1"; printf '%b' "$3" > "corpus/$1/seed-$2"; }
-if [[ ! -d corpus/config_load ]]; then
-    mkdir -p corpus/config_load
-    n=0
-    for file in ../examples/*.yaml ../examples/*/*.yaml ../k8s/*.yaml; do
-        [[ -f $file ]] || continue
-        { printf '\x00'; cat "$file"; } > "corpus/config_load/example-$((n++))"
-    done
-    seed route_match 1 'GET\xff/svc/index?q=1\xffapi.test:8080\xffx-canary\xffyes'
-    seed route_match 2 'POST\xff/items/42/x\xffa.example.com\xffx-user\xffbob'
-    seed route_match 3 'GET\xff/api?x=1\xff\xff'
-    seed hop_by_hop 1 'connection\xffkeep-alive, x-private\xffx-private\xff1\xfftransfer-encoding\xffchunked\xffx-keep\xffyes'
-    seed response_diff 1 '\x00\xc8content-type\xffapplication/json\xfe{"a":[1,2,{"b":"c"}]}\xfd\xfd\x00\xc8content-type\xffapplication/json\xfe{"a":[1,3]}'
-    seed response_diff 2 '\x00\xc8set-cookie\xffs=1\xfeline one\nline two\xfd\xfd\x01\xf4set-cookie\xffs=2\xfeline one\nline 2'
-    seed response_diff 3 '\x00\xc8content-encoding\xffgzip\xfenot gzip\xfd\xfd\x00\xc8\xfe'
-fi
+mkdir -p corpus/config_load
+n=0
+for file in ../examples/*.yaml ../examples/*/*.yaml ../k8s/*.yaml; do
+    [[ -f $file ]] || continue
+    { printf '\x00'; cat "$file"; } > "corpus/config_load/example-$((n++))"
+done
+seed route_match 1 'GET\xff/svc/index?q=1\xffapi.test:8080\xffx-canary\xffyes'
+seed route_match 2 'POST\xff/items/42/x\xffa.example.com\xffx-user\xffbob'
+seed route_match 3 'GET\xff/api?x=1\xff\xff'
+seed hop_by_hop 1 'connection\xffkeep-alive, x-private\xffx-private\xff1\xfftransfer-encoding\xffchunked\xffx-keep\xffyes'
+seed response_diff 1 '\x00\xc8content-type\xffapplication/json\xfe{"a":[1,2,{"b":"c"}]}\xfd\xfd\x00\xc8content-type\xffapplication/json\xfe{"a":[1,3]}'
+seed response_diff 2 '\x00\xc8set-cookie\xffs=1\xfeline one\nline two\xfd\xfd\x01\xf4set-cookie\xffs=2\xfeline one\nline 2'
+seed response_diff 3 '\x00\xc8content-encoding\xffgzip\xfenot gzip\xfd\xfd\x00\xc8\xfe'
+seed path_normalize 1 '\x00/a/./b/../c?x=/../y'
+seed path_normalize 2 '\x05/a/%2e%2E/%2F//b\\c/..'
+seed path_normalize 3 '\x01//api/%41%7e/../..//x'
 
 rows=()
 for target in $(cargo fuzz list); do

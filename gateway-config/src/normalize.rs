@@ -105,33 +105,36 @@ impl PathNormalization {
 
     /// Step 1 and the decoding half of step 2, in one pass.
     fn decode(&self, path: &str) -> Result<String, PathRejected> {
+        // Bytes, not chars: a path may carry raw UTF-8 (or other non-ASCII bytes hyper accepts),
+        // which must reach the upstream unchanged. Every substitution below is ASCII for ASCII,
+        // so the result is as valid UTF-8 as the input.
         let bytes = path.as_bytes();
-        let mut out = String::with_capacity(path.len());
+        let mut out: Vec<u8> = Vec::with_capacity(path.len());
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
             if b == b'%'
                 && let Some(value) = hex_pair(bytes.get(i + 1..i + 3))
             {
-                let escape = &path[i..i + 3];
+                let escape = &bytes[i..i + 3];
                 i += 3;
                 match value {
                     0 => return Err(PathRejected::EncodedNul),
                     b'/' | b'\\' => match self.escaped_slashes {
-                        EscapedSlashes::Keep => out.push_str(escape),
+                        EscapedSlashes::Keep => out.extend_from_slice(escape),
                         EscapedSlashes::Reject => return Err(PathRejected::EscapedSlash),
                         // An unescaped backslash is a separator too when normalising.
-                        EscapedSlashes::Unescape => out.push(if self.normalize { '/' } else { char::from(value) }),
+                        EscapedSlashes::Unescape => out.push(if self.normalize { b'/' } else { value }),
                     },
-                    v if self.normalize && is_unreserved(v) => out.push(char::from(v)),
-                    _ => out.push_str(escape),
+                    v if self.normalize && is_unreserved(v) => out.push(v),
+                    _ => out.extend_from_slice(escape),
                 }
                 continue;
             }
-            out.push(if b == b'\\' && self.normalize { '/' } else { char::from(b) });
+            out.push(if b == b'\\' && self.normalize { b'/' } else { b });
             i += 1;
         }
-        Ok(out)
+        Ok(String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
     }
 }
 
@@ -198,6 +201,17 @@ mod tests {
 
     fn with(escaped: EscapedSlashes, merge: bool, p: &str) -> Result<String, PathRejected> {
         PathNormalization { normalize: true, merge_slashes: merge, escaped_slashes: escaped }.apply(p).map(Cow::into_owned)
+    }
+
+    /// Found by the `path_normalize` fuzz target: each byte of a non-ASCII character was pushed as
+    /// a char of its own, so `/a/./ǝ` reached the upstream as `/a/Ç\u{9d}`, and normalising again
+    /// changed it again.
+    #[test]
+    fn non_ascii_bytes_pass_through_unchanged_and_normalising_is_idempotent() {
+        assert_eq!(base("/a/./\u{1dd}/%41").unwrap(), "/a/\u{1dd}/A");
+        assert_eq!(base("/\u{e9}t\u{e9}/../caf\u{e9}?q=\u{e9}").unwrap(), "/caf\u{e9}?q=\u{e9}");
+        let once = base("/aC/\u{5}%/2\u{1dd}/c/./x").unwrap();
+        assert_eq!(base(&once).unwrap(), once);
     }
 
     #[test]

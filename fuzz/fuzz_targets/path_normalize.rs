@@ -1,6 +1,7 @@
 //! Path normalisation (done before route matching) on arbitrary request targets, under every
 //! option: never a panic; the query is never touched; a normalised path has no dot segment left
-//! (`.` or `..`, also percent-encoded) and normalising it again changes nothing.
+//! (`.` or `..`, also percent-encoded) and, when no `%` is left, normalising it again changes
+//! nothing (non-ASCII bytes included: that found a defect).
 #![no_main]
 
 use gateway_config::{EscapedSlashes, PathNormalization};
@@ -26,7 +27,11 @@ fuzz_target!(|data: &[u8]| {
         for segment in path.split('/') {
             assert!(segment != "." && segment != "..", "a dot segment survived: {target:?} -> {normalized:?}");
         }
-        let again = normalization.apply(&normalized).expect("a normalised path is accepted");
-        assert_eq!(again.as_ref(), normalized.as_ref(), "normalising is idempotent: {target:?}");
+        // Decoding is one pass, as in Envoy: `%6%44` becomes `%6D`, which a second pass would
+        // decode again. Idempotence holds whenever no `%` is left.
+        if !path.contains('%') {
+            let again = normalization.apply(&normalized).expect("a normalised path is accepted");
+            assert_eq!(again.as_ref(), normalized.as_ref(), "normalising is idempotent: {target:?}");
+        }
     }
 });

@@ -98,7 +98,7 @@ routes:
         assert!(!body.is_empty(), "{path}");
         leaks.extend(leaked(path, &body));
     }
-    assert!(logs.text().contains("account"), "the logs were captured: {}", logs.text());
+    assert!(logs.text().contains("mirror copy done"), "the logs of the mirrored traffic were captured: {}", logs.text());
     assert!(leaks.is_empty(), "{leaks:#?}");
     gateway.stop().await;
 }

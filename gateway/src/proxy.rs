@@ -179,50 +179,19 @@ where
         upgrade.restore(&mut parts.headers);
     }
 
-    let tunnel = match (&upgrade, &parts.method) {
-        (Some(_), _) => Some("upgrade"),
-        (None, &http::Method::CONNECT) => Some("connect"),
-        _ => None,
+    let outgoing = Outgoing {
+        method: &parts.method,
+        path_and_query: &path_and_query,
+        host: host.as_ref(),
+        headers: &parts.headers,
+        has_body: !body.is_end_stream(),
+        content_length: body.size_hint().exact(),
+        route: &hit.route.name,
     };
-    let mut plan = if let Some(kind) = tunnel {
-        // Upgrades and tunnels are never mirrored: a copy cannot hold a conversation.
-        count_not_eligible(route, &parts.method, kind);
-        MirrorPlan::default()
-    } else if route.mirrors.is_empty() {
-        MirrorPlan::default()
-    } else {
-        let outgoing = Outgoing {
-            method: &parts.method,
-            path_and_query: &path_and_query,
-            host: host.as_ref(),
-            headers: &parts.headers,
-            has_body: !body.is_end_stream(),
-            content_length: body.size_hint().exact(),
-            route: &hit.route.name,
-        };
-        MirrorPlan::new(&outgoing, &route.mirrors, primary, shared)
-    };
+    let mut plan = plan_copies(shared, route, primary, &outgoing, upgrade.is_some());
     let timeouts = &shared.settings.timeouts;
     let deadlines = Deadlines::new(Instant::now(), route.timeout, timeouts.route, timeouts.stream_idle);
-    // The client's body, watched so that its failure is answered 400, not blamed on the upstream;
-    // read whole first when small, so a cut one never reaches the upstream or the copies.
-    // A body over `listener.max_request_body_bytes` fails with LengthLimitError (lib.rs wraps it
-    // in `Limited`): that failure is answered 413.
-    let over_limit = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let noted = over_limit.clone();
-    let body = body.map_err(move |error: B::Error| {
-        let error: BoxError = error.into();
-        if error.downcast_ref::<ClientBodyError>().is_some_and(ClientBodyError::over_limit) {
-            noted.store(true, std::sync::atomic::Ordering::Release);
-        }
-        ClientBodyError(error)
-    });
-    let too_large = |error: GatewayError| match error {
-        GatewayError::BadRequestBody if over_limit.load(std::sync::atomic::Ordering::Acquire) => GatewayError::RequestBodyTooLarge,
-        other => other,
-    };
-    let (body, client_body_failed) = Watched::new(body);
-    let body = read_small_body(body, shared.settings.requests.buffer_body, &deadlines).await.map_err(too_large)?;
+    let (body, client_body_failed, too_large) = client_body(body, shared.settings.requests.buffer_body, &deadlines).await?;
     let body = plan.tee(body);
 
     let client_span = upstream_span(&parts.method, primary, &endpoint);
@@ -234,7 +203,7 @@ where
 
     let started = Instant::now();
     let sending = Sending { primary, downstream, deadlines, span: &client_span, endpoint: &endpoint, client_body_failed };
-    let mut response = sending.send(Request::from_parts(parts, body)).await.map_err(too_large)?;
+    let mut response = sending.send(Request::from_parts(parts, body)).await.map_err(|error| too_large.explain(error))?;
     let latency = started.elapsed();
     client_span.record("http.response.status_code", i64::from(response.status().as_u16()));
     let upstream_headers = response.headers().clone();
@@ -251,6 +220,60 @@ fn answer(hit: &RouteHit<'_>, host: Option<&HeaderValue>, uri: &Uri) -> Response
     let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
     let response = hit.respond(host.and_then(|h| h.to_str().ok()), path_and_query).unwrap_or_default();
     response.map(|body| http_body_util::Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync())
+}
+
+/// Phase: the copies of this request. Upgrades and tunnels are never mirrored (a copy cannot
+/// hold a conversation): each mirror that would have copied one counts it as not eligible.
+fn plan_copies(shared: &Shared, route: &CompiledRoute, primary: &Arc<Upstream>, outgoing: &Outgoing<'_>, upgrade: bool) -> MirrorPlan {
+    let tunnel = match (upgrade, outgoing.method) {
+        (true, _) => Some("upgrade"),
+        (false, &http::Method::CONNECT) => Some("connect"),
+        _ => None,
+    };
+    match tunnel {
+        Some(kind) => {
+            count_not_eligible(route, outgoing.method, kind);
+            MirrorPlan::default()
+        }
+        None if route.mirrors.is_empty() => MirrorPlan::default(),
+        None => MirrorPlan::new(outgoing, &route.mirrors, primary, shared),
+    }
+}
+
+/// Phase: the client's body, watched so that its failure is answered 400, not blamed on the
+/// upstream, and read whole first when small (under `buffer`), so a cut one never reaches the
+/// upstream or the copies. A body over `listener.max_request_body_bytes` fails with
+/// `LengthLimitError` (lib.rs wraps it in `Limited`): [`OverLimit`] turns that failure into 413.
+async fn client_body<B>(body: B, buffer: u64, deadlines: &Deadlines) -> Result<(BoxBody, BodyFailed, OverLimit), GatewayError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let over_limit = OverLimit::default();
+    let noted = over_limit.0.clone();
+    let body = body.map_err(move |error: B::Error| {
+        let error: BoxError = error.into();
+        if error.downcast_ref::<ClientBodyError>().is_some_and(ClientBodyError::over_limit) {
+            noted.store(true, std::sync::atomic::Ordering::Release);
+        }
+        ClientBodyError(error)
+    });
+    let (body, failed) = Watched::new(body);
+    let body = read_small_body(body, buffer, deadlines).await.map_err(|error| over_limit.explain(error))?;
+    Ok((body, failed, over_limit))
+}
+
+/// Set when the client's body went over the configured limit: its failure is then a 413.
+#[derive(Default)]
+struct OverLimit(Arc<std::sync::atomic::AtomicBool>);
+
+impl OverLimit {
+    fn explain(&self, error: GatewayError) -> GatewayError {
+        match error {
+            GatewayError::BadRequestBody if self.0.load(std::sync::atomic::Ordering::Acquire) => GatewayError::RequestBodyTooLarge,
+            other => other,
+        }
+    }
 }
 
 /// Phase: a small request body read whole (within the deadlines) before anything is sent.

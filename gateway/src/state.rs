@@ -197,9 +197,6 @@ fn compile_mirror(
     let stats = stats.mirror(route, policy, &upstream.label, report);
     stats.set_comparing(comparer.is_some());
     stats.set_verdict(policy.verdict.as_ref());
-    // The name travels in the copies' `x-shadow` marker.
-    HeaderValue::from_str(&policy.name)
-        .map_err(|_| format!("route {route:?}: mirror {:?}: the name is not a valid header value", policy.name))?;
     Ok(Mirror { policy: policy.clone(), upstream, in_flight: Arc::new(Semaphore::new(policy.max_in_flight)), stats, comparer })
 }
 

@@ -27,6 +27,22 @@ impl Workers {
             Workers::Count(n) => n.get(),
         }
     }
+
+    /// The runtime builder for this many workers. One worker is a current-thread runtime: the
+    /// thread that runs `main` serves every connection itself, with no second thread to hand
+    /// work to and no cross-thread wake-ups (a multi-thread runtime of one worker still runs
+    /// the accept loop on `main`'s thread and the connections on the worker, two threads on one
+    /// CPU). More workers share the work by stealing it.
+    pub fn runtime(self) -> tokio::runtime::Builder {
+        match self.threads() {
+            1 => tokio::runtime::Builder::new_current_thread(),
+            n => {
+                let mut builder = tokio::runtime::Builder::new_multi_thread();
+                builder.worker_threads(n);
+                builder
+            }
+        }
+    }
 }
 
 impl FromStr for Workers {
@@ -92,7 +108,7 @@ where
     F: FnOnce(String) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(workers.threads()).enable_all().build() {
+    let runtime = match workers.runtime().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => return fail(name, &error),
     };

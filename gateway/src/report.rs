@@ -38,6 +38,8 @@ pub enum DropReason {
     BodyBackpressure,
     /// The client's body failed or was abandoned.
     ClientAborted,
+    /// The shadow destination is ejected: its last copies got no answer ([`crate::mirror::Ejection`]).
+    ShadowEjected,
 }
 
 impl ShadowOutcome {
@@ -58,6 +60,7 @@ impl DropReason {
             DropReason::BodyOverCap => "body_over_cap",
             DropReason::BodyBackpressure => "body_backpressure",
             DropReason::ClientAborted => "client_aborted",
+            DropReason::ShadowEjected => "shadow_ejected",
         }
     }
 }
@@ -119,7 +122,7 @@ pub struct MirrorStats {
     ok: AtomicU64,
     timeout: AtomicU64,
     error: AtomicU64,
-    dropped: [AtomicU64; 4],
+    dropped: [AtomicU64; 5],
     matched: AtomicU64,
     mismatched: AtomicU64,
     noise: AtomicU64,
@@ -138,7 +141,7 @@ struct MirrorMetrics {
     timeout: Counter,
     error: Counter,
     /// By [`drop_index`].
-    dropped: [Counter; 4],
+    dropped: [Counter; 5],
     matched: Counter,
     mismatched: Counter,
     noise: Counter,
@@ -153,8 +156,14 @@ impl MirrorMetrics {
         let (route, mirror) = (SharedString::from(Arc::<str>::from(route)), SharedString::from(Arc::<str>::from(mirror)));
         let copies = |outcome: &'static str, reason: &'static str| metrics::counter!("gateway_mirror_copies_total", "route" => route.clone(), "mirror" => mirror.clone(), "outcome" => outcome, "reason" => reason);
         let compared = |result: &'static str| metrics::counter!("gateway_mirror_comparisons_total", "route" => route.clone(), "mirror" => mirror.clone(), "result" => result);
-        let dropped = [DropReason::InFlightCap, DropReason::BodyOverCap, DropReason::BodyBackpressure, DropReason::ClientAborted]
-            .map(|reason| copies("dropped", reason.as_str()));
+        let dropped = [
+            DropReason::InFlightCap,
+            DropReason::BodyOverCap,
+            DropReason::BodyBackpressure,
+            DropReason::ClientAborted,
+            DropReason::ShadowEjected,
+        ]
+        .map(|reason| copies("dropped", reason.as_str()));
         Self {
             sent: metrics::counter!("gateway_mirror_copies_sent_total", "route" => route.clone(), "mirror" => mirror.clone()),
             ok: copies("ok", ""),
@@ -212,6 +221,7 @@ pub struct CopyCounts {
     pub dropped_body_over_cap: u64,
     pub dropped_body_backpressure: u64,
     pub dropped_client_aborted: u64,
+    pub dropped_shadow_ejected: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -238,6 +248,7 @@ fn drop_index(reason: DropReason) -> usize {
         DropReason::BodyOverCap => 1,
         DropReason::BodyBackpressure => 2,
         DropReason::ClientAborted => 3,
+        DropReason::ShadowEjected => 4,
     }
 }
 
@@ -354,7 +365,9 @@ impl MirrorStats {
             ShadowOutcome::Dropped(reason) => &self.dropped[drop_index(reason)],
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        if matches!(outcome, ShadowOutcome::Timeout | ShadowOutcome::Error) {
+        // A copy dropped because the shadow is ejected counts as unanswered: the shadow is down,
+        // and not sending to it must not make it look healthier to the verdict.
+        if matches!(outcome, ShadowOutcome::Timeout | ShadowOutcome::Error | ShadowOutcome::Dropped(DropReason::ShadowEjected)) {
             self.window.lock().unwrap_or_else(|p| p.into_inner()).current().evidence.shadow_failed += 1;
         }
         let handle = match outcome {
@@ -442,6 +455,7 @@ impl MirrorStats {
                 dropped_body_over_cap: dropped[1],
                 dropped_body_backpressure: dropped[2],
                 dropped_client_aborted: dropped[3],
+                dropped_shadow_ejected: dropped[4],
             },
             comparison: ComparisonCounts { matched, mismatched, noise: load(&self.noise), skipped: load(&self.skipped) },
             match_rate: (matched + mismatched > 0).then(|| matched as f64 / (matched + mismatched) as f64),

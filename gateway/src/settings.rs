@@ -54,6 +54,8 @@ pub struct ShadowSettings {
     /// A signed marker older than this is not trusted.
     #[serde(with = "http_rules::duration")]
     pub max_age: Duration,
+    /// When copies to a shadow that stopped answering are dropped instead of sent.
+    pub ejection: crate::mirror::EjectionSettings,
 }
 
 /// Deadlines with Envoy's meaning.

@@ -151,11 +151,15 @@ fn unshadowed_host(host: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    const EJECTION: crate::mirror::EjectionSettings =
+        crate::mirror::EjectionSettings { consecutive_failures: 5, base_time: Duration::from_secs(30), max_time: Duration::from_secs(300) };
+
     fn marker(key: &str, trusted: &[&str]) -> ShadowMarker {
         ShadowMarker::new(&ShadowSettings {
             key: key.into(),
             trusted_networks: trusted.iter().map(|s| s.to_string()).collect(),
             max_age: Duration::from_secs(30),
+            ejection: EJECTION,
         })
         .unwrap()
     }
@@ -206,8 +210,13 @@ mod tests {
         assert_eq!(gateway.screen(&mut request("upstream-gateway", "t"), Some("192.0.2.7".parse().unwrap())), Marker::Trusted);
         assert_eq!(gateway.screen(&mut request("upstream-gateway", "t"), Some("192.0.2.8".parse().unwrap())), Marker::Removed);
         assert!(
-            ShadowMarker::new(&ShadowSettings { key: String::new(), trusted_networks: vec!["nope".into()], max_age: Duration::ZERO })
-                .is_err()
+            ShadowMarker::new(&ShadowSettings {
+                key: String::new(),
+                trusted_networks: vec!["nope".into()],
+                max_age: Duration::ZERO,
+                ejection: EJECTION
+            })
+            .is_err()
         );
     }
 

@@ -32,6 +32,9 @@ pub struct Upstream {
     http1: Client<HttpConnector, BoxBody>,
     /// h2c with prior knowledge, for destinations that speak HTTP/2 or follow the client.
     http2: Option<Client<HttpConnector, BoxBody>>,
+    /// Whether copies to this destination are dropped for now (it is a shadow that stopped
+    /// answering); kept with the pool across reloads.
+    pub ejection: crate::mirror::Ejection,
 }
 
 impl Upstream {
@@ -63,6 +66,7 @@ impl Upstream {
             protocol,
             http1: client(false),
             http2: matches!(protocol, Protocol::Http2 | Protocol::Auto).then(|| client(true)),
+            ejection: crate::mirror::Ejection::default(),
         }
     }
 

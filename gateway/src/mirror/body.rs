@@ -49,7 +49,7 @@ impl AbortFlag {
             DropReason::BodyBackpressure => 2,
             DropReason::ClientAborted => 3,
             // Decided before a copy has a body: never recorded here.
-            DropReason::InFlightCap => return,
+            DropReason::InFlightCap | DropReason::ShadowEjected => return,
         };
         let _ = self.0.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
     }

@@ -94,6 +94,9 @@ impl MirrorPlan {
         if request.content_length.is_some_and(|len| len > policy.max_body_bytes as u64) {
             return not_sent(ShadowOutcome::Dropped(DropReason::BodyOverCap));
         }
+        if mirror.upstream.ejection.ejected() {
+            return not_sent(ShadowOutcome::Dropped(DropReason::ShadowEjected));
+        }
         let Ok(permit) = mirror.in_flight.clone().try_acquire_owned() else {
             return not_sent(ShadowOutcome::Dropped(DropReason::InFlightCap));
         };
@@ -137,7 +140,8 @@ impl MirrorPlan {
         });
         self.copies.push(Copy {
             request: copy,
-            client: mirror.upstream.client().clone(),
+            upstream: mirror.upstream.clone(),
+            ejection: shared.settings.shadow.ejection,
             span,
             timeout: policy.timeout,
             stats: mirror.stats.clone(),

@@ -14,11 +14,12 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tracing::Instrument;
 use tracing::instrument::WithSubscriber;
 
+use super::EjectionSettings;
 use super::body::{AbortFlag, PrimaryAnswer};
 use super::plan::Outgoing;
 use crate::compare::{Comparator, Comparer};
 use crate::report::{MirrorStats, MismatchRecord, Pair, ShadowOutcome, now_epoch_seconds};
-use crate::upstream::BoxBody;
+use crate::upstream::{BoxBody, Upstream};
 
 /// Why a comparison was skipped when every comparator slot was taken.
 pub(super) const COMPARATOR_BUSY: &str = "comparator busy";
@@ -26,7 +27,9 @@ pub(super) const COMPARATOR_BUSY: &str = "comparator busy";
 /// One planned copy, ready to run.
 pub(super) struct Copy {
     pub request: Request<BoxBody>,
-    pub client: Client<HttpConnector, BoxBody>,
+    /// The shadow destination: its client, and its ejection state this copy's outcome updates.
+    pub upstream: Arc<Upstream>,
+    pub ejection: EjectionSettings,
     pub span: tracing::Span,
     pub timeout: Duration,
     pub stats: Arc<MirrorStats>,
@@ -95,7 +98,8 @@ impl Copy {
 }
 
 async fn run(copy: Copy) {
-    let Copy { request, client, span, timeout, stats, abort, permit, compare } = copy;
+    let Copy { request, upstream, ejection, span, timeout, stats, abort, permit, compare } = copy;
+    let client = upstream.client();
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + timeout;
     stats.sent();
@@ -103,7 +107,7 @@ async fn run(copy: Copy) {
     let (outcome, shadow) = tokio::select! {
         biased;
         () = tokio::time::sleep_until(deadline) => (ShadowOutcome::Timeout, None),
-        result = send(&client, request, compare.as_ref().map(|job| job.comparer.max_body_bytes)) => match result {
+        result = send(client, request, compare.as_ref().map(|job| job.comparer.max_body_bytes)) => match result {
             Ok(answered) => (ShadowOutcome::Ok, Some(answered)),
             Err(error) => {
                 let outcome = match abort.as_ref().and_then(|flag| flag.get()) {
@@ -127,6 +131,16 @@ async fn run(copy: Copy) {
         span.record("http.response.status_code", i64::from(captured.status));
     }
     stats.outcome(outcome);
+    match outcome {
+        ShadowOutcome::Ok => upstream.ejection.answered(),
+        ShadowOutcome::Timeout | ShadowOutcome::Error => {
+            if let Some(time) = upstream.ejection.failed(&ejection) {
+                tracing::warn!(destination = %upstream.label, failures = ejection.consecutive_failures, ejected_for = ?time,
+                    "shadow destination ejected: copies to it are dropped until the time is up");
+            }
+        }
+        ShadowOutcome::Dropped(_) => {}
+    }
     tracing::debug!(outcome = outcome.as_str(), latency_ms = latency.as_secs_f64() * 1e3, noise, "mirror copy done");
     if let Some(job) = compare {
         compare_copy(job, shadow, &span, &stats, deadline).await;

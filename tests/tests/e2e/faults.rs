@@ -14,8 +14,9 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Idle pooled upstream connections close quickly, so "back to the level" is reached in a test.
-const SETTINGS: &[(&str, &str)] = &[("upstream.idle_timeout", "200ms")];
+/// Idle pooled upstream connections close quickly, so "back to the level" is reached in a test;
+/// every copy is sent (no ejection), so that each fault is met on every request.
+const SETTINGS: &[(&str, &str)] = &[("upstream.idle_timeout", "200ms"), ("shadow.ejection.consecutive_failures", "0")];
 
 /// Copies of one mirror that have ended, whatever the way: once it equals the copies planned,
 /// none is in flight.
@@ -120,6 +121,87 @@ routes:
     })
     .await;
     level.wait_back("descriptors and tasks after the faulty copies", Duration::from_secs(30)).await;
+    gateway.stop().await;
+}
+
+/// A shadow that stops answering is ejected after `consecutive_failures` copies in a row, as
+/// Envoy's outlier detection ejects a host: copies are then dropped without a connection attempt
+/// (they cost the live side nothing), counted as `shadow_ejected` and as unanswered for the
+/// verdict; when the ejection time is up, copies probe it again. A shadow that answers, even
+/// with 500, is never ejected: its answers are evidence.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shadow_that_stops_answering_is_ejected_and_probed_again_later() {
+    let primary = Upstream::start(Behaviour::ok("primary")).await;
+    let garbage = FaultyUpstream::start(Fault::Garbage).await;
+    let failing =
+        Upstream::start(Behaviour::Answer { status: StatusCode::INTERNAL_SERVER_ERROR, body: "v2 broke".into(), headers: vec![] }).await;
+    let config = format!(
+        r#"
+services:
+  app:
+    v1: [{primary}]
+    garbage: [{garbage}]
+    failing: [{failing}]
+routes:
+  - name: app
+    to: app/v1
+    mirrors:
+      - {{ to: app/garbage, name: garbage }}
+      - {{ to: app/failing, name: failing }}
+"#,
+        primary = primary.addr,
+        garbage = garbage.addr,
+        failing = failing.addr,
+    );
+    let settings = [("shadow.ejection.consecutive_failures", "3"), ("shadow.ejection.base_time", "1s")];
+    let gateway = RunningGateway::start_with_settings(&[("g.yaml", &config)], &settings).await;
+    let client = client();
+    let send = |n: u64| {
+        let client = client.clone();
+        let gateway = &gateway;
+        async move {
+            for i in 0..n {
+                let response = client.get(gateway.url(&format!("/read/{i}"))).send().await.expect("the primary answers");
+                assert_eq!(response.status(), StatusCode::OK);
+            }
+        }
+    };
+    // One at a time, each copy ended before the next request: the failures are in a row.
+    for sent in 1..=10_u64 {
+        send(1).await;
+        eventually("the copies of this request ended", Duration::from_secs(10), || async {
+            let report = gateway.mirrors().await;
+            ended(mirror_named(&report, "garbage")) == sent && ended(mirror_named(&report, "failing")) == sent
+        })
+        .await;
+    }
+    let report = gateway.mirrors().await;
+    let copies = mirror_named(&report, "garbage")["copies"].clone();
+    assert_eq!((copies["error"].as_u64(), copies["dropped_shadow_ejected"].as_u64()), (Some(3), Some(7)), "{copies}");
+    assert_eq!(garbage.heads(), 3, "no copy reaches an ejected shadow");
+    let failing_copies = mirror_named(&report, "failing")["copies"].clone();
+    assert_eq!((failing_copies["ok"].as_u64(), failing_copies["dropped"].as_u64()), (Some(10), Some(0)), "{failing_copies}");
+    assert_eq!(failing.requests().len(), 10, "a shadow that answers 500 is never ejected");
+    let metrics = client.get(gateway.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("gateway_mirror_copies_total")
+            && l.contains("mirror=\"garbage\"")
+            && l.contains("reason=\"shadow_ejected\"")
+            && l.ends_with(" 7")),
+        "the drops are in the metrics"
+    );
+
+    // After the ejection time, copies probe the shadow again; it still fails, so three more
+    // failures eject it again, for twice as long.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    send(5).await;
+    eventually("the probing copies failed and the shadow is ejected again", Duration::from_secs(10), || async {
+        let report = gateway.mirrors().await;
+        let copies = &mirror_named(&report, "garbage")["copies"];
+        ended(mirror_named(&report, "garbage")) == 15 && copies["error"].as_u64() >= Some(4)
+    })
+    .await;
+    assert!((4..=6).contains(&garbage.heads()), "{} heads: probes went out, then the shadow was ejected again", garbage.heads());
     gateway.stop().await;
 }
 

@@ -210,24 +210,67 @@ where
     }
 }
 
-/// One request's entry in `gateway_requests_total` and `gateway_request_duration_seconds`,
-/// made when the request is routed and written exactly once: with the response status when the
-/// response has been sent in full (or failed on the way), as `client_closed` when dropped before
-/// (the client went away first, like NGINX's 499).
-pub struct RequestRecord {
+/// The request metrics of one route and destination: `gateway_request_duration_seconds{route}`
+/// and `gateway_requests_total{route,destination,status}`. Each handle is registered the first
+/// time it is needed (a series appears once it has something to count) and kept, so that
+/// recording a request is an atomic add, not a registry lookup that builds, hashes and finds a
+/// label set.
+pub struct RequestMetrics {
     route: SharedString,
     destination: SharedString,
-    started: Instant,
-    status: Option<StatusCode>,
-    written: bool,
+    duration: std::sync::OnceLock<metrics::Histogram>,
+    /// One counter per status seen so far (few: a route answers a handful of statuses); 0 is
+    /// `client_closed`.
+    by_status: std::sync::RwLock<Vec<(u16, metrics::Counter)>>,
 }
 
 /// The status label of a request the client abandoned.
 pub const CLIENT_CLOSED: &str = "client_closed";
 
+impl RequestMetrics {
+    pub fn new(route: SharedString, destination: SharedString) -> Self {
+        Self { route, destination, duration: Default::default(), by_status: Default::default() }
+    }
+
+    fn duration(&self) -> &metrics::Histogram {
+        self.duration.get_or_init(|| metrics::histogram!("gateway_request_duration_seconds", "route" => self.route.clone()))
+    }
+
+    /// The counter of requests answered `status` (`None`: the client left first).
+    fn requests(&self, status: Option<StatusCode>) -> metrics::Counter {
+        let code = status.map_or(0, |status| status.as_u16());
+        let known = |list: &[(u16, metrics::Counter)]| list.iter().find(|(c, _)| *c == code).map(|(_, counter)| counter.clone());
+        if let Some(counter) = known(&self.by_status.read().unwrap_or_else(|p| p.into_inner())) {
+            return counter;
+        }
+        let mut list = self.by_status.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(counter) = known(&list) {
+            return counter;
+        }
+        let label = match status {
+            Some(status) => SharedString::from(status.as_str().to_owned()),
+            None => SharedString::const_str(CLIENT_CLOSED),
+        };
+        let counter = metrics::counter!("gateway_requests_total", "route" => self.route.clone(), "destination" => self.destination.clone(), "status" => label);
+        list.push((code, counter.clone()));
+        counter
+    }
+}
+
+/// One request's entry in `gateway_requests_total` and `gateway_request_duration_seconds`,
+/// made when the request is routed and written exactly once: with the response status when the
+/// response has been sent in full (or failed on the way), as `client_closed` when dropped before
+/// (the client went away first, like NGINX's 499).
+pub struct RequestRecord {
+    metrics: Arc<RequestMetrics>,
+    started: Instant,
+    status: Option<StatusCode>,
+    written: bool,
+}
+
 impl RequestRecord {
-    pub fn new(route: SharedString, destination: SharedString, started: Instant) -> Self {
-        Self { route, destination, started, status: None, written: false }
+    pub fn new(metrics: Arc<RequestMetrics>, started: Instant) -> Self {
+        Self { metrics, started, status: None, written: false }
     }
 
     /// The response's status, once its head is known.
@@ -244,13 +287,8 @@ impl RequestRecord {
         if std::mem::replace(&mut self.written, true) {
             return;
         }
-        let status: SharedString = match self.status {
-            Some(status) if status.as_u16() < 1000 => SharedString::from(status.as_str().to_owned()),
-            _ => SharedString::const_str(CLIENT_CLOSED),
-        };
-        metrics::histogram!("gateway_request_duration_seconds", "route" => self.route.clone()).record(self.started.elapsed().as_secs_f64());
-        metrics::counter!("gateway_requests_total", "route" => self.route.clone(), "destination" => self.destination.clone(), "status" => status)
-            .increment(1);
+        self.metrics.duration().record(self.started.elapsed().as_secs_f64());
+        self.metrics.requests(self.status).increment(1);
     }
 }
 
@@ -441,12 +479,13 @@ mod tests {
     #[tokio::test]
     async fn a_request_is_recorded_with_its_status_when_its_body_ends() {
         let (tx, body) = channel_body();
-        let mut record = RequestRecord::new("r".into(), "d".into(), Instant::now());
-        record.answered(StatusCode::OK);
-        let mut body = Metered::new(body, record);
         tx.send(Ok(Frame::data(Bytes::from_static(b"x")))).await.unwrap();
         drop(tx);
         let text = recorded(|| {
+            // The handles are registered when the route is compiled, here under the test's recorder.
+            let mut record = RequestRecord::new(Arc::new(RequestMetrics::new("r".into(), "d".into())), Instant::now());
+            record.answered(StatusCode::OK);
+            let mut body = Metered::new(body, record);
             let mut cx = Context::from_waker(std::task::Waker::noop());
             while let Poll::Ready(Some(_)) = Pin::new(&mut body).poll_frame(&mut cx) {}
         });
@@ -457,16 +496,16 @@ mod tests {
     #[test]
     fn a_request_dropped_before_its_end_is_recorded_as_client_closed_once() {
         let text = recorded(|| {
-            let mut record = RequestRecord::new("r".into(), "d".into(), Instant::now());
+            let mut record = RequestRecord::new(Arc::new(RequestMetrics::new("r".into(), "d".into())), Instant::now());
             record.answered(StatusCode::OK);
             drop(Metered::new(http_body_util::Full::new(Bytes::from_static(b"never read")), record));
-            drop(RequestRecord::new("before-headers".into(), "d".into(), Instant::now()));
+            drop(RequestRecord::new(Arc::new(RequestMetrics::new("before-headers".into(), "d".into())), Instant::now()));
         });
         assert!(text.contains(r#"gateway_requests_total{route="r",destination="d",status="client_closed"} 1"#), "{text}");
         assert!(text.contains(r#"route="before-headers",destination="d",status="client_closed"} 1"#), "{text}");
         assert!(!text.contains(r#"status="200""#), "{text}");
         let empty = recorded(|| {
-            let mut record = RequestRecord::new("e".into(), "d".into(), Instant::now());
+            let mut record = RequestRecord::new(Arc::new(RequestMetrics::new("e".into(), "d".into())), Instant::now());
             record.answered(StatusCode::NO_CONTENT);
             drop(Metered::new(http_body_util::Empty::<Bytes>::new(), record));
         });

@@ -121,13 +121,12 @@ where
     let primary = route.filter(|(hit, _)| hit.route.answer.is_none()).map(|(_, compiled)| compiled.pick().clone());
     // For the warning below: log lines carry no span context (spans are for the exporter).
     let request_id = request.headers().get(&X_REQUEST_ID).cloned();
-    let labels = match (route, &primary) {
-        (Some((_, compiled)), Some(primary)) => (compiled.label.clone(), primary.metric_label.clone()),
-        (Some((_, compiled)), None) => (compiled.label.clone(), SharedString::const_str("")),
-        _ => (SharedString::const_str(""), SharedString::const_str("")),
+    let metrics = match route {
+        Some((_, compiled)) => compiled.request_metrics(primary.as_ref()),
+        None => shared.unrouted.clone(),
     };
     // Written when the response ends, or as `client_closed` if this future is dropped first.
-    let mut record = RequestRecord::new(labels.0, labels.1, started);
+    let mut record = RequestRecord::new(metrics, started);
     let response = match (refused, route, &primary) {
         (Some(refused), _, _) => Err(refused),
         (None, Some((hit, compiled)), Some(primary)) => {
@@ -206,10 +205,11 @@ where
     let mut response = sending.send(Request::from_parts(parts, body)).await.map_err(|error| too_large.explain(error))?;
     let latency = started.elapsed();
     client_span.record("http.response.status_code", i64::from(response.status().as_u16()));
-    let upstream_headers = response.headers().clone();
+    // Taken before the hop-by-hop rules remove it (only for an upgrade: no copy per request).
+    let upstream_protocol = upgrade.as_ref().and_then(|_| response.headers().get(header::UPGRADE).cloned());
     strip_hop_by_hop(response.headers_mut());
     if let Some(upgrade) = upgrade {
-        upgrade.finish(&mut response, &upstream_headers);
+        upgrade.finish(&mut response, upstream_protocol);
     }
     let (head, body) = response.into_parts();
     Ok(plan.capture(Response::from_parts(head, Deadline::new(body, deadlines)), latency))
@@ -361,8 +361,9 @@ impl ClientBodyError {
 /// Phase: every request gets an `x-request-id` (kept when the client sent one).
 fn ensure_request_id(headers: &mut HeaderMap) {
     if !headers.contains_key(&X_REQUEST_ID) {
-        let id = uuid::Uuid::new_v4().hyphenated().to_string();
-        if let Ok(value) = HeaderValue::from_str(&id) {
+        let mut id = [0_u8; uuid::fmt::Hyphenated::LENGTH];
+        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id);
+        if let Ok(value) = HeaderValue::from_str(id) {
             headers.insert(X_REQUEST_ID.clone(), value);
         }
     }
@@ -441,16 +442,41 @@ fn proxy_headers(headers: &mut HeaderMap, host: Option<&HeaderValue>, client: Op
         headers.insert(header::HOST, host.clone());
     }
     if let Some(ClientAddr(addr)) = client {
-        let ip = addr.ip().to_string();
-        let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(previous) => format!("{previous}, {ip}"),
-            None => ip,
-        };
-        if let Ok(value) = HeaderValue::from_str(&value) {
+        let previous = headers.get(&X_FORWARDED_FOR).filter(|v| v.to_str().is_ok());
+        if let Some(value) = forwarded_for(previous, addr.ip()) {
             headers.insert(X_FORWARDED_FOR.clone(), value);
         }
     }
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+}
+
+/// `previous, ip` (or `ip`), built in one buffer that becomes the header value without a copy:
+/// this runs on every request, where formatting through `format!` showed in the profile.
+fn forwarded_for(previous: Option<&HeaderValue>, ip: std::net::IpAddr) -> Option<HeaderValue> {
+    use std::io::Write as _;
+    let mut value = Vec::with_capacity(previous.map_or(0, |p| p.len() + 2) + 39);
+    if let Some(previous) = previous {
+        value.extend_from_slice(previous.as_bytes());
+        value.extend_from_slice(b", ");
+    }
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    value.push(b'.');
+                }
+                if octet >= 100 {
+                    value.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    value.push(b'0' + octet / 10 % 10);
+                }
+                value.push(b'0' + octet % 10);
+            }
+        }
+        std::net::IpAddr::V6(v6) => write!(value, "{v6}").ok()?,
+    }
+    HeaderValue::from_maybe_shared(Bytes::from(value)).ok()
 }
 
 #[cfg(test)]
@@ -497,6 +523,16 @@ mod tests {
         assert_eq!(rewrite(&hit, &uri).unwrap().as_str(), "/v1/items?q=1");
         let upstream = upstream_uri(&"10.0.0.1:80".parse().unwrap(), &rewrite(&hit, &uri).unwrap()).unwrap();
         assert_eq!(upstream.to_string(), "http://10.0.0.1:80/v1/items?q=1");
+    }
+
+    #[test]
+    fn the_forwarded_for_value_is_the_address_as_std_writes_it() {
+        for ip in ["0.0.0.0", "1.2.3.4", "9.10.99.100", "255.255.255.255", "127.0.0.1", "::1", "2001:db8::7", "::ffff:10.0.0.1"] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(forwarded_for(None, ip).unwrap(), ip.to_string().as_str());
+            let previous = HeaderValue::from_static("10.1.1.1, 10.2.2.2");
+            assert_eq!(forwarded_for(Some(&previous), ip).unwrap(), format!("10.1.1.1, 10.2.2.2, {ip}").as_str());
+        }
     }
 
     #[test]

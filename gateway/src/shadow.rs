@@ -31,10 +31,12 @@ use crate::settings::ShadowSettings;
 
 /// Bytes of the MAC kept in the marker (128 bits).
 const MAC_BYTES: usize = 16;
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Signs the markers of this gateway's copies and screens those that arrive.
 pub struct ShadowMarker {
-    key: Vec<u8>,
+    /// HMAC-SHA256 keyed once: each marker clones it instead of hashing the key again.
+    keyed: Hmac<Sha256>,
     trusted: Vec<IpNet>,
     max_age: Duration,
 }
@@ -64,14 +66,24 @@ impl ShadowMarker {
                     .map_err(|_| format!("shadow.trusted_networks: {net:?} is not a network (10.0.0.0/8) or an address"))
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { key, trusted, max_age: settings.max_age })
+        // HMAC takes keys of any length.
+        let keyed = Hmac::<Sha256>::new_from_slice(&key).map_err(|_| "shadow.key: not usable as an HMAC key".to_owned())?;
+        Ok(Self { keyed, trusted, max_age: settings.max_age })
     }
 
     /// The `x-shadow` value for a copy of `request_id` made by mirror `name`, now.
     pub fn sign(&self, name: &str, request_id: &[u8]) -> Option<HeaderValue> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let mac = self.mac(name, now, request_id);
-        HeaderValue::from_str(&format!("{name}; t={now}; sig={mac}")).ok()
+        // Built in one buffer that becomes the header value: this runs for every copy.
+        let mut value = Vec::with_capacity(name.len() + 40 + MAC_BYTES * 2);
+        value.extend_from_slice(name.as_bytes());
+        value.extend_from_slice(b"; t=");
+        std::io::Write::write_fmt(&mut value, format_args!("{now}")).ok()?;
+        value.extend_from_slice(b"; sig=");
+        for byte in &self.mac(name, now, request_id)[..MAC_BYTES] {
+            value.extend_from_slice(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]]);
+        }
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(value)).ok()
     }
 
     /// Keeps a trusted marker, removes an untrusted one (and the `-shadow` host suffix that came
@@ -110,15 +122,14 @@ impl ShadowMarker {
         mac.verify_truncated_left(&expected).is_ok()
     }
 
-    fn mac(&self, name: &str, at: u64, request_id: &[u8]) -> String {
+    fn mac(&self, name: &str, at: u64, request_id: &[u8]) -> [u8; 32] {
         let mut mac = self.hmac();
         feed(&mut mac, name, at, request_id);
-        mac.finalize().into_bytes()[..MAC_BYTES].iter().map(|b| format!("{b:02x}")).collect()
+        mac.finalize().into_bytes().into()
     }
 
     fn hmac(&self) -> Hmac<Sha256> {
-        // HMAC takes keys of any length.
-        Hmac::<Sha256>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"))
+        self.keyed.clone()
     }
 }
 
@@ -199,7 +210,8 @@ mod tests {
     fn a_stale_marker_is_not_trusted() {
         let gateway = marker("k", &[]);
         let old = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() - 120;
-        let stale = format!("v2; t={old}; sig={}", gateway.mac("v2", old, b"r-1"));
+        let sig: String = gateway.mac("v2", old, b"r-1")[..MAC_BYTES].iter().map(|b| format!("{b:02x}")).collect();
+        let stale = format!("v2; t={old}; sig={sig}");
         assert_eq!(gateway.screen(&mut request(&stale, "t"), None), Marker::Removed);
     }
 

@@ -16,6 +16,7 @@ use metrics::SharedString;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::Semaphore;
 
+use crate::bodies::RequestMetrics;
 use crate::compare::{Comparator, Comparer};
 use crate::mirror::Mirror;
 use crate::promote::{Promotion, Promotions};
@@ -36,6 +37,8 @@ pub struct Shared {
     pub comparator: Arc<Comparator>,
     /// Signs the copies' `x-shadow` markers and screens those clients send.
     pub shadow: ShadowMarker,
+    /// The request metrics of requests no route matched (or refused before routing).
+    pub unrouted: Arc<RequestMetrics>,
     reloads: AtomicU64,
     last_reload_error: Mutex<Option<String>>,
 }
@@ -56,6 +59,7 @@ impl Shared {
             metrics,
             comparator: Arc::new(comparator),
             shadow,
+            unrouted: Arc::new(RequestMetrics::new(SharedString::const_str(""), SharedString::const_str(""))),
             reloads: AtomicU64::new(0),
             last_reload_error: Mutex::new(None),
         })
@@ -101,12 +105,27 @@ pub struct CompiledRoute {
     pub timeout: Option<Duration>,
     /// `promote:`: a share of the traffic moved to a mirror's destination while its verdict passes.
     pub promotion: Option<Arc<Promotion>>,
+    /// The request metrics of each destination a request of this route may go to (its own and
+    /// its mirrors', which a promotion sends to), and of its own answers (no destination).
+    request_metrics: Vec<(Arc<Upstream>, Arc<RequestMetrics>)>,
+    answered: Arc<RequestMetrics>,
 }
 
 impl CompiledRoute {
     /// This request's destination: the promotion's candidate for its share, else by weight.
     pub fn pick(&self) -> &Arc<Upstream> {
         self.promotion.as_ref().and_then(|p| p.choose()).unwrap_or_else(|| self.destinations.pick())
+    }
+
+    /// Where a request of this route sent to `destination` (`None`: answered by the route) is counted.
+    pub fn request_metrics(&self, destination: Option<&Arc<Upstream>>) -> Arc<RequestMetrics> {
+        let Some(destination) = destination else {
+            return self.answered.clone();
+        };
+        match self.request_metrics.iter().find(|(upstream, _)| Arc::ptr_eq(upstream, destination)) {
+            Some((_, metrics)) => metrics.clone(),
+            None => Arc::new(RequestMetrics::new(self.label.clone(), destination.metric_label.clone())),
+        }
     }
 }
 
@@ -171,13 +190,22 @@ impl CompiledRoute {
             ),
             None => None,
         };
+        let label = SharedString::from(Arc::<str>::from(route.name.as_str()));
+        let mut request_metrics: Vec<(Arc<Upstream>, Arc<RequestMetrics>)> = Vec::new();
+        for upstream in destinations.choices.iter().map(|(upstream, _)| upstream).chain(mirrors.iter().map(|m| &m.upstream)) {
+            if !request_metrics.iter().any(|(known, _)| Arc::ptr_eq(known, upstream)) {
+                request_metrics.push((upstream.clone(), Arc::new(RequestMetrics::new(label.clone(), upstream.metric_label.clone()))));
+            }
+        }
         Ok(Self {
-            label: SharedString::from(Arc::<str>::from(route.name.as_str())),
+            answered: Arc::new(RequestMetrics::new(label.clone(), SharedString::const_str(""))),
+            label,
             destinations,
             mirrors,
             rewrite_authority,
             timeout: route.timeout,
             promotion,
+            request_metrics,
         })
     }
 }

@@ -45,14 +45,15 @@ impl Requested {
     /// When the upstream switched, puts its `Upgrade` back on the 101 (the hop-by-hop rules
     /// took it off) and splices the two connections in a task of their own; any other answer
     /// is an ordinary response.
-    pub fn finish<B>(self, upstream: &mut Response<B>, upstream_headers: &HeaderMap) {
+    /// `upstream_protocol`: the `Upgrade` header the upstream answered with, if any.
+    pub fn finish<B>(self, upstream: &mut Response<B>, upstream_protocol: Option<HeaderValue>) {
         if upstream.status() != StatusCode::SWITCHING_PROTOCOLS {
             return;
         }
         let Some(server) = upstream.extensions_mut().remove::<OnUpgrade>() else {
             return;
         };
-        let protocol = upstream_headers.get(UPGRADE).cloned().unwrap_or(self.protocol);
+        let protocol = upstream_protocol.unwrap_or(self.protocol);
         upstream.headers_mut().insert(UPGRADE, protocol);
         upstream.headers_mut().insert(CONNECTION, HeaderValue::from_static("upgrade"));
         let client = self.client;

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -68,7 +69,17 @@ SHADOW_MODE_NAMES = {
 }
 # The gateway's default mirror timeout for Istio mirrors; NGINX's mirror gets the same deadlines.
 MIRROR_TIMEOUT_S = 5
+# grpc group: (connections, streams per connection) of each h2load row; one unary call's path and messages.
+GRPC_LOADS = ((4, 8), (1, 1))
+GRPC_PATH = "/helloworld.Greeter/SayHello"
+GRPC_REQUEST = b"\x0a\x05world"  # HelloRequest { name: "world" }
+GRPC_REPLY = b"\x0a\x0bHello world"  # HelloReply { message: "Hello world" }
+# websocket group: echo connections, parallel handshake loops (1 KiB messages; bench/protocol_peers.py).
+WS_CONNECTIONS = 8
+WS_HANDSHAKE_TASKS = 4
+PEERS = Path(__file__).resolve().parent / "protocol_peers.py"
 
+GROUPS = ["throughput", "latency", "shadows", "compare", "grpc", "websocket"]
 GATEWAY_BIN: Path | None = None
 # Commands as run, one of each kind, for BENCHMARKS.md.
 COMMANDS: dict[str, str] = {}
@@ -222,6 +233,60 @@ def oha(url: str, rate: int, seconds: float, connections: int = CONNECTIONS) -> 
     }
 
 
+def grpc_frame(message: bytes) -> bytes:
+    """A gRPC length-prefixed message: uncompressed flag, 4-byte big-endian length, the bytes."""
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
+def h2load(url: str, connections: int, streams: int, seconds: float, request: Path, log: Path) -> dict:
+    """Unary gRPC calls over h2c (prior knowledge) for `seconds`; latencies from h2load's per-request log."""
+    seconds = max(1, round(seconds))
+    args = ["h2load", "-t1", f"-c{connections}", f"-m{streams}", f"-D{seconds}", "-H", "content-type: application/grpc",
+            "-H", "te: trailers", "-d", str(request), "--log-file", str(log), url]
+    shown = [*args[:-3], re.sub(r":\d+/", ":PORT/", url)]  # without the log file
+    COMMANDS.setdefault(f"h2load -c{connections} -m{streams}", shlex.join([*LOAD_PIN, *shown]).replace(str(request), "request.bin"))
+    log.unlink(missing_ok=True)  # h2load appends
+    out = run_tool(args, seconds + 30)
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout", out)
+    if not m:
+        raise RuntimeError(f"h2load: no summary in {out[-500:]}")
+    total, _, done, succeeded, failed, _, timeout = map(int, m.groups())
+    times = sorted(int(line.split("\t")[2]) / 1000 for line in log.read_text().splitlines() if line.count("\t") == 2)
+    pick = lambda q: times[min(len(times) - 1, int(q * len(times)))] if times else None
+    return {
+        "rps": float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1)),
+        "requests": succeeded,
+        "errors": failed + timeout,
+        "p50_ms": pick(0.50),
+        "p99_ms": pick(0.99),
+        "max_ms": times[-1] if times else None,
+    }
+
+
+def grpc_check(target: str, request: Path, what: str) -> dict:
+    """One real unary call with grpcio (bench/protocol_peers.py): status OK and the expected reply, or the run stops."""
+    done = subprocess.run([*LOAD_PIN, sys.executable, str(PEERS), "grpc-call", target, GRPC_PATH, str(request)],
+                          capture_output=True, text=True, timeout=30)
+    try:
+        result = json.loads(done.stdout)
+    except ValueError:
+        raise RuntimeError(f"grpc check through {what}: no answer ({done.returncode}): {done.stderr.strip()[-500:]}") from None
+    if result.get("code") != "OK" or bytes.fromhex(result.get("answer", "")) != GRPC_REPLY:
+        raise RuntimeError(f"grpc check through {what} failed: {json.dumps(result)}")
+    return result
+
+
+def ws_load(mode: str, url: str, parallel: int, seconds: float) -> dict:
+    """bench/protocol_peers.py ws-echo-load or ws-handshakes on the load CPUs; `rate` is messages/s or handshakes/s."""
+    seconds = max(1, round(seconds))
+    args = [sys.executable, str(PEERS), mode, url, str(parallel), str(seconds)]
+    COMMANDS.setdefault(mode, shlex.join([*LOAD_PIN, "python3", "bench/protocol_peers.py", mode, "ws://127.0.0.1:PORT/ws/", str(parallel),
+                                          str(seconds)]))
+    r = json.loads(run_tool(args, seconds + 60))
+    r["requests"] = r["count"]
+    return r
+
+
 # ---------------------------------------------------------------------------------------------
 # Systems: backends, NGINX as the proxy, the gateway
 
@@ -302,6 +367,83 @@ spec:
 """
 
 
+# NGINX as the gRPC proxy; {mirror} is empty (routing only) or NGINX_GRPC_MIRROR.
+NGINX_GRPC_CONF = """
+worker_processes 1;
+pid {dir}/nginx-grpc-{port}.pid;
+error_log {dir}/nginx-grpc-{port}.err warn;
+daemon off;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    upstream greeter_v1 {{ server 127.0.0.1:{primary}; keepalive 64; }}
+    upstream greeter_v2 {{ server 127.0.0.1:{shadow}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port} http2 backlog=4096;
+        keepalive_requests 1000000;
+        location /helloworld.Greeter/ {{
+            {mirror}
+            grpc_pass grpc://greeter_v1;
+        }}
+        location = /grpc_mirror {{
+            internal;
+            rewrite ^ $request_uri break;   # the call's own path, not /grpc_mirror
+            grpc_connect_timeout {timeout}s;
+            grpc_read_timeout {timeout}s;
+            grpc_send_timeout {timeout}s;
+            grpc_pass grpc://greeter_v2;
+        }}
+    }}
+}}
+"""
+NGINX_GRPC_MIRROR = "mirror /grpc_mirror; mirror_request_body on;"
+
+# The gateway's equivalent (native routing file); {mirror} is empty or GATEWAY_GRPC_MIRROR.
+GATEWAY_GRPC_ROUTING = """
+services:
+  greeter: {{ protocol: http2, v1: [127.0.0.1:{primary}], v2: [127.0.0.1:{shadow}] }}
+routes:
+  - name: grpc
+    match: {{ prefix: /helloworld.Greeter/ }}
+    to: greeter/v1
+{mirror}"""
+GATEWAY_GRPC_MIRROR = "    mirrors: [{{ to: greeter/v2, methods: all, timeout: {timeout}s }}]\n"
+
+# WebSocket: NGINX proxies /ws/ to the echo server with the documented Upgrade/Connection map.
+NGINX_WS_CONF = """
+worker_processes 1;
+pid {dir}/nginx-ws-{port}.pid;
+error_log {dir}/nginx-ws-{port}.err warn;
+daemon off;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+    upstream echo {{ server 127.0.0.1:{echo}; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location /ws/ {{
+            proxy_pass http://echo;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_read_timeout 60s;
+        }}
+    }}
+}}
+"""
+
+GATEWAY_WS_ROUTING = """
+services:
+  echo: [127.0.0.1:{echo}]
+routes:
+  - name: ws
+    match: {{ prefix: /ws/ }}
+    to: echo
+"""
+
+
+
 class Bench:
     def __init__(self, work: Path, smoke: bool):
         self.work = work
@@ -340,6 +482,51 @@ class Bench:
         COMMANDS.setdefault("nginx", shlex.join([*SUT_PIN, "nginx", "-c", "nginx.conf"]) + "   # bench/run.py NGINX_CONF")
         return self.start(["nginx", "-e", str(self.work / f"nginx-{port}.err"), "-c", str(conf), "-p", str(self.work)], port, SUT_PIN)
 
+    def nginx_conf(self, kind: str, template: str, pin: list[str], **values) -> Proc:
+        """NGINX with one of the templates above, on a fresh port."""
+        port = free_port()
+        conf = self.work / f"{kind}-{port}.conf"
+        conf.write_text(template.format(dir=self.work, port=port, **values))
+        return self.start(["nginx", "-e", str(self.work / f"{kind}-{port}.err"), "-c", str(conf), "-p", str(self.work)], port, pin)
+
+    def grpc_backend(self) -> Proc:
+        """nghttpd over h2c answering every call with one fixed, gRPC-framed HelloReply and the trailer grpc-status 0.
+
+        Not NGINX: 1.22 answers 400 ("duplicate host header") to the gateway's HTTP/2 requests, which carry a
+        Host header besides :authority."""
+        port = free_port()
+        root = self.work / f"grpc-{port}"
+        (root / GRPC_PATH.rsplit("/", 1)[0].lstrip("/")).mkdir(parents=True)
+        (root / GRPC_PATH.lstrip("/")).write_bytes(grpc_frame(GRPC_REPLY))
+        COMMANDS.setdefault("nghttpd", shlex.join([*LOAD_PIN, "nghttpd", "--no-tls", "-d", "DIR", "--trailer", "grpc-status: 0", "PORT"])
+                            + "   # DIR/helloworld.Greeter/SayHello: the framed reply")
+        return self.start(["nghttpd", "--no-tls", "-d", str(root), "--trailer", "grpc-status: 0", str(port)], port, LOAD_PIN,
+                          log=f"nghttpd-{port}.log")
+
+    def nginx_grpc(self, primary: int, shadow: int, mirror: bool) -> Proc:
+        COMMANDS.setdefault("nginx grpc", shlex.join([*SUT_PIN, "nginx", "-c", "nginx.conf"]) + "   # bench/run.py NGINX_GRPC_CONF")
+        return self.nginx_conf("nginx-grpc", NGINX_GRPC_CONF, SUT_PIN, primary=primary, shadow=shadow, timeout=MIRROR_TIMEOUT_S,
+                               mirror=NGINX_GRPC_MIRROR if mirror else "")
+
+    def gateway_grpc(self, primary: int, shadow: int, mirror: bool) -> Proc:
+        routing = self.work / f"grpc-{'mirror' if mirror else 'routing'}.yaml"
+        routing.write_text(GATEWAY_GRPC_ROUTING.format(primary=primary, shadow=shadow,
+                                                       mirror=GATEWAY_GRPC_MIRROR.format(timeout=MIRROR_TIMEOUT_S) if mirror else ""))
+        return self.gateway(0, 0, routing)
+
+    def ws_echo(self) -> Proc:
+        port = free_port()
+        return self.start([sys.executable, str(PEERS), "ws-echo", str(port)], port, LOAD_PIN, log=f"ws-echo-{port}.log")
+
+    def nginx_ws(self, echo: int) -> Proc:
+        COMMANDS.setdefault("nginx websocket", shlex.join([*SUT_PIN, "nginx", "-c", "nginx.conf"]) + "   # bench/run.py NGINX_WS_CONF")
+        return self.nginx_conf("nginx-ws", NGINX_WS_CONF, SUT_PIN, echo=echo)
+
+    def gateway_ws(self, echo: int) -> Proc:
+        routing = self.work / f"ws-{echo}.yaml"
+        routing.write_text(GATEWAY_WS_ROUTING.format(echo=echo))
+        return self.gateway(0, 0, routing)
+
     def gateway(self, primary: int, shadow: int, routing: Path | None = None, binary: Path | None = None) -> Proc:
         port, admin = free_port(), free_port()
         configs = [routing] if routing else [ISTIO_YAML, self.work / f"entries-{port}.yaml"]
@@ -349,8 +536,9 @@ class Bench:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "RUST_LOG", "GATEWAY_"))}
         args = [str(binary or GATEWAY_BIN or TARGET / "gateway"), *[a for c in configs for a in ("--config", str(c))], "--listen", f"127.0.0.1:{port}",
                 "--admin-listen", f"127.0.0.1:{admin}"]
-        COMMANDS.setdefault("gateway", shlex.join([*SUT_PIN, "gateway", "--config", "examples/istio/istio.yaml", "--config",
-                                                   "service-entries.yaml", "--listen", "127.0.0.1:PORT"]))
+        if not routing:
+            COMMANDS.setdefault("gateway", shlex.join([*SUT_PIN, "gateway", "--config", "examples/istio/istio.yaml", "--config",
+                                                       "service-entries.yaml", "--listen", "127.0.0.1:PORT"]))
         proc = self.start(args, port, SUT_PIN, log=f"gateway-{port}.log", env=env)
         proc.admin = admin
         return proc
@@ -496,6 +684,72 @@ def compare(bench: Bench, seconds: float) -> dict:
         bench.stop(proc)
     for up in ups:
         bench.stop(up)
+    return out
+
+
+def grpc(bench: Bench, seconds: float) -> dict:
+    """Unary gRPC calls over h2c: routing only and a 100% mirror (methods: all), both systems, and direct."""
+    loads = ", ".join(f"-c{c} -m{m}" for c, m in GRPC_LOADS)
+    print(f"\n== grpc: h2load unary calls over h2c ({loads}), {seconds} s per row; backends: nghttpd answering a fixed reply", flush=True)
+    out = {}
+    request = bench.work / "grpc-request.bin"
+    request.write_bytes(grpc_frame(GRPC_REQUEST))
+    log = bench.work / "h2load.log"
+    primary, shadow = bench.grpc_backend(), bench.grpc_backend()
+    try:
+        grpc_check(f"127.0.0.1:{primary.port}", request, "the backend")
+        for c, m in GRPC_LOADS:
+            out[f"direct c{c}m{m}"] = r = h2load(f"http://127.0.0.1:{primary.port}{GRPC_PATH}", c, m, seconds, request, log)
+            show(f"direct, {c} conn x {m} streams", r)
+        for system, start in (("gateway", bench.gateway_grpc), ("nginx", bench.nginx_grpc)):
+            for route in ("routing", "mirror"):
+                proc = start(primary.port, shadow.port, route == "mirror")
+                try:
+                    checked = grpc_check(f"127.0.0.1:{proc.port}", request, f"{system} ({route})")
+                    out[f"{system} {route} check"] = checked["code"]
+                    h2load(f"http://127.0.0.1:{proc.port}{GRPC_PATH}", 4, 8, min(1, seconds), request, log)  # warm-up
+                    for c, m in GRPC_LOADS:
+                        out[f"{system} {route} c{c}m{m}"] = r = h2load(f"http://127.0.0.1:{proc.port}{GRPC_PATH}", c, m, seconds, request, log)
+                        show(f"{system}, {route}, {c} conn x {m} streams", r)
+                    if system == "gateway" and route == "mirror":
+                        time.sleep(min(1.5, seconds))
+                        copies = admin_json(proc.admin, "/mirrors")["mirrors"][0]["copies"]
+                        out["gateway mirror copies"] = copies
+                        print(f"    copies: {json.dumps(copies)}")
+                finally:
+                    bench.stop(proc)
+    finally:
+        bench.stop(primary)
+        bench.stop(shadow)
+    return out
+
+
+def websocket(bench: Bench, seconds: float) -> dict:
+    """WebSocket through each system to a Python echo server: echo round trips, then handshakes; and direct."""
+    print(f"\n== websocket: Python websockets client and echo server, {WS_CONNECTIONS} echo connections (1 KiB messages), "
+          f"{WS_HANDSHAKE_TASKS} handshake loops, {seconds} s per row", flush=True)
+    out = {}
+    echo = bench.ws_echo()
+
+    def measure(name: str, url: str) -> None:
+        out[f"{name} echo"] = r = ws_load("ws-echo-load", url, WS_CONNECTIONS, seconds)
+        print(f"  {name + ', echo':<44} {r['rate']:>10.0f} msg/s  p50 {fmt_ms(r['p50_ms'])} ms  p99 {fmt_ms(r['p99_ms'])} ms  "
+              f"errors {r['errors']}", flush=True)
+        out[f"{name} handshake"] = r = ws_load("ws-handshakes", url, WS_HANDSHAKE_TASKS, seconds)
+        print(f"  {name + ', handshake + echo + close':<44} {r['rate']:>10.0f} /s     p50 {fmt_ms(r['p50_ms'])} ms  "
+              f"p99 {fmt_ms(r['p99_ms'])} ms  errors {r['errors']}", flush=True)
+
+    try:
+        measure("direct", f"ws://127.0.0.1:{echo.port}/ws/")
+        for system, start in (("gateway", bench.gateway_ws), ("nginx", bench.nginx_ws)):
+            proc = start(echo.port)
+            try:
+                ws_load("ws-echo-load", f"ws://127.0.0.1:{proc.port}/ws/", 2, min(1, seconds))  # warm-up
+                measure(system, f"ws://127.0.0.1:{proc.port}/ws/")
+            finally:
+                bench.stop(proc)
+    finally:
+        bench.stop(echo)
     return out
 
 
@@ -752,7 +1006,7 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true", help="about a second per row; results in a temporary directory")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--repeat", type=int, help="runs of the throughput and latency groups (default 2, smoke 1)")
-    ap.add_argument("--only", nargs="+", choices=["throughput", "latency", "shadows", "compare"])
+    ap.add_argument("--only", nargs="+", choices=GROUPS)
     ap.add_argument("--seconds", type=float, help="seconds per row (default 10; shadows half of it)")
     ap.add_argument("--gateway-bin", type=Path, help="the gateway binary to measure (default: the release build)")
     ap.add_argument("--before", type=Path, help="another gateway binary: only compare it with this build, alternately (commit figures)")
@@ -762,10 +1016,12 @@ def main() -> int:
     seconds = args.seconds or (1 if args.smoke else 10)
     repeat = args.repeat or (1 if args.smoke else 2)
     rates = [200, 1000] if args.smoke else [1000, 10000]
-    groups = args.only or ["throughput", "latency", "shadows", "compare"]
-    missing = [t for t in ("wrk", "nginx", "oha") if not shutil.which(t)]
+    groups = args.only or GROUPS
+    missing = [t for t in ("wrk", "nginx", "oha", *(["h2load", "nghttpd"] if "grpc" in groups else [])) if not shutil.which(t)]
+    missing += [m for m, group in (("grpc", "grpc"), ("websockets", "websocket")) if group in groups and not importlib.util.find_spec(m)]
     if missing:
-        print(f"bench: missing {', '.join(missing)} (apt-get install wrk nginx-light; cargo install oha --locked)", file=sys.stderr)
+        print(f"bench: missing {', '.join(missing)} (apt-get install wrk nginx-light nghttp2-client nghttp2-server; cargo install oha --locked; "
+              "pip install grpcio websockets, see .ci/requirements.txt)", file=sys.stderr)
         return 2
     global TARGET, GATEWAY_BIN
     GATEWAY_BIN = args.gateway_bin
@@ -796,6 +1052,10 @@ def main() -> int:
                 run["shadows"] = shadows(bench, max(1, seconds / 2), primary)
             if i == 0 and "compare" in groups:
                 run["compare"] = compare(bench, seconds)
+            if i == 0 and "grpc" in groups:
+                run["grpc"] = grpc(bench, seconds)
+            if i == 0 and "websocket" in groups:
+                run["websocket"] = websocket(bench, seconds)
             runs.append(run)
     finally:
         bench.stop_all()

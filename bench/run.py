@@ -2,7 +2,7 @@
 """Benchmarks of the gateway, side by side with NGINX (and its `mirror`) in one run; writes
 BENCHMARKS.md and the charts in docs/bench/.
 
-  python3 bench/run.py                 # everything, twice (about 15 minutes on 2 cores)
+  python3 bench/run.py                 # everything, twice (about 18 minutes on 2 cores)
   python3 bench/run.py --repeat 3      # more repeats of the throughput and latency groups
   python3 bench/run.py --smoke         # about a second per row, debug build, results in a temporary directory (CI)
   python3 bench/run.py --only throughput latency   # some groups; BENCHMARKS.md is not rewritten
@@ -27,8 +27,16 @@ Groups:
   shadows      the shadow fast / 1 s delay / never answering / refusing / resetting, 1 and 16
                connections, both systems: rate against the no-shadow route, p99, primary errors
   compare      256 KiB JSON answers that mismatch on every request: comparison on vs off (gateway)
+  grpc         h2load unary gRPC calls over h2c, 4 connections x 8 streams and 1 x 1, routing only
+               and 100% mirror (methods: all), both systems (NGINX: grpc_pass, mirror), and direct;
+               backends: nghttpd answering a fixed reply; a grpcio call checks each system first
+  websocket    a Python websockets echo server behind both systems, and direct: echo round trips on
+               8 connections (messages/s, p50/p99), handshake + echo + close loops (per second)
 
-Needs: wrk, nginx (Debian: wrk nginx-light), oha (cargo install oha --locked), matplotlib; the
+The grpc, websocket, shadows and compare groups run once, in the first run.
+
+Needs: wrk, nginx, h2load, nghttpd (Debian: wrk nginx-light nghttp2-client nghttp2-server), oha
+(cargo install oha --locked), Python: matplotlib, grpcio, websockets (.ci/requirements.txt); the
 script builds the release `gateway` and `bench-upstream` itself.
 """
 from __future__ import annotations
@@ -261,6 +269,10 @@ def h2load(url: str, connections: int, streams: int, seconds: float, request: Pa
         "p99_ms": pick(0.99),
         "max_ms": times[-1] if times else None,
     }
+
+
+def grpc_load(connections: int, streams: int) -> str:
+    return f"{connections} conn x {streams} stream{'s' if streams > 1 else ''}"
 
 
 def grpc_check(target: str, request: Path, what: str) -> dict:
@@ -512,10 +524,13 @@ class Bench:
         routing = self.work / f"grpc-{'mirror' if mirror else 'routing'}.yaml"
         routing.write_text(GATEWAY_GRPC_ROUTING.format(primary=primary, shadow=shadow,
                                                        mirror=GATEWAY_GRPC_MIRROR.format(timeout=MIRROR_TIMEOUT_S) if mirror else ""))
+        COMMANDS.setdefault("gateway grpc", shlex.join([*SUT_PIN, "gateway", "--config", "grpc.yaml", "--listen", "127.0.0.1:PORT"])
+                            + "   # bench/run.py GATEWAY_GRPC_ROUTING")
         return self.gateway(0, 0, routing)
 
     def ws_echo(self) -> Proc:
         port = free_port()
+        COMMANDS.setdefault("ws-echo", shlex.join([*LOAD_PIN, "python3", "bench/protocol_peers.py", "ws-echo", "PORT"]))
         return self.start([sys.executable, str(PEERS), "ws-echo", str(port)], port, LOAD_PIN, log=f"ws-echo-{port}.log")
 
     def nginx_ws(self, echo: int) -> Proc:
@@ -525,6 +540,8 @@ class Bench:
     def gateway_ws(self, echo: int) -> Proc:
         routing = self.work / f"ws-{echo}.yaml"
         routing.write_text(GATEWAY_WS_ROUTING.format(echo=echo))
+        COMMANDS.setdefault("gateway websocket", shlex.join([*SUT_PIN, "gateway", "--config", "ws.yaml", "--listen", "127.0.0.1:PORT"])
+                            + "   # bench/run.py GATEWAY_WS_ROUTING")
         return self.gateway(0, 0, routing)
 
     def gateway(self, primary: int, shadow: int, routing: Path | None = None, binary: Path | None = None) -> Proc:
@@ -700,7 +717,7 @@ def grpc(bench: Bench, seconds: float) -> dict:
         grpc_check(f"127.0.0.1:{primary.port}", request, "the backend")
         for c, m in GRPC_LOADS:
             out[f"direct c{c}m{m}"] = r = h2load(f"http://127.0.0.1:{primary.port}{GRPC_PATH}", c, m, seconds, request, log)
-            show(f"direct, {c} conn x {m} streams", r)
+            show(f"direct, {grpc_load(c, m)}", r)
         for system, start in (("gateway", bench.gateway_grpc), ("nginx", bench.nginx_grpc)):
             for route in ("routing", "mirror"):
                 proc = start(primary.port, shadow.port, route == "mirror")
@@ -710,7 +727,7 @@ def grpc(bench: Bench, seconds: float) -> dict:
                     h2load(f"http://127.0.0.1:{proc.port}{GRPC_PATH}", 4, 8, min(1, seconds), request, log)  # warm-up
                     for c, m in GRPC_LOADS:
                         out[f"{system} {route} c{c}m{m}"] = r = h2load(f"http://127.0.0.1:{proc.port}{GRPC_PATH}", c, m, seconds, request, log)
-                        show(f"{system}, {route}, {c} conn x {m} streams", r)
+                        show(f"{system}, {route}, {grpc_load(c, m)}", r)
                     if system == "gateway" and route == "mirror":
                         time.sleep(min(1.5, seconds))
                         copies = admin_json(proc.admin, "/mirrors")["mirrors"][0]["copies"]
@@ -777,6 +794,7 @@ def machine() -> dict:
         "nginx": version(["nginx", "-v"]),
         "wrk": version(["wrk", "-v"]),
         "oha": version(["oha", "--version"]),
+        "h2load": version(["h2load", "--version"]),
         "rustc": version(["rustc", "-V"]),
     }
 
@@ -854,7 +872,7 @@ def report(runs: list[dict], info: dict, charts: dict[str, str], args) -> str:
             f"- {info['cpu']}, {info['cpus']} CPUs, Linux {info['kernel']}; load average at the start "
             f"{info['load'][0]:.2f} / {info['load'][1]:.2f} / {info['load'][2]:.2f}, at the end "
             f"{info['load_end'][0]:.2f} / {info['load_end'][1]:.2f} / {info['load_end'][2]:.2f} (1/5/15 min; the machine is shared).",
-            f"- {info['nginx']}; {info['wrk']}; {info['oha']}; {info['rustc']}.",
+            f"- {info['nginx']}; {info['wrk']}; {info['oha']}; {info.get('h2load', '?')}; {info['rustc']}.",
             "- Pinning: " + (f"the system under test on CPU {SUT_PIN[-1]}, load generators and backends on CPUs {LOAD_PIN[-1]} "
                              "(`taskset`). The gateway's `workers` is at its default (the CPUs it may use: 1); NGINX has one worker."
                              if SUT_PIN else "none (fewer than two CPUs)."), ""]
@@ -914,6 +932,7 @@ def report(runs: list[dict], info: dict, charts: dict[str, str], args) -> str:
                 table(["conn", "shadow", "gateway req/s", "of no shadow", "p99 ms", "primary errors", "NGINX req/s", "of no shadow", "p99 ms",
                        "primary errors"], rows), "",
                 f"The gateway's copy outcomes (admin `/mirrors`): {copies}.", ""]
+    out += protocol_sections(runs)
     cm = [r["compare"] for r in runs if "compare" in r]
     if cm:
         c = cm[0]
@@ -926,6 +945,58 @@ def report(runs: list[dict], info: dict, charts: dict[str, str], args) -> str:
         out += ["### Charts", ""] + [f"![{name}]({path})" for name, path in charts.items()] + [""]
     out += [END]
     return "\n".join(out)
+
+
+def protocol_sections(runs: list[dict]) -> list[str]:
+    """The grpc and websocket groups' tables (first run), for report()."""
+    out = []
+    g = runs[0].get("grpc") if runs else None
+    if g:
+        rows = []
+        for c, m in GRPC_LOADS:
+            d = g[f"direct c{c}m{m}"]
+            rows.append([f"direct (the backend), {grpc_load(c, m)}", f"{d['rps']:,.0f}", fmt_ms(d["p50_ms"]), fmt_ms(d["p99_ms"]), d["errors"],
+                         "", "", "", "", ""])
+        for route in ("routing", "mirror"):
+            for c, m in GRPC_LOADS:
+                x, n = g[f"gateway {route} c{c}m{m}"], g[f"nginx {route} c{c}m{m}"]
+                rows.append([f"{'routing only' if route == 'routing' else '100% mirror'}, {grpc_load(c, m)}",
+                             f"{x['rps']:,.0f}", fmt_ms(x["p50_ms"]), fmt_ms(x["p99_ms"]), x["errors"],
+                             f"{n['rps']:,.0f}", fmt_ms(n["p50_ms"]), fmt_ms(n["p99_ms"]), n["errors"], f"{x['rps'] / n['rps']:.2f}x"])
+        copies = ", ".join(f"{k} {v}" for k, v in g.get("gateway mirror copies", {}).items() if v) or "unavailable"
+        out += ["### gRPC over h2c (h2load unary calls, as fast as each system goes)", "",
+                table(["scenario", "gateway calls/s", "p50 ms", "p99 ms", "errors", "NGINX calls/s", "p50 ms", "p99 ms", "errors", "gateway / NGINX"],
+                      rows), "",
+                f"`{GRPC_PATH}` with a 12-byte request; the backends are nghttpd (h2c) answering a fixed gRPC-framed reply with the trailer "
+                "`grpc-status: 0` (not NGINX: 1.22 answers 400, \"duplicate host header\", to the gateway's HTTP/2 requests, which carry a "
+                "Host header besides `:authority`). The gateway routes with a native routing file (`protocol: http2`; the mirror "
+                f"`methods: all`, as gRPC calls are POSTs), NGINX with `grpc_pass` and `mirror` (deadlines {MIRROR_TIMEOUT_S} s in both). "
+                "Before its rows each system answered a real `grpcio` call with status OK and the expected reply "
+                "(errors: h2load's failed requests: non-2xx, reset or errored). Latencies from h2load's per-request log.", "",
+                f"The gateway's copy outcomes over its mirrored rows (admin `/mirrors`): {copies}.", ""]
+    w = runs[0].get("websocket") if runs else None
+    if w:
+        def cells(key: str, fmt) -> list[str]:
+            return [fmt(w[f"{s} {key}"]) for s in ("direct", "gateway", "nginx")]
+
+        rate = lambda r: f"{r['rate']:,.0f}"
+        rows = [["echo round trips, messages/s", *cells("echo", rate)],
+                ["echo round trip p50 / p99 ms", *cells("echo", lambda r: f"{fmt_ms(r['p50_ms'])} / {fmt_ms(r['p99_ms'])}")],
+                ["handshake + one echo + close, per s", *cells("handshake", rate)],
+                ["handshake + one echo + close p50 / p99 ms", *cells("handshake", lambda r: f"{fmt_ms(r['p50_ms'])} / {fmt_ms(r['p99_ms'])}")],
+                ["errors (echo / handshake)", *[f"{w[f'{s} echo']['errors']} / {w[f'{s} handshake']['errors']}" for s in ("direct", "gateway", "nginx")]]]
+        for row, key in ((rows[0], "echo"), (rows[2], "handshake")):
+            row.append(f"{w[f'gateway {key}']['rate'] / w[f'nginx {key}']['rate']:.2f}x")
+        for row in rows[1:2] + rows[3:]:
+            row.append("")
+        out += ["### WebSocket (Python `websockets` client and echo server)", "",
+                table(["measure", "direct (the echo server)", "gateway", "NGINX", "gateway / NGINX"], rows), "",
+                f"{WS_CONNECTIONS} connections each send 1 KiB messages back-to-back and wait for the echo; {WS_HANDSHAKE_TASKS} loops "
+                "connect, echo once and close. The Python client and echo server (on the load CPU) bound these rows (the direct "
+                "column is what they do with no proxy between them): read the ratio between the systems, not the absolute rates. The gateway routes `/ws/` "
+                "with a native routing file (upgrades are spliced, never mirrored); NGINX with `proxy_http_version 1.1` and the "
+                "`Upgrade`/`Connection` map.", ""]
+    return out
 
 
 def draw(runs: list[dict], into: Path, link_prefix: str) -> dict[str, str]:
@@ -987,6 +1058,28 @@ def draw(runs: list[dict], into: Path, link_prefix: str) -> dict[str, str]:
         fig.savefig(into / "throughput.png", dpi=110)
         plt.close(fig)
         charts["throughput per system"] = f"{link_prefix}throughput.png"
+    g, w = runs[0].get("grpc"), runs[0].get("websocket")
+    if g or w:
+        panels = ([("grpc", "gRPC unary calls/s (h2load)", [(f"{'routing' if r == 'routing' else 'mirror'}, {c}x{m}", f"{r} c{c}m{m}")
+                                                          for c, m in GRPC_LOADS for r in ("routing", "mirror")])] if g else []) + \
+                 ([("websocket", "WebSocket echo messages/s", [("echo, 1 KiB", "echo")]),
+                   ("websocket", "WebSocket handshake + echo + close /s", [("handshakes", "handshake")])] if w else [])
+        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False,
+                                 gridspec_kw={"width_ratios": [2 if group == "grpc" else 1 for group, _, _ in panels]})
+        for ax, (group, title, rows) in zip(axes[0], panels):
+            data = runs[0][group]
+            for i, system in enumerate(("gateway", "nginx")):
+                ax.bar([j + i * 0.4 for j in range(len(rows))], [data[f"{system} {k}"]["rps" if group == "grpc" else "rate"] for _, k in rows],
+                       0.4, label=system)
+            if group == "websocket":
+                ax.axhline(data[f"direct {rows[0][1]}"]["rate"], color="grey", linestyle="--", label="direct (no proxy)")
+            ax.set_xticks([j + 0.2 for j in range(len(rows))], [n for n, _ in rows], fontsize=8)
+            ax.set_title(title, fontsize=10)
+            ax.legend(fontsize=8, loc="lower right" if group == "websocket" else "best")
+        fig.tight_layout()
+        fig.savefig(into / "protocols.png", dpi=110)
+        plt.close(fig)
+        charts["gRPC and WebSocket per system"] = f"{link_prefix}protocols.png"
     return charts
 
 

@@ -1103,7 +1103,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, help="seconds per row (default 10; shadows half of it)")
     ap.add_argument("--gateway-bin", type=Path, help="the gateway binary to measure (default: the release build)")
     ap.add_argument("--before", type=Path, help="another gateway binary: only compare it with this build, alternately (commit figures)")
-    ap.add_argument("--out", type=Path, help="where BENCHMARKS.md goes (default: the repository's; smoke: a temporary directory)")
+    ap.add_argument("--out", type=Path, help="where BENCHMARKS.md goes, a file or a directory (default: the repository's; smoke: a temporary directory)")
     args = ap.parse_args()
     args.argv = sys.argv[1:]
     seconds = args.seconds or (1 if args.smoke else 10)
@@ -1157,6 +1157,9 @@ def main() -> int:
               if isinstance(r, dict) and "requests" in r and r["requests"] == 0 and not key.startswith("nginx")]
     if args.smoke or args.out:
         out = args.out or work / "BENCHMARKS.md"
+        if out.is_dir() or not out.suffix:  # --out DIR: DIR/BENCHMARKS.md
+            out.mkdir(parents=True, exist_ok=True)
+            out = out / "BENCHMARKS.md"
         charts_dir, prefix = out.parent / "bench", "bench/"
     elif args.only:
         out = work / "BENCHMARKS.md"

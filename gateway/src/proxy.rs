@@ -315,10 +315,8 @@ struct Sending<'a> {
 }
 
 impl Sending<'_> {
-    async fn send(self, mut request: Request<BoxBody>) -> Result<Response<hyper::body::Incoming>, GatewayError> {
-        let (client, version) = self.primary.client_for(self.downstream);
-        *request.version_mut() = version;
-        let sent = client.request(request).instrument(self.span.clone());
+    async fn send(self, request: Request<BoxBody>) -> Result<Response<hyper::body::Incoming>, GatewayError> {
+        let sent = self.primary.send(request, self.downstream).instrument(self.span.clone());
         let answered = match self.deadlines.headers_by(Instant::now()) {
             Some(by) => tokio::time::timeout_at(by.into(), sent).await.map_err(|_| {
                 self.span.record("otel.status_code", "ERROR");

@@ -5,13 +5,16 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use gateway_config::{Destination, Protocol};
+use http::header::HOST;
 use http::uri::Authority;
+use http::{Request, Uri, Version};
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::settings::UpstreamSettings;
@@ -30,8 +33,10 @@ pub struct Upstream {
     next: AtomicUsize,
     pub protocol: Protocol,
     http1: Client<HttpConnector, BoxBody>,
-    /// h2c with prior knowledge, for destinations that speak HTTP/2 or follow the client.
-    http2: Option<Client<HttpConnector, BoxBody>>,
+    /// h2c with prior knowledge, for destinations that speak HTTP/2 or follow the client: one
+    /// client per endpoint, so that `:authority` can be the request's host while the
+    /// connection goes to the endpoint.
+    http2: Option<Vec<(Authority, Client<ToEndpoint, BoxBody>)>>,
     /// Whether copies to this destination are dropped for now (it is a shadow that stopped
     /// answering); kept with the pool across reloads.
     pub ejection: crate::mirror::Ejection,
@@ -48,25 +53,35 @@ impl Upstream {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(settings.connect_timeout));
-        let client = |http2_only: bool| {
-            Client::builder(TokioExecutor::new())
+        let builder = |http2_only: bool| {
+            let mut builder = Client::builder(TokioExecutor::new());
+            builder
                 .pool_timer(TokioTimer::new())
                 .timer(TokioTimer::new())
                 .pool_idle_timeout(settings.idle_timeout)
                 .pool_max_idle_per_host(settings.max_idle_per_endpoint)
-                .http2_only(http2_only)
-                .build(connector.clone())
+                .http2_only(http2_only);
+            builder
+        };
+        let http2 = |endpoints: &[Authority]| {
+            endpoints
+                .iter()
+                .filter_map(|endpoint| {
+                    let to = Uri::builder().scheme("http").authority(endpoint.clone()).path_and_query("/").build().ok()?;
+                    Some((endpoint.clone(), builder(true).build(ToEndpoint { to, inner: connector.clone() })))
+                })
+                .collect()
         };
         let protocol = destination.protocol;
         Self {
             label: destination.label(),
             metric_label: metrics::SharedString::from(std::sync::Arc::<str>::from(destination.label())),
-            endpoints,
             next: AtomicUsize::new(0),
             protocol,
-            http1: client(false),
-            http2: matches!(protocol, Protocol::Http2 | Protocol::Auto).then(|| client(true)),
+            http1: builder(false).build(connector.clone()),
+            http2: matches!(protocol, Protocol::Http2 | Protocol::Auto).then(|| http2(&endpoints)),
             ejection: crate::mirror::Ejection::default(),
+            endpoints,
         }
     }
 
@@ -79,24 +94,76 @@ impl Upstream {
         Some(&self.endpoints[n % self.endpoints.len()])
     }
 
-    /// The client for the destination's own protocol (`Auto`: HTTP/1.1), for requests the
-    /// gateway makes itself (copies).
-    pub fn client(&self) -> &Client<HttpConnector, BoxBody> {
-        self.client_for(http::Version::HTTP_11).0
+    /// The version a request that came in as `downstream` is sent with: the destination's
+    /// protocol decides; `Auto` follows the client.
+    pub fn version_for(&self, downstream: Version) -> Version {
+        match self.protocol {
+            Protocol::Http1 => Version::HTTP_11,
+            Protocol::Http2 => Version::HTTP_2,
+            Protocol::Auto if downstream == Version::HTTP_2 => Version::HTTP_2,
+            Protocol::Auto => Version::HTTP_11,
+        }
     }
 
-    /// The client for a request that came in as `downstream`, and the version to send it as:
-    /// the destination's protocol decides; `Auto` follows the client.
-    pub fn client_for(&self, downstream: http::Version) -> (&Client<HttpConnector, BoxBody>, http::Version) {
-        let http2 = match self.protocol {
-            Protocol::Http1 => None,
-            Protocol::Http2 => self.http2.as_ref(),
-            Protocol::Auto => self.http2.as_ref().filter(|_| downstream == http::Version::HTTP_2),
-        };
+    /// Sends `request`, whose URI is `http://<endpoint><path>` (one of [`Upstream::pick`]'s),
+    /// as [`Upstream::version_for`] `downstream` says. Over HTTP/2 the `Host` header becomes
+    /// the `:authority` (RFC 9113 section 8.3.1: a `Host` beside a differing `:authority` is
+    /// malformed, and NGINX refuses the request), as Envoy sends it.
+    pub fn send(&self, mut request: Request<BoxBody>, downstream: Version) -> ResponseFuture {
+        let version = self.version_for(downstream);
+        let http2 = self.http2.as_ref().filter(|_| version == Version::HTTP_2).and_then(|clients| {
+            let endpoint = request.uri().authority()?;
+            clients.iter().find(|(to, _)| to == endpoint).map(|(_, client)| client)
+        });
         match http2 {
-            Some(client) => (client, http::Version::HTTP_2),
-            None => (&self.http1, http::Version::HTTP_11),
+            Some(client) => {
+                *request.version_mut() = Version::HTTP_2;
+                authority_from_host(&mut request);
+                client.request(request)
+            }
+            None => {
+                *request.version_mut() = Version::HTTP_11;
+                self.http1.request(request)
+            }
         }
+    }
+}
+
+/// The `Host` header moved into the URI's authority, which HTTP/2 sends as `:authority`; a
+/// host that is not a valid authority is dropped (the endpoint's authority stays).
+fn authority_from_host<B>(request: &mut Request<B>) {
+    let Some(host) = request.headers_mut().remove(HOST) else {
+        return;
+    };
+    let Some(authority) = host.to_str().ok().and_then(|host| Authority::try_from(host).ok()) else {
+        return;
+    };
+    let mut parts = request.uri().clone().into_parts();
+    parts.authority = Some(authority);
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
+}
+
+/// A connector that always connects to one endpoint, whatever the request's authority: with
+/// it, the HTTP/2 client sends the client's host as `:authority` to the endpoint chosen.
+#[derive(Clone)]
+pub struct ToEndpoint {
+    to: Uri,
+    inner: HttpConnector,
+}
+
+impl tower::Service<Uri> for ToEndpoint {
+    type Response = <HttpConnector as tower::Service<Uri>>::Response;
+    type Error = <HttpConnector as tower::Service<Uri>>::Error;
+    type Future = <HttpConnector as tower::Service<Uri>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, _authority: Uri) -> Self::Future {
+        self.inner.call(self.to.clone())
     }
 }
 
@@ -212,7 +279,7 @@ mod tests {
             endpoints: vec![Endpoint { host: "a".into(), port: 1 }],
             protocol,
         };
-        let version = |protocol, downstream| Upstream::new(&destination(protocol), &settings).unwrap().client_for(downstream).1;
+        let version = |protocol, downstream| Upstream::new(&destination(protocol), &settings).unwrap().version_for(downstream);
         use http::Version as V;
         assert_eq!(version(Protocol::Http1, V::HTTP_2), V::HTTP_11);
         assert_eq!(version(Protocol::Http2, V::HTTP_11), V::HTTP_2);

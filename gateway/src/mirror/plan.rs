@@ -135,7 +135,7 @@ impl MirrorPlan {
             let noise = (sampled(comparer.noise_percent, None) && comparer.noise_eligible(request.method, request.has_body))
                 .then(|| primary.pick().and_then(|endpoint| build_copy(request, mirror, &shared.shadow, endpoint, &span, empty())))
                 .flatten()
-                .map(|request| NoiseCopy { request, client: primary.client().clone(), changes: CopyChanges::default() });
+                .map(|request| NoiseCopy { request, upstream: primary.clone(), changes: CopyChanges::default() });
             Some(CompareJob::new(comparer.clone(), comparator.clone(), slot, primary_answer, noise, request))
         });
         self.copies.push(Copy {

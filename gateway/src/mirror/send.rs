@@ -6,8 +6,6 @@ use std::time::{Duration, Instant};
 
 use http::{Method, Request};
 use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use response_diff::{Captured, Classified, CopyChanges, SkipReason};
 use service_kit::propagation;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
@@ -43,7 +41,8 @@ pub(super) struct Copy {
 /// A second request to the primary's destination, to learn noise.
 pub(super) struct NoiseCopy {
     pub request: Request<BoxBody>,
-    pub client: Client<HttpConnector, BoxBody>,
+    /// The primary's destination.
+    pub upstream: Arc<Upstream>,
     /// What the gateway changed in it, from the primary's request.
     pub changes: CopyChanges,
 }
@@ -99,7 +98,6 @@ impl Copy {
 
 async fn run(copy: Copy) {
     let Copy { request, upstream, ejection, span, timeout, stats, abort, permit, compare } = copy;
-    let client = upstream.client();
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + timeout;
     stats.sent();
@@ -107,7 +105,7 @@ async fn run(copy: Copy) {
     let (outcome, shadow) = tokio::select! {
         biased;
         () = tokio::time::sleep_until(deadline) => (ShadowOutcome::Timeout, None),
-        result = send(client, request, compare.as_ref().map(|job| job.comparer.max_body_bytes)) => match result {
+        result = send(&upstream, request, compare.as_ref().map(|job| job.comparer.max_body_bytes)) => match result {
             Ok(answered) => (ShadowOutcome::Ok, Some(answered)),
             Err(error) => {
                 let outcome = match abort.as_ref().and_then(|flag| flag.get()) {
@@ -150,13 +148,14 @@ async fn run(copy: Copy) {
 /// Sends a request and reads the whole answer, keeping up to `keep` bytes of the body; with the
 /// time to the response headers, measured as the primary's is (so a large body does not make the
 /// shadow look slower than it is).
+/// A copy goes over the destination's own protocol (an `Auto` destination gets HTTP/1.1).
 async fn send(
-    client: &Client<HttpConnector, BoxBody>,
+    upstream: &Upstream,
     request: Request<BoxBody>,
     keep: Option<usize>,
 ) -> Result<(Captured, Duration), crate::upstream::BoxError> {
     let started = Instant::now();
-    let response = client.request(request).await?;
+    let response = upstream.send(request, http::Version::HTTP_11).await?;
     let to_headers = started.elapsed();
     let (mut parts, mut body) = response.into_parts();
     let cap = keep.unwrap_or(0);
@@ -204,8 +203,8 @@ async fn compare_copy(
             _ => return skip("primary response incomplete"),
         };
     let again = match noise {
-        Some(NoiseCopy { request, client, changes }) => {
-            tokio::time::timeout_at(deadline, send(&client, request, Some(comparer.max_body_bytes)))
+        Some(NoiseCopy { request, upstream, changes }) => {
+            tokio::time::timeout_at(deadline, send(&upstream, request, Some(comparer.max_body_bytes)))
                 .await
                 .ok()
                 .and_then(Result::ok)

@@ -95,3 +95,70 @@ async fn an_auto_destination_speaks_http2_to_an_http2_client() {
     assert_eq!((unary["code"].as_str(), unary["trailers"]["x-served-by"].as_str()), (Some("OK"), Some("auto")), "{unary}");
     gateway.stop().await;
 }
+
+/// NGINX (Debian's, as an h2c server with `listen ... http2`) as an HTTP/2 upstream. It refuses
+/// a request that carries a `Host` header beside `:authority` (400, "client sent duplicate host
+/// header"), as RFC 9113 section 8.3.1 allows for differing ones: the gateway sent both, the
+/// endpoint's address as `:authority` and the client's host as `Host`. Now the client's host is
+/// the `:authority`, as Envoy sends it, and the connection still goes to the endpoint.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_upstream_gets_the_clients_host_as_its_authority() {
+    let Some(nginx) = Nginx::start(r#"location / { return 200 "host=$host http_host=$http_host"; }"#) else {
+        return;
+    };
+    let config = format!("services:\n  shop: {{ protocol: http2, endpoints: [{}] }}\nroutes: [{{ name: shop, to: shop }}]\n", nginx.addr);
+    let gateway = RunningGateway::start(&[("gateway.yaml", &config)], None).await;
+    let response = e2e_tests::client().get(gateway.url("/items")).header("host", "shop.example.com").send().await.unwrap();
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert_eq!((status.as_u16(), body.as_str()), (200, "host=shop.example.com http_host=shop.example.com"), "{}", nginx.log());
+    gateway.stop().await;
+}
+
+/// An NGINX serving h2c on a free port with one `server` body; stopped when dropped. `None`
+/// (the test is skipped with a notice) when nginx is not installed, outside CI.
+struct Nginx {
+    addr: std::net::SocketAddr,
+    dir: std::path::PathBuf,
+    process: std::process::Child,
+}
+
+impl Nginx {
+    fn start(server: &str) -> Option<Self> {
+        if std::process::Command::new("nginx").arg("-v").output().is_err() {
+            assert!(std::env::var_os("CI").is_none(), "nginx is missing: .ci/run installs .ci/apt-packages.txt");
+            eprintln!("notice: skipped, nginx is not installed (apt-get install nginx-light)");
+            return None;
+        }
+        let dir = e2e_tests::gateway::scratch_dir("nginx");
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let conf = format!(
+            "daemon off; master_process off; worker_processes 1; pid {dir}/nginx.pid; error_log {dir}/error.log info;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{ access_log off; server {{ listen {addr} http2; {server} }} }}\n",
+            dir = dir.display()
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let process = std::process::Command::new("nginx")
+            .args(["-e", &format!("{}/error.log", dir.display()), "-p", &dir.display().to_string(), "-c", "nginx.conf"])
+            .spawn()
+            .expect("nginx starts");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(std::time::Instant::now() < deadline, "nginx did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Self { addr, dir, process })
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}

@@ -108,7 +108,8 @@ impl ListenerLimits {
     /// The status a request head gets when it breaks a limit hyper does not check itself, or the
     /// RFC 9112 rules on `Host`; a request that passes has its `Host` made to agree with an
     /// absolute-form target, which RFC 9112 section 3.2.2 says wins, so routing on `Host`
-    /// downstream cannot be told one host while the target names another.
+    /// downstream cannot be told one host while the target names another; an HTTP/2 request
+    /// without `Host` gets its `:authority` as `Host`.
     fn screen(&self, request: &mut Request<Incoming>) -> Option<(StatusCode, &'static str)> {
         let target =
             request.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) + request.uri().authority().map_or(0, |a| a.as_str().len());
@@ -128,7 +129,15 @@ impl ListenerLimits {
         match (request.headers().get_all(header::HOST).iter().count(), request.uri().authority().cloned()) {
             (2.., _) => return Some((StatusCode::BAD_REQUEST, "more than one host header")),
             (0, None) if request.version() == http::Version::HTTP_11 => return Some((StatusCode::BAD_REQUEST, "missing host header")),
+            // HTTP/1.1 absolute form: the target's authority wins over `Host`. HTTP/2 without a
+            // `Host` header: `:authority` is the host (RFC 9113 section 8.3.1), given as `Host` so
+            // that everything after this (routing, the shadow marker's screening) reads one field.
             (_, Some(authority)) if http1 => {
+                if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                    request.headers_mut().insert(header::HOST, host);
+                }
+            }
+            (0, Some(authority)) => {
                 if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
                     request.headers_mut().insert(header::HOST, host);
                 }

@@ -190,7 +190,20 @@ def streams(addr, count=150):
     return {"opened": opened, "refused": len(refused), "goaway": goaway(events), "closed": closed}
 
 
+def spoofed_marker(addr):
+    """A request that claims to be a copy: a made-up x-shadow marker and a -shadow :authority."""
+    sock, conn = connect(addr)
+    headers = [(":method", "GET"), (":scheme", "http"), (":authority", "shop-shadow:8080"), (":path", "/orders"), ("x-shadow", "hide-me")]
+    conn.send_headers(1, headers, end_stream=True)
+    sock.sendall(conn.data_to_send())
+    events, closed = read_events(sock, conn, lambda ev: any(isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset)) for e in ev), 10)
+    status = next((dict(e.headers).get(":status") for e in events if isinstance(e, h2.events.ResponseReceived)), None)
+    body = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived)).decode(errors="replace")
+    return {"status": status, "body": body, "closed": closed}
+
+
 ATTACKS = {
+    "spoofed-marker": spoofed_marker,
     "settings": server_settings,
     "rapid-reset": rapid_reset,
     "continuation": continuation_flood,

@@ -81,6 +81,30 @@ async fn a_clients_shadow_marker_is_removed_and_its_request_mirrored() {
     gateway.stop().await;
 }
 
+/// The same over HTTP/2, where the host is the `:authority` and there is no `Host` header: the
+/// marker goes and so does the `-shadow` authority that came with it (Python's `h2` as the client).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clients_shadow_marker_over_http2_is_removed_with_its_shadow_authority() {
+    if !e2e_tests::python_peer("h2") {
+        return;
+    }
+    let primary = Upstream::start(Behaviour::ok("primary")).await;
+    let shadow = Upstream::start(Behaviour::ok("shadow")).await;
+    let gateway = RunningGateway::start(&[("g.yaml", &mirror_config(primary.addr, shadow.addr, "timeout: 5s"))], None).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/h2_attacks.py");
+    let output = tokio::process::Command::new("python3").args([script, &gateway.addr.to_string(), "spoofed-marker"]).output();
+    let output = tokio::time::timeout(Duration::from_secs(60), output).await.expect("the client ends").expect("python3 runs");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("the client's JSON report");
+    assert_eq!((report["status"].as_str(), report["body"].as_str()), (Some("200"), Some("primary")), "{report}");
+    let live = &primary.requests()[0];
+    assert!(!live.headers.contains_key("x-shadow"), "a client's marker never reaches the primary");
+    assert_eq!(live.headers["host"], "shop:8080", "nor the -shadow authority that came with it");
+    let copies = shadow.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(copies.len(), 1, "the request was mirrored as the live traffic it is");
+    assert_eq!(copies[0].headers["host"], "shop-shadow:8080");
+    gateway.stop().await;
+}
+
 /// A two-tier set-up: copies are sent back into the gateway, whose `*-shadow` route serves them.
 /// The signed marker makes the gateway recognise its own copies: one copy per request, no more.
 #[tokio::test(flavor = "multi_thread")]

@@ -186,6 +186,7 @@ where
         has_body: !body.is_end_stream(),
         content_length: body.size_hint().exact(),
         route: &hit.route.name,
+        version: parts.version,
     };
     let mut plan = plan_copies(shared, route, primary, &outgoing, upgrade.is_some());
     let timeouts = &shared.settings.timeouts;

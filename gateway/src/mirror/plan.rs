@@ -33,6 +33,9 @@ pub struct Outgoing<'a> {
     /// The body's length when the client declared it.
     pub content_length: Option<u64>,
     pub route: &'a str,
+    /// The version the client spoke: a copy to an `auto` destination follows it, as the
+    /// primary request does (a gRPC call stays HTTP/2).
+    pub version: http::Version,
 }
 
 /// One request's copies. Made once the request head is final; then, in order: [`tee`] the
@@ -257,7 +260,7 @@ fn build_copy(
         headers.insert(name.clone(), value.clone());
     }
     propagation::inject(span, &mut headers);
-    let mut copy = Request::builder().method(request.method.clone()).uri(uri).body(body).ok()?;
+    let mut copy = Request::builder().method(request.method.clone()).uri(uri).version(request.version).body(body).ok()?;
     *copy.headers_mut() = headers;
     Some(copy)
 }
@@ -305,6 +308,7 @@ routes:
             has_body: content_length.is_some(),
             content_length,
             route: "shop",
+            version: http::Version::HTTP_11,
         };
         MirrorPlan::new(&outgoing, &route.mirrors, route.destinations.pick(), shared)
     }

@@ -147,15 +147,16 @@ async fn run(copy: Copy) {
 
 /// Sends a request and reads the whole answer, keeping up to `keep` bytes of the body; with the
 /// time to the response headers, measured as the primary's is (so a large body does not make the
-/// shadow look slower than it is).
-/// A copy goes over the destination's own protocol (an `Auto` destination gets HTTP/1.1).
+/// shadow look slower than it is). A copy goes over the destination's protocol; to an `auto`
+/// destination, in the version of the client's request, which the copy was built with.
 async fn send(
     upstream: &Upstream,
     request: Request<BoxBody>,
     keep: Option<usize>,
 ) -> Result<(Captured, Duration), crate::upstream::BoxError> {
     let started = Instant::now();
-    let response = upstream.send(request, http::Version::HTTP_11).await?;
+    let downstream = request.version();
+    let response = upstream.send(request, downstream).await?;
     let to_headers = started.elapsed();
     let (mut parts, mut body) = response.into_parts();
     let cap = keep.unwrap_or(0);

@@ -162,3 +162,27 @@ impl Drop for Nginx {
         let _ = self.process.wait();
     }
 }
+
+/// A gRPC call (HTTP/2) mirrored to an `auto` destination: the copy follows the client's
+/// version as the primary request does. Before, copies always went over HTTP/1.1, which a gRPC
+/// server does not speak: every copy failed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grpc_call_mirrored_to_an_auto_destination_reaches_it_over_http2() {
+    if !python_peer("grpc") {
+        return;
+    }
+    let primary = PeerServer::start("grpc_peer.py", &["primary"]).await;
+    let shadow = PeerServer::start("grpc_peer.py", &["shadow"]).await;
+    let config = format!(
+        "services:\n  greeter: {{ protocol: auto, v1: [{}], v2: [{}] }}\nroutes:\n  - {{ name: grpc, to: greeter/v1, mirror: {{ to: greeter/v2, methods: all }} }}\n",
+        primary.addr(),
+        shadow.addr()
+    );
+    let gateway = RunningGateway::start(&[("gateway.yaml", &config)], None).await;
+    let unary = run_client("grpc_peer.py", &["call", &gateway.addr.to_string(), "Unary", "hi"]).await;
+    assert_eq!(unary["code"], "OK", "{unary}");
+    eventually("the copy reached the shadow", Duration::from_secs(10), || async { shadow.events().len() == 1 }).await;
+    eventually("the copy is counted ok", Duration::from_secs(10), || async { gateway.mirrors().await["mirrors"][0]["copies"]["ok"] == 1 })
+        .await;
+    gateway.stop().await;
+}

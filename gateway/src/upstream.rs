@@ -148,7 +148,7 @@ fn authority_from_host<B>(request: &mut Request<B>) {
 /// A connector that always connects to one endpoint, whatever the request's authority: with
 /// it, the HTTP/2 client sends the client's host as `:authority` to the endpoint chosen.
 #[derive(Clone)]
-pub struct ToEndpoint {
+struct ToEndpoint {
     to: Uri,
     inner: HttpConnector,
 }

@@ -132,12 +132,7 @@ impl ListenerLimits {
             // HTTP/1.1 absolute form: the target's authority wins over `Host`. HTTP/2 without a
             // `Host` header: `:authority` is the host (RFC 9113 section 8.3.1), given as `Host` so
             // that everything after this (routing, the shadow marker's screening) reads one field.
-            (_, Some(authority)) if http1 => {
-                if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
-                    request.headers_mut().insert(header::HOST, host);
-                }
-            }
-            (0, Some(authority)) => {
+            (hosts, Some(authority)) if http1 || hosts == 0 => {
                 if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
                     request.headers_mut().insert(header::HOST, host);
                 }

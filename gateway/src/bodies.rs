@@ -1,11 +1,13 @@
 //! Body wrappers of the primary path, one concern each (linkerd2-proxy's layers are the model):
 //!
-//! - [`Watched`]: the client's request body, noting when it fails (malformed chunk, bad length,
-//!   client gone), so the gateway answers 400 instead of blaming the upstream. Its error reaches
-//!   the upstream connection, which is reset: an upstream never takes a cut body for a whole one.
+//! - [`Watched`]: the client's request body, noting why it fails ([`BodyFailure`]: malformed
+//!   chunk, bad length, client gone; past the listener's size limit), so the gateway answers
+//!   400 or 413 instead of blaming the upstream. Its error reaches the upstream connection, which
+//!   is reset: an upstream never takes a cut body for a whole one.
 //! - [`buffer_small`]: a request body of small declared length is read whole before anything is
 //!   sent (NGINX's request buffering), so an upload cut short never reaches the upstream at all,
-//!   not even one whose server would run its handler on what arrived before the reset.
+//!   not even one whose server would run its handler on what arrived before the reset
+//!   ([`client_body`] is both, with the deadline for the read: past it, 408).
 //! - [`Deadline`]: the upstream's response body under the route's whole-response deadline and the
 //!   stream idle timeout (Envoy's meanings): past either the body ends in an error, which resets
 //!   the client's stream, and the upstream's is dropped.
@@ -16,7 +18,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -26,33 +28,75 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use metrics::SharedString;
 use pin_project_lite::pin_project;
+use service_kit::serve::{Refusal, RequestBodyError};
 use tokio::time::Sleep;
 
 use crate::upstream::{BoxBody, BoxError};
 
-/// Whether a [`Watched`] body failed; shared with the code that reads the upstream's error.
-#[derive(Clone, Debug, Default)]
-pub struct BodyFailed(Arc<AtomicBool>);
+/// Why the client's request body failed: noted once, by the body that saw it ([`Watched`]) or
+/// by the read that waited for it ([`client_body`]); the gateway answers it by [`GatewayError`]'s
+/// status (400, 413, 408), never blaming the upstream.
+///
+/// [`GatewayError`]: crate::error::GatewayError
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BodyFailure {
+    /// Malformed (chunk framing, length) or cut short.
+    #[error("request body malformed or incomplete")]
+    Malformed,
+    /// It streamed past `listener.max_request_body_bytes` (the listener's limit, which refuses
+    /// a declared length over it before this).
+    #[error("{}", Refusal::BodyTooLarge)]
+    TooLarge,
+    /// A body read whole first (`requests.buffer_body`) did not arrive within the route's deadlines.
+    #[error("request body not received in time")]
+    TooSlow,
+}
 
-impl BodyFailed {
-    pub fn get(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+impl BodyFailure {
+    const ALL: [BodyFailure; 3] = [BodyFailure::Malformed, BodyFailure::TooLarge, BodyFailure::TooSlow];
+
+    /// What a body error says: the listener's limit, or anything else that broke the body.
+    fn of(error: &BoxError) -> Self {
+        match error.downcast_ref::<RequestBodyError>() {
+            Some(RequestBodyError::TooLarge) => BodyFailure::TooLarge,
+            _ => BodyFailure::Malformed,
+        }
+    }
+}
+
+/// How a [`Watched`] body failed, if it did; shared with the code that reads the upstream's
+/// error (a failing request body resets the upstream request, whose error then says nothing of
+/// why). The first failure noted is the one kept.
+#[derive(Clone, Debug, Default)]
+pub struct BodyWatch(Arc<AtomicU8>);
+
+impl BodyWatch {
+    pub fn failure(&self) -> Option<BodyFailure> {
+        match self.0.load(Ordering::Acquire) {
+            0 => None,
+            code => BodyFailure::ALL.get(usize::from(code) - 1).copied(),
+        }
+    }
+
+    fn note(&self, failure: BodyFailure) {
+        let code = BodyFailure::ALL.iter().position(|f| *f == failure).map_or(1, |i| i as u8 + 1);
+        let _ = self.0.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
     }
 }
 
 pin_project! {
-    /// A request body whose failure is noted in a [`BodyFailed`].
+    /// A request body whose failure is noted in a [`BodyWatch`].
     pub struct Watched<B> {
         #[pin]
         inner: B,
-        failed: BodyFailed,
+        watch: BodyWatch,
     }
 }
 
 impl<B> Watched<B> {
-    pub fn new(inner: B) -> (Self, BodyFailed) {
-        let failed = BodyFailed::default();
-        (Self { inner, failed: failed.clone() }, failed)
+    pub fn new(inner: B) -> (Self, BodyWatch) {
+        let watch = BodyWatch::default();
+        (Self { inner, watch: watch.clone() }, watch)
     }
 }
 
@@ -68,8 +112,9 @@ where
         let this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Err(error))) => {
-                this.failed.0.store(true, Ordering::Release);
-                Poll::Ready(Some(Err(error.into())))
+                let error = error.into();
+                this.watch.note(BodyFailure::of(&error));
+                Poll::Ready(Some(Err(error)))
             }
             other => other.map(|frame| frame.map(|frame| frame.map_err(Into::into))),
         }
@@ -81,6 +126,35 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// The client's request body on its way to the upstream: [`Watched`], and read whole first when
+/// small ([`buffer_small`] under `buffer` bytes), waiting for it until `by`, so that a cut or
+/// slow one never reaches the upstream or the copies at all.
+pub async fn client_body<B>(body: B, buffer: u64, by: Option<Instant>) -> Result<(BoxBody, BodyWatch), BodyFailure>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (body, watch) = Watched::new(body);
+    let read = buffer_small(body, buffer);
+    let read = match by {
+        Some(by) => match tokio::time::timeout_at(by.into(), read).await {
+            Ok(read) => read,
+            Err(_) => {
+                watch.note(BodyFailure::TooSlow);
+                return Err(BodyFailure::TooSlow);
+            }
+        },
+        None => read.await,
+    };
+    match read {
+        Ok(body) => Ok((body, watch)),
+        Err(error) => {
+            tracing::info!(%error, "the client's request body failed before it was sent");
+            Err(watch.failure().unwrap_or(BodyFailure::Malformed))
+        }
     }
 }
 
@@ -372,21 +446,54 @@ mod tests {
         tx.send(Err("invalid chunk size".into())).await.unwrap();
         drop(tx);
         assert!(watched.collect().await.is_err(), "the error reaches the upstream side");
-        assert!(failed.get());
+        assert_eq!(failed.failure(), Some(BodyFailure::Malformed));
         let (whole, failed) = Watched::new(http_body_util::Full::new(Bytes::from_static(b"ok")));
         assert_eq!(whole.collect().await.unwrap().to_bytes(), "ok");
-        assert!(!failed.get());
+        assert_eq!(failed.failure(), None);
     }
 
-    /// A body that declares `len` bytes, whatever it then sends.
+    #[tokio::test]
+    async fn a_body_past_the_listener_s_limit_is_noted_as_too_large_and_only_the_first_failure_is_kept() {
+        let (tx, body) = channel_body();
+        let (watched, watch) = Watched::new(body);
+        tx.send(Err(Box::new(RequestBodyError::TooLarge))).await.unwrap();
+        drop(tx);
+        assert!(watched.collect().await.is_err());
+        assert_eq!(watch.failure(), Some(BodyFailure::TooLarge));
+        watch.note(BodyFailure::Malformed);
+        assert_eq!(watch.failure(), Some(BodyFailure::TooLarge), "noted once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_small_body_read_first_fails_as_cut_or_as_too_slow() {
+        let by = Some(Instant::now() + Duration::from_secs(5));
+        let cut = Declared::new(vec![Ok(Frame::data(Bytes::from_static(b"cut"))), Err("client gone".into())], 10);
+        assert_eq!(client_body(cut, 10, by).await.err(), Some(BodyFailure::Malformed));
+        let whole = Declared::new(vec![Ok(Frame::data(Bytes::from_static(b"0123456789")))], 10);
+        assert!(client_body(whole, 10, by).await.is_ok());
+        // Five of its ten bytes, then nothing: the read gives up at the deadline.
+        let (tx, body) = channel_body();
+        tx.send(Ok(Frame::data(Bytes::from_static(b"12345")))).await.unwrap();
+        let slow = Declared::streaming(body, 10);
+        assert_eq!(client_body(slow, 10, by).await.err(), Some(BodyFailure::TooSlow));
+        drop(tx);
+    }
+
+    /// A body that declares `len` bytes, whatever it then sends: its frames, then those of
+    /// `rest` when there is one.
     struct Declared {
         frames: std::collections::VecDeque<Item>,
+        rest: Option<StreamBody<ReceiverStream<Item>>>,
         len: u64,
     }
 
     impl Declared {
         fn new(frames: Vec<Item>, len: u64) -> Self {
-            Self { frames: frames.into(), len }
+            Self { frames: frames.into(), rest: None, len }
+        }
+
+        fn streaming(rest: StreamBody<ReceiverStream<Item>>, len: u64) -> Self {
+            Self { frames: Default::default(), rest: Some(rest), len }
         }
     }
 
@@ -394,8 +501,14 @@ mod tests {
         type Data = Bytes;
         type Error = BoxError;
 
-        fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Item>> {
-            Poll::Ready(self.frames.pop_front())
+        fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
+            if let Some(frame) = self.frames.pop_front() {
+                return Poll::Ready(Some(frame));
+            }
+            match self.rest.as_mut() {
+                Some(rest) => Pin::new(rest).poll_frame(cx),
+                None => Poll::Ready(None),
+            }
         }
 
         fn size_hint(&self) -> SizeHint {

@@ -1,28 +1,34 @@
-//! Request checks at the edge, before routing: what a request must be to be routed at all, and
-//! the one form of its head that matching, rewriting, the primary and the copies all see.
+//! The gateway's own request checks, before routing, as named phases over the request head:
+//! what a request must be to be routed at all, and the one form of its head that matching,
+//! rewriting, the primary and the copies all see. The generic rules (sizes, one `Host`, the
+//! target's authority as `Host`) are the listener's (`service_kit::serve`), met before this;
+//! none is checked twice.
 //!
-//! - `Host`: exactly one in HTTP/1.1 (RFC 9112 section 3.2), at most one otherwise; two could
-//!   route by one and be served by the other.
-//! - `TRACE` is refused unless the settings forward it: it reflects the request, credentials
-//!   included, back to whoever can read the answer.
-//! - The path is normalised ([`gateway_config::PathNormalization`]): `/api/../secret` is
-//!   matched, rewritten and sent as `/secret`.
-//! - HTTP/2 cookie fields are joined with `"; "` (RFC 9113 section 8.2.3), since an HTTP/1.1
-//!   upstream takes one `Cookie` header.
+//! In order:
+//! 1. [`screen_shadow_marker`]: a client's `x-shadow` that this deployment did not make is
+//!    removed, so the request is routed, mirrored and compared as the live traffic it is
+//!    ([`crate::shadow`] says who may set it). First, so that it happens to every request,
+//!    refused ones included (their spans say whether they were shadow traffic).
+//! 2. [`refuse_method`]: `TRACE` is refused unless the settings forward it: it reflects the
+//!    request, credentials included, back to whoever can read the answer.
+//! 3. [`normalize_path`]: ([`gateway_config::PathNormalization`]): `/api/../secret` is matched,
+//!    rewritten and sent as `/secret`.
+//! 4. [`join_cookies`]: HTTP/2 cookie fields are joined with `"; "` (RFC 9113 section 8.2.3),
+//!    since an HTTP/1.1 upstream takes one `Cookie` header.
 
-use http::header::{COOKIE, HOST};
+use http::header::COOKIE;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version};
+use service_kit::serve::ClientAddr;
 
-use crate::proxy::GatewayError;
+use crate::error::GatewayError;
 use crate::settings::{RequestSettings, TracePolicy};
+use crate::shadow::ShadowMarker;
 
-/// Applies every check and normalisation to `request`, in place.
-pub fn check<B>(request: &mut Request<B>, settings: &RequestSettings) -> Result<(), GatewayError> {
-    host_framing(request.version(), request.headers())?;
-    if request.method() == Method::TRACE && settings.trace == TracePolicy::Reject {
-        return Err(GatewayError::MethodNotAllowed);
-    }
+/// Every phase, in order, on `request`, in place.
+pub fn check<B>(request: &mut Request<B>, settings: &RequestSettings, marker: &ShadowMarker) -> Result<(), GatewayError> {
+    screen_shadow_marker(request, marker);
+    refuse_method(request.method(), settings.trace)?;
     normalize_path(request.uri_mut(), &settings.path)?;
     if request.version() == Version::HTTP_2 {
         join_cookies(request.headers_mut());
@@ -30,14 +36,21 @@ pub fn check<B>(request: &mut Request<B>, settings: &RequestSettings) -> Result<
     Ok(())
 }
 
-fn host_framing(version: Version, headers: &HeaderMap) -> Result<(), GatewayError> {
-    match headers.get_all(HOST).iter().count() {
-        0 if version == Version::HTTP_11 => Err(GatewayError::BadRequest("missing Host header")),
-        0 | 1 => Ok(()),
-        _ => Err(GatewayError::BadRequest("more than one Host header")),
-    }
+/// Phase 1: an untrusted shadow marker goes, with the `-shadow` host suffix that came with it.
+fn screen_shadow_marker<B>(request: &mut Request<B>, marker: &ShadowMarker) {
+    let client = request.extensions().get::<ClientAddr>().map(|ClientAddr(addr)| addr.ip());
+    marker.screen(request.headers_mut(), client);
 }
 
+/// Phase 2.
+fn refuse_method(method: &Method, trace: TracePolicy) -> Result<(), GatewayError> {
+    if method == Method::TRACE && trace == TracePolicy::Reject {
+        return Err(GatewayError::MethodNotAllowed);
+    }
+    Ok(())
+}
+
+/// Phase 3.
 fn normalize_path(uri: &mut Uri, normalization: &gateway_config::PathNormalization) -> Result<(), GatewayError> {
     let Some(original) = uri.path_and_query() else {
         return Ok(());
@@ -45,8 +58,7 @@ fn normalize_path(uri: &mut Uri, normalization: &gateway_config::PathNormalizati
     let normalized = match normalization.apply(original.as_str()) {
         Ok(std::borrow::Cow::Borrowed(_)) => return Ok(()),
         Ok(std::borrow::Cow::Owned(normalized)) => normalized,
-        Err(gateway_config::PathRejected::EscapedSlash) => return Err(GatewayError::BadRequest("escaped slash in the path")),
-        Err(gateway_config::PathRejected::EncodedNul) => return Err(GatewayError::BadRequest("encoded NUL in the path")),
+        Err(rejected) => return Err(GatewayError::RejectedPath(rejected)),
     };
     let mut parts = std::mem::take(uri).into_parts();
     parts.path_and_query = Some(PathAndQuery::try_from(normalized).map_err(|_| GatewayError::BadRequestUri)?);
@@ -54,6 +66,7 @@ fn normalize_path(uri: &mut Uri, normalization: &gateway_config::PathNormalizati
     Ok(())
 }
 
+/// Phase 4 (HTTP/2 only).
 fn join_cookies(headers: &mut HeaderMap) {
     let mut fields = headers.get_all(COOKIE).iter();
     let (Some(first), Some(_)) = (fields.next(), fields.next()) else {
@@ -71,12 +84,22 @@ fn join_cookies(headers: &mut HeaderMap) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use gateway_config::{EscapedSlashes, PathNormalization};
 
     use super::*;
+    use crate::mirror::EjectionSettings;
+    use crate::settings::ShadowSettings;
 
     fn settings() -> RequestSettings {
         RequestSettings { trace: TracePolicy::Reject, buffer_body: 0, path: PathNormalization::default() }
+    }
+
+    fn marker() -> ShadowMarker {
+        let ejection = EjectionSettings { consecutive_failures: 5, base_time: Duration::from_secs(30), max_time: Duration::from_secs(300) };
+        ShadowMarker::new(&ShadowSettings { key: "k".into(), trusted_networks: Vec::new(), max_age: Duration::from_secs(30), ejection })
+            .unwrap()
     }
 
     fn request(version: Version, method: Method, uri: &str, headers: &[(&str, &str)]) -> Request<()> {
@@ -87,20 +110,12 @@ mod tests {
         builder.body(()).unwrap()
     }
 
-    fn refusal(r: &mut Request<()>, settings: &RequestSettings) -> Option<String> {
-        check(r, settings).err().map(|e| e.to_string())
+    fn check(r: &mut Request<()>, settings: &RequestSettings) -> Result<(), GatewayError> {
+        super::check(r, settings, &marker())
     }
 
-    #[test]
-    fn http_1_1_needs_exactly_one_host() {
-        let s = settings();
-        assert_eq!(refusal(&mut request(Version::HTTP_11, Method::GET, "/", &[("host", "a")]), &s), None);
-        assert_eq!(refusal(&mut request(Version::HTTP_11, Method::GET, "/", &[]), &s).as_deref(), Some("missing Host header"));
-        let two = &[("host", "a"), ("host", "b")];
-        assert_eq!(refusal(&mut request(Version::HTTP_11, Method::GET, "/", two), &s).as_deref(), Some("more than one Host header"));
-        assert_eq!(refusal(&mut request(Version::HTTP_10, Method::GET, "/", &[]), &s), None, "HTTP/1.0 may omit it");
-        assert_eq!(refusal(&mut request(Version::HTTP_2, Method::GET, "http://a/", &[]), &s), None, "h2 has :authority");
-        assert!(refusal(&mut request(Version::HTTP_2, Method::GET, "http://a/", two), &s).is_some());
+    fn refusal(r: &mut Request<()>, settings: &RequestSettings) -> Option<String> {
+        check(r, settings).err().map(|e| e.to_string())
     }
 
     #[test]
@@ -109,6 +124,18 @@ mod tests {
         assert!(matches!(check(&mut trace, &settings()), Err(GatewayError::MethodNotAllowed)));
         let forward = RequestSettings { trace: TracePolicy::Forward, ..settings() };
         assert!(check(&mut trace, &forward).is_ok());
+    }
+
+    #[test]
+    fn a_client_s_shadow_marker_is_removed_first_even_from_a_request_refused_later() {
+        let forged = &[("host", "shop-shadow"), ("x-shadow", "v2")];
+        let mut trace = request(Version::HTTP_11, Method::TRACE, "/", forged);
+        assert!(matches!(check(&mut trace, &settings()), Err(GatewayError::MethodNotAllowed)));
+        assert!(!trace.headers().contains_key("x-shadow"));
+        assert_eq!(trace.headers()["host"], "shop", "the suffix that came with it goes too");
+        let mut get = request(Version::HTTP_11, Method::GET, "/", forged);
+        check(&mut get, &settings()).unwrap();
+        assert!(!get.headers().contains_key("x-shadow"));
     }
 
     #[test]

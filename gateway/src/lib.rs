@@ -1,9 +1,11 @@
 //! The gateway: Istio-style routing and traffic mirroring that never slows the primary.
 //!
-//! How a request flows (see the README's architecture section): [`proxy`] takes it through its
-//! phases: edge checks, route match in the current [`state::Active`] generation (swapped
-//! atomically by [`reload`]), rewrite, proxy headers, a [`mirror::MirrorPlan`] for its copies,
-//! the primary call over a pooled [`upstream`], and the answer streamed back. Each copy runs in
+//! How a request flows (see the README's architecture section): the listener
+//! (`service_kit::serve`) refuses what breaks the generic limits; [`proxy`] takes the rest
+//! through its phases: the gateway's own checks ([`edge`]), route match in the current
+//! [`state::Active`] generation (swapped atomically by [`reload`]), rewrite, proxy headers, a
+//! [`mirror::MirrorPlan`] for its copies, the primary call over a pooled [`upstream`], and the
+//! answer streamed back (or the gateway's own, [`error`]). Each copy runs in
 //! its own task, traced as a `mirror` span, and, when the mirror compares, is diffed against the
 //! primary's answer on the [`compare`] thread into the [`report`]. The [`admin`] listener serves
 //! health, the effective configuration, metrics and the mirror report.
@@ -12,6 +14,7 @@ pub mod admin;
 pub mod bodies;
 pub mod compare;
 pub mod edge;
+pub mod error;
 pub mod mirror;
 pub mod promote;
 pub mod proxy;
@@ -102,12 +105,9 @@ impl Gateway {
         let stop = service_kit::stop::Stop::new();
         let shared = self.shared.clone();
         let limits = self.shared.settings.listener.clone();
-        let body_limit = limits.max_request_body_bytes.map_or(usize::MAX, |limit| usize::try_from(limit).unwrap_or(usize::MAX));
-        // A streamed body over the limit fails mid-way (its declared length is refused earlier,
-        // by the listener); the request path answers 413 for it.
-        let proxy = tower::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-            proxy::handle(shared.clone(), request.map(|body| proxy::limit_body(body, body_limit)))
-        });
+        // The listener holds every request to `limits` (sizes, `Host`) before the proxy sees it.
+        let proxy =
+            tower::service_fn(move |request: http::Request<service_kit::serve::RequestBody>| proxy::handle(shared.clone(), request));
         let admin = admin::router(self.shared.clone());
         let data = service_kit::serve::serve_with(self.listener, proxy, stop.stopped(), deadline, &limits);
         let admin = service_kit::serve::serve(self.admin, admin, stop.stopped(), deadline);

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use gateway_config::RouteHit;
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, Request, Response, Uri};
 use http_body::Body;
 use http_body_util::BodyExt;
 use metrics::SharedString;
@@ -29,68 +29,16 @@ use service_kit::propagation;
 use service_kit::serve::ClientAddr;
 use tracing::Instrument;
 
-use crate::bodies::{BodyFailed, Deadline, Deadlines, Metered, RequestRecord, Watched};
+use crate::bodies::{BodyWatch, Deadline, Deadlines, Metered, RequestRecord};
+use crate::error::GatewayError;
 use crate::mirror::{MirrorPlan, Outgoing};
 use crate::state::{CompiledRoute, Shared};
-use crate::upgrade;
 use crate::upstream::{BoxBody, BoxError, Upstream, strip_hop_by_hop};
+use crate::{edge, upgrade};
 
 static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: header::HeaderName = header::HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: header::HeaderName = header::HeaderName::from_static("x-forwarded-proto");
-
-/// Why the gateway answered itself instead of relaying the upstream's answer.
-#[derive(Debug, thiserror::Error)]
-pub enum GatewayError {
-    #[error("no route for this request")]
-    NoRoute,
-    #[error("upstream did not answer within the route timeout")]
-    UpstreamTimeout,
-    #[error("upstream unavailable")]
-    UpstreamUnavailable,
-    #[error("no healthy upstream")]
-    NoHealthyUpstream,
-    #[error("request URI cannot be forwarded")]
-    BadRequestUri,
-    /// The request head breaks HTTP's framing rules (`Host`, path).
-    #[error("{0}")]
-    BadRequest(&'static str),
-    /// The client's body was malformed (chunk framing, length) or cut short.
-    #[error("request body malformed or incomplete")]
-    BadRequestBody,
-    /// The client's body grew past `listener.max_request_body_bytes`.
-    #[error("request body too large")]
-    RequestBodyTooLarge,
-    #[error("method not allowed")]
-    MethodNotAllowed,
-    /// The client did not send its (buffered) body within the route's deadlines.
-    #[error("request body not received in time")]
-    RequestTimeout,
-}
-
-impl GatewayError {
-    fn status(&self) -> StatusCode {
-        match self {
-            GatewayError::NoRoute => StatusCode::NOT_FOUND,
-            GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
-            GatewayError::NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
-            GatewayError::BadRequestUri | GatewayError::BadRequest(_) | GatewayError::BadRequestBody => StatusCode::BAD_REQUEST,
-            GatewayError::RequestBodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            GatewayError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-        }
-    }
-
-    /// A short JSON body that names the problem, never internals.
-    pub fn into_response(self) -> Response<BoxBody> {
-        let body = format!("{{\"error\":\"{self}\"}}");
-        let mut response = Response::new(http_body_util::Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync());
-        *response.status_mut() = self.status();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        response
-    }
-}
 
 /// Serves one request on the data-plane listener.
 pub async fn handle<B>(shared: Arc<Shared>, mut request: Request<B>) -> Result<Response<BoxBody>, Infallible>
@@ -99,12 +47,9 @@ where
     B::Error: Into<BoxError>,
 {
     let started = Instant::now();
+    // The request id first: the edge checks the shadow marker against it.
     ensure_request_id(request.headers_mut());
-    // Before routing: a client's shadow marker goes, so its request is routed, mirrored and
-    // compared as the live traffic it is.
-    let client = request.extensions().get::<ClientAddr>().map(|ClientAddr(addr)| addr.ip());
-    shared.shadow.screen(request.headers_mut(), client);
-    let refused = crate::edge::check(&mut request, &shared.settings.requests).err();
+    let refused = edge::check(&mut request, &shared.settings.requests, &shared.shadow).err();
     let active = shared.active.load_full();
     let host = request_host(&request);
     // Matching is a pure function of the request head, done first so the span gets its final
@@ -138,7 +83,7 @@ where
     .unwrap_or_else(|error| {
         let route = hit.map(|hit| hit.route.name.as_str());
         let request_id = request_id.as_ref().and_then(|id| id.to_str().ok());
-        tracing::warn!(parent: &span, %error, route, request_id, "answered by the gateway");
+        tracing::warn!(parent: &span, %error, source = error.source().as_str(), route, request_id, "answered by the gateway");
         error.into_response()
     });
     let status = response.status();
@@ -191,7 +136,7 @@ where
     let mut plan = plan_copies(shared, route, primary, &outgoing, upgrade.is_some());
     let timeouts = &shared.settings.timeouts;
     let deadlines = Deadlines::new(Instant::now(), route.timeout, timeouts.route, timeouts.stream_idle);
-    let (body, client_body_failed, too_large) = client_body(body, shared.settings.requests.buffer_body, &deadlines).await?;
+    let (body, client_body) = read_client_body(body, shared.settings.requests.buffer_body, &deadlines).await?;
     let body = plan.tee(body);
 
     let client_span = upstream_span(&parts.method, primary, &endpoint);
@@ -202,8 +147,8 @@ where
     plan.spawn(&parts.headers);
 
     let started = Instant::now();
-    let sending = Sending { primary, downstream, deadlines, span: &client_span, endpoint: &endpoint, client_body_failed };
-    let mut response = sending.send(Request::from_parts(parts, body)).await.map_err(|error| too_large.explain(error))?;
+    let sending = Sending { primary, downstream, deadlines, span: &client_span, endpoint: &endpoint, client_body };
+    let mut response = sending.send(Request::from_parts(parts, body)).await?;
     let latency = started.elapsed();
     client_span.record("http.response.status_code", i64::from(response.status().as_u16()));
     // Taken before the hop-by-hop rules remove it (only for an upgrade: no copy per request).
@@ -241,57 +186,15 @@ fn plan_copies(shared: &Shared, route: &CompiledRoute, primary: &Arc<Upstream>, 
     }
 }
 
-/// Phase: the client's body, watched so that its failure is answered 400, not blamed on the
-/// upstream, and read whole first when small (under `buffer`), so a cut one never reaches the
-/// upstream or the copies. A body over `listener.max_request_body_bytes` fails with
-/// `LengthLimitError` (lib.rs wraps it in `Limited`): [`OverLimit`] turns that failure into 413.
-async fn client_body<B>(body: B, buffer: u64, deadlines: &Deadlines) -> Result<(BoxBody, BodyFailed, OverLimit), GatewayError>
+/// Phase: the client's body, watched so that its failure is answered by why it failed (400,
+/// 413, 408: [`BodyFailure`](crate::bodies::BodyFailure)), not blamed on the upstream, and read
+/// whole first when small (under `buffer`), so a cut one never reaches the upstream or the copies.
+async fn read_client_body<B>(body: B, buffer: u64, deadlines: &Deadlines) -> Result<(BoxBody, BodyWatch), GatewayError>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let over_limit = OverLimit::default();
-    let noted = over_limit.0.clone();
-    let body = body.map_err(move |error: B::Error| {
-        let error: BoxError = error.into();
-        if error.downcast_ref::<ClientBodyError>().is_some_and(ClientBodyError::over_limit) {
-            noted.store(true, std::sync::atomic::Ordering::Release);
-        }
-        ClientBodyError(error)
-    });
-    let (body, failed) = Watched::new(body);
-    let body = read_small_body(body, buffer, deadlines).await.map_err(|error| over_limit.explain(error))?;
-    Ok((body, failed, over_limit))
-}
-
-/// Set when the client's body went over the configured limit: its failure is then a 413.
-#[derive(Default)]
-struct OverLimit(Arc<std::sync::atomic::AtomicBool>);
-
-impl OverLimit {
-    fn explain(&self, error: GatewayError) -> GatewayError {
-        match error {
-            GatewayError::BadRequestBody if self.0.load(std::sync::atomic::Ordering::Acquire) => GatewayError::RequestBodyTooLarge,
-            other => other,
-        }
-    }
-}
-
-/// Phase: a small request body read whole (within the deadlines) before anything is sent.
-async fn read_small_body<B>(body: B, limit: u64, deadlines: &Deadlines) -> Result<BoxBody, GatewayError>
-where
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    let read = crate::bodies::buffer_small(body, limit);
-    let read = match deadlines.headers_by(Instant::now()) {
-        Some(by) => tokio::time::timeout_at(by.into(), read).await.map_err(|_| GatewayError::RequestTimeout)?,
-        None => read.await,
-    };
-    read.map_err(|error| {
-        tracing::info!(%error, "the client's request body failed before it was sent");
-        GatewayError::BadRequestBody
-    })
+    Ok(crate::bodies::client_body(body, buffer, deadlines.headers_by(Instant::now())).await?)
 }
 
 /// Each mirror that would have copied this request counts it as not eligible (`kind`: why).
@@ -312,7 +215,7 @@ struct Sending<'a> {
     deadlines: Deadlines,
     span: &'a tracing::Span,
     endpoint: &'a Authority,
-    client_body_failed: BodyFailed,
+    client_body: BodyWatch,
 }
 
 impl Sending<'_> {
@@ -327,33 +230,13 @@ impl Sending<'_> {
         };
         answered.map_err(|error| {
             self.span.record("otel.status_code", "ERROR");
-            if self.client_body_failed.get() {
-                tracing::info!(parent: self.span, error = %error, "the client's request body failed; upstream request reset");
-                return GatewayError::BadRequestBody;
+            if let Some(failure) = self.client_body.failure() {
+                tracing::info!(parent: self.span, error = %error, %failure, "the client's request body failed; upstream request reset");
+                return GatewayError::ClientBody(failure);
             }
             tracing::warn!(parent: self.span, error = %error, source = ?std::error::Error::source(&error), destination = %self.primary.label, endpoint = self.endpoint.as_str(), "upstream request failed");
             GatewayError::UpstreamUnavailable
         })
-    }
-}
-
-/// The client's body cut at `limit` bytes (`listener.max_request_body_bytes`), its errors named
-/// by a concrete type: a boxed `dyn Error` as a body's error type defeats the `Send` proof of the
-/// request future.
-pub fn limit_body(body: hyper::body::Incoming, limit: usize) -> ClientBody {
-    http_body_util::Limited::new(body, limit).map_err(ClientBodyError)
-}
-
-pub type ClientBody = http_body_util::combinators::MapErr<http_body_util::Limited<hyper::body::Incoming>, fn(BoxError) -> ClientBodyError>;
-
-/// A failure of the client's request body: malformed, cut off, or over the limit.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ClientBodyError(BoxError);
-
-impl ClientBodyError {
-    fn over_limit(&self) -> bool {
-        self.0.is::<http_body_util::LengthLimitError>()
     }
 }
 
@@ -466,6 +349,7 @@ fn forwarded_for(previous: Option<&HeaderValue>, ip: std::net::IpAddr) -> Option
 mod tests {
     //! The request path on in-memory requests: no socket, no upstream.
 
+    use http::StatusCode;
     use http_body_util::Full;
     use service_kit::settings::{Layered, Sources};
 
@@ -549,8 +433,8 @@ mod tests {
         let shared = shared(CONFIG);
         let trace = Request::builder().method("TRACE").uri("/api/x").header("host", "a").body(Full::new(Bytes::new())).unwrap();
         assert_eq!(answer(&shared, trace).await, (StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#.into()));
-        let no_host = Request::get("/api/x").body(Full::new(Bytes::new())).unwrap();
-        assert_eq!(answer(&shared, no_host).await, (StatusCode::BAD_REQUEST, r#"{"error":"missing Host header"}"#.into()));
+        // A request without `Host` is the listener's to refuse: `service_kit::serve`'s
+        // `the_listener_answers_a_request_without_host_itself_and_the_service_never_sees_it`.
         let escaped = Request::get("/api/../elsewhere").header("host", "a").body(Full::new(Bytes::new())).unwrap();
         assert_eq!(answer(&shared, escaped).await.0, StatusCode::NOT_FOUND, "normalised to /elsewhere before matching");
     }

@@ -5,13 +5,15 @@
 //! - [`propagation`]: W3C and B3 trace context, and the headers forwarded from hop to hop;
 //! - [`settings`]: layered settings (embedded defaults, file, environment, flags);
 //! - [`serve`]: serving a listener the caller bound, with graceful shutdown ([`stop`]: one stop
-//!   signal for several listeners and tasks);
+//!   signal for several listeners and tasks) and the generic request limits;
+//! - [`reply`]: the one JSON error reply, for the listener's refusals and the services' errors;
 //! - [`metrics`]: the Prometheus recorder behind `/metrics`;
 //! - [`cli`]: what the binaries' `main` functions share.
 
 pub mod cli;
 pub mod metrics;
 pub mod propagation;
+pub mod reply;
 pub mod serve;
 pub mod settings;
 pub mod stop;

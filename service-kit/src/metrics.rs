@@ -34,12 +34,10 @@ pub fn install_prometheus() -> Result<PrometheusHandle, BuildError> {
 /// `GET /metrics` of any binary: the recorder's text exposition, or 404 with a short JSON body
 /// when this process runs without a recorder (tests, embedded use).
 pub fn scrape(handle: Option<&PrometheusHandle>) -> http::Response<http_body_util::Full<bytes::Bytes>> {
-    let (status, content_type, body) = match handle {
-        Some(handle) => (http::StatusCode::OK, "text/plain; version=0.0.4", handle.render()),
-        None => (http::StatusCode::NOT_FOUND, "application/json", r#"{"error":"metrics are not enabled in this process"}"#.to_owned()),
+    let Some(handle) = handle else {
+        return crate::reply::json_error(http::StatusCode::NOT_FOUND, "metrics are not enabled in this process");
     };
-    let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(handle.render())));
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; version=0.0.4"));
     response
 }

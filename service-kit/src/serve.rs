@@ -1,16 +1,21 @@
 //! Serving a listener the caller bound, with graceful shutdown and limits against hostile or
-//! broken clients ([`ListenerLimits`]).
+//! broken clients ([`ListenerLimits`]). The listener is the one owner of the generic request
+//! rules (sizes, `Host`): what breaks them is refused here ([`Refusal`], answered by the one
+//! JSON error reply, [`crate::reply`]), and a service behind it never checks them again.
 //!
 //! Every connection task runs under the dispatcher of the caller, so that one process can host
 //! several services, each with its own telemetry (the end-to-end tests do).
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{Either, Full};
+use http_body::{Frame, SizeHint};
+use http_body_util::{Either, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -19,6 +24,8 @@ use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tracing::instrument::WithSubscriber;
+
+use crate::reply::json_error;
 
 /// How long in-flight requests may run after shutdown begins (Kubernetes waits 30 s by default).
 pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
@@ -104,31 +111,72 @@ impl Default for Http2Limits {
     }
 }
 
+/// Why the listener answered a request itself: a limit hyper does not check on its own, or the
+/// RFC 9112 rules on `Host`. Every one is the client's doing; none reaches the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("request target too long")]
+    TargetTooLong,
+    #[error("request header fields too large")]
+    HeadersTooLarge,
+    #[error("header names with underscores are not accepted")]
+    UnderscoreInHeaderName,
+    #[error("more than one host header")]
+    MoreThanOneHost,
+    #[error("missing host header")]
+    MissingHost,
+    /// Its declared `Content-Length`, or (found by the service as it reads, see
+    /// [`RequestBodyError::TooLarge`]) the body streamed, is over `max_request_body_bytes`.
+    #[error("request body too large")]
+    BodyTooLarge,
+}
+
+impl Refusal {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Refusal::TargetTooLong => StatusCode::URI_TOO_LONG,
+            Refusal::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Refusal::UnderscoreInHeaderName | Refusal::MoreThanOneHost | Refusal::MissingHost => StatusCode::BAD_REQUEST,
+            Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        }
+    }
+
+    /// The listener's answer: the one JSON error reply, on a connection that closes after it.
+    fn into_response<B>(self) -> Response<Either<B, Full<Bytes>>> {
+        let mut response = json_error(self.status(), self).map(Either::Right);
+        // The body of a refused request was not read: the connection cannot carry another one.
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
+    }
+}
+
 impl ListenerLimits {
-    /// The status a request head gets when it breaks a limit hyper does not check itself, or the
-    /// RFC 9112 rules on `Host`; a request that passes has its `Host` made to agree with an
-    /// absolute-form target, which RFC 9112 section 3.2.2 says wins, so routing on `Host`
-    /// downstream cannot be told one host while the target names another; an HTTP/2 request
-    /// without `Host` gets its `:authority` as `Host`.
-    fn screen(&self, request: &mut Request<Incoming>) -> Option<(StatusCode, &'static str)> {
+    /// Checks a request head against the limits hyper does not check itself and the RFC 9112
+    /// rules on `Host`; a request that passes has its `Host` made to agree with an absolute-form
+    /// target, which RFC 9112 section 3.2.2 says wins, so routing on `Host` downstream cannot be
+    /// told one host while the target names another; an HTTP/2 request without `Host` gets its
+    /// `:authority` as `Host`. The listener is the one owner of these rules: a service behind
+    /// it sees exactly one `Host` on every HTTP/1.1 request.
+    fn screen<B>(&self, request: &mut Request<B>) -> Result<(), Refusal> {
         let target =
             request.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) + request.uri().authority().map_or(0, |a| a.as_str().len());
         if target > self.max_uri_bytes {
-            return Some((StatusCode::URI_TOO_LONG, "request target too long"));
+            return Err(Refusal::TargetTooLong);
         }
         // HTTP/2 sizes its header list in h2 (`max_header_list_size`); HTTP/1.1 heads are
         // measured here as RFC 9110 counts them: each field's name, value, ": " and CRLF.
         let headers: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
         if headers > self.max_request_headers_bytes || request.headers().len() > self.max_headers {
-            return Some((StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request header fields too large"));
+            return Err(Refusal::HeadersTooLarge);
         }
         if self.reject_underscore_headers && request.headers().keys().any(|name| name.as_str().contains('_')) {
-            return Some((StatusCode::BAD_REQUEST, "header names with underscores are not accepted"));
+            return Err(Refusal::UnderscoreInHeaderName);
         }
         let http1 = request.version() < http::Version::HTTP_2;
         match (request.headers().get_all(header::HOST).iter().count(), request.uri().authority().cloned()) {
-            (2.., _) => return Some((StatusCode::BAD_REQUEST, "more than one host header")),
-            (0, None) if request.version() == http::Version::HTTP_11 => return Some((StatusCode::BAD_REQUEST, "missing host header")),
+            // Two could route by one and be served by the other (RFC 9112 section 3.2).
+            (2.., _) => return Err(Refusal::MoreThanOneHost),
+            (0, None) if request.version() == http::Version::HTTP_11 => return Err(Refusal::MissingHost),
             // HTTP/1.1 absolute form: the target's authority wins over `Host`. HTTP/2 without a
             // `Host` header: `:authority` is the host (RFC 9113 section 8.3.1), given as `Host` so
             // that everything after this (routing, the shadow marker's screening) reads one field.
@@ -142,27 +190,80 @@ impl ListenerLimits {
         if let Some(limit) = self.max_request_body_bytes {
             let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
             if declared.is_some_and(|length| length > limit) {
-                return Some((StatusCode::PAYLOAD_TOO_LARGE, "request body too large"));
+                return Err(Refusal::BodyTooLarge);
             }
         }
-        None
+        Ok(())
+    }
+
+    /// `max_request_body_bytes` as the streamed body's limit.
+    fn body_limit(&self) -> Option<usize> {
+        self.max_request_body_bytes.map(|limit| usize::try_from(limit).unwrap_or(usize::MAX))
     }
 }
 
-/// A short JSON error the listener answers itself, as the gateway's own errors look.
-fn refusal<B>(status: StatusCode, problem: &'static str) -> http::Response<Either<B, Full<Bytes>>> {
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from(format!("{{\"error\":\"{problem}\"}}")))));
-    *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    // The body of a refused request was not read: the connection cannot carry another one.
-    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
+/// A request's body as the listener hands it to the service: hyper's, cut at
+/// `max_request_body_bytes` when that is set, so a body that declares no length (chunked,
+/// HTTP/2) is held to the limit too. Its error says which of the two it was.
+pub struct RequestBody(Limit);
+
+enum Limit {
+    Unlimited(Incoming),
+    Bytes(Limited<Incoming>),
+}
+
+impl RequestBody {
+    fn new(body: Incoming, limit: Option<usize>) -> Self {
+        Self(match limit {
+            Some(limit) => Limit::Bytes(Limited::new(body, limit)),
+            None => Limit::Unlimited(body),
+        })
+    }
+}
+
+/// Why a [`RequestBody`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestBodyError {
+    /// It went past `max_request_body_bytes` (413): the rest was not read.
+    #[error("{}", Refusal::BodyTooLarge)]
+    TooLarge,
+    /// Malformed (chunk framing, length) or cut short: hyper's error.
+    #[error(transparent)]
+    Transport(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = RequestBodyError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
+        match &mut self.get_mut().0 {
+            Limit::Unlimited(body) => Pin::new(body).poll_frame(cx).map_err(|error| RequestBodyError::Transport(Box::new(error))),
+            Limit::Bytes(body) => Pin::new(body).poll_frame(cx).map_err(|error| {
+                if error.is::<LengthLimitError>() { RequestBodyError::TooLarge } else { RequestBodyError::Transport(error) }
+            }),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            Limit::Unlimited(body) => body.is_end_stream(),
+            Limit::Bytes(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Limit::Unlimited(body) => body.size_hint(),
+            Limit::Bytes(body) => body.size_hint(),
+        }
+    }
 }
 
 /// [`serve_with`] under the default [`ListenerLimits`].
 pub async fn serve<S, B>(listener: TcpListener, service: S, shutdown: impl Future<Output = ()>, deadline: Duration)
 where
-    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible> + Clone + Send + 'static,
+    S: tower::Service<http::Request<RequestBody>, Response = http::Response<B>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -172,7 +273,8 @@ where
 
 /// Serves HTTP/1.1 and HTTP/2 (cleartext, prior knowledge) on `listener` until `shutdown`
 /// resolves; then stops accepting and waits up to `deadline` for open requests to finish.
-/// Requests over `limits` are answered here and never reach `service`.
+/// Requests over `limits` are answered here ([`Refusal`]) and never reach `service`; a body
+/// that streams past `limits.max_request_body_bytes` fails with [`RequestBodyError::TooLarge`].
 pub async fn serve_with<S, B>(
     listener: TcpListener,
     service: S,
@@ -180,7 +282,7 @@ pub async fn serve_with<S, B>(
     deadline: Duration,
     limits: &ListenerLimits,
 ) where
-    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible> + Clone + Send + 'static,
+    S: tower::Service<http::Request<RequestBody>, Response = http::Response<B>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -206,6 +308,7 @@ pub async fn serve_with<S, B>(
         .max_header_list_size(u32::try_from(limits.max_request_headers_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval((!h2.keep_alive_interval.is_zero()).then_some(h2.keep_alive_interval))
         .keep_alive_timeout(h2.keep_alive_timeout);
+    let body_limit = limits.body_limit();
     let limits = std::sync::Arc::new(limits.clone());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -225,13 +328,15 @@ pub async fn serve_with<S, B>(
         let _ = stream.set_nodelay(true);
         let (inner, limits) = (service.clone(), limits.clone());
         let service = TowerToHyperService::new(tower::service_fn(move |mut request: http::Request<Incoming>| {
-            let refused = limits.screen(&mut request);
+            let screened = limits.screen(&mut request);
+            let request = request.map(|body| RequestBody::new(body, body_limit));
             let mut inner = inner.clone();
             async move {
-                if let Some((status, problem)) = refused {
-                    tracing::debug!(%status, problem, %peer, "request refused by the listener's limits");
-                    return Ok::<_, Infallible>(refusal(status, problem));
+                if let Err(refusal) = screened {
+                    tracing::debug!(status = %refusal.status(), problem = %refusal, %peer, "request refused by the listener's limits");
+                    return Ok::<_, Infallible>(refusal.into_response());
                 }
+                let mut request = request;
                 request.extensions_mut().insert(ClientAddr(peer));
                 let response = match tower::ServiceExt::ready(&mut inner).await {
                     Ok(ready) => tower::Service::call(ready, request).await,
@@ -307,4 +412,111 @@ async fn one_signal(terminate: &mut Option<tokio::signal::unix::Signal>) -> &'st
 async fn one_signal(_: &mut Option<()>) -> &'static str {
     let _ = tokio::signal::ctrl_c().await;
     "Ctrl-C"
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http::{Method, Version};
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    fn request(version: Version, uri: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut builder = Request::builder().version(version).method(Method::GET).uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap()
+    }
+
+    fn refusal(mut request: Request<()>) -> Option<String> {
+        ListenerLimits::default().screen(&mut request).err().map(|refusal| refusal.to_string())
+    }
+
+    #[test]
+    fn http_1_1_needs_exactly_one_host() {
+        assert_eq!(refusal(request(Version::HTTP_11, "/", &[("host", "a")])), None);
+        assert_eq!(refusal(request(Version::HTTP_11, "/", &[])).as_deref(), Some("missing host header"));
+        let two = &[("host", "a"), ("host", "b")];
+        assert_eq!(refusal(request(Version::HTTP_11, "/", two)).as_deref(), Some("more than one host header"));
+        assert_eq!(refusal(request(Version::HTTP_10, "/", &[])), None, "HTTP/1.0 may omit it");
+        assert_eq!(refusal(request(Version::HTTP_2, "http://a/", &[])), None, "h2 has :authority");
+        assert!(refusal(request(Version::HTTP_2, "http://a/", two)).is_some());
+    }
+
+    #[test]
+    fn the_target_s_authority_becomes_the_host() {
+        let mut absolute = request(Version::HTTP_11, "http://target.test/x", &[("host", "other.test")]);
+        assert_eq!(ListenerLimits::default().screen(&mut absolute), Ok(()));
+        assert_eq!(absolute.headers()["host"], "target.test", "RFC 9112 3.2.2: the target wins");
+        let mut h2 = request(Version::HTTP_2, "http://a.test/", &[]);
+        assert_eq!(ListenerLimits::default().screen(&mut h2), Ok(()));
+        assert_eq!(h2.headers()["host"], "a.test");
+    }
+
+    /// A listener under `limits` whose service counts the requests it gets and answers with the
+    /// length of the body it read, or with how reading it failed.
+    async fn listener(limits: ListenerLimits) -> (std::net::SocketAddr, Arc<AtomicUsize>, crate::stop::Stop) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counted = seen.clone();
+        let service = tower::service_fn(move |request: Request<RequestBody>| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let text = match request.into_body().collect().await {
+                    Ok(body) => format!("read {}", body.to_bytes().len()),
+                    Err(RequestBodyError::TooLarge) => "too large".to_owned(),
+                    Err(RequestBodyError::Transport(error)) => format!("failed: {error}"),
+                };
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text))))
+            }
+        });
+        let stop = crate::stop::Stop::new();
+        let stopped = stop.stopped();
+        tokio::spawn(async move { serve_with(listener, service, stopped, Duration::from_secs(1), &limits).await });
+        (addr, seen, stop)
+    }
+
+    /// Sends `bytes` and reads until the server closes the connection.
+    async fn exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(bytes).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await.expect("the server closes").unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    #[tokio::test]
+    async fn the_listener_answers_a_request_without_host_itself_and_the_service_never_sees_it() {
+        let (addr, seen, stop) = listener(ListenerLimits::default()).await;
+        let answer = exchange(addr, b"GET /api/x HTTP/1.1\r\nconnection: close\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+        assert!(answer.to_ascii_lowercase().contains("content-type: application/json"), "{answer}");
+        assert!(answer.ends_with(r#"{"error":"missing host header"}"#), "{answer}");
+        assert_eq!(seen.load(Ordering::SeqCst), 0);
+        let answer = exchange(addr, b"GET /api/x HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n").await;
+        assert!(answer.ends_with("read 0"), "the same request with a Host reaches the service: {answer}");
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+        stop.stop();
+    }
+
+    #[tokio::test]
+    async fn a_body_streamed_past_the_limit_fails_as_too_large_and_a_broken_one_as_transport() {
+        let (addr, _, stop) = listener(ListenerLimits { max_request_body_bytes: Some(8), ..ListenerLimits::default() }).await;
+        let head = "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+        let within = exchange(addr, format!("{head}8\r\n12345678\r\n0\r\n\r\n").as_bytes()).await;
+        assert!(within.ends_with("read 8"), "{within}");
+        let over = exchange(addr, format!("{head}5\r\n12345\r\n5\r\n67890\r\n0\r\n\r\n").as_bytes()).await;
+        assert!(over.ends_with("too large"), "{over}");
+        let declared = exchange(addr, b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 9\r\n\r\n123456789").await;
+        assert!(declared.starts_with("HTTP/1.1 413 ") && declared.ends_with(r#"{"error":"request body too large"}"#), "{declared}");
+        let broken = exchange(addr, format!("{head}zz\r\n").as_bytes()).await;
+        assert!(broken.contains("failed: "), "{broken}");
+        stop.stop();
+    }
 }

@@ -1,0 +1,140 @@
+//! Why the gateway answered a request itself ([`GatewayError`]), who caused it ([`ErrorSource`],
+//! as Pingora's `pingora-error` classifies its errors), and the answer: a status and the one JSON
+//! error body of [`service_kit::reply`].
+//!
+//! Two layers answer a client themselves, and both write that one body: the listener
+//! (`service_kit::serve`), for what breaks the generic rules (sizes, `Host`), with its own
+//! [`Refusal`](service_kit::serve::Refusal), before the gateway sees the request; and the gateway,
+//! for everything here. The listener is a crate of its own because the services use it too, so
+//! it cannot name the gateway's errors; the gateway can name the listener's, and does where they
+//! meet (a body past the listener's limit, found as it streams: [`BodyFailure::TooLarge`]).
+
+use gateway_config::PathRejected;
+use http::{Response, StatusCode};
+use http_body_util::BodyExt;
+
+use crate::bodies::BodyFailure;
+use crate::upstream::BoxBody;
+
+/// Why the gateway answered itself instead of relaying the upstream's answer.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("no route for this request")]
+    NoRoute,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The path breaks `requests.path` (normalisation refuses it).
+    #[error("{}", path_problem(*.0))]
+    RejectedPath(PathRejected),
+    #[error("request URI cannot be forwarded")]
+    BadRequestUri,
+    /// The client's body failed, as the body that saw it noted.
+    #[error(transparent)]
+    ClientBody(#[from] BodyFailure),
+    #[error("upstream did not answer within the route timeout")]
+    UpstreamTimeout,
+    #[error("upstream unavailable")]
+    UpstreamUnavailable,
+    #[error("no healthy upstream")]
+    NoHealthyUpstream,
+}
+
+/// Who caused a [`GatewayError`]. Retries and endpoint health (the upstream layer) count only
+/// the upstream's failures: a client that sends a broken body must not eject the endpoint it
+/// was sent to. Pingora has a third source, `Internal`; nothing the gateway answers today is its
+/// own fault, so the first such error adds it (and answers 500).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorSource {
+    /// The client: its request cannot be served as sent (a 4xx).
+    Downstream,
+    /// The destination: it did not answer in time, or there is nothing to send to (a 5xx).
+    Upstream,
+}
+
+impl ErrorSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorSource::Downstream => "downstream",
+            ErrorSource::Upstream => "upstream",
+        }
+    }
+}
+
+impl GatewayError {
+    pub fn source(&self) -> ErrorSource {
+        match self {
+            GatewayError::NoRoute
+            | GatewayError::MethodNotAllowed
+            | GatewayError::RejectedPath(_)
+            | GatewayError::BadRequestUri
+            | GatewayError::ClientBody(_) => ErrorSource::Downstream,
+            GatewayError::UpstreamTimeout | GatewayError::UpstreamUnavailable | GatewayError::NoHealthyUpstream => ErrorSource::Upstream,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::NoRoute => StatusCode::NOT_FOUND,
+            GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::RejectedPath(_) | GatewayError::BadRequestUri => StatusCode::BAD_REQUEST,
+            GatewayError::ClientBody(BodyFailure::Malformed) => StatusCode::BAD_REQUEST,
+            GatewayError::ClientBody(BodyFailure::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::ClientBody(BodyFailure::TooSlow) => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            GatewayError::NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The status and a short JSON body that names the problem, never internals.
+    pub fn into_response(self) -> Response<BoxBody> {
+        service_kit::reply::json_error(self.status(), &self)
+            .map(|body| body.map_err(|never: std::convert::Infallible| match never {}).boxed_unsync())
+    }
+}
+
+fn path_problem(rejected: PathRejected) -> &'static str {
+    match rejected {
+        PathRejected::EscapedSlash => "escaped slash in the path",
+        PathRejected::EncodedNul => "encoded NUL in the path",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_error_answers_its_status_with_the_json_body_the_listener_writes_too() {
+        let response = GatewayError::ClientBody(BodyFailure::TooLarge).into_response();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, r#"{"error":"request body too large"}"#);
+        let listener = service_kit::reply::json_error(StatusCode::PAYLOAD_TOO_LARGE, service_kit::serve::Refusal::BodyTooLarge);
+        assert_eq!(listener.into_body().collect().await.unwrap().to_bytes(), body, "one limit, one answer, whoever finds it");
+    }
+
+    #[test]
+    fn the_client_s_errors_are_4xx_and_the_upstream_s_5xx() {
+        let every = [
+            GatewayError::NoRoute,
+            GatewayError::MethodNotAllowed,
+            GatewayError::RejectedPath(PathRejected::EscapedSlash),
+            GatewayError::RejectedPath(PathRejected::EncodedNul),
+            GatewayError::BadRequestUri,
+            GatewayError::ClientBody(BodyFailure::Malformed),
+            GatewayError::ClientBody(BodyFailure::TooLarge),
+            GatewayError::ClientBody(BodyFailure::TooSlow),
+            GatewayError::UpstreamTimeout,
+            GatewayError::UpstreamUnavailable,
+            GatewayError::NoHealthyUpstream,
+        ];
+        for error in every {
+            let expected = if error.status().is_client_error() { ErrorSource::Downstream } else { ErrorSource::Upstream };
+            assert!(error.status().is_client_error() || error.status().is_server_error(), "{error}");
+            assert_eq!(error.source(), expected, "{error}");
+        }
+        assert_eq!(GatewayError::RejectedPath(PathRejected::EncodedNul).to_string(), "encoded NUL in the path");
+    }
+}

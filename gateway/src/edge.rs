@@ -89,8 +89,7 @@ mod tests {
     use gateway_config::{EscapedSlashes, PathNormalization};
 
     use super::*;
-    use crate::mirror::EjectionSettings;
-    use crate::settings::ShadowSettings;
+    use crate::settings::{EjectionSettings, ShadowSettings};
 
     fn settings() -> RequestSettings {
         RequestSettings { trace: TracePolicy::Reject, buffer_body: 0, path: PathNormalization::default() }

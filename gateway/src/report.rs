@@ -38,7 +38,7 @@ pub enum DropReason {
     BodyBackpressure,
     /// The client's body failed or was abandoned.
     ClientAborted,
-    /// The shadow destination is ejected: its last copies got no answer ([`crate::mirror::Ejection`]).
+    /// The shadow destination is ejected: its last copies got no answer ([`crate::upstream::Ejection`]).
     ShadowEjected,
 }
 

@@ -55,7 +55,22 @@ pub struct ShadowSettings {
     #[serde(with = "http_rules::duration")]
     pub max_age: Duration,
     /// When copies to a shadow that stopped answering are dropped instead of sent.
-    pub ejection: crate::mirror::EjectionSettings,
+    pub ejection: EjectionSettings,
+}
+
+/// When a destination is ejected (`shadow.ejection`: shadows only, for now), by
+/// [`crate::upstream::outlier`].
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EjectionSettings {
+    /// Copies in a row without an answer that eject the destination; 0: never eject.
+    pub consecutive_failures: u32,
+    /// The first ejection lasts this long; the n-th, n times as long.
+    #[serde(with = "http_rules::duration")]
+    pub base_time: Duration,
+    /// No ejection lasts longer.
+    #[serde(with = "http_rules::duration")]
+    pub max_time: Duration,
 }
 
 /// Deadlines with Envoy's meaning.

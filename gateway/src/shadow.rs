@@ -162,8 +162,11 @@ fn unshadowed_host(host: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    const EJECTION: crate::mirror::EjectionSettings =
-        crate::mirror::EjectionSettings { consecutive_failures: 5, base_time: Duration::from_secs(30), max_time: Duration::from_secs(300) };
+    const EJECTION: crate::settings::EjectionSettings = crate::settings::EjectionSettings {
+        consecutive_failures: 5,
+        base_time: Duration::from_secs(30),
+        max_time: Duration::from_secs(300),
+    };
 
     fn marker(key: &str, trusted: &[&str]) -> ShadowMarker {
         ShadowMarker::new(&ShadowSettings {

@@ -10,7 +10,6 @@
 //! a `try_acquire` on the mirror's in-flight cap), then spawned.
 
 mod body;
-mod eject;
 mod plan;
 mod send;
 
@@ -23,7 +22,6 @@ use crate::compare::Comparer;
 use crate::report::MirrorStats;
 use crate::upstream::Upstream;
 
-pub use eject::{Ejection, EjectionSettings};
 pub use plan::{MirrorPlan, Outgoing};
 
 /// One mirror of a compiled route: its policy and what it needs at run time.

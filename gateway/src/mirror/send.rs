@@ -12,11 +12,11 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tracing::Instrument;
 use tracing::instrument::WithSubscriber;
 
-use super::EjectionSettings;
 use super::body::{AbortFlag, PrimaryAnswer};
 use super::plan::Outgoing;
 use crate::compare::{Comparator, Comparer};
 use crate::report::{MirrorStats, MismatchRecord, Pair, ShadowOutcome, now_epoch_seconds};
+use crate::settings::EjectionSettings;
 use crate::upstream::{BoxBody, Upstream};
 
 /// Why a comparison was skipped when every comparator slot was taken.

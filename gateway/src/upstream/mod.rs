@@ -1,6 +1,8 @@
-//! Upstream connections: one pooled HTTP client per destination and protocol, kept across
-//! reloads while the destination's endpoints and protocol stay the same ([`Pools`]), and
-//! endpoint choice.
+//! Everything between the gateway and a destination: one pooled HTTP client per destination and
+//! protocol, kept across reloads while the destination's endpoints and protocol stay the same
+//! ([`Pools`]), endpoint choice, and endpoint health ([`outlier`]).
+
+pub mod outlier;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,6 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+pub use self::outlier::Ejection;
 use crate::settings::UpstreamSettings;
 
 /// Request and response bodies as they travel through the gateway.
@@ -39,7 +42,7 @@ pub struct Upstream {
     http2: Option<Vec<(Authority, Client<ToEndpoint, BoxBody>)>>,
     /// Whether copies to this destination are dropped for now (it is a shadow that stopped
     /// answering); kept with the pool across reloads.
-    pub ejection: crate::mirror::Ejection,
+    pub ejection: Ejection,
 }
 
 impl Upstream {
@@ -80,7 +83,7 @@ impl Upstream {
             protocol,
             http1: builder(false).build(connector.clone()),
             http2: matches!(protocol, Protocol::Http2 | Protocol::Auto).then(|| http2(&endpoints)),
-            ejection: crate::mirror::Ejection::default(),
+            ejection: Ejection::default(),
             endpoints,
         }
     }

@@ -1,7 +1,12 @@
-//! Outlier ejection of a shadow destination: after `consecutive_failures` copies in a row got no
-//! answer (refused, reset, timed out), copies to it are dropped at once for an ejection time
-//! that grows with each ejection, as Envoy's outlier detection ejects a host after five
-//! consecutive gateway failures for `base_ejection_time` x the number of times it was ejected.
+//! Endpoint health: outlier ejection of a destination, as Envoy's
+//! `upstream/outlier_detection_impl.cc` holds it beside the cluster, not beside the features that
+//! send to it. Today only shadow destinations are ejected (the copies' outcomes feed it, under
+//! `shadow.ejection`); primaries will be too, from the same state.
+//!
+//! After `consecutive_failures` requests in a row got no answer (refused, reset, timed out), the
+//! destination is ejected: copies to it are dropped at once for an ejection time that grows with
+//! each ejection, as Envoy's outlier detection ejects a host after five consecutive gateway
+//! failures for `base_ejection_time` x the number of times it was ejected.
 //!
 //! A shadow that is down then costs the gateway nothing per request (no connection attempt, no
 //! task), instead of a failed connect for every copy; once the time is up, copies flow again and
@@ -10,23 +15,10 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use crate::settings::EjectionSettings;
 
-/// When a shadow destination is ejected (`shadow.ejection`).
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EjectionSettings {
-    /// Copies in a row without an answer that eject the destination; 0: never eject.
-    pub consecutive_failures: u32,
-    /// The first ejection lasts this long; the n-th, n times as long.
-    #[serde(with = "http_rules::duration")]
-    pub base_time: Duration,
-    /// No ejection lasts longer.
-    #[serde(with = "http_rules::duration")]
-    pub max_time: Duration,
-}
-
-/// The ejection state of one shadow destination, shared by every copy sent to it.
+/// The ejection state of one destination, shared by every request sent to it; kept with its pool
+/// across reloads.
 #[derive(Debug)]
 pub struct Ejection {
     /// Times are nanoseconds since `epoch`, so that the state fits in atomics.

@@ -24,14 +24,13 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Request, Response, Uri};
 use http_body::Body;
 use http_body_util::BodyExt;
-use metrics::SharedString;
 use service_kit::propagation;
 use service_kit::serve::ClientAddr;
 use tracing::Instrument;
 
 use crate::bodies::{BodyWatch, Deadline, Deadlines, Metered, RequestRecord};
 use crate::error::GatewayError;
-use crate::mirror::{MirrorPlan, Outgoing};
+use crate::mirror::{CopyContext, MirrorPlan, Outgoing};
 use crate::state::{CompiledRoute, Shared};
 use crate::upstream::{BoxBody, BoxError, Upstream, strip_hop_by_hop};
 use crate::{edge, upgrade};
@@ -132,8 +131,10 @@ where
         content_length: body.size_hint().exact(),
         route: &hit.route.name,
         version: parts.version,
+        upgrade: upgrade.is_some(),
     };
-    let mut plan = plan_copies(shared, route, primary, &outgoing, upgrade.is_some());
+    let copies = CopyContext { comparator: &shared.comparator, marker: &shared.shadow, ejection: shared.settings.shadow.ejection };
+    let mut plan = MirrorPlan::new(&outgoing, &route.mirrors, primary, &copies);
     let timeouts = &shared.settings.timeouts;
     let deadlines = Deadlines::new(Instant::now(), route.timeout, timeouts.route, timeouts.stream_idle);
     let (body, client_body) = read_client_body(body, shared.settings.requests.buffer_body, &deadlines).await?;
@@ -168,24 +169,6 @@ fn answer(hit: &RouteHit<'_>, host: Option<&HeaderValue>, uri: &Uri) -> Response
     response.map(|body| http_body_util::Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync())
 }
 
-/// Phase: the copies of this request. Upgrades and tunnels are never mirrored (a copy cannot
-/// hold a conversation): each mirror that would have copied one counts it as not eligible.
-fn plan_copies(shared: &Shared, route: &CompiledRoute, primary: &Arc<Upstream>, outgoing: &Outgoing<'_>, upgrade: bool) -> MirrorPlan {
-    let tunnel = match (upgrade, outgoing.method) {
-        (true, _) => Some("upgrade"),
-        (false, &http::Method::CONNECT) => Some("connect"),
-        _ => None,
-    };
-    match tunnel {
-        Some(kind) => {
-            count_not_eligible(route, outgoing.method, kind);
-            MirrorPlan::default()
-        }
-        None if route.mirrors.is_empty() => MirrorPlan::default(),
-        None => MirrorPlan::new(outgoing, &route.mirrors, primary, shared),
-    }
-}
-
 /// Phase: the client's body, watched so that its failure is answered by why it failed (400,
 /// 413, 408: [`BodyFailure`](crate::bodies::BodyFailure)), not blamed on the upstream, and read
 /// whole first when small (under `buffer`), so a cut one never reaches the upstream or the copies.
@@ -195,15 +178,6 @@ where
     B::Error: Into<BoxError>,
 {
     Ok(crate::bodies::client_body(body, buffer, deadlines.headers_by(Instant::now())).await?)
-}
-
-/// Each mirror that would have copied this request counts it as not eligible (`kind`: why).
-fn count_not_eligible(route: &CompiledRoute, method: &http::Method, kind: &'static str) {
-    for mirror in route.mirrors.iter().filter(|m| m.policy.methods.allows(method)) {
-        let name = SharedString::from(mirror.policy.name.clone());
-        metrics::counter!("gateway_mirror_copies_total", "route" => route.label.clone(), "mirror" => name, "outcome" => "not_eligible", "reason" => kind)
-            .increment(1);
-    }
 }
 
 /// Phase: the primary call, over the client the destination's protocol chooses, until the

@@ -42,6 +42,23 @@ pub enum DropReason {
     ShadowEjected,
 }
 
+/// Why a request could not be copied at all. Counted by each mirror that would have copied it,
+/// in `gateway_mirror_copies_total{outcome="not_eligible"}`. (A `CONNECT` tunnel is not one: no
+/// mirror's methods ever take it, so no mirror would have copied it.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotEligible {
+    /// An upgrade (WebSocket, any `Upgrade` protocol): a copy cannot hold a conversation.
+    Upgrade = 0,
+}
+
+impl NotEligible {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotEligible::Upgrade => "upgrade",
+        }
+    }
+}
+
 impl ShadowOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -149,6 +166,11 @@ struct MirrorMetrics {
     latency_delta: Histogram,
     /// `gateway_mirror_verdict{state}`: 1 for the current state, 0 for the others (by `State::ALL`).
     verdict: [Gauge; 3],
+    /// By `NotEligible` as an index; registered when first counted, so a mirror that never saw an
+    /// upgrade shows no series for it.
+    not_eligible: [std::sync::OnceLock<Counter>; 1],
+    route: SharedString,
+    mirror: SharedString,
 }
 
 impl MirrorMetrics {
@@ -176,7 +198,16 @@ impl MirrorMetrics {
             skipped: compared("skipped"),
             latency_delta: metrics::histogram!("gateway_mirror_latency_delta_seconds", "route" => route.clone(), "mirror" => mirror.clone()),
             verdict: State::ALL.map(|state| metrics::gauge!("gateway_mirror_verdict", "route" => route.clone(), "mirror" => mirror.clone(), "state" => state.as_str())),
+            not_eligible: Default::default(),
+            route,
+            mirror,
         }
+    }
+
+    fn not_eligible(&self, reason: NotEligible) -> &Counter {
+        self.not_eligible[reason as usize].get_or_init(|| {
+            metrics::counter!("gateway_mirror_copies_total", "route" => self.route.clone(), "mirror" => self.mirror.clone(), "outcome" => "not_eligible", "reason" => reason.as_str())
+        })
     }
 }
 
@@ -377,6 +408,11 @@ impl MirrorStats {
             ShadowOutcome::Dropped(reason) => &self.metrics.dropped[drop_index(reason)],
         };
         handle.increment(1);
+    }
+
+    /// A request this mirror would have copied could not be (Prometheus only).
+    pub fn not_eligible(&self, reason: NotEligible) {
+        self.metrics.not_eligible(reason).increment(1);
     }
 
     /// A comparison result, with the latency delta of the pair (shadow minus primary).

@@ -1,4 +1,6 @@
-//! The shadow marker, `x-shadow`, and who may set it.
+//! A shadow request's marks, and who may set them: the marker `x-shadow`, and the `-shadow`
+//! suffix of its host ([`shadow_host`] puts it on a copy; [`ShadowMarker::screen`] takes it off,
+//! with the marker, where a client forged them).
 //!
 //! Copies carry `x-shadow: <mirror>; t=<unix seconds>; sig=<MAC>`: the mirror's name, when the
 //! copy was made, and an HMAC-SHA256 of both and the request id under this deployment's key. A
@@ -148,7 +150,19 @@ fn hex_decode(text: &str) -> Result<Vec<u8>, ()> {
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2).ok_or(())?, 16).map_err(|_| ())).collect()
 }
 
-/// `target-shadow:8090` -> `target:8090`; `None` when the host has no `-shadow` suffix.
+/// The copy's host: `-shadow` appended to the name, the port kept (Envoy's convention).
+pub fn shadow_host(host: &str) -> String {
+    // "name:port" or "[v6]:port"; a bare IPv6 address has no port to keep.
+    if let (_, Some(_)) = http_rules::split_host_port(host)
+        && let Some((name, port)) = host.rsplit_once(':')
+    {
+        return format!("{name}-shadow:{port}");
+    }
+    format!("{host}-shadow")
+}
+
+/// [`shadow_host`] undone: `target-shadow:8090` -> `target:8090`; `None` when the host has no
+/// `-shadow` suffix (or is an IPv6 literal, which a client's forged marker cannot have shadowed).
 fn unshadowed_host(host: &str) -> Option<String> {
     let (name, port) = http_rules::split_host_port(host);
     let bare = if host.starts_with('[') { return None } else { name.strip_suffix("-shadow")? };
@@ -243,5 +257,20 @@ mod tests {
         assert_eq!(headers["host"], "my-shadow");
         assert_eq!(unshadowed_host("a-shadow"), Some("a".into()));
         assert_eq!(unshadowed_host("a"), None);
+    }
+
+    #[test]
+    fn the_shadow_host_keeps_the_port() {
+        assert_eq!(shadow_host("target"), "target-shadow");
+        assert_eq!(shadow_host("target:8090"), "target-shadow:8090");
+        assert_eq!(shadow_host("10.0.0.1:80"), "10.0.0.1-shadow:80");
+        assert_eq!(shadow_host("[::1]:80"), "[::1]-shadow:80");
+    }
+
+    #[test]
+    fn removing_the_suffix_undoes_adding_it() {
+        for host in ["target", "target:8090", "shop.example.com", "10.0.0.1:80"] {
+            assert_eq!(unshadowed_host(&shadow_host(host)).as_deref(), Some(host));
+        }
     }
 }

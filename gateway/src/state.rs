@@ -14,7 +14,6 @@ use gateway_config::{CompareSpec, Loaded, MirrorPolicy, Route, RouteTable, Warni
 use http::HeaderValue;
 use metrics::SharedString;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::sync::Semaphore;
 
 use crate::bodies::RequestMetrics;
 use crate::compare::{Comparator, Comparer};
@@ -225,7 +224,7 @@ fn compile_mirror(
     let stats = stats.mirror(route, policy, &upstream.label, report);
     stats.set_comparing(comparer.is_some());
     stats.set_verdict(policy.verdict.as_ref());
-    Ok(Mirror { policy: policy.clone(), upstream, in_flight: Arc::new(Semaphore::new(policy.max_in_flight)), stats, comparer })
+    Ok(Mirror::new(policy.clone(), upstream, stats, comparer))
 }
 
 /// Mirror statistics outlive reloads: they are keyed by route and mirror name. So do comparers

@@ -2,9 +2,11 @@
 //! task that sends it, and the comparison of its answer with the primary's.
 //!
 //! One owner: [`MirrorPlan`] is made for a request once its head is final, and owns everything
-//! about that request's copies to the end: the tee senders feeding their bodies, the copies'
-//! tasks, and the waiters that receive the primary's answer for comparison. The request path
-//! calls `tee`, `spawn` and `capture` on it and knows nothing else of mirroring.
+//! about that request's copies to the end: whether it can be copied at all (and the count when
+//! not), the tee senders feeding their bodies, the copies' tasks, and the waiters that receive
+//! the primary's answer for comparison. The request path calls `new`, `tee`, `spawn` and
+//! `capture` on it and knows nothing else of mirroring. A copy's marks (the signed `x-shadow`,
+//! the `-shadow` host) are [`crate::shadow`]'s, which also takes them off where a client forged them.
 //!
 //! Nothing here is ever awaited by the primary path: a copy is planned synchronously (sampling,
 //! a `try_acquire` on the mirror's in-flight cap), then spawned.
@@ -18,8 +20,10 @@ use std::sync::Arc;
 use gateway_config::MirrorPolicy;
 use tokio::sync::Semaphore;
 
-use crate::compare::Comparer;
+use crate::compare::{Comparator, Comparer};
 use crate::report::MirrorStats;
+use crate::settings::EjectionSettings;
+use crate::shadow::ShadowMarker;
 use crate::upstream::Upstream;
 
 pub use plan::{MirrorPlan, Outgoing};
@@ -34,6 +38,23 @@ pub struct Mirror {
     /// Outlives reloads (kept by route and mirror name).
     pub stats: Arc<MirrorStats>,
     pub comparer: Option<Arc<Comparer>>,
+}
+
+impl Mirror {
+    pub fn new(policy: MirrorPolicy, upstream: Arc<Upstream>, stats: Arc<MirrorStats>, comparer: Option<Arc<Comparer>>) -> Self {
+        let in_flight = Arc::new(Semaphore::new(policy.max_in_flight));
+        Self { policy, upstream, in_flight, stats, comparer }
+    }
+}
+
+/// What every request's copies share, lent to each [`MirrorPlan`] by the request path.
+pub struct CopyContext<'a> {
+    /// Where comparisons run, off the request workers.
+    pub comparator: &'a Arc<Comparator>,
+    /// Signs each copy's `x-shadow`.
+    pub marker: &'a ShadowMarker,
+    /// When a shadow that stops answering is ejected.
+    pub ejection: EjectionSettings,
 }
 
 /// Whether a request with this value of the sample header falls in the mirrored `percent`.
@@ -53,28 +74,9 @@ pub fn sampled(percent: f64, key: Option<&[u8]>) -> bool {
     (bucket as f64) < percent * 100.0
 }
 
-/// The copy's host: `-shadow` appended to the name, the port kept (Envoy's convention).
-pub fn shadow_host(host: &str) -> String {
-    // "name:port" or "[v6]:port"; a bare IPv6 address has no port to keep.
-    if let (_, Some(_)) = http_rules::split_host_port(host)
-        && let Some((name, port)) = host.rsplit_once(':')
-    {
-        return format!("{name}-shadow:{port}");
-    }
-    format!("{host}-shadow")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_shadow_host_keeps_the_port() {
-        assert_eq!(shadow_host("target"), "target-shadow");
-        assert_eq!(shadow_host("target:8090"), "target-shadow:8090");
-        assert_eq!(shadow_host("10.0.0.1:80"), "10.0.0.1-shadow:80");
-        assert_eq!(shadow_host("[::1]:80"), "[::1]-shadow:80");
-    }
 
     #[test]
     fn sampling_is_consistent_per_key_and_close_to_the_percentage() {

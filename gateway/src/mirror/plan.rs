@@ -16,10 +16,9 @@ use tokio::sync::oneshot;
 
 use super::body::{AnswerWaiter, CaptureBody, CopySender, PrimaryAnswer, TeeBody, copy_channel, hand_over};
 use super::send::{COMPARATOR_BUSY, CompareJob, Copy, NoiseCopy};
-use super::{Mirror, sampled, shadow_host};
-use crate::report::{DropReason, ShadowOutcome};
-use crate::shadow::ShadowMarker;
-use crate::state::Shared;
+use super::{CopyContext, Mirror, sampled};
+use crate::report::{DropReason, NotEligible, ShadowOutcome};
+use crate::shadow::{ShadowMarker, shadow_host};
 use crate::upstream::{BoxBody, BoxError, Upstream};
 
 /// The request as the primary will get it (route, rewrite and proxy headers applied), before the
@@ -36,6 +35,16 @@ pub struct Outgoing<'a> {
     /// The version the client spoke: a copy to an `auto` destination follows it, as the
     /// primary request does (a gRPC call stays HTTP/2).
     pub version: http::Version,
+    /// The client asked to switch protocols ([`crate::upgrade::requested`]).
+    pub upgrade: bool,
+}
+
+impl Outgoing<'_> {
+    /// Why no copy of this request can be made at all: an upgrade is never mirrored, since a copy
+    /// cannot hold a conversation. (Nor is a `CONNECT` tunnel, which no mirror's methods take.)
+    fn not_eligible(&self) -> Option<NotEligible> {
+        self.upgrade.then_some(NotEligible::Upgrade)
+    }
 }
 
 /// One request's copies. Made once the request head is final; then, in order: [`tee`] the
@@ -56,16 +65,28 @@ pub struct MirrorPlan {
 }
 
 impl MirrorPlan {
-    /// Plans the copies `mirrors` make of `request`; drops (at a cap) are counted and traced here.
-    pub fn new(request: &Outgoing<'_>, mirrors: &[Mirror], primary: &Arc<Upstream>, shared: &Shared) -> Self {
+    /// Plans the copies `mirrors` make of `request`: every decision to copy or not is made
+    /// here, and a request that is not copied is counted here, by why (not eligible, or dropped
+    /// at a cap, which is traced too).
+    pub fn new(request: &Outgoing<'_>, mirrors: &[Mirror], primary: &Arc<Upstream>, context: &CopyContext<'_>) -> Self {
         let mut plan = Self::default();
+        if mirrors.is_empty() {
+            return plan;
+        }
+        if let Some(reason) = request.not_eligible() {
+            // Each mirror that would have copied the request counts it.
+            for mirror in mirrors.iter().filter(|mirror| mirror.policy.methods.allows(request.method)) {
+                mirror.stats.not_eligible(reason);
+            }
+            return plan;
+        }
         // Loop guard: a copy that comes back through a gateway of this deployment is not copied
         // again. (A client's marker never gets this far: the edge removed it.)
         if request.headers.contains_key(&SHADOW_HEADER) {
             return plan;
         }
         for mirror in mirrors {
-            plan.add(request, mirror, primary, shared);
+            plan.add(request, mirror, primary, context);
         }
         plan
     }
@@ -75,8 +96,8 @@ impl MirrorPlan {
         self.copies.is_empty()
     }
 
-    fn add(&mut self, request: &Outgoing<'_>, mirror: &Mirror, primary: &Arc<Upstream>, shared: &Shared) {
-        let comparator = &shared.comparator;
+    fn add(&mut self, request: &Outgoing<'_>, mirror: &Mirror, primary: &Arc<Upstream>, context: &CopyContext<'_>) {
+        let comparator = context.comparator;
         let policy = &mirror.policy;
         // A copy to the destination that answers the primary (a weighted split, a promotion)
         // would compare a version with itself: no evidence, only load.
@@ -114,7 +135,7 @@ impl MirrorPlan {
         } else {
             (empty(), None)
         };
-        let Some(copy) = build_copy(request, mirror, &shared.shadow, endpoint, &span, body) else {
+        let Some(copy) = build_copy(request, mirror, context.marker, endpoint, &span, body) else {
             tracing::debug!(parent: &span, "the copy's host or URI is not valid");
             return not_sent(ShadowOutcome::Error);
         };
@@ -136,7 +157,7 @@ impl MirrorPlan {
             // answers (noise). Only safe methods without a body: a repeated write would be a
             // second write on live state, and a body is teed once.
             let noise = (sampled(comparer.noise_percent, None) && comparer.noise_eligible(request.method, request.has_body))
-                .then(|| primary.pick().and_then(|endpoint| build_copy(request, mirror, &shared.shadow, endpoint, &span, empty())))
+                .then(|| primary.pick().and_then(|endpoint| build_copy(request, mirror, context.marker, endpoint, &span, empty())))
                 .flatten()
                 .map(|request| NoiseCopy { request, upstream: primary.clone(), changes: CopyChanges::default() });
             Some(CompareJob::new(comparer.clone(), comparator.clone(), slot, primary_answer, noise, request))
@@ -144,7 +165,7 @@ impl MirrorPlan {
         self.copies.push(Copy {
             request: copy,
             upstream: mirror.upstream.clone(),
-            ejection: shared.settings.shadow.ejection,
+            ejection: context.ejection,
             span,
             timeout: policy.timeout,
             stats: mirror.stats.clone(),
@@ -272,8 +293,9 @@ mod tests {
     use service_kit::settings::{Layered, Sources};
 
     use super::*;
+    use crate::compare::Comparator;
+    use crate::report::MirrorStats;
     use crate::settings::GatewaySettings;
-    use crate::state::Shared;
 
     const CONFIG: &str = r#"
 services:
@@ -290,41 +312,76 @@ routes:
         headers: { set: { x-env: shadow }, remove: [authorization] }
 "#;
 
-    fn shared(config: &str) -> Arc<Shared> {
-        let settings = GatewaySettings::load(Sources::default()).expect("default settings");
-        Arc::new(Shared::new(settings, gateway_config::load_str("test.yaml", config).expect("config"), None).expect("state"))
+    /// The first route of `config`, its mirrors made as the gateway makes them (without
+    /// comparison), and what their plans share.
+    struct Route {
+        primary: Arc<Upstream>,
+        mirrors: Vec<Mirror>,
+        comparator: Arc<Comparator>,
+        marker: ShadowMarker,
+        settings: GatewaySettings,
     }
 
-    fn plan(shared: &Shared, method: &Method, headers: &HeaderMap, content_length: Option<u64>) -> MirrorPlan {
-        let active = shared.active.load();
-        let route = &active.routes[0];
-        let path = PathAndQuery::from_static("/cart?id=1");
-        let host = HeaderValue::from_static("shop.example.com:8080");
-        let outgoing = Outgoing {
+    fn route(config: &str) -> Route {
+        let settings = GatewaySettings::load(Sources::default()).expect("default settings");
+        let table = gateway_config::load_str("test.yaml", config).expect("config").table;
+        let route = &table.routes[0];
+        let upstream = |id: gateway_config::DestinationId| Arc::new(Upstream::new(&table.destinations[id.0], &settings.upstream).unwrap());
+        let mirrors = route
+            .mirrors
+            .iter()
+            .map(|policy| {
+                let stats = Arc::new(MirrorStats::new(&route.name, &policy.name, "", &settings.report));
+                Mirror::new(policy.clone(), upstream(policy.destination), stats, None)
+            })
+            .collect();
+        Route {
+            primary: upstream(route.destinations[0].id),
+            mirrors,
+            comparator: Arc::new(Comparator::start(settings.compare.max_pending).unwrap()),
+            marker: ShadowMarker::new(&settings.shadow).unwrap(),
+            settings,
+        }
+    }
+
+    fn outgoing<'a>(method: &'a Method, headers: &'a HeaderMap, content_length: Option<u64>, upgrade: bool) -> Outgoing<'a> {
+        static PATH: PathAndQuery = PathAndQuery::from_static("/cart?id=1");
+        static HOST: HeaderValue = HeaderValue::from_static("shop.example.com:8080");
+        Outgoing {
             method,
-            path_and_query: &path,
-            host: Some(&host),
+            path_and_query: &PATH,
+            host: Some(&HOST),
             headers,
             has_body: content_length.is_some(),
             content_length,
             route: "shop",
             version: http::Version::HTTP_11,
-        };
-        MirrorPlan::new(&outgoing, &route.mirrors, route.destinations.pick(), shared)
+            upgrade,
+        }
     }
 
-    fn copies(shared: &Shared) -> serde_json::Value {
-        let stats = shared.stats.all();
-        serde_json::to_value(&stats[0].report().copies).unwrap()
+    impl Route {
+        fn plan_for(&self, request: &Outgoing<'_>) -> MirrorPlan {
+            let context = CopyContext { comparator: &self.comparator, marker: &self.marker, ejection: self.settings.shadow.ejection };
+            MirrorPlan::new(request, &self.mirrors, &self.primary, &context)
+        }
+
+        fn plan(&self, method: &Method, headers: &HeaderMap, content_length: Option<u64>) -> MirrorPlan {
+            self.plan_for(&outgoing(method, headers, content_length, false))
+        }
+
+        fn copies(&self) -> serde_json::Value {
+            serde_json::to_value(&self.mirrors[0].stats.report().copies).unwrap()
+        }
     }
 
     #[tokio::test]
     async fn a_copy_is_marked_and_changed_as_its_mirror_says() {
-        let shared = shared(CONFIG);
+        let route = route(CONFIG);
         let mut headers = HeaderMap::new();
         headers.insert("authorization", "Bearer secret".parse().unwrap());
         headers.insert("x-request-id", "r-1".parse().unwrap());
-        let plan = plan(&shared, &Method::GET, &headers, None);
+        let plan = route.plan(&Method::GET, &headers, None);
         let [copy] = plan.copies.as_slice() else { panic!("one copy planned") };
         let request = &copy.request;
         assert_eq!(request.uri().to_string(), "http://127.0.0.1:10/cart?id=1");
@@ -338,23 +395,43 @@ routes:
 
     #[tokio::test]
     async fn writes_are_not_copied_by_a_mirror_of_safe_methods() {
-        let shared = shared(CONFIG);
-        assert!(plan(&shared, &Method::POST, &HeaderMap::new(), Some(3)).is_empty());
-        assert!(plan(&shared, &Method::DELETE, &HeaderMap::new(), None).is_empty());
-        assert!(!plan(&shared, &Method::HEAD, &HeaderMap::new(), None).is_empty());
+        let route = route(CONFIG);
+        assert!(route.plan(&Method::POST, &HeaderMap::new(), Some(3)).is_empty());
+        assert!(route.plan(&Method::DELETE, &HeaderMap::new(), None).is_empty());
+        assert!(!route.plan(&Method::HEAD, &HeaderMap::new(), None).is_empty());
     }
 
     #[tokio::test]
     async fn a_copy_over_the_in_flight_cap_or_the_body_cap_is_dropped_and_counted() {
-        let shared = shared(&CONFIG.replace("max_body: 10", "max_body: 10\n        methods: all"));
-        let first = plan(&shared, &Method::GET, &HeaderMap::new(), None);
+        let route = route(&CONFIG.replace("max_body: 10", "max_body: 10\n        methods: all"));
+        let first = route.plan(&Method::GET, &HeaderMap::new(), None);
         assert!(!first.is_empty(), "the first copy takes the only place");
-        assert!(plan(&shared, &Method::GET, &HeaderMap::new(), None).is_empty(), "the second finds none");
+        assert!(route.plan(&Method::GET, &HeaderMap::new(), None).is_empty(), "the second finds none");
         drop(first);
-        assert!(plan(&shared, &Method::PUT, &HeaderMap::new(), Some(11)).is_empty(), "a declared body over max_body");
-        let with_body = plan(&shared, &Method::PUT, &HeaderMap::new(), Some(10));
+        assert!(route.plan(&Method::PUT, &HeaderMap::new(), Some(11)).is_empty(), "a declared body over max_body");
+        let with_body = route.plan(&Method::PUT, &HeaderMap::new(), Some(10));
         assert_eq!(with_body.senders.len(), 1, "a body within the cap is teed");
-        let counted = copies(&shared);
+        let counted = route.copies();
         assert_eq!((counted["dropped_max_in_flight"].as_u64(), counted["dropped_body_over_cap"].as_u64()), (Some(1), Some(1)));
+    }
+
+    #[tokio::test]
+    async fn an_upgrade_is_not_eligible_and_each_mirror_that_would_copy_it_counts_it() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let series =
+            |reason: &str| format!(r#"gateway_mirror_copies_total{{route="shop",mirror="v2",outcome="not_eligible",reason="{reason}"}}"#);
+        metrics::with_local_recorder(&recorder, || {
+            let route = route(CONFIG);
+            let none = HeaderMap::new();
+            assert!(!route.plan(&Method::GET, &none, None).is_empty(), "the same GET, not an upgrade, is copied");
+            assert!(handle.render().lines().all(|line| !line.contains("not_eligible")), "no series before one is counted");
+            assert!(route.plan_for(&outgoing(&Method::GET, &none, None, true)).is_empty());
+            assert!(route.plan_for(&outgoing(&Method::POST, &none, None, true)).is_empty(), "a write this mirror never copies");
+            assert!(route.plan_for(&outgoing(&Method::CONNECT, &none, None, false)).is_empty(), "no mirror's methods take CONNECT");
+            let text = handle.render();
+            assert!(text.contains(&format!("{} 1", series("upgrade"))), "{text}");
+            assert_eq!(text.matches("not_eligible").count(), 1, "{text}");
+        });
     }
 }

@@ -5,15 +5,15 @@
 //! none is checked twice.
 //!
 //! In order:
-//! 1. [`screen_shadow_marker`]: a client's `x-shadow` that this deployment did not make is
+//! 1. `screen_shadow_marker`: a client's `x-shadow` that this deployment did not make is
 //!    removed, so the request is routed, mirrored and compared as the live traffic it is
 //!    ([`crate::shadow`] says who may set it). First, so that it happens to every request,
 //!    refused ones included (their spans say whether they were shadow traffic).
-//! 2. [`refuse_method`]: `TRACE` is refused unless the settings forward it: it reflects the
+//! 2. `refuse_method`: `TRACE` is refused unless the settings forward it: it reflects the
 //!    request, credentials included, back to whoever can read the answer.
-//! 3. [`normalize_path`]: ([`gateway_config::PathNormalization`]): `/api/../secret` is matched,
+//! 3. `normalize_path` ([`gateway_config::PathNormalization`]): `/api/../secret` is matched,
 //!    rewritten and sent as `/secret`.
-//! 4. [`join_cookies`]: HTTP/2 cookie fields are joined with `"; "` (RFC 9113 section 8.2.3),
+//! 4. `join_cookies`: HTTP/2 cookie fields are joined with `"; "` (RFC 9113 section 8.2.3),
 //!    since an HTTP/1.1 upstream takes one `Cookie` header.
 
 use http::header::COOKIE;

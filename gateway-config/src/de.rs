@@ -17,7 +17,7 @@ use serde::de::{self, DeserializeOwned, Deserializer, IntoDeserializer, MapAcces
 use serde_norway::Value;
 
 use crate::ConfigError;
-use crate::model::StringMatch;
+use crate::model::{IgnorePath, StringMatch};
 
 pub(crate) type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -563,21 +563,19 @@ impl RawMatch {
     }
 }
 
-/// A JSON path to ignore in comparisons, parsed as the comparison will parse it.
+/// A JSON path to ignore in comparisons, parsed where it is written.
 #[derive(Debug, Clone)]
-pub(crate) struct JsonPathText(pub String);
+pub(crate) struct JsonPathText(pub IgnorePath);
 
 impl<'de> Deserialize<'de> for JsonPathText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        check_json_path(text.trim()).map(|()| JsonPathText(text.trim().to_string())).map_err(de::Error::custom)
+        json_path(text.trim()).map(JsonPathText).map_err(de::Error::custom)
     }
 }
 
-pub(crate) fn check_json_path(p: &str) -> std::result::Result<(), String> {
-    p.parse::<response_diff::JsonPath>()
-        .map(drop)
-        .map_err(|e| format!("invalid JSON path \"{p}\": {}, e.g. $.timestamp or $.items[*].id", one_line(&e)))
+pub(crate) fn json_path(p: &str) -> std::result::Result<IgnorePath, String> {
+    IgnorePath::parse(p).map_err(|e| format!("invalid JSON path \"{p}\": {}, e.g. $.timestamp or $.items[*].id", one_line(&e)))
 }
 
 #[cfg(test)]
@@ -610,9 +608,9 @@ mod tests {
 
     #[test]
     fn json_paths_are_parsed_not_just_prefixed() {
-        assert!(check_json_path("$.timestamp").is_ok());
-        assert!(check_json_path("$.items[*].id").is_ok());
-        assert!(check_json_path("$[").is_err());
-        assert!(check_json_path("timestamp").is_err());
+        assert!(json_path("$.timestamp").is_ok());
+        assert!(json_path("$.items[*].id").is_ok());
+        assert!(json_path("$[").is_err());
+        assert!(json_path("timestamp").is_err());
     }
 }

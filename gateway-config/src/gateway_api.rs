@@ -12,13 +12,14 @@
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
 
+use http::StatusCode;
 use serde::Deserialize;
 
 use crate::de::{Dur, HName, HValue, MethodName, Percent, Port, Result, U32, check_percent};
 use crate::istio::{compare_from_annotations, imported_mirror, qualify, route_name_base};
 use crate::k8s::{Object, Objects, Spec};
-use crate::model::{Answer, Endpoint, HeaderMatch, PathRedirect, QueryMatch, Redirect, RouteMatch, StringMatch, UriRewrite};
-use crate::sources::{DestRef, Origin, PendingRoute, Sources};
+use crate::model::{Answer, HeaderMatch, PathRedirect, QueryMatch, Redirect, RouteMatch, StringMatch, UriRewrite};
+use crate::sources::{DestRef, HostPort, Origin, PendingRoute, Sources};
 use crate::{LoadOptions, Notes, Warning};
 use http_rules::host_matches;
 
@@ -500,14 +501,17 @@ fn rule_route(
             }
             "RequestRedirect" => {
                 let r = f.request_redirect.as_ref().ok_or_else(missing)?;
-                let status = r.status_code.map_or(302, |c| c.0);
-                if !matches!(status, 301 | 302) {
-                    return Err(
-                        doc.err(&format!("{fpath}.requestRedirect.statusCode"), format!("{status}: Gateway API redirects are 301 or 302"))
-                    );
-                }
+                let code = r.status_code.map_or(302, |c| c.0);
+                let status = match code {
+                    301 => StatusCode::MOVED_PERMANENTLY,
+                    302 => StatusCode::FOUND,
+                    _ => {
+                        return Err(doc
+                            .err(&format!("{fpath}.requestRedirect.statusCode"), format!("{code}: Gateway API redirects are 301 or 302")));
+                    }
+                };
                 answer = Some(Answer::Redirect(Redirect {
-                    status: status as u16,
+                    status,
                     scheme: r.scheme.clone(),
                     host: r.hostname.clone(),
                     port: r.port.map(|p| p.0),
@@ -548,13 +552,13 @@ fn rule_route(
         mirrors.clear();
     } else if rule.backend_refs.is_empty() {
         // The specification: no backend and no filter that answers -> the gateway answers 500.
-        answer = Some(Answer::Direct { status: 500, body: Vec::new() });
+        answer = Some(Answer::Direct { status: StatusCode::INTERNAL_SERVER_ERROR, body: Vec::new() });
         warnings.push(doc.warning(path, "no backendRefs: requests are answered 500, as the Gateway API specifies"));
     } else if let Some((i, b)) = rule.backend_refs.iter().enumerate().find(|(_, b)| !backend_granted(o, objects, b)) {
         // The specification answers 500 for requests to a backend the route may not use; this
         // gateway answers 500 for the whole rule.
         warnings.push(doc.warning(&format!("{path}.backendRefs[{i}]"), ungranted(o, b, "the rule answers 500")));
-        answer = Some(Answer::Direct { status: 500, body: Vec::new() });
+        answer = Some(Answer::Direct { status: StatusCode::INTERNAL_SERVER_ERROR, body: Vec::new() });
         mirrors.clear();
     } else {
         for (i, b) in rule.backend_refs.iter().enumerate() {
@@ -626,7 +630,7 @@ fn backend(o: &Object, path: &str, b: &BackendRef) -> Result<DestRef> {
                 port: Some(number),
                 subset_origin: origin.clone(),
                 origin,
-                fallback: Some(Endpoint { host: format!("{}.{ns}.svc", b.name.to_ascii_lowercase()), port: number }),
+                fallback: Some(HostPort { host: format!("{}.{ns}.svc", b.name.to_ascii_lowercase()), port: number }),
             })
         }
         ("networking.istio.io", "Hostname") => Ok(DestRef {

@@ -15,14 +15,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use http::HeaderName;
+use http::{HeaderName, StatusCode};
 use serde::Deserialize;
 
 use http_rules::host_matches;
 
-use crate::de::{
-    Doc, Dur, HName, MatchSpec, OneOrMany, Ordered, Percent, Port, Presence, Result, Scalar, U32, check_json_path, check_percent,
-};
+use crate::de::{Doc, Dur, HName, MatchSpec, OneOrMany, Ordered, Percent, Port, Presence, Result, Scalar, U32, check_percent, json_path};
 use crate::k8s::{Object, Objects, Spec};
 use crate::model::{
     Answer, CompareSpec, DEFAULT_MAX_BODY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MIRROR_TIMEOUT, DEFAULT_SAMPLE_HEADER, HeaderMatch, HeaderOps,
@@ -629,9 +627,8 @@ pub(crate) fn compare_from_annotations(o: &Object) -> Result<Option<CompareSpec>
     }
     let mut spec = CompareSpec::default();
     if let Some(p) = o.annotation(ANNOTATION_IGNORE_PATHS) {
-        for json_path in p.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            check_json_path(json_path).map_err(|e| doc.err(&path(ANNOTATION_IGNORE_PATHS), e))?;
-            spec.ignore_paths.push(json_path.to_string());
+        for text in p.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            spec.ignore_paths.push(json_path(text).map_err(|e| doc.err(&path(ANNOTATION_IGNORE_PATHS), e))?);
         }
     }
     if let Some(h) = o.annotation(ANNOTATION_IGNORE_HEADERS) {
@@ -774,10 +771,17 @@ fn http_route(
 }
 
 fn redirect(doc: Doc<'_>, path: &str, r: &HttpRedirect) -> Result<Answer> {
-    let status = r.redirect_code.map_or(301, |c| c.0);
-    if !matches!(status, 301 | 302 | 303 | 307 | 308) {
-        return Err(doc.err(&format!("{path}.redirectCode"), format!("{status} is not a redirect status (301, 302, 303, 307 or 308)")));
-    }
+    let code = r.redirect_code.map_or(301, |c| c.0);
+    let status = match code {
+        301 => StatusCode::MOVED_PERMANENTLY,
+        302 => StatusCode::FOUND,
+        303 => StatusCode::SEE_OTHER,
+        307 => StatusCode::TEMPORARY_REDIRECT,
+        308 => StatusCode::PERMANENT_REDIRECT,
+        _ => {
+            return Err(doc.err(&format!("{path}.redirectCode"), format!("{code} is not a redirect status (301, 302, 303, 307 or 308)")));
+        }
+    };
     let (host, port) = match &r.authority {
         Some(a) => {
             let (host, port) = http_rules::split_host_port(a);
@@ -794,7 +798,7 @@ fn redirect(doc: Doc<'_>, path: &str, r: &HttpRedirect) -> Result<Answer> {
         return Err(doc.err(&format!("{path}.uri"), format!("\"{uri}\" must start with `/`")));
     }
     Ok(Answer::Redirect(Redirect {
-        status: status as u16,
+        status,
         scheme: r.scheme.clone(),
         host,
         port: r.port.map(|p| p.0).or(port),
@@ -803,7 +807,7 @@ fn redirect(doc: Doc<'_>, path: &str, r: &HttpRedirect) -> Result<Answer> {
 }
 
 fn direct_response(doc: Doc<'_>, path: &str, d: &DirectResponse) -> Result<Answer> {
-    let status = u16::try_from(d.status.0).ok().filter(|s| (200..600).contains(s));
+    let status = u16::try_from(d.status.0).ok().filter(|s| (200..600).contains(s)).and_then(|s| StatusCode::from_u16(s).ok());
     let Some(status) = status else {
         return Err(doc.err(&format!("{path}.status"), format!("{} is not an HTTP status (200..599)", d.status.0)));
     };

@@ -36,8 +36,9 @@ pub use de::parse_size;
 pub use istio::{ANNOTATION_COMPARE, ANNOTATION_IGNORE_HEADERS, ANNOTATION_IGNORE_PATHS, ANNOTATION_NOISE_PERCENT, ANNOTATION_VERDICT};
 pub use matching::RouteHit;
 pub use model::{
-    Answer, CompareSpec, Destination, DestinationId, Endpoint, HeaderMatch, HeaderOps, MethodSet, MirrorPolicy, PathRedirect, PromoteSpec,
-    Protocol, QueryMatch, Redirect, Route, RouteMatch, RouteTable, StringMatch, UriRewrite, VerdictSpec, VirtualHost, WeightedDestination,
+    Answer, CompareSpec, Destination, DestinationId, Endpoint, HeaderMatch, HeaderOps, IgnorePath, MethodSet, MirrorPolicy, PathRedirect,
+    PromoteSpec, Protocol, QueryMatch, Redirect, Route, RouteMatch, RouteTable, StringMatch, UriRewrite, VerdictSpec, VirtualHost,
+    WeightedDestination,
 };
 pub use normalize::{EscapedSlashes, PathNormalization, PathRejected};
 

@@ -179,7 +179,7 @@ impl RouteHit<'_> {
         let mut response = http::Response::new(Vec::new());
         match answer {
             Answer::Direct { status, body } => {
-                *response.status_mut() = http::StatusCode::from_u16(*status).unwrap_or(http::StatusCode::OK);
+                *response.status_mut() = *status;
                 *response.body_mut() = body.clone();
             }
             Answer::Redirect(r) => {
@@ -208,7 +208,7 @@ impl RouteHit<'_> {
                     location.push('?');
                     location.push_str(q);
                 }
-                *response.status_mut() = http::StatusCode::from_u16(r.status).unwrap_or(http::StatusCode::MOVED_PERMANENTLY);
+                *response.status_mut() = r.status;
                 if let Ok(value) = http::HeaderValue::from_str(&location) {
                     response.headers_mut().insert(http::header::LOCATION, value);
                 }

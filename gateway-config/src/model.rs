@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue, Method};
+use http::uri::Authority;
+use http::{HeaderName, HeaderValue, Method, StatusCode};
 use regex::Regex;
+use response_diff::JsonPath;
 use serde::Serialize;
 
 /// The route table, as Envoy organises one: a request first selects a virtual host by its
@@ -46,7 +48,10 @@ pub struct Route {
     /// Any one fitting is enough; empty = the route matches every request.
     pub matches: Vec<RouteMatch>,
     pub rewrite_uri: Option<UriRewrite>,
-    pub rewrite_authority: Option<String>,
+    /// `rewrite.authority` (Gateway API `URLRewrite.hostname`): checked to be an authority
+    /// (`host[:port]`) when loaded, and held as the `Host` header value it becomes.
+    #[serde(serialize_with = "ser::opt_header_value")]
+    pub rewrite_authority: Option<HeaderValue>,
     /// At least one weight is non-zero. Empty only when `answer` is set.
     pub destinations: Vec<WeightedDestination>,
     pub mirrors: Vec<MirrorPolicy>,
@@ -148,14 +153,19 @@ pub enum Answer {
     /// Istio `redirect`, Gateway API `RequestRedirect`.
     Redirect(Redirect),
     /// Istio `directResponse`.
-    Direct { status: u16, body: Vec<u8> },
+    Direct {
+        #[serde(serialize_with = "ser::status")]
+        status: StatusCode,
+        body: Vec<u8>,
+    },
 }
 
 /// Each part not given keeps the request's own.
 #[derive(Debug, Clone, Serialize)]
 pub struct Redirect {
-    /// 301 unless said otherwise.
-    pub status: u16,
+    /// 301 unless said otherwise; always a redirect status.
+    #[serde(serialize_with = "ser::status")]
+    pub status: StatusCode,
     pub scheme: Option<String>,
     /// Host without port.
     pub host: Option<String>,
@@ -276,21 +286,48 @@ pub(crate) fn label(host: &str, subset: Option<&str>) -> String {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Where a destination's requests go: a `host:port` authority, parsed once when loaded, so a
+/// request clones it (a reference count) and never parses it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    /// A DNS name or an IP address (IPv6 without brackets).
-    pub host: String,
-    pub port: u16,
+    authority: Authority,
+    /// As written (without IPv6 brackets): what `/config` shows.
+    host: String,
+    port: u16,
 }
 
 impl Endpoint {
-    /// `"host:port"`, with an IPv6 address in brackets.
-    pub fn authority(&self) -> String {
-        if self.host.contains(':') && !self.host.starts_with('[') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+    /// `host` is a DNS name or an IP address (IPv6 with or without brackets). Fails when
+    /// `host:port` is not a valid authority.
+    pub fn new(host: &str, port: u16) -> Result<Self, http::uri::InvalidUri> {
+        let text = if host.contains(':') && !host.starts_with('[') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        Ok(Endpoint { authority: Authority::try_from(text)?, host: host.to_string(), port })
+    }
+
+    /// `host:port`, with an IPv6 address in brackets.
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// The DNS name or IP address (IPv6 without brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+/// `{"host": ..., "port": ...}`, the host without brackets.
+impl Serialize for Endpoint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut endpoint = s.serialize_struct("Endpoint", 2)?;
+        endpoint.serialize_field("host", self.host())?;
+        endpoint.serialize_field("port", &self.port)?;
+        endpoint.end()
     }
 }
 
@@ -354,12 +391,52 @@ pub struct CompareSpec {
     #[serde(serialize_with = "ser::header_names")]
     pub ignore_headers: Vec<HeaderName>,
     /// JSON paths such as `$.timestamp` or `$.items[*].id`.
-    pub ignore_paths: Vec<String>,
+    pub ignore_paths: Vec<IgnorePath>,
     pub max_body_bytes: usize,
     /// Share of requests also sent twice to the primary to learn which differences are noise; 0 = off.
     pub noise_percent: f64,
     /// Keep bodies out of diff reports.
     pub redact_bodies: bool,
+}
+
+/// A JSON path left out of comparisons: parsed when loaded, shown as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnorePath {
+    written: String,
+    path: JsonPath,
+}
+
+impl IgnorePath {
+    pub fn parse(text: &str) -> Result<Self, response_diff::PathError> {
+        Ok(IgnorePath { path: text.parse()?, written: text.to_string() })
+    }
+
+    pub fn path(&self) -> &JsonPath {
+        &self.path
+    }
+
+    /// The path as the configuration wrote it.
+    pub fn as_str(&self) -> &str {
+        &self.written
+    }
+}
+
+impl Serialize for IgnorePath {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.written)
+    }
+}
+
+impl PartialEq<str> for IgnorePath {
+    fn eq(&self, other: &str) -> bool {
+        self.written == other
+    }
+}
+
+impl PartialEq<&str> for IgnorePath {
+    fn eq(&self, other: &&str) -> bool {
+        self.written == *other
+    }
 }
 
 /// When a mirror's shadow is judged safe to ship (`pass`), unsafe (`fail`), or not yet known.
@@ -473,6 +550,17 @@ mod ser {
             seq.serialize_element(m.as_str())?;
         }
         seq.end()
+    }
+
+    pub fn opt_header_value<S: Serializer>(h: &Option<HeaderValue>, s: S) -> Result<S::Ok, S::Error> {
+        match h {
+            Some(h) => s.serialize_str(h.to_str().unwrap_or("<binary>")),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn status<S: Serializer>(status: &StatusCode, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u16(status.as_u16())
     }
 
     pub fn header_name<S: Serializer>(h: &HeaderName, s: S) -> Result<S::Ok, S::Error> {

@@ -14,10 +14,10 @@ use crate::de::{
     ShortOrMap, Size, U32, typed,
 };
 use crate::model::{
-    CompareSpec, DEFAULT_MAX_BODY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MIRROR_TIMEOUT, DEFAULT_SAMPLE_HEADER, Endpoint, HeaderMatch, MethodSet,
-    Protocol, RouteMatch, StringMatch, UriRewrite, VerdictSpec,
+    CompareSpec, DEFAULT_MAX_BODY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MIRROR_TIMEOUT, DEFAULT_SAMPLE_HEADER, HeaderMatch, MethodSet, Protocol,
+    RouteMatch, StringMatch, UriRewrite, VerdictSpec,
 };
-use crate::sources::{DestRef, NativeService, NativeShape, Origin, PendingMirror, PendingPromote, PendingRoute, Sources};
+use crate::sources::{DestRef, HostPort, NativeService, NativeShape, Origin, PendingMirror, PendingPromote, PendingRoute, Sources};
 use http_rules::split_host_port;
 
 #[derive(Deserialize)]
@@ -44,8 +44,8 @@ type Service = ShortOrMap<OneOrMany<EndpointText>, ServiceMap>;
 /// and `endpoints` (the endpoints of a service without subsets).
 struct ServiceMap {
     protocol: Option<Protocol>,
-    endpoints: Option<Vec<Endpoint>>,
-    subsets: Vec<(String, Vec<Endpoint>)>,
+    endpoints: Option<Vec<HostPort>>,
+    subsets: Vec<(String, Vec<HostPort>)>,
 }
 
 /// `http1`, `http2` or `auto` (Istio's names, `HTTP2`, `GRPC`, ..., are accepted too).
@@ -192,7 +192,7 @@ impl<'de> Deserialize<'de> for DestText {
     }
 }
 
-struct EndpointText(Endpoint);
+struct EndpointText(HostPort);
 
 impl<'de> Deserialize<'de> for EndpointText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
@@ -202,7 +202,7 @@ impl<'de> Deserialize<'de> for EndpointText {
 }
 
 /// `host:port` or `[v6]:port`.
-pub(crate) fn parse_endpoint(text: &str) -> std::result::Result<Endpoint, String> {
+pub(crate) fn parse_endpoint(text: &str) -> std::result::Result<HostPort, String> {
     let (host, port) = split_host_port(text);
     let Some(port) = port else {
         return Err(if text.starts_with('[') { "expected [address]:port for IPv6".into() } else { "expected host:port".into() });
@@ -213,7 +213,7 @@ pub(crate) fn parse_endpoint(text: &str) -> std::result::Result<Endpoint, String
     if port == 0 {
         return Err("port 0 is not a valid port".into());
     }
-    Ok(Endpoint { host: host.to_string(), port })
+    Ok(HostPort { host: host.to_string(), port })
 }
 
 /// The settings a mirror shares with `defaults.mirror`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 
 use crate::ConfigError;
-use crate::model::{Answer, CompareSpec, Endpoint, HeaderOps, MethodSet, Protocol, RouteMatch, UriRewrite, VerdictSpec};
+use crate::model::{Answer, CompareSpec, HeaderOps, MethodSet, Protocol, RouteMatch, UriRewrite, VerdictSpec};
 
 /// Where something was written: a file and a path inside it.
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ pub(crate) struct DestRef {
     pub subset_origin: Origin,
     /// Where to send when nothing else defines the host (a Gateway API `Service` backend is
     /// its cluster DNS name).
-    pub fallback: Option<Endpoint>,
+    pub fallback: Option<HostPort>,
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +90,25 @@ pub(crate) struct PendingMirror {
     pub verdict: Option<VerdictSpec>,
 }
 
+/// An endpoint as written, before validation makes it an [`Endpoint`](crate::model::Endpoint)
+/// (a DNS name or an IP address, IPv6 without brackets).
+#[derive(Debug, Clone)]
+pub(crate) struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl HostPort {
+    /// `"host:port"`, with an IPv6 address in brackets: what error messages show.
+    pub fn text(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
 /// A native `services:` entry.
 #[derive(Debug, Clone)]
 pub(crate) struct NativeService {
@@ -102,9 +121,9 @@ pub(crate) struct NativeService {
 #[derive(Debug, Clone)]
 pub(crate) enum NativeShape {
     /// `echo: [127.0.0.1:9000]`
-    Plain(Vec<Endpoint>),
+    Plain(Vec<HostPort>),
     /// `target: {v1: [...], v2: [...]}`
-    Subsets(BTreeMap<String, Vec<Endpoint>>),
+    Subsets(BTreeMap<String, Vec<HostPort>>),
 }
 
 /// A DestinationRule subset: a label selector.

@@ -9,7 +9,7 @@ use crate::model::{
     Destination, DestinationId, Endpoint, MirrorPolicy, PromoteSpec, Protocol, Route, RouteTable, UriRewrite, VirtualHost,
     WeightedDestination, label,
 };
-use crate::sources::{DestRef, IstioSubset, NativeShape, PendingRoute, ServiceEntry, Sources};
+use crate::sources::{DestRef, HostPort, IstioSubset, NativeShape, PendingRoute, ServiceEntry, Sources};
 use crate::{ConfigError, Warning};
 use http_rules::host_matches;
 
@@ -87,6 +87,14 @@ fn check_duplicate_definitions(sources: &Sources, warnings: &mut Vec<Warning>) -
     Ok(())
 }
 
+/// `rewrite.authority` as the `Host` value it becomes; `None` unless it is an authority.
+fn authority_header(authority: &str) -> Option<http::HeaderValue> {
+    if authority.is_empty() || http::uri::Authority::try_from(authority).is_err() {
+        return None;
+    }
+    http::HeaderValue::from_str(authority).ok()
+}
+
 /// A native service's name against a wanted host: equal without case, or, since native names
 /// have no namespace, a short native name stands for that Service in any namespace
 /// (`target` serves `target.test.svc.cluster.local`, never `target2` nor `target.example.com`).
@@ -119,11 +127,10 @@ impl Builder<'_> {
         {
             return Err(p.origin.err(format!("rewrite uri \"{uri}\" must start with `/`")));
         }
-        if let Some(a) = &p.rewrite_authority
-            && (a.is_empty() || http::uri::Authority::try_from(a.as_str()).is_err())
-        {
-            return Err(p.origin.err(format!("invalid rewrite authority \"{a}\"")));
-        }
+        let rewrite_authority = match &p.rewrite_authority {
+            Some(a) => Some(authority_header(a).ok_or_else(|| p.origin.err(format!("invalid rewrite authority \"{a}\"")))?),
+            None => None,
+        };
         let any_weight = p.destinations.iter().any(|(_, w)| w.is_some());
         let equal_share = u32::try_from(100 / p.destinations.len().max(1)).unwrap_or(1).max(1);
         let mut destinations = Vec::with_capacity(p.destinations.len());
@@ -209,7 +216,7 @@ impl Builder<'_> {
             hosts: p.hosts.clone(),
             matches: p.matches.clone(),
             rewrite_uri: p.rewrite_uri.clone(),
-            rewrite_authority: p.rewrite_authority.clone(),
+            rewrite_authority,
             destinations,
             mirrors,
             answer: p.answer.clone(),
@@ -235,9 +242,13 @@ impl Builder<'_> {
                 format!("no endpoints for \"{shown}\" yet: requests routed to it get 503 (no healthy upstream) until a reload brings some"),
             ));
         }
-        if let Some(bad) = endpoints.iter().find(|e| http::uri::Authority::try_from(e.authority()).is_err()) {
-            return Err(r.subset_origin.err(format!("invalid endpoint \"{}\" for \"{shown}\": not a valid host:port", bad.authority())));
-        }
+        let endpoints = endpoints
+            .iter()
+            .map(|e| {
+                Endpoint::new(&e.host, e.port)
+                    .map_err(|_| r.subset_origin.err(format!("invalid endpoint \"{}\" for \"{shown}\": not a valid host:port", e.text())))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let id = DestinationId(self.destinations.len());
         let protocol = self.protocol(r);
         self.destinations.push(Destination { host: r.written.clone(), subset: r.subset.clone(), port: r.port, endpoints, protocol });
@@ -263,7 +274,7 @@ impl Builder<'_> {
         port.map_or(Protocol::default(), |p| p.protocol)
     }
 
-    fn endpoints(&self, r: &DestRef) -> Result<Vec<Endpoint>> {
+    fn endpoints(&self, r: &DestRef) -> Result<Vec<HostPort>> {
         let s = self.sources;
         if let Some(svc) = s.services.iter().find(|svc| native_names(&svc.host, &r.host)) {
             return match (&svc.shape, &r.subset) {
@@ -335,7 +346,7 @@ impl Builder<'_> {
             .endpoints
             .iter()
             .filter(|e| selector.is_none_or(|sel| sel.iter().all(|(k, v)| e.labels.get(k) == Some(v))))
-            .map(|e| Endpoint {
+            .map(|e| HostPort {
                 host: e.address.clone(),
                 port: port.name.as_ref().and_then(|n| e.ports.get(n).copied()).or(port.target_port).unwrap_or(port.number),
             })

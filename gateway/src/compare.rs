@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use gateway_config::CompareSpec;
 use http::Method;
-use response_diff::{Captured, Classified, CopyChanges, DiffOptions, JsonPath, LearnedNoise, NoiseFilter, PathError};
+use response_diff::{Captured, Classified, CopyChanges, DiffOptions, LearnedNoise, NoiseFilter};
 use serde::Serialize;
 
 /// Fields learned as noise per mirror at most (the filter is bounded).
@@ -51,15 +51,15 @@ pub struct NoiseReport {
 }
 
 impl Comparer {
-    pub fn new(spec: &CompareSpec) -> Result<Self, PathError> {
-        let ignore_paths = spec.ignore_paths.iter().map(|p| p.parse::<JsonPath>()).collect::<Result<Vec<_>, _>>()?;
+    pub fn new(spec: &CompareSpec) -> Self {
+        let ignore_paths = spec.ignore_paths.iter().map(|p| p.path().clone()).collect();
         let options = DiffOptions {
             ignore_headers: spec.ignore_headers.clone(),
             ignore_paths,
             redact_values: spec.redact_bodies,
             ..DiffOptions::default()
         };
-        Ok(Self {
+        Self {
             options,
             noise: NoiseFilter::new(MAX_NOISE_FIELDS),
             noise_percent: spec.noise_percent,
@@ -67,7 +67,7 @@ impl Comparer {
             noise_skipped_method: AtomicU64::new(0),
             noise_skipped_body: AtomicU64::new(0),
             noise_sent: AtomicU64::new(0),
-        })
+        }
     }
 
     /// Primary against shadow on a request to `path`, the copy's own changes undone and learned

@@ -286,7 +286,7 @@ mod tests {
             idle_timeout: Duration::from_secs(1),
             max_idle_per_endpoint: 1,
         };
-        let candidate = Arc::new(Upstream::new(loaded.table.destination(spec.destination), &settings).unwrap());
+        let candidate = Arc::new(Upstream::new(loaded.table.destination(spec.destination), &settings));
         let stats = Arc::new(MirrorStats::new("app", "app/v2", "app/v2", &ReportSettings { recent_mismatches: 1, max_bytes: 1024 }));
         stats.set_verdict(Some(&VerdictSpec {
             min_compared: 10,

@@ -25,9 +25,8 @@ impl Reloader {
     /// Loads the configured files again. On error the running table is untouched.
     pub fn reload(&self) -> Result<usize, String> {
         let files: &[PathBuf] = &self.shared.settings.config;
-        let outcome = gateway_config::load_files_with(files, &self.shared.settings.scope)
-            .map_err(|e| e.to_string())
-            .and_then(|loaded| self.swap(loaded));
+        let outcome =
+            gateway_config::load_files_with(files, &self.shared.settings.scope).map_err(|e| e.to_string()).map(|loaded| self.swap(loaded));
         match &outcome {
             Ok(routes) => tracing::info!(routes, "configuration reloaded"),
             Err(error) => tracing::error!(%error, "configuration rejected; the previous one keeps serving"),
@@ -36,8 +35,8 @@ impl Reloader {
         outcome
     }
 
-    /// Swaps in an already loaded table.
-    pub fn swap(&self, loaded: Loaded) -> Result<usize, String> {
+    /// Swaps in an already loaded table; returns its number of routes.
+    pub fn swap(&self, loaded: Loaded) -> usize {
         for warning in &loaded.warnings {
             tracing::warn!(%warning, "configuration field not implemented");
         }

@@ -49,7 +49,7 @@ impl Shared {
         let comparator = Comparator::start(settings.compare.max_pending).map_err(|e| format!("cannot start the comparator thread: {e}"))?;
         let shadow = ShadowMarker::new(&settings.shadow)?;
         let (stats, pools) = (StatsRegistry::default(), Pools::default());
-        let active = Active::build(loaded, &settings.upstream, &settings.report, &stats, &pools)?;
+        let active = Active::build(loaded, &settings.upstream, &settings.report, &stats, &pools);
         Ok(Self {
             active: ArcSwap::from_pointee(active),
             stats,
@@ -65,13 +65,13 @@ impl Shared {
     }
 
     /// Compiles `loaded` and makes it the generation new requests use.
-    pub fn swap(&self, loaded: Loaded) -> Result<usize, String> {
+    pub fn swap(&self, loaded: Loaded) -> usize {
         let settings = &self.settings;
-        let active = Active::build(loaded, &settings.upstream, &settings.report, &self.stats, &self.pools)?;
+        let active = Active::build(loaded, &settings.upstream, &settings.report, &self.stats, &self.pools);
         let routes = active.routes.len();
         self.active.store(Arc::new(active));
         self.reloads.fetch_add(1, Ordering::Relaxed);
-        Ok(routes)
+        routes
     }
 
     pub fn set_reload_error(&self, error: Option<String>) {
@@ -158,37 +158,25 @@ impl Weighted {
 
 impl Active {
     /// Compiles a freshly loaded table; pools and statistics come from (and stay in) the
-    /// registries that outlive generations. Must run inside a Tokio runtime.
-    pub fn build(
-        loaded: Loaded,
-        upstream: &UpstreamSettings,
-        report: &ReportSettings,
-        stats: &StatsRegistry,
-        pools: &Pools,
-    ) -> Result<Self, String> {
+    /// registries that outlive generations. Must run inside a Tokio runtime. Cannot fail: the
+    /// model holds parsed values, so whatever loaded (and passed `--check-config`) is served.
+    pub fn build(loaded: Loaded, upstream: &UpstreamSettings, report: &ReportSettings, stats: &StatsRegistry, pools: &Pools) -> Self {
         let Loaded { table, warnings, .. } = loaded;
-        let upstreams = table.destinations.iter().map(|d| pools.get(d, upstream)).collect::<Result<Vec<_>, _>>()?;
-        let routes = table.routes.iter().map(|route| CompiledRoute::new(route, &upstreams, report, stats)).collect::<Result<_, _>>()?;
-        Ok(Self { table, routes, warnings, loaded_at: SystemTime::now() })
+        let upstreams: Vec<_> = table.destinations.iter().map(|d| pools.get(d, upstream)).collect();
+        let routes = table.routes.iter().map(|route| CompiledRoute::new(route, &upstreams, report, stats)).collect();
+        Self { table, routes, warnings, loaded_at: SystemTime::now() }
     }
 }
 
 impl CompiledRoute {
-    fn new(route: &Route, upstreams: &[Arc<Upstream>], report: &ReportSettings, stats: &StatsRegistry) -> Result<Self, String> {
+    fn new(route: &Route, upstreams: &[Arc<Upstream>], report: &ReportSettings, stats: &StatsRegistry) -> Self {
         let destinations = Weighted::new(route.destinations.iter().map(|d| (upstreams[d.id.0].clone(), u64::from(d.weight))).collect());
         let mirrors: Vec<Mirror> =
-            route.mirrors.iter().map(|policy| compile_mirror(&route.name, policy, upstreams, report, stats)).collect::<Result<_, _>>()?;
+            route.mirrors.iter().map(|policy| compile_mirror(&route.name, policy, upstreams, report, stats)).collect();
         let promotion = route.promote.as_ref().and_then(|spec| {
             let gate = mirrors.iter().find(|m| m.policy.name == spec.mirror)?;
             Some(stats.promotions.get(route, spec, &upstreams[spec.destination.0], &gate.stats))
         });
-        let rewrite_authority = match &route.rewrite_authority {
-            Some(authority) => Some(
-                HeaderValue::from_str(authority)
-                    .map_err(|_| format!("route {:?}: rewrite authority is not a valid header value", route.name))?,
-            ),
-            None => None,
-        };
         let label = SharedString::from(Arc::<str>::from(route.name.as_str()));
         let mut request_metrics: Vec<(Arc<Upstream>, Arc<RequestMetrics>)> = Vec::new();
         for upstream in destinations.choices.iter().map(|(upstream, _)| upstream).chain(mirrors.iter().map(|m| &m.upstream)) {
@@ -196,16 +184,16 @@ impl CompiledRoute {
                 request_metrics.push((upstream.clone(), Arc::new(RequestMetrics::new(label.clone(), upstream.metric_label.clone()))));
             }
         }
-        Ok(Self {
+        Self {
             answered: Arc::new(RequestMetrics::new(label.clone(), SharedString::const_str(""))),
             label,
             destinations,
             mirrors,
-            rewrite_authority,
+            rewrite_authority: route.rewrite_authority.clone(),
             timeout: route.timeout,
             promotion,
             request_metrics,
-        })
+        }
     }
 }
 
@@ -215,16 +203,13 @@ fn compile_mirror(
     upstreams: &[Arc<Upstream>],
     report: &ReportSettings,
     stats: &StatsRegistry,
-) -> Result<Mirror, String> {
-    let comparer = match &policy.compare {
-        Some(spec) => Some(stats.comparer(route, policy, spec)?),
-        None => None,
-    };
+) -> Mirror {
+    let comparer = policy.compare.as_ref().map(|spec| stats.comparer(route, policy, spec));
     let upstream = upstreams[policy.destination.0].clone();
     let stats = stats.mirror(route, policy, &upstream.label, report);
     stats.set_comparing(comparer.is_some());
     stats.set_verdict(policy.verdict.as_ref());
-    Ok(Mirror::new(policy.clone(), upstream, stats, comparer))
+    Mirror::new(policy.clone(), upstream, stats, comparer)
 }
 
 /// Mirror statistics outlive reloads: they are keyed by route and mirror name. So do comparers
@@ -241,19 +226,18 @@ type KeptComparer = (String, Arc<Comparer>);
 
 impl StatsRegistry {
     /// The mirror's comparer: the running one when its settings are unchanged, else a new one.
-    pub fn comparer(&self, route: &str, mirror: &MirrorPolicy, spec: &CompareSpec) -> Result<Arc<Comparer>, String> {
+    pub fn comparer(&self, route: &str, mirror: &MirrorPolicy, spec: &CompareSpec) -> Arc<Comparer> {
         let settings = serde_json::to_string(spec).unwrap_or_default();
         let mut map = self.comparers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let key = (route.to_owned(), mirror.name.clone());
         if let Some((same, kept)) = map.get(&key)
             && *same == settings
         {
-            return Ok(kept.clone());
+            return kept.clone();
         }
-        let comparer =
-            Arc::new(Comparer::new(spec).map_err(|e| format!("route {route:?}: mirror {:?}: compare.ignore_paths: {e}", mirror.name))?);
+        let comparer = Arc::new(Comparer::new(spec));
         map.insert(key, (settings, comparer.clone()));
-        Ok(comparer)
+        comparer
     }
 
     pub fn mirror(&self, route: &str, mirror: &MirrorPolicy, destination: &str, report: &ReportSettings) -> Arc<MirrorStats> {
@@ -288,10 +272,10 @@ mod tests {
                 host: host.into(),
                 subset: None,
                 port: None,
-                endpoints: vec![Endpoint { host: host.into(), port: 1 }],
+                endpoints: vec![Endpoint::new(host, 1).unwrap()],
                 protocol: Default::default(),
             };
-            Arc::new(Upstream::new(&destination, &settings).unwrap())
+            Arc::new(Upstream::new(&destination, &settings))
         };
         let (a, b) = (upstream("a"), upstream("b"));
         let split = Weighted::new(vec![(a.clone(), 90), (b.clone(), 10)]);

@@ -28,5 +28,5 @@ pub fn get<'a>(table: &'a RouteTable, path: &str) -> Option<RouteHit<'a>> {
 pub fn route_summary(table: &RouteTable, path: &str) -> Option<(String, String, Vec<String>)> {
     let hit = get(table, path)?;
     let d = table.destination(hit.route.destinations[0].id);
-    Some((hit.route.name.clone(), d.label(), d.endpoints.iter().map(|e| e.authority()).collect()))
+    Some((hit.route.name.clone(), d.label(), d.endpoints.iter().map(|e| e.authority().to_string()).collect()))
 }

@@ -326,7 +326,7 @@ routes:
         let settings = GatewaySettings::load(Sources::default()).expect("default settings");
         let table = gateway_config::load_str("test.yaml", config).expect("config").table;
         let route = &table.routes[0];
-        let upstream = |id: gateway_config::DestinationId| Arc::new(Upstream::new(&table.destinations[id.0], &settings.upstream).unwrap());
+        let upstream = |id: gateway_config::DestinationId| Arc::new(Upstream::new(&table.destinations[id.0], &settings.upstream));
         let mirrors = route
             .mirrors
             .iter()

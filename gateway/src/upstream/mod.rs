@@ -46,10 +46,9 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Fails when an endpoint is not a valid `host:port` authority. A destination may have no
-    /// endpoints (yet): requests for it are then answered 503.
-    pub fn new(destination: &Destination, settings: &UpstreamSettings) -> Result<Self, String> {
-        Ok(Self::with_endpoints(destination, endpoints(destination)?, settings))
+    /// A destination may have no endpoints (yet): requests for it are then answered 503.
+    pub fn new(destination: &Destination, settings: &UpstreamSettings) -> Self {
+        Self::with_endpoints(destination, endpoints(destination), settings)
     }
 
     fn with_endpoints(destination: &Destination, endpoints: Vec<Authority>, settings: &UpstreamSettings) -> Self {
@@ -170,16 +169,9 @@ impl tower::Service<Uri> for ToEndpoint {
     }
 }
 
-/// The destination's endpoints as authorities, parsed once per generation.
-fn endpoints(destination: &Destination) -> Result<Vec<Authority>, String> {
-    destination
-        .endpoints
-        .iter()
-        .map(|e| {
-            Authority::try_from(e.authority())
-                .map_err(|_| format!("destination {}: invalid endpoint {:?}", destination.label(), e.authority()))
-        })
-        .collect()
+/// The destination's endpoints, as the model parsed them.
+fn endpoints(destination: &Destination) -> Vec<Authority> {
+    destination.endpoints.iter().map(|e| e.authority().clone()).collect()
 }
 
 /// What identifies a pool: the destination, the endpoints it sends to, in order, and how.
@@ -196,16 +188,16 @@ pub struct Pools {
 
 impl Pools {
     /// The pool for `destination`: the one in use when its endpoints are unchanged, else a new one.
-    pub fn get(&self, destination: &Destination, settings: &UpstreamSettings) -> Result<Arc<Upstream>, String> {
-        let key = (destination.label(), endpoints(destination)?, destination.protocol);
+    pub fn get(&self, destination: &Destination, settings: &UpstreamSettings) -> Arc<Upstream> {
+        let key = (destination.label(), endpoints(destination), destination.protocol);
         let mut pools = self.by_key.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         pools.retain(|_, pool| pool.strong_count() > 0);
         if let Some(kept) = pools.get(&key).and_then(Weak::upgrade) {
-            return Ok(kept);
+            return kept;
         }
         let fresh = Arc::new(Upstream::with_endpoints(destination, key.1.clone(), settings));
         pools.insert(key, Arc::downgrade(&fresh));
-        Ok(fresh)
+        fresh
     }
 }
 
@@ -215,6 +207,10 @@ pub use http_rules::strip_hop_by_hop;
 mod tests {
     use super::*;
     use gateway_config::Endpoint;
+
+    fn endpoint(host: &str, port: u16) -> Endpoint {
+        Endpoint::new(host, port).unwrap()
+    }
 
     fn settings() -> UpstreamSettings {
         UpstreamSettings {
@@ -230,13 +226,13 @@ mod tests {
             host: "target".into(),
             subset: Some("v1".into()),
             port: None,
-            endpoints: vec![Endpoint { host: "a".into(), port: 1 }, Endpoint { host: "b".into(), port: 2 }],
+            endpoints: vec![endpoint("a", 1), endpoint("b", 2)],
             protocol: Protocol::Http1,
         };
         let settings = settings();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let _guard = rt.enter();
-        let upstream = Upstream::new(&destination, &settings).unwrap();
+        let upstream = Upstream::new(&destination, &settings);
         let picks: Vec<&str> = (0..4).map(|_| upstream.pick().unwrap().as_str()).collect();
         assert_eq!(picks, ["a:1", "b:2", "a:1", "b:2"]);
     }
@@ -254,15 +250,15 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let _guard = rt.enter();
         let pools = Pools::default();
-        let a = vec![Endpoint { host: "a".into(), port: 1 }];
-        let first = pools.get(&destination(a.clone()), &settings).unwrap();
+        let a = vec![endpoint("a", 1)];
+        let first = pools.get(&destination(a.clone()), &settings);
         first.pick();
-        let again = pools.get(&destination(a), &settings).unwrap();
+        let again = pools.get(&destination(a), &settings);
         assert!(Arc::ptr_eq(&first, &again), "same destination and endpoints: same pool");
-        let moved = pools.get(&destination(vec![Endpoint { host: "b".into(), port: 1 }]), &settings).unwrap();
+        let moved = pools.get(&destination(vec![endpoint("b", 1)]), &settings);
         assert!(!Arc::ptr_eq(&first, &moved), "other endpoints: a new pool");
         drop((first, again));
-        let after_drain = pools.get(&destination(vec![Endpoint { host: "a".into(), port: 1 }]), &settings).unwrap();
+        let after_drain = pools.get(&destination(vec![endpoint("a", 1)]), &settings);
         assert_eq!(after_drain.pick().unwrap().as_str(), "a:1", "a drained pool is not revived: round-robin starts over");
     }
 
@@ -275,22 +271,17 @@ mod tests {
         };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let _guard = rt.enter();
-        let destination = |protocol| Destination {
-            host: "grpc".into(),
-            subset: None,
-            port: None,
-            endpoints: vec![Endpoint { host: "a".into(), port: 1 }],
-            protocol,
-        };
-        let version = |protocol, downstream| Upstream::new(&destination(protocol), &settings).unwrap().version_for(downstream);
+        let destination =
+            |protocol| Destination { host: "grpc".into(), subset: None, port: None, endpoints: vec![endpoint("a", 1)], protocol };
+        let version = |protocol, downstream| Upstream::new(&destination(protocol), &settings).version_for(downstream);
         use http::Version as V;
         assert_eq!(version(Protocol::Http1, V::HTTP_2), V::HTTP_11);
         assert_eq!(version(Protocol::Http2, V::HTTP_11), V::HTTP_2);
         assert_eq!(version(Protocol::Auto, V::HTTP_11), V::HTTP_11);
         assert_eq!(version(Protocol::Auto, V::HTTP_2), V::HTTP_2);
         let pools = Pools::default();
-        let h1 = pools.get(&destination(Protocol::Http1), &settings).unwrap();
-        let h2 = pools.get(&destination(Protocol::Http2), &settings).unwrap();
+        let h1 = pools.get(&destination(Protocol::Http1), &settings);
+        let h2 = pools.get(&destination(Protocol::Http2), &settings);
         assert!(!Arc::ptr_eq(&h1, &h2), "a changed protocol gets a new pool");
     }
 }

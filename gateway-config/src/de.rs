@@ -16,8 +16,9 @@ use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{self, DeserializeOwned, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 use serde_norway::Value;
 
-use crate::ConfigError;
+use crate::error::{ConfigError, Warning};
 use crate::model::{IgnorePath, StringMatch};
+use crate::sources::Origin;
 
 pub(crate) type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -44,8 +45,13 @@ impl Doc<'_> {
         ConfigError::new(self.file, self.path(path), message)
     }
 
-    pub fn warning(&self, path: &str, message: impl AsRef<str>) -> crate::Warning {
-        crate::Warning::new(self.file, self.path(path), message)
+    pub fn warning(&self, path: &str, message: impl AsRef<str>) -> Warning {
+        Warning::new(self.file, self.path(path), message)
+    }
+
+    /// Where `path` of this document is, for what validation reports later.
+    pub fn origin(&self, path: &str) -> Origin {
+        Origin { file: self.file.to_string(), path: self.path(path) }
     }
 }
 
@@ -245,6 +251,13 @@ impl<'de, V: Deserialize<'de>, K: Deserialize<'de>> Deserialize<'de> for Ordered
             }
         }
         d.deserialize_map(Vis(PhantomData))
+    }
+}
+
+impl Ordered<Scalar> {
+    /// Labels, selectors: the mapping as strings.
+    pub fn strings(&self) -> std::collections::BTreeMap<String, String> {
+        self.0.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect()
     }
 }
 

@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
-use crate::ConfigError;
-use crate::model::{Answer, CompareSpec, HeaderOps, MethodSet, Protocol, RouteMatch, UriRewrite, VerdictSpec};
+use crate::error::ConfigError;
+use crate::model::{
+    Answer, CompareSpec, DEFAULT_MAX_BODY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MIRROR_TIMEOUT, DEFAULT_SAMPLE_HEADER, HeaderOps, MethodSet,
+    Protocol, RouteMatch, UriRewrite, VerdictSpec,
+};
 
 /// Where something was written: a file and a path inside it.
 #[derive(Debug, Clone)]
@@ -105,6 +108,30 @@ impl HostPort {
             format!("[{}]:{}", self.host, self.port)
         } else {
             format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl PendingMirror {
+    /// A mirror of a Kubernetes front-end (Istio `mirror`, Gateway API `RequestMirror`): the
+    /// defaults, every method copied (Istio's behaviour), comparing and judged as the object's
+    /// annotations say.
+    pub fn imported(origin: Origin, to: DestRef, percent: f64, compare: Option<&CompareSpec>) -> Self {
+        PendingMirror {
+            name: None,
+            origin,
+            to,
+            percent,
+            sample_header: HeaderName::from_static(DEFAULT_SAMPLE_HEADER),
+            timeout: DEFAULT_MIRROR_TIMEOUT,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_body_bytes: DEFAULT_MAX_BODY,
+            methods: MethodSet::All,
+            shadow_host_suffix: true,
+            set_headers: Vec::new(),
+            remove_headers: Vec::new(),
+            compare: compare.cloned(),
+            verdict: compare.map(|_| VerdictSpec::default()),
         }
     }
 }

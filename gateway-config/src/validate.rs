@@ -5,12 +5,12 @@
 use std::collections::HashMap;
 
 use crate::de::Result;
+use crate::error::{ConfigError, Warning};
 use crate::model::{
     Destination, DestinationId, Endpoint, MirrorPolicy, PromoteSpec, Protocol, Route, RouteTable, UriRewrite, VirtualHost,
     WeightedDestination, label,
 };
 use crate::sources::{DestRef, HostPort, IstioSubset, NativeShape, PendingRoute, ServiceEntry, Sources};
-use crate::{ConfigError, Warning};
 use http_rules::host_matches;
 
 pub(crate) fn build(sources: Sources, warnings: &mut Vec<Warning>) -> Result<RouteTable> {

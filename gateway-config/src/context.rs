@@ -1,0 +1,102 @@
+//! The translation context: what loading a configuration carries from the first file to
+//! validation ([`Translation`]), and the view of it that lowering one Kubernetes object works
+//! through ([`ObjectCx`]).
+//!
+//! Everything a front-end reports about an object goes through its [`ObjectCx`], which knows
+//! the object: per-object status (accepted, or rejected with a reason) can be kept there
+//! without another change to the front-ends' signatures.
+
+use crate::de::Doc;
+use crate::error::Warning;
+use crate::k8s::{Meta, Ref};
+use crate::options::LoadOptions;
+use crate::report::Notes;
+use crate::sources::{Origin, Sources};
+
+/// What the front-ends produce and report while a configuration loads.
+pub(crate) struct Translation {
+    pub options: LoadOptions,
+    /// What validation builds the table from.
+    pub sources: Sources,
+    /// Fields accepted but not implemented, replaced objects, ...: shown with the table, or
+    /// with the error that refused it.
+    pub warnings: Vec<Warning>,
+    /// Per file: what was loaded and what was scoped out.
+    pub notes: Notes,
+}
+
+impl Translation {
+    pub fn new(options: &LoadOptions) -> Self {
+        Translation { options: options.clone(), sources: Sources::default(), warnings: Vec::new(), notes: Notes::default() }
+    }
+
+    /// The context for lowering `object`, one of `objects` (its front-end's objects, which its
+    /// references name).
+    pub fn object<'c, S>(&'c mut self, object: Ref<'c, S>, objects: &'c [Ref<'c, S>]) -> ObjectCx<'c, S> {
+        ObjectCx { object, objects, translation: self }
+    }
+}
+
+/// Lowering one Kubernetes object: the object, its peers, and the translation it adds to.
+pub(crate) struct ObjectCx<'c, S> {
+    pub object: Ref<'c, S>,
+    /// Every object of the same front-end, in load order: delegates, ReferenceGrants and name
+    /// clashes are looked up here.
+    pub objects: &'c [Ref<'c, S>],
+    translation: &'c mut Translation,
+}
+
+impl<'c, S> ObjectCx<'c, S> {
+    pub fn meta(&self) -> &'c Meta {
+        self.object.meta
+    }
+
+    pub fn doc(&self) -> Doc<'c> {
+        self.object.meta.at.doc()
+    }
+
+    pub fn namespace(&self) -> &'c str {
+        &self.object.meta.namespace
+    }
+
+    pub fn options(&self) -> &LoadOptions {
+        &self.translation.options
+    }
+
+    pub fn sources(&mut self) -> &mut Sources {
+        &mut self.translation.sources
+    }
+
+    /// `path` of this object, for what validation reports later.
+    pub fn origin(&self, path: &str) -> Origin {
+        self.doc().origin(path)
+    }
+
+    /// A warning at `path` of this object.
+    pub fn warn(&mut self, path: &str, message: impl AsRef<str>) {
+        let warning = self.doc().warning(path, message);
+        self.translation.warnings.push(warning);
+    }
+
+    /// What this object contributes (`--check-config`'s "loaded").
+    pub fn loaded(&mut self, what: String) {
+        let meta = self.object.meta;
+        self.translation.notes.file(&meta.at.file).loaded.push(format!("{}: {what}", meta.title()));
+    }
+
+    /// Why this object, valid, is not served here (`--check-config`'s "scoped out").
+    pub fn scoped_out(&mut self, why: String) {
+        let meta = self.object.meta;
+        self.translation.notes.file(&meta.at.file).scoped_out.push(format!("{}: {why}", meta.title()));
+    }
+
+    /// This object's name in route names (see [`crate::k8s::names::route_name_base`]).
+    pub fn route_name_base(&self) -> String {
+        crate::k8s::names::route_name_base(self.object.meta, self.objects.iter().map(|o| o.meta))
+    }
+
+    /// Lowering `other` (a delegate VirtualService) on behalf of this object.
+    pub fn for_object(&mut self, other: Ref<'c, S>) -> ObjectCx<'_, S> {
+        ObjectCx { object: other, objects: self.objects, translation: &mut *self.translation }
+    }
+}

@@ -1,0 +1,138 @@
+//! Loading: files -> YAML documents -> each format's front-end -> sources -> validation -> the
+//! table. Several files are merged in order; each file is either native or Kubernetes
+//! documents (Istio, Gateway API), and the two can be mixed across files.
+
+use std::path::PathBuf;
+
+use serde_norway::Value;
+
+use crate::context::Translation;
+use crate::de;
+use crate::error::{ConfigError, Warning};
+use crate::formats::{self, Spec, native};
+use crate::k8s::{self, Objects};
+use crate::model::RouteTable;
+use crate::options::LoadOptions;
+use crate::report::FileReport;
+use crate::validate;
+
+/// A loaded, validated table and what the loaders could not honour.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub table: RouteTable,
+    /// Fields accepted but not implemented (mostly Istio features), replaced objects, subsets
+    /// without endpoints: log them at start-up.
+    pub warnings: Vec<Warning>,
+    /// Per input file: what was loaded and what was scoped out, in file order.
+    pub files: Vec<FileReport>,
+}
+
+/// Loads and merges several configuration files, in order, and validates the result.
+pub fn load_files(paths: &[PathBuf]) -> Result<Loaded, ConfigError> {
+    load_files_with(paths, &LoadOptions::default())
+}
+
+/// [`load_files`] with the options the settings give.
+pub fn load_files_with(paths: &[PathBuf], options: &LoadOptions) -> Result<Loaded, ConfigError> {
+    let mut texts = Vec::with_capacity(paths.len());
+    for path in paths {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new(&name, "(file)", format!("cannot read: {e}")))?;
+        texts.push((name, text));
+    }
+    load_texts_with(texts.iter().map(|(n, t)| (n.as_str(), t.as_str())), options)
+}
+
+/// Loads one configuration text, `file_name` being what errors call it.
+pub fn load_str(file_name: &str, text: &str) -> Result<Loaded, ConfigError> {
+    load_texts(std::iter::once((file_name, text)))
+}
+
+/// Loads several (file name, text) pairs, merged in order; what [`load_files`] does after reading.
+pub fn load_texts<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Loaded, ConfigError> {
+    load_texts_with(files, &LoadOptions::default())
+}
+
+/// [`load_texts`] with the options the settings give.
+pub fn load_texts_with<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>, options: &LoadOptions) -> Result<Loaded, ConfigError> {
+    let mut translation = Translation::new(options);
+    load_all(files, &mut translation).map_err(|mut e| {
+        e.warnings = std::mem::take(&mut translation.warnings);
+        e
+    })
+}
+
+fn load_all<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>, translation: &mut Translation) -> Result<Loaded, ConfigError> {
+    let mut objects = Objects::default();
+    for (index, (name, text)) in files.into_iter().enumerate() {
+        translation.notes.file(name);
+        load_one(name, index, text, &mut objects, translation)?;
+    }
+    formats::lower(&objects, translation)?;
+    for (what, was, by) in &objects.replaced {
+        translation.notes.file(&was.file).scoped_out.push(format!("{what} ({}): replaced by {}: {}", was.label, by.file, by.label));
+    }
+    let sources = &mut translation.sources;
+    sources.routes.sort_by_key(|r| r.order);
+    if sources.routes.is_empty() {
+        let file = if sources.files.is_empty() { "(no configuration files)".to_string() } else { sources.files.join(", ") };
+        let scoped: Vec<&str> = translation.notes.files.iter().flat_map(|f| &f.scoped_out).map(String::as_str).collect();
+        let mut message =
+            "nothing to serve: no routes are defined (native `routes:`, Istio VirtualService `spec.http` or Gateway API HTTPRoute `rules`)"
+                .to_string();
+        if !scoped.is_empty() {
+            message.push_str(&format!("; scoped out: {}", scoped.join("; ")));
+        }
+        return Err(ConfigError::new(file, "routes", message));
+    }
+    let table = validate::build(std::mem::take(&mut translation.sources), &mut translation.warnings)?;
+    for w in &translation.warnings {
+        tracing::debug!(warning = %w, "configuration warning");
+    }
+    Ok(Loaded { table, warnings: std::mem::take(&mut translation.warnings), files: std::mem::take(&mut translation.notes.files) })
+}
+
+fn load_one(file: &str, index: usize, text: &str, objects: &mut Objects<Spec>, translation: &mut Translation) -> Result<(), ConfigError> {
+    translation.sources.files.push(file.to_string());
+    let docs = parse_documents(file, text)?;
+    let docs: Vec<(usize, Value)> = docs.into_iter().enumerate().map(|(i, d)| (i + 1, d)).filter(|(_, d)| !d.is_null()).collect();
+    if docs.is_empty() {
+        translation.warnings.push(Warning::new(file, "(file)", "empty configuration file"));
+        return Ok(());
+    }
+    let is_k8s = docs.iter().any(|(_, d)| d.as_mapping().is_some_and(|m| m.contains_key("apiVersion")));
+    if is_k8s {
+        k8s::collect(file, index, docs, objects, &mut translation.warnings)
+    } else {
+        let several = docs.len() > 1;
+        for (doc_index, doc) in docs {
+            let label = if several { format!("document {doc_index}") } else { String::new() };
+            let sources = &mut translation.sources;
+            let before = (sources.routes.len(), sources.services.len());
+            native::load(de::Doc { file, label: &label }, (index, doc_index), doc, sources)?;
+            let (routes, services) = (sources.routes.len() - before.0, sources.services.len() - before.1);
+            translation.notes.file(file).loaded.push(format!(
+                "{}native: {routes} routes, {services} services",
+                if several { format!("{label}: ") } else { String::new() }
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Every document of a YAML stream; an unparsable one is an error naming its position.
+fn parse_documents(file: &str, text: &str) -> Result<Vec<Value>, ConfigError> {
+    use serde::Deserialize;
+    let mut docs = Vec::new();
+    for (i, de) in serde_norway::Deserializer::from_str(text).enumerate() {
+        let doc = Value::deserialize(de).map_err(|e| {
+            let path = match e.location() {
+                Some(l) => format!("document {} (line {}, column {})", i + 1, l.line(), l.column()),
+                None => format!("document {}", i + 1),
+            };
+            ConfigError::new(file, path, format!("invalid YAML: {}", de::one_line(&e)))
+        })?;
+        docs.push(doc);
+    }
+    Ok(docs)
+}

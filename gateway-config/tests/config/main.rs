@@ -7,6 +7,7 @@ mod fixtures;
 mod gateway_api;
 mod helpers;
 mod istio;
+mod layout;
 mod native;
 mod protocols;
 mod robustness;

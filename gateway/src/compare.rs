@@ -1,19 +1,26 @@
-//! In-line comparison of a shadow's response with the primary's, run off the request path in the
-//! mirror's task once both responses are complete. The differ itself is the `response-diff` crate.
+//! Comparison of a shadow's response with the primary's, off the request path: what one mirror
+//! compares and the noise it learned ([`MirrorComparison`], kept across reloads by
+//! [`Comparisons`]), and the thread the diffs run on ([`ComparisonThread`]). The differ itself
+//! is the `response-diff` crate.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use gateway_config::CompareSpec;
 use http::Method;
 use response_diff::{Captured, Classified, CopyChanges, DiffOptions, LearnedNoise, NoiseFilter};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::stats::MirrorKey;
 
 /// Fields learned as noise per mirror at most (the filter is bounded).
 const MAX_NOISE_FIELDS: usize = 256;
 
-/// One mirror's comparison settings and learned noise. Kept across reloads while the mirror's
-/// comparison settings stay the same, so what was learned is not thrown away.
-pub struct Comparer {
+/// One mirror's comparison: what it ignores, how much it keeps, and the noise it learned. Kept
+/// across reloads while the mirror's comparison settings stay the same ([`Comparisons`]), so what
+/// was learned is not thrown away.
+pub struct MirrorComparison {
     options: DiffOptions,
     noise: NoiseFilter,
     /// Share (0..=100) of compared requests also sent a second time to the primary.
@@ -38,7 +45,7 @@ pub enum NoiseIneligible {
 }
 
 /// What noise learning did for one mirror, for `/mirrors` and the page.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NoiseReport {
     /// Second requests sent to the primary.
     pub sent: u64,
@@ -50,7 +57,7 @@ pub struct NoiseReport {
     pub learned: Vec<LearnedNoise>,
 }
 
-impl Comparer {
+impl MirrorComparison {
     pub fn new(spec: &CompareSpec) -> Self {
         let ignore_paths = spec.ignore_paths.iter().map(|p| p.path().clone()).collect();
         let options = DiffOptions {
@@ -114,17 +121,40 @@ impl Comparer {
     }
 }
 
+/// Every mirror's comparison, kept across reloads by [`MirrorKey`] while its settings are unchanged.
+#[derive(Default)]
+pub struct Comparisons {
+    /// With the comparison settings (serialised) each was made for.
+    by_mirror: Mutex<HashMap<MirrorKey, (String, Arc<MirrorComparison>)>>,
+}
+
+impl Comparisons {
+    /// The mirror's comparison: the running one when its settings are unchanged, else a new one.
+    pub fn get(&self, key: &MirrorKey, spec: &CompareSpec) -> Arc<MirrorComparison> {
+        let settings = serde_json::to_string(spec).unwrap_or_default();
+        let mut map = self.by_mirror.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((same, kept)) = map.get(key)
+            && *same == settings
+        {
+            return kept.clone();
+        }
+        let comparison = Arc::new(MirrorComparison::new(spec));
+        map.insert(key.clone(), (settings, comparison.clone()));
+        comparison
+    }
+}
+
 /// Runs comparisons on a thread of their own at idle scheduling priority (`SCHED_IDLE` on
 /// Linux): diffing large bodies takes CPU only when request handling leaves some. At most
 /// `slots` comparisons are pending at once; a copy that finds none free is mirrored but not
 /// compared (counted as skipped, "comparator busy"), and the primary's answer is then not
 /// captured at all. This bounds both the CPU and the memory comparison can take.
-pub struct Comparator {
+pub struct ComparisonThread {
     jobs: std::sync::mpsc::SyncSender<Box<dyn FnOnce() + Send>>,
     slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
-impl Comparator {
+impl ComparisonThread {
     pub fn start(slots: usize) -> std::io::Result<Self> {
         let (jobs, queue) = std::sync::mpsc::sync_channel::<Box<dyn FnOnce() + Send>>(slots.max(1));
         std::thread::Builder::new().name("comparator".to_owned()).spawn(move || {

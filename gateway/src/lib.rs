@@ -7,7 +7,8 @@
 //! [`mirror::MirrorPlan`] for its copies, the primary call over a pooled [`upstream`], and the
 //! answer streamed back (or the gateway's own, [`error`]). Each copy runs in
 //! its own task, traced as a `mirror` span, and, when the mirror compares, is diffed against the
-//! primary's answer on the [`compare`] thread into the [`report`]. The [`admin`] listener serves
+//! primary's answer on the [`compare`] thread into the mirror's [`stats`], judged by [`verdict`]
+//! (and, with `promote:`, moving traffic by [`promote`]). The [`admin`] listener serves
 //! health, the effective configuration, metrics and the mirror report.
 
 pub mod admin;
@@ -19,10 +20,10 @@ pub mod mirror;
 pub mod promote;
 pub mod proxy;
 pub mod reload;
-pub mod report;
 pub mod settings;
 pub mod shadow;
 pub mod state;
+pub mod stats;
 pub mod upgrade;
 pub mod upstream;
 pub mod verdict;

@@ -4,7 +4,7 @@
 //! documents), until SIGTERM or Ctrl-C. `gateway --check-config FILE` only validates.
 //! SIGHUP, or a change of a file, reloads the configuration.
 //! `gateway verdict --admin URL [--admin URL ...] [--mirror NAME] [--wait DURATION]` asks running
-//! gateways whether their shadows are safe to ship (see `gateway::verdict::cli`).
+//! gateways whether their shadows are safe to ship (see `gateway::admin::cli`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,13 +55,13 @@ struct Cli {
 enum Command {
     /// Ask running gateways whether each mirror's shadow is safe to ship: exit 0 all pass, 1 one
     /// fails, 3 one is still pending after --wait, 2 cannot tell
-    Verdict(gateway::verdict::cli::Args),
+    Verdict(gateway::admin::cli::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Verdict(args)) = cli.command {
-        return gateway::verdict::cli::run(args);
+        return gateway::admin::cli::run(args);
     }
     let mut overrides: Vec<(&'static str, String)> = Vec::new();
     overrides.extend(cli.listen.clone().map(|v| ("listen", v)));

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use gateway_config::{PromoteSpec, Route};
 use metrics::{Gauge, SharedString};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::report::{MirrorStats, now_epoch_seconds};
+use crate::stats::{MirrorStats, now_epoch_seconds};
 use crate::upstream::Upstream;
 use crate::verdict::State;
 
@@ -48,7 +48,7 @@ struct Progress {
 }
 
 /// One change of the promotion, for `/mirrors`, the page and the logs.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Seconds since the Unix epoch.
     pub at: f64,
@@ -57,7 +57,7 @@ pub struct Event {
 }
 
 /// `/mirrors` → `promotions[]`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromotionReport {
     pub route: String,
     pub mirror: String,
@@ -68,14 +68,24 @@ pub struct PromotionReport {
     pub percent: u32,
     /// 1-based step in force, 0 before the first.
     pub step: usize,
-    /// `waiting` (for a passing verdict and the hold), `complete`, or `rolled_back`.
-    pub state: &'static str,
+    pub state: PromotionState,
     pub history: Vec<Event>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromotionState {
+    /// For a passing verdict and the hold, before the next step.
+    Waiting,
+    /// At the last step.
+    Complete,
+    /// Back at 0% after a failing verdict, until the route's configuration changes.
+    RolledBack,
+}
+
 impl Promotion {
-    /// A promotion at 0%, with its ticker. Must run inside a Tokio runtime.
-    pub fn start(route: &Route, spec: &PromoteSpec, candidate: Arc<Upstream>, stats: Arc<MirrorStats>) -> Arc<Self> {
+    /// A promotion at 0% as of `now`, with its ticker. Must run inside a Tokio runtime.
+    pub fn start(route: &Route, spec: &PromoteSpec, candidate: Arc<Upstream>, stats: Arc<MirrorStats>, now: Instant) -> Arc<Self> {
         let label = SharedString::from(Arc::<str>::from(route.name.as_str()));
         let promotion = Arc::new(Promotion {
             route: route.name.clone(),
@@ -85,7 +95,7 @@ impl Promotion {
             candidate,
             stats,
             percent: AtomicU32::new(0),
-            progress: Mutex::new(Progress { step: None, since: Instant::now(), rolled_back: false, history: Vec::new() }),
+            progress: Mutex::new(Progress { step: None, since: now, rolled_back: false, history: Vec::new() }),
         });
         promotion.gauge.set(0.0);
         promotion.record(
@@ -136,9 +146,9 @@ impl Promotion {
         self.percent.load(Ordering::Relaxed)
     }
 
-    /// Judges the gating mirror now and moves the promotion: back to 0% on a fail, one step
-    /// on when the verdict passes and the current step has been held long enough.
-    pub fn tick(&self) {
+    /// Judges the gating mirror and moves the promotion as of `now`: back to 0% on a fail, one
+    /// step on when the verdict passes and the current step has been held long enough.
+    pub fn tick(&self, now: Instant) {
         let Some(verdict) = self.stats.verdict() else {
             return;
         };
@@ -156,13 +166,13 @@ impl Promotion {
                 drop(progress);
                 self.record(0, format!("rolled back from {from}%: {reason}; stays at 0% until the route's configuration changes"));
             }
-            State::Pass if progress.since.elapsed() >= self.spec.hold => {
+            State::Pass if now.saturating_duration_since(progress.since) >= self.spec.hold => {
                 let next = progress.step.map_or(0, |s| s + 1);
                 let Some(&percent) = self.spec.steps.get(next) else {
                     return;
                 };
                 progress.step = Some(next);
-                progress.since = Instant::now();
+                progress.since = now;
                 self.percent.store(percent, Ordering::Relaxed);
                 self.gauge.set(f64::from(percent));
                 tracing::info!(route = %self.route, to = %self.candidate.label, percent, step = next + 1, "promotion advanced: the verdict passes");
@@ -196,11 +206,11 @@ impl Promotion {
             percent: self.percent(),
             step,
             state: if progress.rolled_back {
-                "rolled_back"
+                PromotionState::RolledBack
             } else if step == self.spec.steps.len() {
-                "complete"
+                PromotionState::Complete
             } else {
-                "waiting"
+                PromotionState::Waiting
             },
             history: progress.history.clone(),
         }
@@ -216,7 +226,7 @@ async fn tick_while_alive(promotion: Weak<Promotion>, every: Duration) {
         let Some(promotion) = promotion.upgrade() else {
             return;
         };
-        promotion.tick();
+        promotion.tick(Instant::now());
     }
 }
 
@@ -224,8 +234,8 @@ fn humane(d: Duration) -> String {
     http_rules::duration::format(d)
 }
 
-/// Promotions outlive reloads that leave their route as it was; keyed by route name. Held
-/// weakly: a promotion lives as long as a routing generation uses it.
+/// Every route's promotion. Promotions outlive reloads that leave their route as it was; keyed
+/// by route name. Held weakly: a promotion lives as long as a routing generation uses it.
 #[derive(Default)]
 pub struct Promotions {
     by_route: Mutex<std::collections::HashMap<String, Weak<Promotion>>>,
@@ -241,7 +251,7 @@ impl Promotions {
         {
             return running;
         }
-        let promotion = Promotion::start(route, spec, candidate.clone(), stats.clone());
+        let promotion = Promotion::start(route, spec, candidate.clone(), stats.clone(), Instant::now());
         map.insert(route.name.clone(), Arc::downgrade(&promotion));
         promotion
     }
@@ -261,8 +271,8 @@ mod tests {
     use response_diff::{Classified, Difference};
 
     use super::*;
-    use crate::report::Pair;
     use crate::settings::ReportSettings;
+    use crate::stats::Pair;
 
     fn pair(ms: u64) -> Pair {
         let latency = Duration::from_millis(ms);
@@ -295,36 +305,39 @@ mod tests {
             max_error_rate_increase: 0.2,
             ..VerdictSpec::default()
         }));
-        let promotion = Promotion::start(route, &spec, candidate, stats.clone());
+        let t0 = Instant::now();
+        let promotion = Promotion::start(route, &spec, candidate, stats.clone(), t0);
+        // The promotion's clock: the hold is 1 ms.
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
 
         // Pending: no step, however long the hold has been over.
-        std::thread::sleep(Duration::from_millis(2));
-        promotion.tick();
+        promotion.tick(at(2));
         assert_eq!((promotion.percent(), promotion.choose().is_none()), (0, true));
         for i in 0..100 {
             stats.evidence(&Classified::Match, &pair(1 + i % 19));
         }
-        promotion.tick();
+        promotion.tick(at(3));
         assert_eq!(promotion.percent(), 30);
         let chosen = (0..10_000).filter(|_| promotion.choose().is_some()).count();
         assert!((2_500..3_500).contains(&chosen), "about 30%: {chosen}");
-        std::thread::sleep(Duration::from_millis(2));
-        promotion.tick();
-        assert_eq!((promotion.percent(), promotion.report().state), (100, "complete"));
+        // Not yet held long enough: the step stays.
+        promotion.tick(at(3));
+        assert_eq!(promotion.percent(), 30);
+        promotion.tick(at(5));
+        assert_eq!((promotion.percent(), promotion.report().state), (100, PromotionState::Complete));
 
         let mismatch = Classified::Mismatch(vec![Difference { field: "$.x".into(), primary: None, shadow: None }]);
         for i in 0..100 {
             stats.evidence(&mismatch, &pair(1 + i % 19));
         }
-        promotion.tick();
-        assert_eq!((promotion.percent(), promotion.report().state), (0, "rolled_back"));
+        promotion.tick(at(5));
+        assert_eq!((promotion.percent(), promotion.report().state), (0, PromotionState::RolledBack));
         // Even a passing verdict later does not resume it.
         stats.set_verdict(Some(&VerdictSpec { window: Duration::from_secs(60), ..VerdictSpec::default() }));
         for i in 0..1000 {
             stats.evidence(&Classified::Match, &pair(1 + i % 19));
         }
-        std::thread::sleep(Duration::from_millis(2));
-        promotion.tick();
+        promotion.tick(at(7));
         assert_eq!(promotion.percent(), 0);
         let history: Vec<String> = promotion.report().history.into_iter().map(|e| e.what).collect();
         assert_eq!(history.len(), 4, "{history:?}");

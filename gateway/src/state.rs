@@ -2,38 +2,42 @@
 //! request uses ([`Active`]): the validated table, compiled once per load into one
 //! [`CompiledRoute`] per route. A new generation is built on reload and swapped in atomically;
 //! requests in flight keep the one they started with. What must outlive a reload is kept beside
-//! it: mirror statistics by route and mirror name, upstream pools by destination and endpoints.
+//! it, each by its own owner: mirror statistics and comparisons by [`MirrorKey`], promotions by
+//! route, upstream pools by destination and endpoints.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use gateway_config::{CompareSpec, Loaded, MirrorPolicy, Route, RouteTable, Warning};
+use gateway_config::{Loaded, MirrorPolicy, Route, RouteTable, Warning};
 use http::HeaderValue;
 use metrics::SharedString;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::bodies::RequestMetrics;
-use crate::compare::{Comparator, Comparer};
+use crate::compare::{ComparisonThread, Comparisons};
 use crate::mirror::Mirror;
 use crate::promote::{Promotion, Promotions};
-use crate::report::MirrorStats;
 use crate::settings::{GatewaySettings, ReportSettings, UpstreamSettings};
 use crate::shadow::ShadowMarker;
+use crate::stats::{self, MirrorKey};
 use crate::upstream::{Pools, Upstream};
 
 /// What every request and the admin listener share.
 pub struct Shared {
     /// The routing generation new requests use.
     pub active: ArcSwap<Active>,
-    pub stats: StatsRegistry,
+    /// What outlives a generation: each mirror's statistics, each mirror's comparison (with the
+    /// noise it learned), each route's promotion, each destination's pool.
+    pub stats: stats::Registry,
+    pub comparisons: Comparisons,
+    pub promotions: Promotions,
     pub pools: Pools,
     pub settings: GatewaySettings,
     pub metrics: Option<PrometheusHandle>,
     /// Where shadow and primary answers are diffed, off the request workers.
-    pub comparator: Arc<Comparator>,
+    pub comparator: Arc<ComparisonThread>,
     /// Signs the copies' `x-shadow` markers and screens those clients send.
     pub shadow: ShadowMarker,
     /// The request metrics of requests no route matched (or refused before routing).
@@ -46,13 +50,17 @@ impl Shared {
     /// Compiles `loaded` into the first generation. Must run inside a Tokio runtime (the
     /// connection pools use its timer).
     pub fn new(settings: GatewaySettings, loaded: Loaded, metrics: Option<PrometheusHandle>) -> Result<Self, String> {
-        let comparator = Comparator::start(settings.compare.max_pending).map_err(|e| format!("cannot start the comparator thread: {e}"))?;
+        let comparator =
+            ComparisonThread::start(settings.compare.max_pending).map_err(|e| format!("cannot start the comparator thread: {e}"))?;
         let shadow = ShadowMarker::new(&settings.shadow)?;
-        let (stats, pools) = (StatsRegistry::default(), Pools::default());
-        let active = Active::build(loaded, &settings.upstream, &settings.report, &stats, &pools);
+        let (stats, comparisons, promotions, pools) = Default::default();
+        let kept = Registries { stats: &stats, comparisons: &comparisons, promotions: &promotions, pools: &pools };
+        let active = Active::build(loaded, &settings.upstream, &settings.report, kept);
         Ok(Self {
             active: ArcSwap::from_pointee(active),
             stats,
+            comparisons,
+            promotions,
             pools,
             settings,
             metrics,
@@ -67,7 +75,8 @@ impl Shared {
     /// Compiles `loaded` and makes it the generation new requests use.
     pub fn swap(&self, loaded: Loaded) -> usize {
         let settings = &self.settings;
-        let active = Active::build(loaded, &settings.upstream, &settings.report, &self.stats, &self.pools);
+        let kept = Registries { stats: &self.stats, comparisons: &self.comparisons, promotions: &self.promotions, pools: &self.pools };
+        let active = Active::build(loaded, &settings.upstream, &settings.report, kept);
         let routes = active.routes.len();
         self.active.store(Arc::new(active));
         self.reloads.fetch_add(1, Ordering::Relaxed);
@@ -157,25 +166,26 @@ impl Weighted {
 }
 
 impl Active {
-    /// Compiles a freshly loaded table; pools and statistics come from (and stay in) the
-    /// registries that outlive generations. Must run inside a Tokio runtime. Cannot fail: the
-    /// model holds parsed values, so whatever loaded (and passed `--check-config`) is served.
-    pub fn build(loaded: Loaded, upstream: &UpstreamSettings, report: &ReportSettings, stats: &StatsRegistry, pools: &Pools) -> Self {
+    /// Compiles a freshly loaded table; pools, statistics, comparisons and promotions come from
+    /// (and stay in) the registries that outlive generations. Must run inside a Tokio runtime.
+    /// Cannot fail: the model holds parsed values, so whatever loaded (and passed
+    /// `--check-config`) is served.
+    pub fn build(loaded: Loaded, upstream: &UpstreamSettings, report: &ReportSettings, kept: Registries<'_>) -> Self {
         let Loaded { table, warnings, .. } = loaded;
-        let upstreams: Vec<_> = table.destinations.iter().map(|d| pools.get(d, upstream)).collect();
-        let routes = table.routes.iter().map(|route| CompiledRoute::new(route, &upstreams, report, stats)).collect();
+        let upstreams: Vec<_> = table.destinations.iter().map(|d| kept.pools.get(d, upstream)).collect();
+        let routes = table.routes.iter().map(|route| CompiledRoute::new(route, &upstreams, report, kept)).collect();
         Self { table, routes, warnings, loaded_at: SystemTime::now() }
     }
 }
 
 impl CompiledRoute {
-    fn new(route: &Route, upstreams: &[Arc<Upstream>], report: &ReportSettings, stats: &StatsRegistry) -> Self {
+    fn new(route: &Route, upstreams: &[Arc<Upstream>], report: &ReportSettings, kept: Registries<'_>) -> Self {
         let destinations = Weighted::new(route.destinations.iter().map(|d| (upstreams[d.id.0].clone(), u64::from(d.weight))).collect());
         let mirrors: Vec<Mirror> =
-            route.mirrors.iter().map(|policy| compile_mirror(&route.name, policy, upstreams, report, stats)).collect();
+            route.mirrors.iter().map(|policy| compile_mirror(&route.name, policy, upstreams, report, kept)).collect();
         let promotion = route.promote.as_ref().and_then(|spec| {
             let gate = mirrors.iter().find(|m| m.policy.name == spec.mirror)?;
-            Some(stats.promotions.get(route, spec, &upstreams[spec.destination.0], &gate.stats))
+            Some(kept.promotions.get(route, spec, &upstreams[spec.destination.0], &gate.stats))
         });
         let label = SharedString::from(Arc::<str>::from(route.name.as_str()));
         let mut request_metrics: Vec<(Arc<Upstream>, Arc<RequestMetrics>)> = Vec::new();
@@ -202,58 +212,24 @@ fn compile_mirror(
     policy: &MirrorPolicy,
     upstreams: &[Arc<Upstream>],
     report: &ReportSettings,
-    stats: &StatsRegistry,
+    kept: Registries<'_>,
 ) -> Mirror {
-    let comparer = policy.compare.as_ref().map(|spec| stats.comparer(route, policy, spec));
+    let key = MirrorKey::new(route, &policy.name);
+    let comparer = policy.compare.as_ref().map(|spec| kept.comparisons.get(&key, spec));
     let upstream = upstreams[policy.destination.0].clone();
-    let stats = stats.mirror(route, policy, &upstream.label, report);
+    let stats = kept.stats.get(&key, &upstream.label, report);
     stats.set_comparing(comparer.is_some());
     stats.set_verdict(policy.verdict.as_ref());
     Mirror::new(policy.clone(), upstream, stats, comparer)
 }
 
-/// Mirror statistics outlive reloads: they are keyed by route and mirror name. So do comparers
-/// (and the noise they learned) while the mirror's comparison settings stay the same.
-#[derive(Default)]
-pub struct StatsRegistry {
-    by_mirror: Mutex<HashMap<(String, String), Arc<MirrorStats>>>,
-    comparers: Mutex<HashMap<(String, String), KeptComparer>>,
-    pub promotions: Promotions,
-}
-
-/// A mirror's comparer and the comparison settings (serialised) it was made for.
-type KeptComparer = (String, Arc<Comparer>);
-
-impl StatsRegistry {
-    /// The mirror's comparer: the running one when its settings are unchanged, else a new one.
-    pub fn comparer(&self, route: &str, mirror: &MirrorPolicy, spec: &CompareSpec) -> Arc<Comparer> {
-        let settings = serde_json::to_string(spec).unwrap_or_default();
-        let mut map = self.comparers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let key = (route.to_owned(), mirror.name.clone());
-        if let Some((same, kept)) = map.get(&key)
-            && *same == settings
-        {
-            return kept.clone();
-        }
-        let comparer = Arc::new(Comparer::new(spec));
-        map.insert(key, (settings, comparer.clone()));
-        comparer
-    }
-
-    pub fn mirror(&self, route: &str, mirror: &MirrorPolicy, destination: &str, report: &ReportSettings) -> Arc<MirrorStats> {
-        let mut map = self.by_mirror.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        map.entry((route.to_owned(), mirror.name.clone()))
-            .or_insert_with(|| Arc::new(MirrorStats::new(route, &mirror.name, destination, report)))
-            .clone()
-    }
-
-    /// Every mirror ever configured, sorted by route then mirror.
-    pub fn all(&self) -> Vec<Arc<MirrorStats>> {
-        let map = self.by_mirror.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut all: Vec<_> = map.values().cloned().collect();
-        all.sort_by(|a, b| (&a.route, &a.mirror).cmp(&(&b.route, &b.mirror)));
-        all
-    }
+/// The registries a generation is compiled from, each the owner of what it keeps.
+#[derive(Clone, Copy)]
+pub struct Registries<'a> {
+    pub stats: &'a stats::Registry,
+    pub comparisons: &'a Comparisons,
+    pub promotions: &'a Promotions,
+    pub pools: &'a Pools,
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, header};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use echo::CopyChanges;
@@ -116,7 +116,8 @@ pub enum Comparison {
 /// changed shows `array of N` on each side), `body:line N` (a text line, numbered in the primary's
 /// body, or in the shadow's for lines only the shadow has) or `body` (bytes: values are a short
 /// SHA-256 and the length). `None` means absent on that side, or redacted.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Deserialisable too: the gateway's admin API is read back by its CLI and tests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Difference {
     pub field: String,
     pub primary: Option<String>,

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Comparison, Difference, SkipReason};
 
@@ -34,7 +34,7 @@ impl Classified {
 }
 
 /// One field learned as noise, where, and from how many samples.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LearnedNoise {
     /// The request path pattern it was learned on ([`path_pattern`]).
     pub pattern: String,

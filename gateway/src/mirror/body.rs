@@ -20,7 +20,7 @@ use pin_project_lite::pin_project;
 use response_diff::Captured;
 use tokio::sync::mpsc;
 
-use crate::report::DropReason;
+use crate::stats::DropReason;
 use crate::upstream::BoxError;
 
 /// Frames buffered per copy before the copy is given up (the shadow reads too slowly).
@@ -33,25 +33,13 @@ pub struct AbortFlag(AtomicU8);
 
 impl AbortFlag {
     pub fn get(&self) -> Option<DropReason> {
-        match self.0.load(Ordering::Acquire) {
-            1 => Some(DropReason::BodyOverCap),
-            2 => Some(DropReason::BodyBackpressure),
-            3 => Some(DropReason::ClientAborted),
-            _ => None,
-        }
+        DropReason::from_code(self.0.load(Ordering::Acquire))
     }
 
     /// The first reason wins: a copy abandoned for backpressure stays that, even if the client
     /// then goes away.
     fn set(&self, why: DropReason) {
-        let code = match why {
-            DropReason::BodyOverCap => 1,
-            DropReason::BodyBackpressure => 2,
-            DropReason::ClientAborted => 3,
-            // Decided before a copy has a body: never recorded here.
-            DropReason::InFlightCap | DropReason::ShadowEjected => return,
-        };
-        let _ = self.0.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+        let _ = self.0.compare_exchange(0, why.code(), Ordering::AcqRel, Ordering::Acquire);
     }
 }
 

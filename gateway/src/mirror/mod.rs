@@ -20,10 +20,10 @@ use std::sync::Arc;
 use gateway_config::MirrorPolicy;
 use tokio::sync::Semaphore;
 
-use crate::compare::{Comparator, Comparer};
-use crate::report::MirrorStats;
+use crate::compare::{ComparisonThread, MirrorComparison};
 use crate::settings::EjectionSettings;
 use crate::shadow::ShadowMarker;
+use crate::stats::MirrorStats;
 use crate::upstream::Upstream;
 
 pub use plan::{MirrorPlan, Outgoing};
@@ -37,11 +37,11 @@ pub struct Mirror {
     pub in_flight: Arc<Semaphore>,
     /// Outlives reloads (kept by route and mirror name).
     pub stats: Arc<MirrorStats>,
-    pub comparer: Option<Arc<Comparer>>,
+    pub comparer: Option<Arc<MirrorComparison>>,
 }
 
 impl Mirror {
-    pub fn new(policy: MirrorPolicy, upstream: Arc<Upstream>, stats: Arc<MirrorStats>, comparer: Option<Arc<Comparer>>) -> Self {
+    pub fn new(policy: MirrorPolicy, upstream: Arc<Upstream>, stats: Arc<MirrorStats>, comparer: Option<Arc<MirrorComparison>>) -> Self {
         let in_flight = Arc::new(Semaphore::new(policy.max_in_flight));
         Self { policy, upstream, in_flight, stats, comparer }
     }
@@ -50,7 +50,7 @@ impl Mirror {
 /// What every request's copies share, lent to each [`MirrorPlan`] by the request path.
 pub struct CopyContext<'a> {
     /// Where comparisons run, off the request workers.
-    pub comparator: &'a Arc<Comparator>,
+    pub comparator: &'a Arc<ComparisonThread>,
     /// Signs each copy's `x-shadow`.
     pub marker: &'a ShadowMarker,
     /// When a shadow that stops answering is ejected.

@@ -17,8 +17,8 @@ use tokio::sync::oneshot;
 use super::body::{AnswerWaiter, CaptureBody, CopySender, PrimaryAnswer, TeeBody, copy_channel, hand_over};
 use super::send::{COMPARATOR_BUSY, CompareJob, Copy, NoiseCopy};
 use super::{CopyContext, Mirror, sampled};
-use crate::report::{DropReason, NotEligible, ShadowOutcome};
 use crate::shadow::{ShadowMarker, shadow_host};
+use crate::stats::{DropReason, NotEligible, ShadowOutcome};
 use crate::upstream::{BoxBody, BoxError, Upstream};
 
 /// The request as the primary will get it (route, rewrite and proxy headers applied), before the
@@ -293,9 +293,9 @@ mod tests {
     use service_kit::settings::{Layered, Sources};
 
     use super::*;
-    use crate::compare::Comparator;
-    use crate::report::MirrorStats;
+    use crate::compare::ComparisonThread;
     use crate::settings::GatewaySettings;
+    use crate::stats::MirrorStats;
 
     const CONFIG: &str = r#"
 services:
@@ -317,7 +317,7 @@ routes:
     struct Route {
         primary: Arc<Upstream>,
         mirrors: Vec<Mirror>,
-        comparator: Arc<Comparator>,
+        comparator: Arc<ComparisonThread>,
         marker: ShadowMarker,
         settings: GatewaySettings,
     }
@@ -338,7 +338,7 @@ routes:
         Route {
             primary: upstream(route.destinations[0].id),
             mirrors,
-            comparator: Arc::new(Comparator::start(settings.compare.max_pending).unwrap()),
+            comparator: Arc::new(ComparisonThread::start(settings.compare.max_pending).unwrap()),
             marker: ShadowMarker::new(&settings.shadow).unwrap(),
             settings,
         }

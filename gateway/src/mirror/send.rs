@@ -14,9 +14,9 @@ use tracing::instrument::WithSubscriber;
 
 use super::body::{AbortFlag, PrimaryAnswer};
 use super::plan::Outgoing;
-use crate::compare::{Comparator, Comparer};
-use crate::report::{MirrorStats, MismatchRecord, Pair, ShadowOutcome, now_epoch_seconds};
+use crate::compare::{ComparisonThread, MirrorComparison};
 use crate::settings::EjectionSettings;
+use crate::stats::{MirrorStats, MismatchRecord, Pair, ShadowOutcome, now_epoch_seconds};
 use crate::upstream::{BoxBody, Upstream};
 
 /// Why a comparison was skipped when every comparator slot was taken.
@@ -49,8 +49,8 @@ pub(super) struct NoiseCopy {
 
 /// The comparison half of a copy: the primary's answer arrives when its body has been sent.
 pub(super) struct CompareJob {
-    comparer: Arc<Comparer>,
-    comparator: Arc<Comparator>,
+    comparer: Arc<MirrorComparison>,
+    comparator: Arc<ComparisonThread>,
     /// Held until the result is recorded: bounds the comparisons (and captures) pending.
     _slot: OwnedSemaphorePermit,
     primary: oneshot::Receiver<PrimaryAnswer>,
@@ -64,8 +64,8 @@ pub(super) struct CompareJob {
 
 impl CompareJob {
     pub fn new(
-        comparer: Arc<Comparer>,
-        comparator: Arc<Comparator>,
+        comparer: Arc<MirrorComparison>,
+        comparator: Arc<ComparisonThread>,
         slot: OwnedSemaphorePermit,
         primary: oneshot::Receiver<PrimaryAnswer>,
         noise: Option<NoiseCopy>,

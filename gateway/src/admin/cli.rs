@@ -10,14 +10,13 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::api::{Evidence, Limits, MirrorKey, MirrorsDocument, State, Unresolved, Verdict};
+use crate::verdict::judge;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use serde::Deserialize;
-
-use super::{Evidence, Limits, State, Verdict, judge};
 
 /// Each admin's answer must come within this.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,8 +86,7 @@ pub async fn check(args: &Args, out: &mut impl Write) -> u8 {
 
 /// One mirror's verdict over every replica's evidence.
 pub struct Judged {
-    pub route: String,
-    pub mirror: String,
+    pub key: MirrorKey,
     pub replicas: usize,
     pub verdict: Verdict,
 }
@@ -96,57 +94,33 @@ pub struct Judged {
 impl Judged {
     /// `PASS shop → v2 (412 compared, 2 gateways): pass: mismatch rate ...; pass: ...`
     pub fn line(&self) -> String {
-        let label = match self.verdict.state {
-            State::Pass => "PASS",
-            State::Fail => "FAIL",
-            State::Pending => "PENDING",
-        };
+        let label = self.verdict.state.label();
         let gateways = if self.replicas == 1 { "1 gateway".to_owned() } else { format!("{} gateways", self.replicas) };
         format!(
             "{label} {} → {} ({} compared, {gateways}): {}",
-            self.route,
-            self.mirror,
+            self.key.route,
+            self.key.mirror,
             self.verdict.compared,
             self.verdict.reasons.join("; ")
         )
     }
 }
 
-#[derive(Deserialize)]
-struct MirrorsDocument {
-    mirrors: Vec<RemoteMirror>,
-}
-
-#[derive(Deserialize)]
-struct RemoteMirror {
-    route: String,
-    mirror: String,
-    verdict: Option<Verdict>,
-    #[serde(default)]
-    evidence: Evidence,
-}
-
 /// Evidence and limits of one mirror, added up over the replicas that have it.
 struct Combined {
-    route: String,
-    mirror: String,
+    key: MirrorKey,
     limits: Option<Limits>,
     evidence: Evidence,
     replicas: usize,
 }
 
 async fn ask(client: &Client<HttpConnector, Empty<Bytes>>, args: &Args) -> Result<Vec<Judged>, String> {
-    let mut combined: BTreeMap<String, Combined> = BTreeMap::new();
+    let mut combined: BTreeMap<MirrorKey, Combined> = BTreeMap::new();
     for admin in &args.admins {
-        for remote in fetch(client, admin).await? {
-            let key = format!("{}/{}", remote.route, remote.mirror);
-            let entry = combined.entry(key).or_insert_with(|| Combined {
-                route: remote.route.clone(),
-                mirror: remote.mirror.clone(),
-                limits: None,
-                evidence: Evidence::default(),
-                replicas: 0,
-            });
+        for remote in fetch(client, admin).await?.mirrors {
+            let key = remote.key();
+            let entry =
+                combined.entry(key.clone()).or_insert_with(|| Combined { key, limits: None, evidence: Evidence::default(), replicas: 0 });
             entry.evidence.merge(&remote.evidence);
             entry.replicas += 1;
             if let (None, Some(verdict)) = (entry.limits, &remote.verdict) {
@@ -155,21 +129,19 @@ async fn ask(client: &Client<HttpConnector, Empty<Bytes>>, args: &Args) -> Resul
         }
     }
     let selected: Vec<&Combined> = match &args.mirror {
-        Some(name) => {
-            let found: Vec<&Combined> =
-                combined.values().filter(|c| &c.mirror == name || format!("{}/{}", c.route, c.mirror) == *name).collect();
-            match found.as_slice() {
-                [] => return Err(format!("no mirror named {name:?} (known: {})", combined.keys().cloned().collect::<Vec<_>>().join(", "))),
-                [one] if one.limits.is_none() => {
-                    return Err(format!("mirror {name:?} has no verdict: it does not compare, or its verdict is off"));
-                }
-                [_] => found,
-                several => {
-                    let keys: Vec<String> = several.iter().map(|c| format!("{}/{}", c.route, c.mirror)).collect();
-                    return Err(format!("{name:?} is a mirror on several routes: say which with --mirror {}", keys.join(" or --mirror ")));
-                }
+        Some(name) => match MirrorKey::lookup(name, combined.values(), |c| c.key.clone()) {
+            Ok(one) if one.limits.is_none() => {
+                return Err(format!("mirror {name:?} has no verdict: it does not compare, or its verdict is off"));
             }
-        }
+            Ok(one) => vec![one],
+            Err(Unresolved::Unknown { known }) => return Err(format!("no mirror named {name:?} (known: {})", list(&known, ", "))),
+            Err(Unresolved::Ambiguous { candidates }) => {
+                return Err(format!(
+                    "{name:?} is a mirror on several routes: say which with --mirror {}",
+                    list(&candidates, " or --mirror ")
+                ));
+            }
+        },
         None => combined.values().filter(|c| c.limits.is_some()).collect(),
     };
     if selected.is_empty() {
@@ -179,12 +151,16 @@ async fn ask(client: &Client<HttpConnector, Empty<Bytes>>, args: &Args) -> Resul
         .into_iter()
         .filter_map(|c| {
             let limits = c.limits?;
-            Some(Judged { route: c.route.clone(), mirror: c.mirror.clone(), replicas: c.replicas, verdict: judge(&limits, &c.evidence) })
+            Some(Judged { key: c.key.clone(), replicas: c.replicas, verdict: judge(&limits, &c.evidence) })
         })
         .collect())
 }
 
-async fn fetch(client: &Client<HttpConnector, Empty<Bytes>>, admin: &str) -> Result<Vec<RemoteMirror>, String> {
+fn list(keys: &[MirrorKey], separator: &str) -> String {
+    keys.iter().map(ToString::to_string).collect::<Vec<_>>().join(separator)
+}
+
+async fn fetch(client: &Client<HttpConnector, Empty<Bytes>>, admin: &str) -> Result<MirrorsDocument, String> {
     let base = admin.trim_end_matches('/');
     let url = if base.contains("://") { format!("{base}/mirrors") } else { format!("http://{base}/mirrors") };
     let uri: http::Uri = url.parse().map_err(|e| format!("--admin {admin}: not a URL: {e}"))?;
@@ -198,7 +174,7 @@ async fn fetch(client: &Client<HttpConnector, Empty<Bytes>>, admin: &str) -> Res
         serde_json::from_slice::<MirrorsDocument>(&body).map_err(|e| format!("{url}: not a gateway's mirror report: {e}"))
     };
     match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
-        Ok(result) => result.map(|document| document.mirrors),
+        Ok(result) => result,
         Err(_) => Err(format!("{url}: no answer within {}s", REQUEST_TIMEOUT.as_secs())),
     }
 }

@@ -16,9 +16,11 @@
 //! Noise (differences the primary shows against itself) and skipped comparisons are not evidence
 //! either way: [`Evidence`] holds only pairs that were really compared. Evidence is plain counts
 //! and samples, so several gateway replicas' evidence [merges](Evidence::merge) before judging.
-//! This module is pure: [`crate::report`] gathers the evidence, and [`cli`] asks running gateways.
+//! The judging is pure: [`crate::stats`] gathers the evidence, [`latest`] keeps the last
+//! verdict for spans and gauges, and `gateway verdict` ([`crate::admin::cli`]) asks running
+//! gateways for theirs.
 
-pub mod cli;
+pub mod latest;
 
 use std::collections::BTreeMap;
 
@@ -125,6 +127,15 @@ impl State {
             State::Pending => "pending",
             State::Pass => "pass",
             State::Fail => "fail",
+        }
+    }
+
+    /// `PASS`, `FAIL`, `PENDING`: how the CLI and the page show it.
+    pub fn label(self) -> &'static str {
+        match self {
+            State::Pending => "PENDING",
+            State::Pass => "PASS",
+            State::Fail => "FAIL",
         }
     }
 

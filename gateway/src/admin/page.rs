@@ -1,0 +1,267 @@
+//! The page at `/`: the mirror report for reading (`templates/mirrors.html`, which escapes every
+//! value it prints; no JavaScript), made from the same [`MirrorsDocument`] as `/mirrors`.
+
+use askama::Template;
+use response_diff::LearnedNoise;
+
+use super::api::{MirrorReport, MirrorsDocument, NoiseReport, PromotionReport, PromotionState, ShadowOutcome};
+
+fn window_text(seconds: u64) -> String {
+    match seconds {
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+fn millis(value: Option<f64>) -> String {
+    value.map_or_else(|| "–".to_owned(), |v| format!("{v:+.1} ms"))
+}
+
+#[derive(Template)]
+#[template(path = "mirrors.html")]
+pub struct Page {
+    rows: Vec<Row>,
+    /// Whether any mirror learns noise (the section is shown only then).
+    any_noise: bool,
+    mismatches: Vec<MismatchView>,
+}
+
+/// One mirror's row, formatted for reading.
+struct Row {
+    route: String,
+    mirror: String,
+    destination: String,
+    /// `route/mirror`: the `data-mirror` hook tests and scripts find the row by.
+    key: String,
+    sent: u64,
+    answered: u64,
+    failed: u64,
+    dropped: u64,
+    rate: String,
+    rate_class: &'static str,
+    mismatched: u64,
+    noise: u64,
+    p50: String,
+    p99: String,
+    /// `pass`, `fail`, `pending`, or `off` (no verdict): a CSS class.
+    state: &'static str,
+    state_label: &'static str,
+    reasons: Vec<String>,
+    evidence_summary: String,
+    /// The route's promotion gated by this mirror: where it stands, and its history.
+    promotion: Option<PromotionView>,
+    /// What noise learning did, when the mirror learns noise.
+    learned_noise: Option<NoiseView>,
+}
+
+struct NoiseView {
+    summary: String,
+    learned: Vec<LearnedNoise>,
+}
+
+impl NoiseView {
+    /// Only for a mirror that learns noise (or has learned some).
+    fn new(report: &NoiseReport) -> Option<Self> {
+        let active = report.sent + report.not_eligible_method + report.not_eligible_body > 0 || !report.learned.is_empty();
+        active.then(|| NoiseView {
+            summary: format!(
+                "{} second requests to the primary · {} comparisons reclassified as noise · not eligible: {} by method, {} with a body",
+                report.sent, report.reclassified, report.not_eligible_method, report.not_eligible_body
+            ),
+            learned: report.learned.clone(),
+        })
+    }
+}
+
+struct PromotionView {
+    summary: String,
+    history: Vec<String>,
+}
+
+impl PromotionView {
+    fn new(p: &PromotionReport) -> Self {
+        let steps: Vec<String> = p.steps.iter().map(|s| format!("{s}%")).collect();
+        let summary = match p.state {
+            PromotionState::RolledBack => {
+                format!("Promotion to {} rolled back: 0% of the traffic, until the route's configuration changes", p.to)
+            }
+            PromotionState::Complete => format!(
+                "Promotion to {} complete: {}% of the traffic (make it the route's destination in the configuration)",
+                p.to, p.percent
+            ),
+            PromotionState::Waiting => format!(
+                "Promotion to {}: {}% of the traffic (step {} of {}: {}), one step per {} s while the verdict passes",
+                p.to,
+                p.percent,
+                p.step,
+                p.steps.len(),
+                steps.join(" → "),
+                p.hold_seconds
+            ),
+        };
+        let history = p.history.iter().rev().map(|e| format!("{} {}", clock(e.at), e.what)).collect();
+        PromotionView { summary, history }
+    }
+}
+
+/// `HH:MM:SS` UTC of an epoch time, for the history.
+fn clock(epoch_seconds: f64) -> String {
+    let s = epoch_seconds as u64 % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+struct MismatchView {
+    route: String,
+    mirror: String,
+    method: String,
+    path: String,
+    primary_status: u16,
+    shadow_status: u16,
+    request_id: String,
+    trace_id: String,
+    differences: Vec<DifferenceView>,
+}
+
+struct DifferenceView {
+    field: String,
+    primary: String,
+    shadow: String,
+}
+
+impl Page {
+    pub fn new(document: &MirrorsDocument) -> Self {
+        let hidden = |value: Option<String>| value.unwrap_or_else(|| "(hidden or absent)".to_owned());
+        let mut mismatches = Vec::new();
+        for r in &document.mirrors {
+            for m in &r.recent_mismatches {
+                mismatches.push(MismatchView {
+                    route: r.route.clone(),
+                    mirror: r.mirror.clone(),
+                    method: m.method.clone(),
+                    path: m.path.clone(),
+                    primary_status: m.primary_status,
+                    shadow_status: m.shadow_status,
+                    request_id: m.request_id.clone(),
+                    trace_id: m.trace_id.clone(),
+                    differences: m
+                        .differences
+                        .iter()
+                        .map(|d| DifferenceView {
+                            field: d.field.clone(),
+                            primary: hidden(d.primary.clone()),
+                            shadow: hidden(d.shadow.clone()),
+                        })
+                        .collect(),
+                });
+            }
+        }
+        let rows: Vec<Row> = document.mirrors.iter().map(|r| Row::new(r, document)).collect();
+        Page { any_noise: rows.iter().any(|r| r.learned_noise.is_some()), rows, mismatches }
+    }
+}
+
+impl Row {
+    fn new(r: &MirrorReport, document: &MirrorsDocument) -> Self {
+        let key = r.key();
+        Row {
+            learned_noise: document.noise.get(&key).and_then(NoiseView::new),
+            promotion: document.promotions.iter().find(|p| p.route == r.route && p.mirror == r.mirror).map(PromotionView::new),
+            key: key.to_string(),
+            state: r.verdict.as_ref().map_or("off", |v| v.state.as_str()),
+            state_label: r.verdict.as_ref().map_or("NO VERDICT", |v| v.state.label()),
+            reasons: match &r.verdict {
+                Some(v) => v.reasons.clone(),
+                None if r.comparing => vec!["the verdict is off for this mirror (verdict: false)".to_owned()],
+                None => vec!["not judged: the mirror does not compare answers (add compare: true)".to_owned()],
+            },
+            evidence_summary: format!(
+                "last {}: {} compared, {} mismatched, {} noise, {} skipped",
+                window_text(r.latency_delta_ms.window_seconds),
+                r.evidence.compared(),
+                r.evidence.mismatched,
+                r.evidence.noise,
+                r.evidence.skipped
+            ),
+            rate: match (r.comparing, r.match_rate) {
+                (false, _) => "not compared".to_owned(),
+                (true, None) => "no comparisons yet".to_owned(),
+                (true, Some(rate)) => format!("{:.1}%", rate * 100.0),
+            },
+            rate_class: match r.match_rate {
+                Some(rate) if rate < 1.0 => "bad",
+                Some(_) => "good",
+                None => "",
+            },
+            sent: r.copies.sent,
+            answered: r.copies[ShadowOutcome::Ok],
+            failed: r.copies[ShadowOutcome::Timeout] + r.copies[ShadowOutcome::Error],
+            dropped: r.copies.dropped(),
+            mismatched: r.comparison.mismatched,
+            noise: r.comparison.noise,
+            p50: millis(r.latency_delta_ms.p50),
+            p99: millis(r.latency_delta_ms.p99),
+            route: r.route.clone(),
+            mirror: r.mirror.clone(),
+            destination: r.destination.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use response_diff::{Classified, Difference};
+
+    use super::*;
+    use crate::admin::api::{MirrorKey, MismatchRecord};
+    use crate::settings::ReportSettings;
+    use crate::stats::MirrorStats;
+
+    fn page(report: MirrorReport, noise: BTreeMap<MirrorKey, NoiseReport>) -> String {
+        let document = MirrorsDocument { mirrors: vec![report], noise, noise_fields: BTreeMap::new(), promotions: Vec::new() };
+        Page::new(&document).render().unwrap()
+    }
+
+    #[test]
+    fn the_page_escapes_what_upstreams_and_clients_sent() {
+        let stats = MirrorStats::new("r<1>", "m\"2", "t/v2", &ReportSettings { recent_mismatches: 3, max_bytes: 4096 });
+        let record = MismatchRecord {
+            at: 0.0,
+            method: "GET".into(),
+            path: "/<script>alert(1)</script>".into(),
+            request_id: "a&b".into(),
+            trace_id: String::new(),
+            primary_status: 200,
+            shadow_status: 200,
+            differences: vec![Difference { field: "$.x".into(), primary: Some("<b>".into()), shadow: None }],
+        };
+        stats.compared(&Classified::Mismatch(Vec::new()), 1.0, || Some(record));
+        let html = page(stats.report(), BTreeMap::new());
+        assert!(!html.contains("<script>") && !html.contains("<b>"), "{html}");
+        assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"), "{html}");
+        assert!(html.contains(r#"data-mirror="r&#60;1&#62;/m&#34;2""#) || html.contains(r#"data-mirror="r&lt;1&gt;/m&quot;2""#), "{html}");
+        assert!(html.contains("(hidden or absent)"));
+    }
+
+    #[test]
+    fn the_page_shows_the_noise_each_mirror_learned_and_no_section_without_it() {
+        let stats = MirrorStats::new("r", "v2", "t/v2", &ReportSettings { recent_mismatches: 3, max_bytes: 4096 });
+        let html = page(stats.report(), BTreeMap::new());
+        assert!(!html.contains("Noise learned"));
+        let report = NoiseReport {
+            sent: 12,
+            not_eligible_method: 3,
+            not_eligible_body: 1,
+            reclassified: 5,
+            learned: vec![LearnedNoise { pattern: "/users/{id}".into(), field: "$.seq".into(), samples: 9 }],
+        };
+        let noise = BTreeMap::from([(MirrorKey::new("r", "v2"), report)]);
+        let html = page(stats.report(), noise);
+        assert!(html.contains("<h2>Noise learned</h2>") && html.contains(r#"data-noise="r/v2""#), "{html}");
+        assert!(html.contains(
+            "12 second requests to the primary · 5 comparisons reclassified as noise · not eligible: 3 by method, 1 with a body"
+        ));
+        assert!(html.contains("<code>$.seq</code></td><td class=\"num\">9</td>"), "{html}");
+    }
+}

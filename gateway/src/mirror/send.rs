@@ -128,7 +128,6 @@ async fn run(copy: Copy) {
     if let Some((captured, _)) = &shadow {
         span.record("http.response.status_code", i64::from(captured.status));
     }
-    stats.outcome(outcome);
     match outcome {
         ShadowOutcome::Ok => upstream.ejection.answered(),
         ShadowOutcome::Timeout | ShadowOutcome::Error => {
@@ -139,6 +138,9 @@ async fn run(copy: Copy) {
         }
         ShadowOutcome::Dropped(_) => {}
     }
+    // Counted once the ejection state has its effect: whoever sees this copy ended (`/mirrors`)
+    // sees the ejection it caused, and the next copy is dropped.
+    stats.outcome(outcome);
     tracing::debug!(outcome = outcome.as_str(), latency_ms = latency.as_secs_f64() * 1e3, noise, "mirror copy done");
     if let Some(job) = compare {
         compare_copy(job, shadow, &span, &stats, deadline).await;

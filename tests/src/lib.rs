@@ -1,12 +1,15 @@
 //! Helpers for the end-to-end tests (`tests/e2e/`), shared so no test file writes its own:
-//! a real OTLP receiver ([`otlp`]), misbehaving test upstreams ([`upstream`]), the tutorial's
-//! services running in-process, each with its own telemetry ([`services`]), Python peers
-//! (`websockets`, `grpcio`: [`peers`]) and byte-level HTTP clients and upstreams ([`wire`]).
+//! the gateway under test, built and read through its own admin API types ([`gateway`]), a
+//! Prometheus metric matcher ([`metrics`]), a real OTLP receiver ([`otlp`]), misbehaving test
+//! upstreams ([`upstream`]), the tutorial's services running in-process, each with its own
+//! telemetry ([`services`]), Python peers (`websockets`, `grpcio`: [`peers`]) and byte-level
+//! HTTP clients and upstreams ([`wire`]).
 
 pub mod browser;
 pub mod gateway;
 pub mod httpbin;
 pub mod leaks;
+pub mod metrics;
 pub mod otlp;
 pub mod peers;
 pub mod running;
@@ -24,6 +27,19 @@ pub fn client() -> reqwest::Client {
 pub fn client_builder() -> reqwest::ClientBuilder {
     service_kit::install_crypto_provider();
     reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(20))
+}
+
+/// A GET with the test [`client`]: the status and the body (the test fails if nothing answers).
+pub async fn get(url: &str) -> (reqwest::StatusCode, String) {
+    let response = client().get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status();
+    (status, response.text().await.unwrap_or_else(|e| panic!("GET {url}: the body: {e}")))
+}
+
+/// [`get`] of a JSON answer.
+pub async fn get_json(url: &str) -> (reqwest::StatusCode, serde_json::Value) {
+    let (status, body) = get(url).await;
+    (status, serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {body}")))
 }
 
 /// Waits until `condition` holds, checking every 20 ms; fails the test naming `what` when it

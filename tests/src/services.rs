@@ -53,7 +53,7 @@ impl RunningService {
     pub async fn start(name: &str, version: &str, settings: &ServiceSettings, receiver: Option<&Receiver>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let identity = ServiceIdentity { name: name.to_owned(), version: version.to_owned() };
-        let service = Service::with_metrics(listener, settings, identity, Some(crate::gateway::metrics())).expect("service");
+        let service = Service::with_metrics(listener, settings, identity, Some(crate::gateway::recorder())).expect("service");
         let addr = service.local_addr().expect("address");
         let running = Running::spawn(telemetry(name, version, receiver), |stopped| service.run_until(stopped));
         Self { addr, running }

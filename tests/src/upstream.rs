@@ -40,6 +40,11 @@ impl Behaviour {
     pub fn ok(body: &str) -> Self {
         Self::Answer { status: StatusCode::OK, body: body.to_owned(), headers: Vec::new() }
     }
+
+    /// 200 with `body` as `application/json`.
+    pub fn json(body: &str) -> Self {
+        Self::Answer { status: StatusCode::OK, body: body.to_owned(), headers: vec![("content-type", "application/json".to_owned())] }
+    }
 }
 
 /// One request as the upstream saw it.

@@ -3,20 +3,13 @@
 
 use std::time::Duration;
 
-use e2e_tests::gateway::RunningGateway;
+use e2e_tests::client;
+use e2e_tests::gateway::TestGateway;
+use e2e_tests::metrics::metric;
 use e2e_tests::otlp::Receiver;
 use e2e_tests::upstream::{Behaviour, Upstream};
+use gateway::admin::api::{MirrorKey, ShadowOutcome};
 use serde_json::Value;
-
-use e2e_tests::{client, eventually};
-
-fn json(body: &str) -> Behaviour {
-    Behaviour::Answer {
-        status: reqwest::StatusCode::OK,
-        body: body.to_owned(),
-        headers: vec![("content-type", "application/json".to_owned())],
-    }
-}
 
 fn config(primary: &Upstream, shadow: &Upstream, compare: &str) -> String {
     format!(
@@ -25,49 +18,48 @@ fn config(primary: &Upstream, shadow: &Upstream, compare: &str) -> String {
     )
 }
 
-/// Waits until the mirror has `n` comparison results; returns its report. (Comparisons run on an
-/// idle-priority thread, late on a busy machine; tests send a request only once the previous
-/// one is compared, so none is skipped for want of a comparator slot.)
-async fn compared(gateway: &RunningGateway, n: u64) -> Value {
-    let total = |report: &Value| -> u64 {
-        ["matched", "mismatched", "noise", "skipped"].iter().map(|k| report["comparison"][k].as_u64().unwrap_or(0)).sum()
-    };
-    eventually(&format!("{n} comparisons"), Duration::from_secs(30), || async { total(&gateway.mirrors().await["mirrors"][0]) >= n }).await;
-    gateway.mirrors().await["mirrors"][0].clone()
+/// Starts a gateway on `config`. Tests send a request only once the previous one is compared
+/// (`wait_compared`), so none is skipped for want of a comparator slot.
+async fn start(config: &str) -> TestGateway {
+    TestGateway::builder().file("g.yaml", config).start().await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_shadow_that_answers_the_same_matches() {
-    let primary = Upstream::start(json(r#"{"user":{"name":"Ann","id":7},"items":[1,2]}"#)).await;
-    let shadow = Upstream::start(json(r#"{"items":[1,2],"user":{"id":7,"name":"Ann"}}"#)).await;
-    let gateway = RunningGateway::start(&[("g.yaml", &config(&primary, &shadow, "true"))], None).await;
+    let primary = Upstream::start(Behaviour::json(r#"{"user":{"name":"Ann","id":7},"items":[1,2]}"#)).await;
+    let shadow = Upstream::start(Behaviour::json(r#"{"items":[1,2],"user":{"id":7,"name":"Ann"}}"#)).await;
+    let gateway = start(&config(&primary, &shadow, "true")).await;
     client().get(gateway.url("/users/7")).send().await.unwrap().text().await.unwrap();
-    let report = compared(&gateway, 1).await;
-    assert_eq!(report["comparison"]["matched"], 1, "{report}");
-    assert_eq!(report["match_rate"], 1.0);
+    let report = gateway.wait_compared("v2", 1).await;
+    assert_eq!(report.comparison.matched, 1, "{report:?}");
+    assert_eq!(report.match_rate, Some(1.0));
     gateway.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_changed_field_is_a_mismatch_that_names_it_in_report_metrics_and_span() {
     let receiver = Receiver::start_local().await.unwrap();
-    let primary = Upstream::start(json(r#"{"user":{"name":"Ann","id":7}}"#)).await;
-    let shadow = Upstream::start(json(r#"{"user":{"name":"Anne","id":7}}"#)).await;
-    let gateway = RunningGateway::start(&[("g.yaml", &config(&primary, &shadow, "true"))], Some(&receiver)).await;
+    let primary = Upstream::start(Behaviour::json(r#"{"user":{"name":"Ann","id":7}}"#)).await;
+    let shadow = Upstream::start(Behaviour::json(r#"{"user":{"name":"Anne","id":7}}"#)).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config(&primary, &shadow, "true")).otlp(&receiver).start().await;
     let body = client().get(gateway.url("/users/7")).header("x-request-id", "req-42").send().await.unwrap().text().await.unwrap();
     assert_eq!(body, r#"{"user":{"name":"Ann","id":7}}"#, "the client gets the primary's answer");
 
-    let report = compared(&gateway, 1).await;
-    assert_eq!(report["comparison"]["mismatched"], 1, "{report}");
-    let mismatch = &report["recent_mismatches"][0];
-    assert_eq!(mismatch["path"], "/users/7");
-    assert_eq!(mismatch["request_id"], "req-42");
-    assert_eq!(mismatch["differences"][0]["field"], "$.user.name");
-    assert_eq!(mismatch["differences"][0]["primary"], "\"Ann\"");
-    assert_eq!(mismatch["differences"][0]["shadow"], "\"Anne\"");
+    let report = gateway.wait_compared("v2", 1).await;
+    assert_eq!(report.comparison.mismatched, 1, "{report:?}");
+    let mismatch = &report.recent_mismatches[0];
+    assert_eq!(mismatch.path, "/users/7");
+    assert_eq!(mismatch.request_id, "req-42");
+    assert_eq!(mismatch.differences[0].field, "$.user.name");
+    assert_eq!(mismatch.differences[0].primary.as_deref(), Some("\"Ann\""));
+    assert_eq!(mismatch.differences[0].shadow.as_deref(), Some("\"Anne\""));
 
-    let metrics = client().get(gateway.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(r#"gateway_mirror_comparisons_total{route="app",mirror="v2",result="mismatch"} 1"#), "{metrics}");
+    metric("gateway_mirror_comparisons_total")
+        .label("route", "app")
+        .label("mirror", "v2")
+        .label("result", "mismatch")
+        .value(1)
+        .assert_in(&gateway.metrics().await);
 
     gateway.flush().await;
     let spans = receiver.wait_until(Duration::from_secs(10), |s| s.iter().any(|s| s.name == "mirror")).await;
@@ -79,12 +71,12 @@ async fn a_changed_field_is_a_mismatch_that_names_it_in_report_metrics_and_span(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_change_in_an_ignored_field_still_matches() {
-    let primary = Upstream::start(json(r#"{"timestamp":1,"items":[{"id":"a","v":1}]}"#)).await;
-    let shadow = Upstream::start(json(r#"{"timestamp":2,"items":[{"id":"b","v":1}]}"#)).await;
+    let primary = Upstream::start(Behaviour::json(r#"{"timestamp":1,"items":[{"id":"a","v":1}]}"#)).await;
+    let shadow = Upstream::start(Behaviour::json(r#"{"timestamp":2,"items":[{"id":"b","v":1}]}"#)).await;
     let compare = r#"{ ignore_paths: ["$.timestamp", "$.items[*].id"] }"#;
-    let gateway = RunningGateway::start(&[("g.yaml", &config(&primary, &shadow, compare))], None).await;
+    let gateway = start(&config(&primary, &shadow, compare)).await;
     client().get(gateway.url("/")).send().await.unwrap().text().await.unwrap();
-    assert_eq!(compared(&gateway, 1).await["comparison"]["matched"], 1);
+    assert_eq!(gateway.wait_compared("v2", 1).await.comparison.matched, 1);
     gateway.stop().await;
 }
 
@@ -92,28 +84,28 @@ async fn a_change_in_an_ignored_field_still_matches() {
 async fn differences_between_two_primary_answers_are_learned_as_noise() {
     let primary = Upstream::start(Behaviour::Noisy { name: "Ann".into() }).await;
     let shadow = Upstream::start(Behaviour::Noisy { name: "Ann".into() }).await;
-    let gateway = RunningGateway::start(&[("g.yaml", &config(&primary, &shadow, "{ noise_percent: 100 }"))], None).await;
+    let gateway = start(&config(&primary, &shadow, "{ noise_percent: 100 }")).await;
     for n in 1..=3 {
         client().get(gateway.url("/")).send().await.unwrap().text().await.unwrap();
-        compared(&gateway, n).await;
+        gateway.wait_compared("v2", n).await;
     }
-    let report = compared(&gateway, 3).await;
-    assert_eq!(report["comparison"]["noise"], 3, "{report}");
-    assert_eq!(report["comparison"]["mismatched"], 0);
-    let noise = gateway.mirrors().await["noise_fields"]["app/v2"].clone();
-    assert_eq!(noise, serde_json::json!(["$.seq"]));
+    let report = gateway.wait_compared("v2", 3).await;
+    assert_eq!(report.comparison.noise, 3, "{report:?}");
+    assert_eq!(report.comparison.mismatched, 0);
+    let noise = gateway.mirrors().await.noise_fields[&MirrorKey::new("app", "v2")].clone();
+    assert_eq!(noise, ["$.seq"]);
     gateway.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_shadow_is_skipped_not_judged() {
-    let primary = Upstream::start(json("{}")).await;
+    let primary = Upstream::start(Behaviour::json("{}")).await;
     let shadow = Upstream::start(Behaviour::Slow { delay: Duration::from_secs(3), body: "{}".into() }).await;
-    let gateway = RunningGateway::start(&[("g.yaml", &config(&primary, &shadow, "true"))], None).await;
+    let gateway = start(&config(&primary, &shadow, "true")).await;
     client().get(gateway.url("/")).send().await.unwrap().text().await.unwrap();
-    let report = compared(&gateway, 1).await;
-    assert_eq!(report["comparison"]["skipped"], 1, "{report}");
-    assert_eq!(report["copies"]["timeout"], 1);
+    let report = gateway.wait_compared("v2", 1).await;
+    assert_eq!(report.comparison.skipped, 1, "{report:?}");
+    assert_eq!(report.copies[ShadowOutcome::Timeout], 1);
     gateway.stop().await;
 }
 
@@ -128,15 +120,15 @@ async fn a_regression_on_one_path_shows_in_the_report_and_on_the_page() {
     let shadow =
         Upstream::start(Behaviour::ByPath { bodies: bodies(r#"{"price":12}"#), default: "{}".into(), content_type: "application/json" })
             .await;
-    let gateway = RunningGateway::start(&[("g.yaml", &config(&primary, &shadow, "true"))], None).await;
+    let gateway = start(&config(&primary, &shadow, "true")).await;
     for (n, path) in (1..).zip(["/index", "/price", "/other", "/index"]) {
         client().get(gateway.url(path)).send().await.unwrap().text().await.unwrap();
-        compared(&gateway, n).await;
+        gateway.wait_compared("v2", n).await;
     }
-    let report = compared(&gateway, 4).await;
-    assert_eq!((report["comparison"]["matched"].as_u64(), report["comparison"]["mismatched"].as_u64()), (Some(3), Some(1)), "{report}");
-    assert_eq!(report["recent_mismatches"][0]["path"], "/price");
-    assert_eq!(report["match_rate"], 0.75);
+    let report = gateway.wait_compared("v2", 4).await;
+    assert_eq!((report.comparison.matched, report.comparison.mismatched), (3, 1), "{report:?}");
+    assert_eq!(report.recent_mismatches[0].path, "/price");
+    assert_eq!(report.match_rate, Some(0.75));
 
     let Some(chromium) = e2e_tests::browser::chromium() else {
         return;

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use e2e_tests::gateway::RunningGateway;
+use e2e_tests::gateway::TestGateway;
 use e2e_tests::upstream::{Behaviour, Upstream};
 use serde_json::Value;
 
@@ -95,8 +95,8 @@ async fn corpus_routes_as_istio_and_the_gateway_api_say() {
                     .collect()
             })
             .unwrap_or_default();
-        let files: Vec<(&str, &str)> = texts.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
-        let started = RunningGateway::try_start_with(&files, &settings, None).await;
+        let builder = texts.iter().fold(TestGateway::builder(), |builder, (name, text)| builder.file(name, text));
+        let started = settings.iter().fold(builder, |builder, (key, value)| builder.setting(key, value.clone())).try_start().await;
         if let Some(reason) = case.expect["reject"].as_str() {
             let err = match started {
                 Ok(_) => panic!("{name}: expected the configuration to be rejected ({reason})"),
@@ -146,7 +146,7 @@ fn scope(settings: &[(&'static str, String)]) -> gateway_config::LoadOptions {
     options
 }
 
-async fn check_request(name: &str, i: usize, r: &Value, gateway: &RunningGateway, upstreams: &BTreeMap<String, Upstream>) {
+async fn check_request(name: &str, i: usize, r: &Value, gateway: &TestGateway, upstreams: &BTreeMap<String, Upstream>) {
     let path = r["path"].as_str().expect("path");
     let what = format!("{name}: request {i} ({path})");
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
@@ -216,7 +216,7 @@ async fn a_subset_deployed_after_its_route_answers_503_until_a_reload_brings_it(
         }
         e
     };
-    let gateway = RunningGateway::start(&[("routing.yaml", routing), ("workloads.yaml", &entry(false))], None).await;
+    let gateway = TestGateway::builder().file("routing.yaml", routing).file("workloads.yaml", &entry(false)).start().await;
     let client = e2e_tests::client();
     let get = |path: &'static str| {
         let client = client.clone();

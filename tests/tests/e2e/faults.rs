@@ -5,10 +5,12 @@
 
 use std::time::Duration;
 
-use e2e_tests::gateway::RunningGateway;
+use e2e_tests::gateway::TestGateway;
 use e2e_tests::leaks::Level;
+use e2e_tests::metrics::metric;
 use e2e_tests::upstream::{Behaviour, Fault, FaultyUpstream, Upstream};
 use e2e_tests::{client, eventually};
+use gateway::admin::api::{DropReason, MirrorsDocument, ShadowOutcome};
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,15 +20,10 @@ use tokio::net::TcpStream;
 /// every copy is sent (no ejection), so that each fault is met on every request.
 const SETTINGS: &[(&str, &str)] = &[("upstream.idle_timeout", "200ms"), ("shadow.ejection.consecutive_failures", "0")];
 
-/// Copies of one mirror that have ended, whatever the way: once it equals the copies planned,
-/// none is in flight.
-fn ended(mirror: &Value) -> u64 {
-    let c = &mirror["copies"];
-    ["ok", "timeout", "error", "dropped"].iter().map(|k| c[*k].as_u64().unwrap_or(0)).sum()
-}
-
-fn mirror_named<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["mirrors"].as_array().and_then(|all| all.iter().find(|m| m["mirror"] == name)).unwrap_or(&Value::Null)
+/// Copies of mirror `name` that have ended, whatever the way (0 before it has a report): once
+/// it equals the copies planned, none is in flight.
+fn ended(report: &MirrorsDocument, name: &str) -> u64 {
+    report.mirror(name).map_or(0, |m| m.copies.total_ended())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -73,7 +70,7 @@ routes:
         mid_body = mid_body.addr,
         early = early.addr,
     );
-    let gateway = RunningGateway::start_with_settings(&[("g.yaml", &config)], SETTINGS).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config).settings(SETTINGS).start().await;
     let level = Level::now();
 
     // Reads and writes with a body: the early answer then lands while the body is still coming.
@@ -96,22 +93,22 @@ routes:
 
     eventually("every copy of every mirror has ended (none in flight)", Duration::from_secs(30), || async {
         let report = gateway.mirrors().await;
-        report["mirrors"].as_array().is_some_and(|all| all.len() == 7 && all.iter().all(|m| ended(m) == REQUESTS))
+        report.mirrors.len() == 7 && report.mirrors.iter().all(|m| m.copies.total_ended() == REQUESTS)
     })
     .await;
     let report = gateway.mirrors().await;
-    let copies = |name: &str| mirror_named(&report, name)["copies"].clone();
-    assert_eq!(copies("slow")["ok"], REQUESTS, "slow but within its timeout: {}", copies("slow"));
+    let copies = |name: &str| report.mirror(name).expect("a mirror of that name").copies.clone();
+    assert_eq!(copies("slow")[ShadowOutcome::Ok], REQUESTS, "slow but within its timeout: {:?}", copies("slow"));
     let hung_copies = copies("hung");
-    assert_eq!(hung_copies["timeout"], REQUESTS, "hung: {hung_copies}");
+    assert_eq!(hung_copies[ShadowOutcome::Timeout], REQUESTS, "hung: {hung_copies:?}");
     for name in ["refused", "reset", "garbage", "midbody"] {
-        assert_eq!(copies(name)["error"], REQUESTS, "{name}: {}", copies(name));
+        assert_eq!(copies(name)[ShadowOutcome::Error], REQUESTS, "{name}: {:?}", copies(name));
     }
     // An answer before the body is a valid HTTP exchange for reads; for writes the reset that
     // follows may reach the gateway first. Either way it is counted, never lost.
     let early_copies = copies("early");
-    assert_eq!(early_copies["ok"].as_u64().unwrap() + early_copies["error"].as_u64().unwrap(), REQUESTS, "early: {early_copies}");
-    assert!(early_copies["ok"].as_u64().unwrap() >= REQUESTS / 2, "reads get the early answer: {early_copies}");
+    assert_eq!(early_copies[ShadowOutcome::Ok] + early_copies[ShadowOutcome::Error], REQUESTS, "early: {early_copies:?}");
+    assert!(early_copies[ShadowOutcome::Ok] >= REQUESTS / 2, "reads get the early answer: {early_copies:?}");
 
     // Every misbehaving upstream saw its copies (the faults happened), and the gateway gave up
     // every connection to the hung one.
@@ -154,7 +151,7 @@ routes:
         failing = failing.addr,
     );
     let settings = [("shadow.ejection.consecutive_failures", "3"), ("shadow.ejection.base_time", "1s")];
-    let gateway = RunningGateway::start_with_settings(&[("g.yaml", &config)], &settings).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config).settings(&settings).start().await;
     let client = client();
     let send = |n: u64| {
         let client = client.clone();
@@ -167,38 +164,45 @@ routes:
         }
     };
     // One at a time, each copy ended before the next request: the failures are in a row.
-    for sent in 1..=10_u64 {
+    let sent = std::cell::Cell::new(0_u64);
+    let send_one = || async {
         send(1).await;
+        sent.set(sent.get() + 1);
         eventually("the copies of this request ended", Duration::from_secs(10), || async {
             let report = gateway.mirrors().await;
-            ended(mirror_named(&report, "garbage")) == sent && ended(mirror_named(&report, "failing")) == sent
+            ended(&report, "garbage") == sent.get() && ended(&report, "failing") == sent.get()
         })
         .await;
+    };
+    for _ in 1..=10 {
+        send_one().await;
     }
     let report = gateway.mirrors().await;
-    let copies = mirror_named(&report, "garbage")["copies"].clone();
-    assert_eq!((copies["error"].as_u64(), copies["dropped_shadow_ejected"].as_u64()), (Some(3), Some(7)), "{copies}");
+    let copies = report.mirror("garbage").expect("mirror garbage").copies.clone();
+    let ejected = ShadowOutcome::Dropped(DropReason::ShadowEjected);
+    assert_eq!((copies[ShadowOutcome::Error], copies[ejected]), (3, 7), "{copies:?}");
     assert_eq!(garbage.heads(), 3, "no copy reaches an ejected shadow");
-    let failing_copies = mirror_named(&report, "failing")["copies"].clone();
-    assert_eq!((failing_copies["ok"].as_u64(), failing_copies["dropped"].as_u64()), (Some(10), Some(0)), "{failing_copies}");
+    let failing_copies = report.mirror("failing").expect("mirror failing").copies.clone();
+    assert_eq!((failing_copies[ShadowOutcome::Ok], failing_copies.dropped()), (10, 0), "{failing_copies:?}");
     assert_eq!(failing.requests().len(), 10, "a shadow that answers 500 is never ejected");
-    let metrics = client.get(gateway.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(
-        metrics.lines().any(|l| l.starts_with("gateway_mirror_copies_total")
-            && l.contains("mirror=\"garbage\"")
-            && l.contains("reason=\"shadow_ejected\"")
-            && l.ends_with(" 7")),
-        "the drops are in the metrics"
-    );
+    let drops = metric("gateway_mirror_copies_total").label("mirror", "garbage").label("reason", "shadow_ejected").value(7);
+    assert!(drops.is_in(&gateway.metrics().await), "the drops are in the metrics");
 
-    // After the ejection time, copies probe the shadow again; it still fails, so three more
-    // failures eject it again, for twice as long.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    send(5).await;
+    // Once the ejection time is up, copies probe the shadow again: requests one at a time until
+    // a copy reaches it (each of the others is dropped, still ejected)...
+    eventually("a copy probes the shadow once the ejection time is up", Duration::from_secs(10), || async {
+        send_one().await;
+        garbage.heads() > 3
+    })
+    .await;
+    // ... it still fails, so three failures in a row eject it again, for twice as long: of the
+    // probe and the four requests after it, at most three reach the shadow.
+    send(4).await;
+    sent.set(sent.get() + 4);
     eventually("the probing copies failed and the shadow is ejected again", Duration::from_secs(10), || async {
         let report = gateway.mirrors().await;
-        let copies = &mirror_named(&report, "garbage")["copies"];
-        ended(mirror_named(&report, "garbage")) == 15 && copies["error"].as_u64() >= Some(4)
+        let errors = report.mirror("garbage").map_or(0, |m| m.copies[ShadowOutcome::Error]);
+        ended(&report, "garbage") == sent.get() && errors >= 4
     })
     .await;
     assert!((4..=6).contains(&garbage.heads()), "{} heads: probes went out, then the shadow was ejected again", garbage.heads());
@@ -228,7 +232,7 @@ routes:
         garbage = garbage.addr,
         mid_body = mid_body.addr,
     );
-    let gateway = RunningGateway::start_with_settings(&[("g.yaml", &config)], SETTINGS).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config).settings(SETTINGS).start().await;
     let level = Level::now();
     for (path, status) in
         [("/refused", StatusCode::BAD_GATEWAY), ("/hung", StatusCode::GATEWAY_TIMEOUT), ("/garbage", StatusCode::BAD_GATEWAY)]
@@ -280,7 +284,7 @@ async fn a_client_that_disconnects_mid_request_cancels_the_primary_call_and_its_
         "services: {{ app: {{ v1: [{}], v2: [{}] }} }}\nroutes: [{{ name: app, to: app/v1, mirrors: [{{ to: app/v2, name: shadow, methods: all, timeout: 600s, max_body: 1MiB }}] }}]\n",
         primary.addr, shadow.addr
     );
-    let gateway = RunningGateway::start_with_settings(&[("g.yaml", &config)], SETTINGS).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config).settings(SETTINGS).start().await;
     let level = Level::now();
 
     let mut client = TcpStream::connect(gateway.addr).await.unwrap();
@@ -296,12 +300,11 @@ async fn a_client_that_disconnects_mid_request_cancels_the_primary_call_and_its_
     eventually("the copy's connection was closed by the gateway", Duration::from_secs(20), || async { shadow.closed_by_peer() == 1 }).await;
     assert!(primary.body_bytes()[0] < 100_000 && shadow.body_bytes()[0] < 100_000);
     eventually("the copy is counted as abandoned by the client", Duration::from_secs(20), || async {
-        let report = gateway.mirrors().await;
-        ended(&report["mirrors"][0]) == 1
+        ended(&gateway.mirrors().await, "shadow") == 1
     })
     .await;
-    let report = gateway.mirrors().await;
-    assert_eq!(report["mirrors"][0]["copies"]["dropped_client_aborted"], 1, "{report}");
+    let report = gateway.mirror("shadow").await;
+    assert_eq!(report.copies[ShadowOutcome::Dropped(DropReason::ClientAborted)], 1, "{report:?}");
     level.wait_back("descriptors and tasks after the client left", Duration::from_secs(30)).await;
     gateway.stop().await;
 }
@@ -312,7 +315,7 @@ async fn a_client_that_disconnects_mid_request_cancels_the_primary_call_and_its_
 async fn a_client_that_leaves_while_waiting_cancels_the_primary_call() {
     let primary = FaultyUpstream::start(Fault::HangUntilClosed).await;
     let config = format!("services: {{ app: [{}] }}\nroutes: [{{ name: app, to: app }}]\n", primary.addr);
-    let gateway = RunningGateway::start_with_settings(&[("g.yaml", &config)], SETTINGS).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config).settings(SETTINGS).start().await;
     let level = Level::now();
     let mut client = TcpStream::connect(gateway.addr).await.unwrap();
     client.write_all(b"GET /wait HTTP/1.1\r\nhost: test\r\n\r\n").await.unwrap();

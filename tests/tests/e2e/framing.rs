@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use e2e_tests::gateway::RunningGateway;
+use e2e_tests::gateway::TestGateway;
+use e2e_tests::metrics::metric;
 use e2e_tests::upstream::{Behaviour, Upstream};
 use e2e_tests::wire::{BodyRecorder, h2_request, raw_exchange, status_of};
 use e2e_tests::{client, eventually};
@@ -18,7 +19,7 @@ fn one_route(upstream: std::net::SocketAddr) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn duplicate_or_missing_host_gets_400_and_never_reaches_the_upstream() {
     let up = Upstream::start(Behaviour::ok("ok")).await;
-    let gateway = RunningGateway::start(&[("g.yaml", &one_route(up.addr))], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &one_route(up.addr)).start().await;
     let good = raw_exchange(gateway.addr, b"GET /one HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n", QUIET).await;
     assert_eq!(status_of(&good), Some(200), "{good}");
     assert_eq!(up.requests().len(), 1, "a well-framed request reaches the upstream");
@@ -37,7 +38,7 @@ async fn duplicate_or_missing_host_gets_400_and_never_reaches_the_upstream() {
 #[tokio::test(flavor = "multi_thread")]
 async fn trace_is_refused_with_405() {
     let up = Upstream::start(Behaviour::ok("ok")).await;
-    let gateway = RunningGateway::start(&[("g.yaml", &one_route(up.addr))], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &one_route(up.addr)).start().await;
     assert_eq!(client().request(reqwest::Method::OPTIONS, gateway.url("/x")).send().await.unwrap().status(), 200);
     let trace = client().request(reqwest::Method::TRACE, gateway.url("/x")).header("cookie", "secret=1").send().await.unwrap();
     assert_eq!(trace.status(), 405);
@@ -47,14 +48,14 @@ async fn trace_is_refused_with_405() {
 }
 
 /// Primary and shadow both record whether the request body they got was whole.
-async fn recorded_pair(route: &str) -> (BodyRecorder, BodyRecorder, RunningGateway) {
+async fn recorded_pair(route: &str) -> (BodyRecorder, BodyRecorder, TestGateway) {
     let primary = BodyRecorder::start().await;
     let shadow = BodyRecorder::start().await;
     let config = format!(
         "services: {{ up: {{ v1: [{}], v2: [{}] }} }}\nroutes: [{{ name: {route}, to: up/v1, mirror: {{ to: up/v2, methods: all }} }}]\n",
         primary.addr, shadow.addr
     );
-    let gateway = RunningGateway::start(&[("g.yaml", &config)], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config).start().await;
     (primary, shadow, gateway)
 }
 
@@ -119,9 +120,8 @@ async fn a_small_upload_cut_short_never_reaches_the_upstream() {
     socket.write_all(b"POST /cut HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1000\r\n\r\n").await.unwrap();
     socket.write_all(&[b'y'; 100]).await.unwrap();
     drop(socket);
-    let metrics = || async { client().get(gateway.admin_url("/metrics")).send().await.unwrap().text().await.unwrap() };
     eventually("the gateway is done with the cut request", Duration::from_secs(10), || async {
-        metrics().await.lines().filter(|l| l.starts_with(r#"gateway_requests_total{route="cut-small""#)).count() == 2
+        metric("gateway_requests_total").label("route", "cut-small").count_in(&gateway.metrics().await) == 2
     })
     .await;
     let uris = |u: &BodyRecorder| u.seen().into_iter().map(|s| s.uri).collect::<Vec<_>>();
@@ -136,7 +136,7 @@ async fn a_small_upload_cut_short_never_reaches_the_upstream() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bad_content_length_gets_400() {
     let up = Upstream::start(Behaviour::ok("ok")).await;
-    let gateway = RunningGateway::start(&[("g.yaml", &one_route(up.addr))], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &one_route(up.addr)).start().await;
     for request in [
         &b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n"[..],
         b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
@@ -156,7 +156,7 @@ async fn dot_segment_paths_never_reach_an_upstream_outside_their_prefix() {
         "services: {{ api: [{}], public: [{}] }}\nroutes:\n  - {{ name: api, match: {{ prefix: /api/ }}, rewrite: /, to: api }}\n  - {{ name: public, to: public }}\n",
         api.addr, public.addr
     );
-    let gateway = RunningGateway::start(&[("g.yaml", &config)], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config).start().await;
     let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
     let answer = raw_exchange(gateway.addr, get("/api/items?q=/../x").as_bytes(), QUIET).await;
     assert!(answer.ends_with("api"), "{answer}");
@@ -183,22 +183,23 @@ async fn escaped_slashes_follow_the_configured_action() {
     let config = format!("services: {{ api: [{}] }}\nroutes: [{{ name: api, match: {{ prefix: /api/ }}, to: api }}]\n", api.addr);
     let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
 
-    let keep = RunningGateway::start(&[("g.yaml", &config)], None).await;
+    let keep = TestGateway::builder().file("g.yaml", &config).start().await;
     let answer = raw_exchange(keep.addr, get("/api/a%2Fb").as_bytes(), QUIET).await;
     assert_eq!(status_of(&answer), Some(200), "{answer}");
     assert_eq!(api.requests()[0].uri, "/api/a%2Fb", "kept by default (Istio BASE)");
     keep.stop().await;
 
-    let reject = RunningGateway::start_with_settings(&[("g.yaml", &config)], &[("requests.path.escaped_slashes", "reject")]).await;
+    let reject = TestGateway::builder().file("g.yaml", &config).setting("requests.path.escaped_slashes", "reject").start().await;
     let answer = raw_exchange(reject.addr, get("/api/a%2Fb").as_bytes(), QUIET).await;
     assert_eq!(status_of(&answer), Some(400), "{answer}");
     reject.stop().await;
 
-    let unescape = RunningGateway::start_with_settings(
-        &[("g.yaml", &config)],
-        &[("requests.path.escaped_slashes", "unescape"), ("requests.path.merge_slashes", "true")],
-    )
-    .await;
+    let unescape = TestGateway::builder()
+        .file("g.yaml", &config)
+        .setting("requests.path.escaped_slashes", "unescape")
+        .setting("requests.path.merge_slashes", "true")
+        .start()
+        .await;
     let answer = raw_exchange(unescape.addr, get("/api/a%2F%2Fb//c").as_bytes(), QUIET).await;
     assert_eq!(status_of(&answer), Some(200), "{answer}");
     let answer = raw_exchange(unescape.addr, get("/api/..%2Fsecret").as_bytes(), QUIET).await;
@@ -211,7 +212,7 @@ async fn escaped_slashes_follow_the_configured_action() {
 #[tokio::test(flavor = "multi_thread")]
 async fn http2_cookie_fields_reach_an_http1_upstream_as_one_header_joined_by_semicolons() {
     let up = Upstream::start(Behaviour::ok("ok")).await;
-    let gateway = RunningGateway::start(&[("g.yaml", &one_route(up.addr))], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &one_route(up.addr)).start().await;
     let (status, _, body) = h2_request(gateway.addr, "/cookies", &[("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")]).await;
     assert_eq!((status.as_u16(), body.as_ref()), (200, &b"ok"[..]));
     let seen = &up.requests()[0].headers;

@@ -2,17 +2,13 @@
 
 use std::time::Duration;
 
-use e2e_tests::gateway::RunningGateway;
+use e2e_tests::gateway::TestGateway;
+use e2e_tests::metrics::metric;
 use e2e_tests::upstream::{Behaviour, Upstream};
+use e2e_tests::{client, eventually, get};
+use gateway::admin::api::{DropReason, ShadowOutcome};
 use reqwest::StatusCode;
 use serde_json::Value;
-
-use e2e_tests::{client, eventually};
-
-async fn get(url: &str) -> (StatusCode, String) {
-    let response = client().get(url).send().await.expect("request");
-    (response.status(), response.text().await.expect("body"))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn routes_match_by_prefix_exact_regex_method_and_header_and_rewrite_like_istio() {
@@ -45,7 +41,7 @@ routes:
         a = a.addr,
         b = b.addr
     );
-    let gateway = RunningGateway::start(&[("gateway.yaml", &config)], None).await;
+    let gateway = TestGateway::builder().file("gateway.yaml", &config).start().await;
 
     assert_eq!(get(&gateway.url("/svc/index?q=1")).await, (StatusCode::OK, "a".into()));
     assert_eq!(a.requests()[0].uri, "/index?q=1", "the matched prefix is replaced, the query kept");
@@ -67,7 +63,7 @@ routes:
 async fn forwarded_requests_get_proxy_headers_and_lose_hop_by_hop_ones() {
     let up = Upstream::start(Behaviour::ok("ok")).await;
     let config = format!("services: {{ up: [{}] }}\nroutes: [{{ to: up }}]\n", up.addr);
-    let gateway = RunningGateway::start(&[("g.yaml", &config)], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config).start().await;
     client()
         .get(gateway.url("/x"))
         .header("connection", "x-private")
@@ -90,7 +86,7 @@ async fn forwarded_requests_get_proxy_headers_and_lose_hop_by_hop_ones() {
 async fn a_large_request_body_streams_to_the_primary_intact() {
     let up = Upstream::start(Behaviour::ok("got it")).await;
     let config = format!("services: {{ up: [{}] }}\nroutes: [{{ to: up }}]\n", up.addr);
-    let gateway = RunningGateway::start(&[("g.yaml", &config)], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config).start().await;
     let body: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
     let response = client().post(gateway.url("/upload")).body(body.clone()).send().await.unwrap();
     assert_eq!(response.text().await.unwrap(), "got it");
@@ -117,7 +113,7 @@ routes:
         reset = reset.addr,
         hung = hung.addr
     );
-    let gateway = RunningGateway::start(&[("g.yaml", &config)], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config).start().await;
     for (path, status, error) in [
         ("/refused", StatusCode::BAD_GATEWAY, "upstream unavailable"),
         ("/reset", StatusCode::BAD_GATEWAY, "upstream unavailable"),
@@ -161,7 +157,7 @@ routes:
         m2 = m2.addr,
         never = never.addr
     );
-    let gateway = RunningGateway::start(&[("g.yaml", &config)], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config).start().await;
     let response =
         client().get(gateway.url("/index")).header("host", "app.example:8080").header("authorization", "Bearer t").send().await.unwrap();
     assert_eq!(response.text().await.unwrap(), "primary");
@@ -185,12 +181,12 @@ routes:
     // The copies of one request are spawned together: the other two have arrived and been
     // counted, so a copy at percent 0 would have been counted too.
     eventually("both sampled copies counted", Duration::from_secs(10), || async {
-        gateway.mirrors().await["mirrors"].as_array().unwrap().iter().filter(|m| m["copies"]["ok"] == 1).count() == 2
+        gateway.mirrors().await.mirrors.iter().filter(|m| m.copies[ShadowOutcome::Ok] == 1).count() == 2
     })
     .await;
     let report = gateway.mirrors().await;
-    let v4 = report["mirrors"].as_array().unwrap().iter().find(|m| m["mirror"] == "app/v4").cloned().unwrap_or(Value::Null);
-    assert!(v4.is_null() || v4["copies"]["sent"] == 0, "percent 0 copies nothing: {v4}");
+    let v4 = report.mirror("app/v4").ok();
+    assert!(v4.is_none_or(|v4| v4.copies.sent == 0), "percent 0 copies nothing: {v4:?}");
     assert!(never.requests().is_empty(), "percent 0 copies nothing");
     gateway.stop().await;
 }
@@ -203,15 +199,15 @@ async fn writes_are_not_mirrored_by_default() {
     let shadow = Upstream::start(Behaviour::ok("shadow")).await;
     let config =
         format!("services: {{ app: {{ v1: [{}], v2: [{}] }} }}\nroutes: [{{ to: app/v1, mirror: app/v2 }}]\n", primary.addr, shadow.addr);
-    let gateway = RunningGateway::start(&[("g.yaml", &config)], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config).start().await;
     client().post(gateway.url("/b")).body("write").send().await.unwrap();
     client().delete(gateway.url("/b")).send().await.unwrap();
     client().get(gateway.url("/c")).send().await.unwrap();
     let copies = shadow.wait_for(1, Duration::from_secs(5)).await;
     // The copy of the last request has been answered and counted; one of an earlier request
     // would have been spawned before it.
-    eventually("the copy counted", Duration::from_secs(10), || async { gateway.mirrors().await["mirrors"][0]["copies"]["ok"] == 1 }).await;
-    assert_eq!(gateway.mirrors().await["mirrors"][0]["copies"]["sent"], 1, "only the GET was copied: {copies:?}");
+    let report = gateway.wait_mirror("the copy counted", "app/v2", |m| m.copies[ShadowOutcome::Ok] == 1).await;
+    assert_eq!(report.copies.sent, 1, "only the GET was copied: {copies:?}");
     assert_eq!(shadow.requests().len(), 1, "only the GET was copied: {copies:?}");
     assert_eq!(shadow.requests()[0].uri, "/c");
     assert_eq!(primary.requests().len(), 3);
@@ -226,7 +222,7 @@ async fn request_bodies_are_mirrored_up_to_the_cap() {
         "services: {{ app: {{ v1: [{}], v2: [{}] }} }}\nroutes: [{{ name: app, to: app/v1, mirrors: [{{ to: app/v2, name: v2, methods: all, max_body: 1KiB }}] }}]\n",
         primary.addr, shadow.addr
     );
-    let gateway = RunningGateway::start(&[("g.yaml", &config)], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config).start().await;
     let small = "x".repeat(600);
     let large = "y".repeat(5000);
     client().post(gateway.url("/small")).body(small.clone()).send().await.unwrap();
@@ -235,10 +231,9 @@ async fn request_bodies_are_mirrored_up_to_the_cap() {
     let copies = shadow.wait_for(1, Duration::from_secs(5)).await;
     assert_eq!(copies[0].body, small.as_bytes());
     assert_eq!(primary.requests()[1].body, large.as_bytes());
-    eventually("the over-cap copy counted as dropped", Duration::from_secs(10), || async {
-        gateway.mirrors().await["mirrors"][0]["copies"]["dropped_body_over_cap"] == 1
-    })
-    .await;
+    gateway
+        .wait_mirror("the over-cap copy counted as dropped", "v2", |m| m.copies[ShadowOutcome::Dropped(DropReason::BodyOverCap)] == 1)
+        .await;
     assert_eq!(shadow.requests().len(), 1, "the over-cap copy is dropped");
     gateway.stop().await;
 }
@@ -253,7 +248,7 @@ async fn a_hung_mirror_never_holds_sequential_keep_alive_requests() {
         "services: {{ app: {{ v1: [{}], v2: [{}] }} }}\nroutes: [{{ name: app, to: app/v1, mirrors: [{{ to: app/v2, name: hung, timeout: 300ms, max_in_flight: 8 }}] }}]\n",
         primary.addr, hung.addr
     );
-    let gateway = RunningGateway::start(&[("g.yaml", &config)], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config).start().await;
     // One client with one pooled connection: every request reuses it.
     let client = e2e_tests::client_builder().pool_max_idle_per_host(1).build().unwrap();
     for i in 0..100 {
@@ -263,16 +258,12 @@ async fn a_hung_mirror_never_holds_sequential_keep_alive_requests() {
     }
     assert_eq!(primary.requests().len(), 100);
     // Every copy ends as a timeout or a drop at the in-flight cap; none is lost or queued.
-    eventually("every copy accounted for", Duration::from_secs(10), || async {
-        let copies = &gateway.mirrors().await["mirrors"][0]["copies"];
-        copies["timeout"].as_u64().unwrap() + copies["dropped"].as_u64().unwrap() == 100
-    })
-    .await;
-    let report = gateway.mirrors().await;
-    let copies = &report["mirrors"][0]["copies"];
-    assert_eq!(copies["timeout"].as_u64().unwrap() + copies["dropped"].as_u64().unwrap(), 100, "{copies}");
-    assert_eq!(copies["dropped"], copies["dropped_max_in_flight"]);
-    assert_eq!(copies["ok"], 0);
+    let report =
+        gateway.wait_mirror("every copy accounted for", "hung", |m| m.copies[ShadowOutcome::Timeout] + m.copies.dropped() == 100).await;
+    let copies = &report.copies;
+    assert_eq!(copies[ShadowOutcome::Timeout] + copies.dropped(), 100, "{copies:?}");
+    assert_eq!(copies.dropped(), copies[ShadowOutcome::Dropped(DropReason::InFlightCap)]);
+    assert_eq!(copies[ShadowOutcome::Ok], 0);
     gateway.stop().await;
 }
 
@@ -281,7 +272,7 @@ async fn a_reload_swaps_the_routes_and_an_invalid_one_keeps_the_old() {
     let a = Upstream::start(Behaviour::ok("a")).await;
     let b = Upstream::start(Behaviour::ok("b")).await;
     let config = |to: &str| format!("services: {{ a: [{}], b: [{}] }}\nroutes: [{{ to: {to} }}]\n", a.addr, b.addr);
-    let gateway = RunningGateway::start(&[("g.yaml", &config("a"))], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config("a")).start().await;
     assert_eq!(get(&gateway.url("/")).await.1, "a");
 
     std::fs::write(&gateway.files[0], config("b")).unwrap();
@@ -292,7 +283,7 @@ async fn a_reload_swaps_the_routes_and_an_invalid_one_keeps_the_old() {
     let error = gateway.reloader.reload().unwrap_err();
     assert!(error.contains("g.yaml") && error.contains("\"c\""), "{error}");
     assert_eq!(get(&gateway.url("/")).await.1, "b", "the previous table keeps serving");
-    let config: Value = serde_json::from_str(&get(&gateway.admin_url("/config")).await.1).unwrap();
+    let config = gateway.config().await;
     assert_eq!(config["reloads"], 1);
     assert!(config["last_reload_error"].as_str().unwrap().contains("g.yaml"));
     gateway.stop().await;
@@ -302,21 +293,24 @@ async fn a_reload_swaps_the_routes_and_an_invalid_one_keeps_the_old() {
 async fn the_admin_listener_serves_health_config_and_metrics() {
     let a = Upstream::start(Behaviour::ok("a")).await;
     let config = format!("services: {{ a: [{}] }}\nroutes: [{{ name: only, match: {{ prefix: /x }}, to: a }}]\n", a.addr);
-    let gateway = RunningGateway::start(&[("g.yaml", &config)], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config).start().await;
     get(&gateway.url("/x")).await;
     assert_eq!(get(&gateway.admin_url("/healthz")).await, (StatusCode::OK, "ok".into()));
     assert_eq!(get(&gateway.admin_url("/readyz")).await.0, StatusCode::OK);
-    let config: Value = serde_json::from_str(&get(&gateway.admin_url("/config")).await.1).unwrap();
+    let config = gateway.config().await;
     assert_eq!(config["routes"][0]["name"], "only");
     assert_eq!(config["destinations"][0]["endpoints"][0]["port"], a.addr.port());
-    let metrics = get(&gateway.admin_url("/metrics")).await.1;
-    assert!(metrics.contains("gateway_requests_total{route=\"only\",destination=\"a\",status=\"200\"}"), "{metrics}");
+    metric("gateway_requests_total")
+        .label("route", "only")
+        .label("destination", "a")
+        .label("status", 200)
+        .assert_in(&gateway.metrics().await);
     gateway.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_invalid_configuration_is_refused_with_file_and_key() {
-    let error = RunningGateway::try_start(&[("bad.yaml", "routes:\n  - to: nowhere/v9\n")], None).await.err().expect("refused");
+    let error = TestGateway::builder().file("bad.yaml", "routes:\n  - to: nowhere/v9\n").try_start().await.err().expect("refused");
     assert!(error.starts_with("bad.yaml") || error.contains("bad.yaml:"), "{error}");
     assert!(error.contains("nowhere"), "{error}");
 }
@@ -326,7 +320,7 @@ async fn a_changed_configuration_file_is_picked_up_by_the_watcher() {
     let a = Upstream::start(Behaviour::ok("a")).await;
     let b = Upstream::start(Behaviour::ok("b")).await;
     let config = |to: &str| format!("services: {{ a: [{}], b: [{}] }}\nroutes: [{{ to: {to} }}]\n", a.addr, b.addr);
-    let gateway = RunningGateway::start(&[("g.yaml", &config("a"))], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config("a")).start().await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let watcher = tokio::spawn(gateway.reloader.clone().watch(Duration::from_millis(50), async {
         let _ = stopped.await;
@@ -346,7 +340,7 @@ async fn a_changed_configuration_file_is_picked_up_by_the_watcher() {
 async fn a_reload_that_keeps_a_destination_keeps_its_warm_connections() {
     let up = Upstream::start(Behaviour::ok("up")).await;
     let config = |route: &str| format!("services: {{ up: [{}] }}\nroutes: [{{ name: {route}, to: up }}]\n", up.addr);
-    let gateway = RunningGateway::start(&[("g.yaml", &config("before"))], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config("before")).start().await;
     for _ in 0..3 {
         assert_eq!(get(&gateway.url("/x")).await.1, "up");
     }
@@ -358,7 +352,7 @@ async fn a_reload_that_keeps_a_destination_keeps_its_warm_connections() {
     for _ in 0..3 {
         assert_eq!(get(&gateway.url("/x")).await.1, "up");
     }
-    let config_now = serde_json::from_str::<Value>(&get(&gateway.admin_url("/config")).await.1).unwrap();
+    let config_now = gateway.config().await;
     assert_eq!(config_now["routes"][0]["name"], "renamed", "the reload took effect");
     assert_eq!(up.connections(), warm, "no new upstream connection after a reload that kept the destination");
     gateway.stop().await;

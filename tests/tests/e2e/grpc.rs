@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use e2e_tests::gateway::RunningGateway;
+use e2e_tests::gateway::TestGateway;
 use e2e_tests::peers::{PeerServer, run_client};
 use e2e_tests::{eventually, python_peer};
+use gateway::admin::api::ShadowOutcome;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -31,7 +32,7 @@ routes:
         primary = primary.addr(),
         shadow = shadow.addr()
     );
-    let gateway = RunningGateway::start(&[("gateway.yaml", &config)], None).await;
+    let gateway = TestGateway::builder().file("gateway.yaml", &config).start().await;
     let target = gateway.addr.to_string();
 
     let unary = run_client("grpc_peer.py", &["call", &target, "Unary", "hi"]).await;
@@ -61,21 +62,13 @@ routes:
 
     // Each copy's answer was a whole gRPC call, compared by status, grpc-status and message bytes:
     // Unary and Stream differ ("shadow:hi"), Fail is the same NOT_FOUND with no message.
-    let mut report = serde_json::Value::Null;
-    for _ in 0..500 {
-        report = gateway.mirrors().await["mirrors"][0].clone();
-        let c = &report["comparison"];
-        if ["matched", "mismatched", "noise", "skipped"].iter().map(|k| c[k].as_u64().unwrap_or(0)).sum::<u64>() >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(report["copies"]["ok"], 3, "{report}");
-    let c = &report["comparison"];
-    if c["skipped"] == 0 {
-        assert_eq!((c["matched"].as_u64(), c["mismatched"].as_u64()), (Some(1), Some(2)), "{report}");
+    let report = gateway.wait_compared("greeter/v2", 3).await;
+    assert_eq!(report.copies[ShadowOutcome::Ok], 3, "{report:?}");
+    let c = &report.comparison;
+    if c.skipped == 0 {
+        assert_eq!((c.matched, c.mismatched), (1, 2), "{report:?}");
     } else {
-        assert!(c["matched"].as_u64() <= Some(1), "{report}");
+        assert!(c.matched <= 1, "{report:?}");
     }
     gateway.stop().await;
 }
@@ -90,7 +83,7 @@ async fn an_auto_destination_speaks_http2_to_an_http2_client() {
         "services:\n  greeter: {{ protocol: auto, endpoints: [{}] }}\nroutes: [{{ name: grpc-auto, to: greeter }}]\n",
         server.addr()
     );
-    let gateway = RunningGateway::start(&[("gateway.yaml", &config)], None).await;
+    let gateway = TestGateway::builder().file("gateway.yaml", &config).start().await;
     let unary = run_client("grpc_peer.py", &["call", &gateway.addr.to_string(), "Unary", "hi"]).await;
     assert_eq!((unary["code"].as_str(), unary["trailers"]["x-served-by"].as_str()), (Some("OK"), Some("auto")), "{unary}");
     gateway.stop().await;
@@ -103,11 +96,11 @@ async fn an_auto_destination_speaks_http2_to_an_http2_client() {
 /// the `:authority`, as Envoy sends it, and the connection still goes to the endpoint.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_http2_upstream_gets_the_clients_host_as_its_authority() {
-    let Some(nginx) = Nginx::start(r#"location / { return 200 "host=$host http_host=$http_host"; }"#) else {
+    let Some(nginx) = Nginx::start(r#"location / { return 200 "host=$host http_host=$http_host"; }"#).await else {
         return;
     };
     let config = format!("services:\n  shop: {{ protocol: http2, endpoints: [{}] }}\nroutes: [{{ name: shop, to: shop }}]\n", nginx.addr);
-    let gateway = RunningGateway::start(&[("gateway.yaml", &config)], None).await;
+    let gateway = TestGateway::builder().file("gateway.yaml", &config).start().await;
     let response = e2e_tests::client().get(gateway.url("/items")).header("host", "shop.example.com").send().await.unwrap();
     let status = response.status();
     let body = response.text().await.unwrap();
@@ -124,7 +117,7 @@ struct Nginx {
 }
 
 impl Nginx {
-    fn start(server: &str) -> Option<Self> {
+    async fn start(server: &str) -> Option<Self> {
         if std::process::Command::new("nginx").arg("-v").output().is_err() {
             assert!(std::env::var_os("CI").is_none(), "nginx is missing: .ci/run installs .ci/apt-packages.txt");
             eprintln!("notice: skipped, nginx is not installed (apt-get install nginx-light)");
@@ -143,12 +136,12 @@ impl Nginx {
             .args(["-e", &format!("{}/error.log", dir.display()), "-p", &dir.display().to_string(), "-c", "nginx.conf"])
             .spawn()
             .expect("nginx starts");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(std::time::Instant::now() < deadline, "nginx did not listen on {addr}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(Self { addr, dir, process })
+        let nginx = Self { addr, dir, process };
+        eventually(&format!("nginx listens on {addr}"), Duration::from_secs(10), || async {
+            tokio::net::TcpStream::connect(addr).await.is_ok()
+        })
+        .await;
+        Some(nginx)
     }
 
     fn log(&self) -> String {
@@ -178,11 +171,10 @@ async fn a_grpc_call_mirrored_to_an_auto_destination_reaches_it_over_http2() {
         primary.addr(),
         shadow.addr()
     );
-    let gateway = RunningGateway::start(&[("gateway.yaml", &config)], None).await;
+    let gateway = TestGateway::builder().file("gateway.yaml", &config).start().await;
     let unary = run_client("grpc_peer.py", &["call", &gateway.addr.to_string(), "Unary", "hi"]).await;
     assert_eq!(unary["code"], "OK", "{unary}");
     eventually("the copy reached the shadow", Duration::from_secs(10), || async { shadow.events().len() == 1 }).await;
-    eventually("the copy is counted ok", Duration::from_secs(10), || async { gateway.mirrors().await["mirrors"][0]["copies"]["ok"] == 1 })
-        .await;
+    gateway.wait_mirror("the copy is counted ok", "greeter/v2", |m| m.copies[ShadowOutcome::Ok] == 1).await;
     gateway.stop().await;
 }

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use e2e_tests::gateway::RunningGateway;
+use e2e_tests::gateway::TestGateway;
 use e2e_tests::services::{RunningService, service_settings};
 use e2e_tests::upstream::{Behaviour, Upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -183,7 +183,7 @@ async fn try_all(what: &str, addr: SocketAddr, sentinel: u16) -> Vec<(&'static s
 async fn hostile_input_at_the_gateway_gets_its_status_and_smuggles_nothing() {
     let upstream = Upstream::start(Behaviour::ok("ok")).await;
     let config = format!("services: {{ up: [{}] }}\nroutes: [{{ name: all, to: up }}]\n", upstream.addr);
-    let gateway = RunningGateway::start(&[("g.yaml", &config)], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config).start().await;
     try_all("gateway", gateway.addr, 200).await;
     let seen = upstream.requests();
     let uris: Vec<&str> = seen.iter().map(|r| r.uri.as_str()).collect();
@@ -200,7 +200,7 @@ async fn hostile_input_at_the_gateway_gets_its_status_and_smuggles_nothing() {
 async fn a_broken_chunked_request_body_at_the_gateway_gets_400() {
     let upstream = Upstream::start(Behaviour::ok("ok")).await;
     let config = format!("services: {{ up: [{}] }}\nroutes: [{{ name: all, to: up }}]\n", upstream.addr);
-    let gateway = RunningGateway::start(&[("g.yaml", &config)], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config).start().await;
     let got = statuses(gateway.addr, b"POST / HTTP/1.1\r\nhost: test\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n\r\n").await;
     assert_eq!(got, [400]);
     gateway.stop().await;
@@ -212,7 +212,7 @@ async fn a_broken_chunked_request_body_at_the_gateway_gets_400() {
 async fn a_request_body_over_the_configured_limit_gets_413_at_the_gateway() {
     let upstream = Upstream::start(Behaviour::ok("ok")).await;
     let config = format!("services: {{ up: [{}] }}\nroutes: [{{ name: all, to: up }}]\n", upstream.addr);
-    let gateway = RunningGateway::start_with_settings(&[("g.yaml", &config)], &[("listener.max_request_body_bytes", "1024")]).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config).setting("listener.max_request_body_bytes", "1024").start().await;
     let within = b"POST /small HTTP/1.1\r\nhost: test\r\ncontent-length: 3\r\n\r\nabc".to_vec();
     assert_eq!(statuses(gateway.addr, &within).await, [200, 200]);
     let declared = b"POST /declared HTTP/1.1\r\nhost: test\r\ncontent-length: 2000\r\n\r\n".to_vec();
@@ -233,7 +233,7 @@ async fn a_request_body_over_the_configured_limit_gets_413_at_the_gateway() {
 async fn hostile_input_at_the_admin_listener_gets_its_status() {
     let upstream = Upstream::start(Behaviour::ok("ok")).await;
     let config = format!("services: {{ up: [{}] }}\nroutes: [{{ name: all, to: up }}]\n", upstream.addr);
-    let gateway = RunningGateway::start(&[("g.yaml", &config)], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config).start().await;
     try_all("admin", gateway.admin, 404).await;
     gateway.stop().await;
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use e2e_tests::gateway::RunningGateway;
+use e2e_tests::gateway::TestGateway;
 use e2e_tests::upstream::{Behaviour, Upstream};
 use e2e_tests::{client, python_peer};
 use serde_json::Value;
@@ -36,7 +36,7 @@ async fn http2_floods_are_answered_as_hyper_and_h2_allow_and_the_gateway_keeps_s
     }
     let upstream = Upstream::start(Behaviour::ok("ok")).await;
     let config = format!("services: {{ up: [{}] }}\nroutes: [{{ name: all, to: up }}]\n", upstream.addr);
-    let gateway = RunningGateway::start(&[("g.yaml", &config)], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config).start().await;
     let serves = || async {
         let response = client().get(gateway.url("/after")).send().await.expect("the gateway still answers");
         assert_eq!(response.status(), 200);

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use e2e_tests::gateway::RunningGateway;
+use e2e_tests::gateway::TestGateway;
 use e2e_tests::upstream::{Behaviour, Upstream};
 use e2e_tests::{client, eventually};
 
@@ -21,7 +21,7 @@ async fn ten_reloads_during_a_steady_stream_of_requests_fail_none() {
             a.addr, b.addr, shadow.addr
         )
     };
-    let gateway = Arc::new(RunningGateway::start(&[("g.yaml", &config("a"))], None).await);
+    let gateway = Arc::new(TestGateway::builder().file("g.yaml", &config("a")).start().await);
 
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use e2e_tests::gateway::RunningGateway;
+use e2e_tests::client;
+use e2e_tests::gateway::TestGateway;
 use e2e_tests::otlp::Receiver;
 use e2e_tests::upstream::{Behaviour, Upstream};
-use e2e_tests::{client, eventually};
 use reqwest::StatusCode;
 
 const AUTHORIZATION: &str = "Bearer AUTH-SECRET-7f3a9c";
@@ -51,7 +51,7 @@ routes:
         primary = primary.addr,
         shadow = shadow.addr
     );
-    let (gateway, logs) = RunningGateway::start_capturing_logs(&[("g.yaml", &config)], Some(&receiver)).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config).otlp(&receiver).capture_logs().start().await;
 
     for i in 0..3 {
         let response = client()
@@ -72,15 +72,14 @@ routes:
     let copies = shadow.wait_for(3, Duration::from_secs(20)).await;
     assert_eq!(copies[0].headers["authorization"], SHADOW_AUTHORIZATION);
     assert_eq!(copies[0].headers["cookie"], COOKIE);
-    eventually("the three comparisons are recorded", Duration::from_secs(30), || async {
-        let report = gateway.mirrors().await;
-        let c = &report["mirrors"][0]["comparison"];
-        c["matched"].as_u64().unwrap_or(0) + c["mismatched"].as_u64().unwrap_or(0) + c["skipped"].as_u64().unwrap_or(0) == 3
-    })
-    .await;
-    let mirrors = gateway.mirrors().await;
-    let mismatch = &mirrors["mirrors"][0]["recent_mismatches"][0];
-    assert!(mismatch.to_string().contains("set-cookie"), "the set-cookie difference is reported (redacted): {mirrors}");
+    let report = gateway.wait_compared("v2", 3).await;
+    let c = &report.comparison;
+    assert_eq!(c.matched + c.mismatched + c.skipped, 3, "{report:?}");
+    let mismatch = &report.recent_mismatches[0];
+    assert!(
+        mismatch.differences.iter().any(|d| d.field.contains("set-cookie")),
+        "the set-cookie difference is reported (redacted): {report:?}"
+    );
 
     gateway.flush().await;
     let spans = receiver
@@ -91,14 +90,14 @@ routes:
     assert!(spans.iter().any(|s| s.attr("mirror.diff.fields").is_some_and(|f| f.to_string().contains("set-cookie"))), "{spans:?}");
 
     let mut leaks = Vec::new();
-    leaks.extend(leaked("logs", &logs.text()));
+    leaks.extend(leaked("logs", &gateway.logs()));
     leaks.extend(leaked("spans", &serde_json::to_string(&spans).unwrap()));
     for path in ["/config", "/mirrors", "/"] {
         let body = client().get(gateway.admin_url(path)).send().await.unwrap().text().await.unwrap();
         assert!(!body.is_empty(), "{path}");
         leaks.extend(leaked(path, &body));
     }
-    assert!(logs.text().contains("mirror copy done"), "the logs of the mirrored traffic were captured: {}", logs.text());
+    assert!(gateway.logs().contains("mirror copy done"), "the logs of the mirrored traffic were captured: {}", gateway.logs());
     assert!(leaks.is_empty(), "{leaks:#?}");
     gateway.stop().await;
 }

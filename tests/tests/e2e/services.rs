@@ -13,12 +13,8 @@ async fn target(version: &str) -> RunningService {
     RunningService::start("target", version, &service_settings(&[]), None).await
 }
 
-use e2e_tests::client;
-
-async fn get(url: &str) -> (StatusCode, String) {
-    let response = client().get(url).send().await.expect("request");
-    (response.status(), response.text().await.expect("body"))
-}
+use e2e_tests::metrics::{Metrics, metric};
+use e2e_tests::{client, get};
 
 async fn error_of(url: &str) -> (StatusCode, String) {
     let (status, body) = get(url).await;
@@ -34,8 +30,13 @@ async fn v1_and_v2_answer_index_side_by_side() {
     assert_eq!(get(&v1.url("/healthz")).await.0, StatusCode::OK);
     assert_eq!(get(&v2.url("/readyz")).await.0, StatusCode::OK);
     assert_eq!(get(&v1.url("/nope")).await.0, StatusCode::NOT_FOUND);
-    let metrics = get(&v2.url("/metrics")).await.1;
-    assert!(metrics.contains(r#"http_server_requests_total{route="/index",status="200",version="v2",shadow="false"} 1"#), "{metrics}");
+    metric("http_server_requests_total")
+        .label("route", "/index")
+        .label("status", 200)
+        .label("version", "v2")
+        .label("shadow", false)
+        .value(1)
+        .assert_in(&Metrics::scrape(&v2.url("/metrics")).await);
     v1.stop().await;
     v2.stop().await;
 }

@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use e2e_tests::gateway::RunningGateway;
+use e2e_tests::client;
+use e2e_tests::gateway::TestGateway;
 use e2e_tests::httpbin::Httpbin;
 use e2e_tests::otlp::Receiver;
 use e2e_tests::upstream::{Behaviour, Upstream};
-use e2e_tests::{client, eventually};
+use gateway::admin::api::{MirrorKey, ShadowOutcome};
 use reqwest::Method;
-use serde_json::Value;
 
 fn mirror_config(primary: impl std::fmt::Display, shadow: impl std::fmt::Display, mirror: &str) -> String {
     format!(
@@ -18,21 +18,13 @@ fn mirror_config(primary: impl std::fmt::Display, shadow: impl std::fmt::Display
     )
 }
 
-/// Comparison results so far (matched, mismatched, noise, skipped together).
-fn compared(report: &Value) -> u64 {
-    ["matched", "mismatched", "noise", "skipped"].iter().map(|k| report["mirrors"][0]["comparison"][k].as_u64().unwrap_or(0)).sum()
-}
+/// The mirror of [`mirror_config`].
+const V2: &str = "app/v2";
 
 /// Sends one request and waits until its comparison is recorded, so the next one always finds a
 /// comparator slot (none is skipped as "comparator busy").
-async fn send_compared(gateway: &RunningGateway, request: reqwest::RequestBuilder) -> reqwest::StatusCode {
-    let before = compared(&gateway.mirrors().await);
-    let response = request.send().await.expect("request");
-    let status = response.status();
-    // Read to the end, as a client does: the primary's answer is compared once fully delivered.
-    response.bytes().await.expect("body");
-    eventually("the comparison recorded", Duration::from_secs(20), || async { compared(&gateway.mirrors().await) > before }).await;
-    status
+async fn send_compared(gateway: &TestGateway, request: reqwest::RequestBuilder) -> reqwest::StatusCode {
+    gateway.send_compared(V2, || request.send()).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -40,7 +32,7 @@ async fn noise_learning_never_repeats_a_write_on_the_primary() {
     let primary = Upstream::start(Behaviour::ok("same")).await;
     let shadow = Upstream::start(Behaviour::ok("same")).await;
     let config = mirror_config(primary.addr, shadow.addr, "methods: all, compare: { noise_percent: 100 }");
-    let gateway = RunningGateway::start(&[("g.yaml", &config)], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config).start().await;
     let client = client();
     let n = 3;
     for method in [Method::DELETE, Method::PUT, Method::POST, Method::PATCH, Method::GET] {
@@ -57,9 +49,9 @@ async fn noise_learning_never_repeats_a_write_on_the_primary() {
     for write in [Method::DELETE, Method::PUT, Method::POST, Method::PATCH] {
         assert_eq!(count(write.clone()), n, "every {write} reached the primary exactly once");
     }
-    let noise = &gateway.mirrors().await["noise"]["app/v2"];
-    assert_eq!(noise["sent"], n, "{noise}");
-    assert_eq!(noise["not_eligible_method"], 4 * n, "{noise}");
+    let noise = gateway.mirrors().await.noise[&MirrorKey::new("app", "v2")].clone();
+    assert_eq!(noise.sent, n as u64, "{noise:?}");
+    assert_eq!(noise.not_eligible_method, 4 * n as u64, "{noise:?}");
     gateway.stop().await;
 }
 
@@ -67,7 +59,7 @@ async fn noise_learning_never_repeats_a_write_on_the_primary() {
 async fn a_clients_shadow_marker_is_removed_and_its_request_mirrored() {
     let primary = Upstream::start(Behaviour::ok("primary")).await;
     let shadow = Upstream::start(Behaviour::ok("shadow")).await;
-    let gateway = RunningGateway::start(&[("g.yaml", &mirror_config(primary.addr, shadow.addr, "timeout: 5s"))], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &mirror_config(primary.addr, shadow.addr, "timeout: 5s")).start().await;
     let response =
         client().get(gateway.url("/orders")).header("x-shadow", "hide-me").header("host", "shop-shadow:8080").send().await.unwrap();
     assert_eq!(response.text().await.unwrap(), "primary");
@@ -90,7 +82,7 @@ async fn a_clients_shadow_marker_over_http2_is_removed_with_its_shadow_authority
     }
     let primary = Upstream::start(Behaviour::ok("primary")).await;
     let shadow = Upstream::start(Behaviour::ok("shadow")).await;
-    let gateway = RunningGateway::start(&[("g.yaml", &mirror_config(primary.addr, shadow.addr, "timeout: 5s"))], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &mirror_config(primary.addr, shadow.addr, "timeout: 5s")).start().await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/h2_attacks.py");
     let output = tokio::process::Command::new("python3").args([script, &gateway.addr.to_string(), "spoofed-marker"]).output();
     let output = tokio::time::timeout(Duration::from_secs(60), output).await.expect("the client ends").expect("python3 runs");
@@ -118,7 +110,7 @@ async fn a_mirror_pointed_at_the_gateway_itself_sends_one_copy_per_request() {
             v2 = v2.addr
         )
     };
-    let gateway = RunningGateway::start(&[("g.yaml", &config("127.0.0.1:9"))], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config("127.0.0.1:9")).start().await;
     std::fs::write(&gateway.files[0], config(&gateway.addr.to_string())).unwrap();
     assert_eq!(gateway.reloader.reload(), Ok(2));
     let n = 5;
@@ -129,13 +121,8 @@ async fn a_mirror_pointed_at_the_gateway_itself_sends_one_copy_per_request() {
     let copies = v2.wait_for(n, Duration::from_secs(10)).await;
     assert_eq!(copies.len(), n, "each copy came back through the gateway and was served by the shadow route");
     assert!(copies.iter().all(|c| c.headers.contains_key("x-shadow")), "the trusted marker stays on the copy");
-    eventually("every copy counted", Duration::from_secs(10), || async {
-        gateway.mirrors().await["mirrors"].as_array().unwrap().iter().any(|m| m["mirror"] == "self" && m["copies"]["ok"] == n)
-    })
-    .await;
-    let report = gateway.mirrors().await;
-    let this = report["mirrors"].as_array().unwrap().iter().find(|m| m["mirror"] == "self").unwrap().clone();
-    assert_eq!(this["copies"]["sent"], n, "one copy per request, none of a copy: {this}");
+    let this = gateway.wait_mirror("every copy counted", "self", |m| m.copies[ShadowOutcome::Ok] == n as u64).await;
+    assert_eq!(this.copies.sent, n as u64, "one copy per request, none of a copy: {this:?}");
     assert_eq!(v1.requests().len(), n, "the live side saw each request once");
     gateway.stop().await;
 }
@@ -148,7 +135,7 @@ async fn identical_echoing_versions_compare_as_identical() {
     let (Some(primary), Some(shadow)) = (Httpbin::start().await, Httpbin::start().await) else { return };
     let receiver = Receiver::start_local().await.expect("receiver");
     let config = mirror_config(primary.addr, shadow.addr, "methods: all, compare: true, timeout: 10s");
-    let gateway = RunningGateway::start(&[("g.yaml", &config)], Some(&receiver)).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config).otlp(&receiver).start().await;
     let client = e2e_tests::client_builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let total = 100;
     for i in 0..total {
@@ -168,12 +155,13 @@ async fn identical_echoing_versions_compare_as_identical() {
         send_compared(&gateway, request).await;
     }
     let report = gateway.mirrors().await;
-    let comparison = &report["mirrors"][0]["comparison"];
-    let mismatched = comparison["mismatched"].as_u64().unwrap();
-    eprintln!("identical httpbin versions, no noise learning: {comparison}");
-    assert_eq!(comparison["matched"].as_u64().unwrap() + mismatched, total, "every request compared: {comparison}");
-    assert!(mismatched * 100 <= total, "at most 1% mismatches, got {mismatched}: {}", report["mirrors"][0]["recent_mismatches"]);
-    assert_eq!(report["noise"]["app/v2"]["sent"], 0, "no extra request reached the primary");
+    let mirror = report.mirror(V2).expect("the mirror");
+    let comparison = &mirror.comparison;
+    let mismatched = comparison.mismatched;
+    eprintln!("identical httpbin versions, no noise learning: {comparison:?}");
+    assert_eq!(comparison.matched + mismatched, total, "every request compared: {comparison:?}");
+    assert!(mismatched * 100 <= total, "at most 1% mismatches, got {mismatched}: {:?}", mirror.recent_mismatches);
+    assert_eq!(report.noise[&MirrorKey::new("app", "v2")].sent, 0, "no extra request reached the primary");
     gateway.stop().await;
 }
 
@@ -181,20 +169,20 @@ async fn identical_echoing_versions_compare_as_identical() {
 async fn a_field_random_per_answer_is_learned_as_noise_not_reported_as_a_mismatch() {
     let (Some(primary), Some(shadow)) = (Httpbin::start().await, Httpbin::start().await) else { return };
     let config = mirror_config(primary.addr, shadow.addr, "compare: { noise_percent: 100 }, timeout: 10s");
-    let gateway = RunningGateway::start(&[("g.yaml", &config)], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config).start().await;
     let client = client();
     for _ in 0..5 {
         send_compared(&gateway, client.get(gateway.url("/uuid"))).await;
     }
     let report = gateway.mirrors().await;
-    let comparison = &report["mirrors"][0]["comparison"];
-    eprintln!("httpbin /uuid with noise learning: {comparison}, noise {}", report["noise"]["app/v2"]);
-    assert_eq!(comparison["noise"], 5, "{comparison}");
-    assert_eq!(comparison["mismatched"], 0, "{comparison}");
-    let noise = &report["noise"]["app/v2"];
-    assert_eq!(noise["learned"][0]["pattern"], "/uuid", "{noise}");
-    assert_eq!(noise["learned"][0]["field"], "$.uuid", "{noise}");
-    assert_eq!(noise["learned"][0]["samples"], 5, "{noise}");
-    assert_eq!(noise["reclassified"], 5, "{noise}");
+    let comparison = &report.mirror(V2).expect("the mirror").comparison;
+    let noise = &report.noise[&MirrorKey::new("app", "v2")];
+    eprintln!("httpbin /uuid with noise learning: {comparison:?}, noise {noise:?}");
+    assert_eq!(comparison.noise, 5, "{comparison:?}");
+    assert_eq!(comparison.mismatched, 0, "{comparison:?}");
+    assert_eq!(noise.learned[0].pattern, "/uuid", "{noise:?}");
+    assert_eq!(noise.learned[0].field, "$.uuid", "{noise:?}");
+    assert_eq!(noise.learned[0].samples, 5, "{noise:?}");
+    assert_eq!(noise.reclassified, 5, "{noise:?}");
     gateway.stop().await;
 }

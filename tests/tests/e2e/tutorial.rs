@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use e2e_tests::gateway::RunningGateway;
+use e2e_tests::gateway::TestGateway;
 use e2e_tests::otlp::Receiver;
 use e2e_tests::services::{RunningService, service_settings};
 
@@ -51,7 +51,8 @@ async fn the_tutorial_runs_unchanged_and_shadow_traffic_is_visible_in_traces() {
     let v2 = RunningService::start("target", "v2", &settings, Some(&receiver)).await;
     let proxy = RunningService::start("proxy", "v1", &settings, Some(&receiver)).await;
     let entries = service_entries(proxy.addr.port(), v1.addr.port(), v2.addr.port());
-    let gateway = RunningGateway::start(&[("istio.yaml", ISTIO_YAML), ("service-entries.yaml", &entries)], Some(&receiver)).await;
+    let gateway =
+        TestGateway::builder().file("istio.yaml", ISTIO_YAML).file("service-entries.yaml", &entries).otlp(&receiver).start().await;
     let client = e2e_tests::client();
 
     // curl <gateway>/target/index

@@ -4,22 +4,15 @@
 
 use std::time::Duration;
 
-use e2e_tests::gateway::RunningGateway;
+use e2e_tests::gateway::TestGateway;
+use e2e_tests::metrics::metric;
 use e2e_tests::upstream::{Behaviour, Upstream};
 use e2e_tests::{client, eventually};
-use serde_json::Value;
+use gateway::admin::api::{MirrorReport, PromotionState, State};
 
 /// Small evidence needs, so a test decides after tens of requests rather than hundreds; the
 /// latency allowance is wide because both upstreams answer in well under a millisecond here.
 const VERDICT: &str = "{ min_compared: 30, max_mismatch_rate: 0.2, max_latency_increase: 300%, max_error_rate_increase: 0.2, window: 10m }";
-
-fn json(body: &str) -> Behaviour {
-    Behaviour::Answer {
-        status: reqwest::StatusCode::OK,
-        body: body.to_owned(),
-        headers: vec![("content-type", "application/json".to_owned())],
-    }
-}
 
 fn by_path(price: &str) -> Behaviour {
     Behaviour::ByPath {
@@ -37,69 +30,54 @@ fn config(route: &str, primary: &Upstream, shadow: &Upstream, verdict: &str) -> 
     )
 }
 
-pub(crate) async fn report_of(gateway: &RunningGateway, route: &str) -> Value {
-    let mirrors = gateway.mirrors().await;
-    mirrors["mirrors"].as_array().into_iter().flatten().find(|m| m["route"] == route).cloned().unwrap_or(Value::Null)
-}
-
-fn results(report: &Value) -> u64 {
-    ["matched", "mismatched", "noise", "skipped"].iter().map(|k| report["comparison"][k].as_u64().unwrap_or(0)).sum()
+/// The report of route `route`'s mirror `v2`.
+async fn report_of(gateway: &TestGateway, route: &str) -> MirrorReport {
+    gateway.mirror(&format!("{route}/v2")).await
 }
 
 /// Sends GETs of `paths` one after the other, each once the previous one is compared (so none is
 /// skipped for want of a comparator slot on a busy machine).
-pub(crate) async fn send_compared(gateway: &RunningGateway, route: &str, paths: &[&str]) {
-    let start = results(&report_of(gateway, route).await);
-    for (n, path) in (1..).zip(paths) {
-        let response = client().get(gateway.url(path)).send().await.unwrap();
-        assert!(response.status().is_success(), "{path}: {}", response.status());
-        response.text().await.unwrap();
-        eventually(&format!("request {n} ({path}) compared"), Duration::from_secs(10), || async {
-            results(&report_of(gateway, route).await) >= start + n
-        })
-        .await;
+async fn send_compared(gateway: &TestGateway, route: &str, paths: &[&str]) {
+    let mirror = format!("{route}/v2");
+    for path in paths {
+        let status = gateway.send_compared(&mirror, || client().get(gateway.url(path)).send()).await;
+        assert!(status.is_success(), "{path}: {status}");
     }
 }
 
-async fn get(url: &str) -> (u16, Value) {
-    let response = client().get(url).send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, serde_json::from_str(&response.text().await.unwrap()).unwrap())
-}
-
-async fn metrics(gateway: &RunningGateway) -> String {
-    client().get(gateway.admin_url("/metrics")).send().await.unwrap().text().await.unwrap()
+/// `gateway_mirror_verdict` of route `route`'s mirror `v2` in `state`, at `value` (1: the current state).
+fn verdict_gauge(route: &str, state: &str, value: u32) -> e2e_tests::metrics::MetricMatch {
+    metric("gateway_mirror_verdict").label("route", route).label("mirror", "v2").label("state", state).value(value)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_identical_shadow_passes_in_json_at_the_endpoint_in_metrics_and_on_the_page() {
-    let primary = Upstream::start(json(r#"{"user":{"name":"Ann","id":7}}"#)).await;
-    let shadow = Upstream::start(json(r#"{"user":{"id":7,"name":"Ann"}}"#)).await;
-    let gateway = RunningGateway::start(&[("g.yaml", &config("same", &primary, &shadow, VERDICT))], None).await;
+    let primary = Upstream::start(Behaviour::json(r#"{"user":{"name":"Ann","id":7}}"#)).await;
+    let shadow = Upstream::start(Behaviour::json(r#"{"user":{"id":7,"name":"Ann"}}"#)).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config("same", &primary, &shadow, VERDICT)).start().await;
     send_compared(&gateway, "same", &["/users/7"; 29]).await;
     let report = report_of(&gateway, "same").await;
-    assert_eq!(report["verdict"]["state"], "pending", "29 of 30 needed: {report}");
-    assert_eq!(get(&gateway.admin_url("/verdict/v2")).await.0, 412);
+    assert_eq!(report.verdict.as_ref().map(|v| v.state), Some(State::Pending), "29 of 30 needed: {report:?}");
+    assert_eq!(gateway.verdict("v2").await.0, 412);
 
     send_compared(&gateway, "same", &["/users/7"; 11]).await;
     let report = report_of(&gateway, "same").await;
-    let verdict = &report["verdict"];
-    assert_eq!(verdict["state"], "pass", "{verdict}");
-    assert_eq!(verdict["compared"], 40);
-    assert_eq!(report["evidence"]["matched"], 40);
-    assert_eq!(report["evidence"]["primary_ms"].as_array().map(Vec::len), Some(40));
-    let reasons: Vec<&str> = verdict["reasons"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let verdict = report.verdict.as_ref().expect("a verdict");
+    assert_eq!(verdict.state, State::Pass, "{verdict:?}");
+    assert_eq!(verdict.compared, 40);
+    assert_eq!(report.evidence.matched, 40);
+    assert_eq!(report.evidence.primary_ms.len(), 40);
+    let reasons = &verdict.reasons;
     assert!(reasons.iter().all(|r| r.starts_with("pass: ")) && reasons.len() == 3, "{reasons:?}");
     assert!(reasons[0].contains("mismatch rate 0% (0 of 40)"), "{reasons:?}");
 
-    let (status, body) = get(&gateway.admin_url("/verdict/v2")).await;
-    assert_eq!((status, body["state"].as_str()), (200, Some("pass")), "{body}");
-    let (status, _) = get(&gateway.admin_url("/verdict/same/v2")).await;
-    assert_eq!(status, 200);
+    let (status, answer) = gateway.verdict("v2").await;
+    assert_eq!((status, answer.clone().map(|a| a.state)), (200, Ok(Some(State::Pass))), "{answer:?}");
+    assert_eq!(gateway.verdict("same/v2").await.0, 200);
 
-    let text = metrics(&gateway).await;
-    assert!(text.contains(r#"gateway_mirror_verdict{route="same",mirror="v2",state="pass"} 1"#), "{text}");
-    assert!(text.contains(r#"gateway_mirror_verdict{route="same",mirror="v2",state="pending"} 0"#), "{text}");
+    let metrics = gateway.metrics().await;
+    verdict_gauge("same", "pass", 1).assert_in(&metrics);
+    verdict_gauge("same", "pending", 0).assert_in(&metrics);
 
     if let Some(chromium) = e2e_tests::browser::chromium() {
         let dom = chromium.dump_dom(&gateway.admin_url("/")).expect("chromium renders the page");
@@ -116,56 +94,54 @@ async fn a_shadow_that_differs_on_a_share_of_requests_fails_naming_the_field() {
     let shadow = Upstream::start(by_path("12")).await;
     // A 5% limit: 10 mismatches of 30 (95% interval 19%-51%) are clearly over it.
     let verdict = VERDICT.replace("max_mismatch_rate: 0.2", "max_mismatch_rate: 0.05");
-    let gateway = RunningGateway::start(&[("g.yaml", &config("differs", &primary, &shadow, &verdict))], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config("differs", &primary, &shadow, &verdict)).start().await;
     let paths: Vec<&str> = ["/index", "/price", "/other"].into_iter().cycle().take(30).collect();
     send_compared(&gateway, "differs", &paths).await;
 
     let report = report_of(&gateway, "differs").await;
-    assert_eq!((report["evidence"]["matched"].as_u64(), report["evidence"]["mismatched"].as_u64()), (Some(20), Some(10)), "{report}");
-    let verdict = &report["verdict"];
-    assert_eq!(verdict["state"], "fail", "{verdict}");
-    let first = verdict["reasons"][0].as_str().unwrap();
+    assert_eq!((report.evidence.matched, report.evidence.mismatched), (20, 10), "{report:?}");
+    let verdict = report.verdict.as_ref().expect("a verdict");
+    assert_eq!(verdict.state, State::Fail, "{verdict:?}");
+    let first = &verdict.reasons[0];
     assert!(first.starts_with("fail: mismatch rate 33.33% (10 of 30)") && first.contains("differing most: $.price (10)"), "{first}");
 
-    let (status, body) = get(&gateway.admin_url("/verdict/differs/v2")).await;
-    assert_eq!((status, body["state"].as_str()), (412, Some("fail")), "{body}");
-    let text = metrics(&gateway).await;
-    assert!(text.contains(r#"gateway_mirror_verdict{route="differs",mirror="v2",state="fail"} 1"#), "{text}");
-    assert!(text.contains(r#"gateway_mirror_verdict{route="differs",mirror="v2",state="pass"} 0"#), "{text}");
+    let (status, answer) = gateway.verdict("differs/v2").await;
+    assert_eq!((status, answer.clone().map(|a| a.state)), (412, Ok(Some(State::Fail))), "{answer:?}");
+    let metrics = gateway.metrics().await;
+    verdict_gauge("differs", "fail", 1).assert_in(&metrics);
+    verdict_gauge("differs", "pass", 0).assert_in(&metrics);
     gateway.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_mirror_without_traffic_is_pending_and_names_are_resolved_or_refused() {
-    let primary = Upstream::start(json("{}")).await;
-    let shadow = Upstream::start(json("{}")).await;
+    let primary = Upstream::start(Behaviour::json("{}")).await;
+    let shadow = Upstream::start(Behaviour::json("{}")).await;
     let text = format!(
         "services: {{ app: {{ v1: [{}], v2: [{}] }} }}\nroutes:\n  - name: idle\n    match: {{ prefix: /a }}\n    to: app/v1\n    mirrors: [{{ to: app/v2, name: v2, compare: true, verdict: {VERDICT} }}]\n  - name: idle2\n    to: app/v1\n    mirrors: [{{ to: app/v2, name: v2 }}]\n",
         primary.addr, shadow.addr
     );
-    let gateway = RunningGateway::start(&[("g.yaml", &text)], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &text).start().await;
     let report = report_of(&gateway, "idle").await;
-    assert_eq!(report["verdict"]["state"], "pending", "{report}");
-    assert_eq!(
-        report["verdict"]["reasons"][0],
-        "0 of the 30 compared requests needed before deciding (noise 0 and skipped 0 do not count)"
-    );
-    let (status, body) = get(&gateway.admin_url("/verdict/idle/v2")).await;
-    assert_eq!((status, body["state"].as_str()), (412, Some("pending")), "{body}");
+    let verdict = report.verdict.as_ref().expect("a verdict");
+    assert_eq!(verdict.state, State::Pending, "{report:?}");
+    assert_eq!(verdict.reasons[0], "0 of the 30 compared requests needed before deciding (noise 0 and skipped 0 do not count)");
+    let (status, answer) = gateway.verdict("idle/v2").await;
+    assert_eq!((status, answer.clone().map(|a| a.state)), (412, Ok(Some(State::Pending))), "{answer:?}");
     // Flagger POSTs its webhooks; Argo Rollouts reads the state from a 200.
     let response = client().post(gateway.admin_url("/verdict/idle/v2")).body("{}").send().await.unwrap();
     assert_eq!(response.status(), 412);
-    let (status, body) = get(&gateway.admin_url("/verdict/idle/v2?status=200")).await;
-    assert_eq!((status, body["state"].as_str()), (200, Some("pending")), "{body}");
+    let (status, answer) = gateway.verdict("idle/v2?status=200").await;
+    assert_eq!((status, answer.clone().map(|a| a.state)), (200, Ok(Some(State::Pending))), "{answer:?}");
     // A mirror that does not compare has no verdict.
-    assert_eq!(report_of(&gateway, "idle2").await["verdict"], Value::Null);
-    let (status, body) = get(&gateway.admin_url("/verdict/idle2/v2")).await;
-    assert_eq!((status, body["state"].as_str()), (412, Some("off")), "{body}");
+    assert_eq!(report_of(&gateway, "idle2").await.verdict, None);
+    let (status, answer) = gateway.verdict("idle2/v2").await;
+    assert_eq!((status, answer.clone().map(|a| a.state)), (412, Ok(None)), "off: {answer:?}");
     // "v2" is a mirror on both routes: the route must be named.
-    let (status, body) = get(&gateway.admin_url("/verdict/v2")).await;
-    assert_eq!(status, 409, "{body}");
-    let (status, _) = get(&gateway.admin_url("/verdict/nope")).await;
-    assert_eq!(status, 404);
+    let (status, answer) = gateway.verdict("v2").await;
+    assert_eq!(status, 409, "{answer:?}");
+    assert_eq!(answer.err().map(|e| e.mirrors), Some(vec!["idle/v2".to_owned(), "idle2/v2".to_owned()]));
+    assert_eq!(gateway.verdict("nope").await.0, 404);
     gateway.stop().await;
 }
 
@@ -174,27 +150,27 @@ async fn gateway_verdict(args: &[&str]) -> (u8, String) {
     #[derive(clap::Parser)]
     struct Command {
         #[command(flatten)]
-        args: gateway::verdict::cli::Args,
+        args: gateway::admin::cli::Args,
     }
     let parsed = <Command as clap::Parser>::try_parse_from(std::iter::once("gateway verdict").chain(args.iter().copied())).unwrap();
     let mut out = Vec::new();
-    let code = gateway::verdict::cli::check(&parsed.args, &mut out).await;
+    let code = gateway::admin::cli::check(&parsed.args, &mut out).await;
     (code, String::from_utf8(out).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn gateway_verdict_adds_up_replicas_and_exits_0_pass_1_fail_3_pending_2_unknown() {
-    let primary = Upstream::start(json(r#"{"ok":true}"#)).await;
-    let shadow = Upstream::start(json(r#"{"ok":true}"#)).await;
+    let primary = Upstream::start(Behaviour::json(r#"{"ok":true}"#)).await;
+    let shadow = Upstream::start(Behaviour::json(r#"{"ok":true}"#)).await;
     // Two replicas of one gateway; each sees 20 of the 40 compared requests.
     let replicas = [
-        RunningGateway::start(&[("g.yaml", &config("cli", &primary, &shadow, VERDICT))], None).await,
-        RunningGateway::start(&[("g.yaml", &config("cli", &primary, &shadow, VERDICT))], None).await,
+        TestGateway::builder().file("g.yaml", &config("cli", &primary, &shadow, VERDICT)).start().await,
+        TestGateway::builder().file("g.yaml", &config("cli", &primary, &shadow, VERDICT)).start().await,
     ];
     for gateway in &replicas {
         send_compared(gateway, "cli", &["/"; 20]).await;
     }
-    let admin = |g: &RunningGateway| g.admin.to_string();
+    let admin = |g: &TestGateway| g.admin.to_string();
     let (one, two) = (admin(&replicas[0]), admin(&replicas[1]));
 
     let (code, out) = gateway_verdict(&["--admin", &one]).await;
@@ -219,7 +195,7 @@ async fn gateway_verdict_adds_up_replicas_and_exits_0_pass_1_fail_3_pending_2_un
     })
     .await;
     let verdict = VERDICT.replace("max_mismatch_rate: 0.2", "max_mismatch_rate: 0.05");
-    let failing = RunningGateway::start(&[("g.yaml", &config("cli-fail", &primary, &changed, &verdict))], None).await;
+    let failing = TestGateway::builder().file("g.yaml", &config("cli-fail", &primary, &changed, &verdict)).start().await;
     let paths: Vec<&str> = ["/a", "/b"].into_iter().cycle().take(30).collect();
     send_compared(&failing, "cli-fail", &paths).await;
     let (code, out) = gateway_verdict(&["--admin", &failing.admin.to_string(), "--wait", "10m"]).await;
@@ -238,10 +214,6 @@ fn served_as_primary(upstream: &Upstream) -> usize {
     upstream.requests().iter().filter(|r| !r.headers.contains_key("x-shadow")).count()
 }
 
-async fn promotion(gateway: &RunningGateway) -> Value {
-    gateway.mirrors().await["promotions"][0].clone()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn promotion_moves_live_traffic_in_steps_and_rolls_back_when_the_candidate_differs() {
     // The candidate answers like v1 on /a and differently on /b.
@@ -258,23 +230,25 @@ async fn promotion_moves_live_traffic_in_steps_and_rolls_back_when_the_candidate
         "services: {{ app: {{ v1: [{}], v2: [{}] }} }}\nroutes:\n  - name: promo\n    to: app/v1\n    mirrors: [{{ to: app/v2, name: v2, compare: true, verdict: {verdict} }}]\n    promote: {{ to: app/v2, steps: [20, 50], hold: 1s }}\n",
         v1.addr, v2.addr
     );
-    let gateway = RunningGateway::start(&[("g.yaml", &text)], None).await;
-    assert_eq!(promotion(&gateway).await["percent"], 0);
+    let gateway = TestGateway::builder().file("g.yaml", &text).start().await;
+    let promotion = || gateway.promotion("promo");
+    assert_eq!(promotion().await.percent, 0);
     send_compared(&gateway, "promo", &["/a"; 20]).await;
-    assert_eq!(report_of(&gateway, "promo").await["verdict"]["state"], "pass");
+    assert_eq!(report_of(&gateway, "promo").await.verdict.map(|v| v.state), Some(State::Pass));
     assert_eq!(served_as_primary(&v2), 0, "before the first step the candidate serves nothing");
 
-    eventually("the first step (20%)", Duration::from_secs(10), || async { promotion(&gateway).await["percent"] == 20 }).await;
+    eventually("the first step (20%)", Duration::from_secs(10), || async { promotion().await.percent == 20 }).await;
     // An unchanged route keeps its step across a reload.
     gateway.reloader.reload().expect("the same files reload");
-    assert_eq!(promotion(&gateway).await["percent"], 20, "{}", promotion(&gateway).await);
+    let state = promotion().await;
+    assert_eq!(state.percent, 20, "{state:?}");
 
     for _ in 0..40 {
         client().get(gateway.url("/a")).send().await.unwrap().text().await.unwrap();
     }
     let moved = served_as_primary(&v2);
     assert!(moved > 0 && moved < 40, "about 20% of 40 requests served by the candidate: {moved}");
-    eventually("the second step (50%)", Duration::from_secs(10), || async { promotion(&gateway).await["percent"] == 50 }).await;
+    eventually("the second step (50%)", Duration::from_secs(10), || async { promotion().await.percent == 50 }).await;
 
     // The candidate starts to differ: the verdict fails and the traffic goes back at once.
     // One at a time, each copy compared before the next request (the comparator runs at idle
@@ -283,17 +257,17 @@ async fn promotion_moves_live_traffic_in_steps_and_rolls_back_when_the_candidate
         client().get(gateway.url("/b")).send().await.unwrap().text().await.unwrap();
         eventually("every copy sent has its comparison", Duration::from_secs(10), || async {
             let report = report_of(&gateway, "promo").await;
-            results(&report) >= report["copies"]["sent"].as_u64().unwrap_or(0)
+            report.comparison.total() >= report.copies.sent
         })
         .await;
-        if promotion(&gateway).await["state"] == "rolled_back" {
+        if promotion().await.state == PromotionState::RolledBack {
             break;
         }
     }
-    eventually("the rollback", Duration::from_secs(10), || async { promotion(&gateway).await["state"] == "rolled_back" }).await;
-    let state = promotion(&gateway).await;
-    assert_eq!(state["percent"], 0, "{state}");
-    let history: Vec<&str> = state["history"].as_array().unwrap().iter().filter_map(|e| e["what"].as_str()).collect();
+    eventually("the rollback", Duration::from_secs(10), || async { promotion().await.state == PromotionState::RolledBack }).await;
+    let state = promotion().await;
+    assert_eq!(state.percent, 0, "{state:?}");
+    let history: Vec<&str> = state.history.iter().map(|e| e.what.as_str()).collect();
     assert!(
         history[1].starts_with("advanced to 20% (step 1 of 2)") && history[2].starts_with("advanced to 50% (step 2 of 2)"),
         "{history:?}"
@@ -307,9 +281,8 @@ async fn promotion_moves_live_traffic_in_steps_and_rolls_back_when_the_candidate
     }
     assert_eq!(served_as_primary(&v2), before, "after the rollback the candidate serves nothing");
     gateway.reloader.reload().expect("the same files reload");
-    assert_eq!(promotion(&gateway).await["state"], "rolled_back", "a rollback stays until the configuration changes");
-    let metrics = metrics(&gateway).await;
-    assert!(metrics.contains(r#"gateway_promotion_percent{route="promo",to="app/v2"} 0"#), "{metrics}");
+    assert_eq!(promotion().await.state, PromotionState::RolledBack, "a rollback stays until the configuration changes");
+    metric("gateway_promotion_percent").label("route", "promo").label("to", "app/v2").value(0).assert_in(&gateway.metrics().await);
 
     if let Some(chromium) = e2e_tests::browser::chromium() {
         let dom = chromium.dump_dom(&gateway.admin_url("/")).expect("chromium renders the page");

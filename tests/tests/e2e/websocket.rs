@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use e2e_tests::gateway::RunningGateway;
+use e2e_tests::gateway::TestGateway;
+use e2e_tests::metrics::metric;
 use e2e_tests::peers::{PeerServer, run_client};
 use e2e_tests::upstream::{Behaviour, Upstream};
 use e2e_tests::{client, eventually, python_peer};
@@ -29,7 +30,7 @@ routes:
         echo = echo.addr(),
         shadow = shadow.addr
     );
-    let gateway = RunningGateway::start(&[("gateway.yaml", &config)], None).await;
+    let gateway = TestGateway::builder().file("gateway.yaml", &config).start().await;
     // The route mirrors: a plain request on it is copied to the shadow.
     let _ = client().get(gateway.url("/ws/plain")).send().await.expect("plain request");
     eventually("the plain request is mirrored", Duration::from_secs(10), || async { shadow.requests().len() == 1 }).await;
@@ -45,8 +46,12 @@ routes:
     // Upgrades are never copied: the shadow still has only the plain request, and the mirror
     // counts the upgrade as not eligible.
     assert_eq!(shadow.requests().len(), 1, "the handshake was copied: {:?}", shadow.requests());
-    let metrics = client().get(gateway.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
-    let line = r#"gateway_mirror_copies_total{route="ws-echo",mirror="chat/v2",outcome="not_eligible",reason="upgrade"} 1"#;
-    assert!(metrics.lines().any(|l| l == line), "{line} not in {metrics}");
+    metric("gateway_mirror_copies_total")
+        .label("route", "ws-echo")
+        .label("mirror", "chat/v2")
+        .label("outcome", "not_eligible")
+        .label("reason", "upgrade")
+        .value(1)
+        .assert_in(&gateway.metrics().await);
     gateway.stop().await;
 }

@@ -71,17 +71,15 @@ async fn the_tutorial_runs_unchanged_and_shadow_traffic_is_visible_in_traces() {
             && spans.iter().filter(|s| s.service_name == "gateway" && s.kind == "server").count() == 2
             && spans.iter().filter(|s| s.service_name == "target" && s.kind == "server").count() == 3
     };
-    let mut spans = Vec::new();
-    for _ in 0..20 {
+    e2e_tests::eventually("the mirror's, v2's, two gateway and three target server spans arrived", Duration::from_secs(10), || async {
         for service in [&v1, &v2, &proxy] {
             service.flush().await;
         }
         gateway.flush().await;
-        spans = receiver.wait_until(Duration::from_millis(500), expected).await;
-        if expected(&spans) {
-            break;
-        }
-    }
+        expected(&receiver.wait_until(Duration::from_millis(500), expected).await)
+    })
+    .await;
+    let spans = receiver.spans();
 
     let mirror = spans.iter().find(|s| s.name == "mirror").expect("a mirror span");
     assert!(mirror.is_shadow());

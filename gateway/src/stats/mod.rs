@@ -31,6 +31,7 @@ use self::outcome::{Tallies, Tally};
 pub use self::recent::MismatchRecord;
 use self::recent::RecentMismatches;
 pub use self::report::{ComparisonCounts, CopyCounts, LatencyDelta, MirrorReport};
+pub use self::window::Pair;
 use self::window::{EvidenceWindow, Sample};
 use crate::settings::ReportSettings;
 use crate::verdict::latest::LatestVerdict;
@@ -38,15 +39,6 @@ use crate::verdict::{Limits, Verdict};
 
 /// How far back the report looks when no verdict sets a window.
 const DEFAULT_WINDOW: Duration = Duration::from_secs(600);
-
-/// Both answers of one compared request, for the verdict.
-#[derive(Debug, Clone, Copy)]
-pub struct Pair {
-    pub primary_status: u16,
-    pub shadow_status: u16,
-    pub primary_latency: Duration,
-    pub shadow_latency: Duration,
-}
 
 /// Counters and samples of one mirror of one route.
 pub struct MirrorStats {

@@ -152,8 +152,7 @@ pub struct Tallies<K: enum_map::EnumArray<Tally>>(EnumMap<K, Tally>);
 
 impl<K: enum_map::EnumArray<Tally> + enum_map::EnumArray<u64>> Tallies<K> {
     /// Registers one series per key, with `metric(key)`.
-    pub fn register(metric: impl FnMut(K) -> Counter) -> Self {
-        let mut metric = metric;
+    pub fn register(mut metric: impl FnMut(K) -> Counter) -> Self {
         Self(EnumMap::from_fn(|key| Tally::new(metric(key))))
     }
 

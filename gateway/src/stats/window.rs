@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram as Hdr;
 
-use super::Pair;
 use crate::verdict::Evidence;
 
 /// The window slides in steps of a sixth: evidence ages out a slot at a time, and a report
@@ -17,6 +16,15 @@ const SLOTS: usize = 6;
 pub(super) const PAIRS_PER_SLOT: usize = 200;
 /// Distinct mismatching fields counted per slot; more are counted as one "(other fields)".
 const FIELDS_PER_SLOT: usize = 32;
+
+/// Both answers of one compared request, for the verdict.
+#[derive(Debug, Clone, Copy)]
+pub struct Pair {
+    pub primary_status: u16,
+    pub shadow_status: u16,
+    pub primary_latency: Duration,
+    pub shadow_latency: Duration,
+}
 
 pub struct EvidenceWindow {
     length: Duration,

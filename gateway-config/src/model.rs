@@ -393,7 +393,8 @@ pub struct CompareSpec {
     /// JSON paths such as `$.timestamp` or `$.items[*].id`.
     pub ignore_paths: Vec<IgnorePath>,
     pub max_body_bytes: usize,
-    /// Share of requests also sent twice to the primary to learn which differences are noise; 0 = off.
+    /// Share of requests also sent twice to the primary to learn which differences are noise
+    /// (GET, HEAD, OPTIONS without a body only); 0 = off. Default 2.
     pub noise_percent: f64,
     /// Keep bodies out of diff reports.
     pub redact_bodies: bool,
@@ -515,6 +516,10 @@ impl VerdictSpec {
 pub(crate) const DEFAULT_MIRROR_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 pub(crate) const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+/// Noise learning is on by default at a small share: an application with a timestamp or a
+/// timing in its answers must not fail against itself (the first few requests of each path
+/// pattern are also learned from, see the gateway's comparer).
+pub(crate) const DEFAULT_NOISE_PERCENT: f64 = 2.0;
 pub(crate) const DEFAULT_SAMPLE_HEADER: &str = "x-request-id";
 
 impl Default for CompareSpec {
@@ -523,7 +528,7 @@ impl Default for CompareSpec {
             ignore_headers: Vec::new(),
             ignore_paths: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY,
-            noise_percent: 0.0,
+            noise_percent: DEFAULT_NOISE_PERCENT,
             redact_bodies: false,
         }
     }

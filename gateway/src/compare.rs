@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use gateway_config::CompareSpec;
 use http::Method;
-use response_diff::{Captured, Classified, CopyChanges, DiffOptions, LearnedNoise, NoiseFilter};
+use response_diff::{Captured, Classified, CopyChanges, DiffOptions, LearnedNoise, NoiseField, NoiseFilter};
 use serde::{Deserialize, Serialize};
 
 use crate::stats::MirrorKey;
@@ -55,6 +55,12 @@ pub struct NoiseReport {
     /// Comparisons whose every difference was known noise (not counted as mismatches).
     pub reclassified: u64,
     pub learned: Vec<LearnedNoise>,
+    /// Each noisy field with its evidence across path patterns (noise everywhere or not).
+    pub fields: Vec<NoiseField>,
+    /// The noise store holds all the fields it may; `not_learned` differences of new fields
+    /// were left unlearned.
+    pub full: bool,
+    pub not_learned: u64,
 }
 
 impl MirrorComparison {
@@ -88,15 +94,16 @@ impl MirrorComparison {
         self.noise.learn(path, &response_diff::compare_copy(first, second, &self.options, changes));
     }
 
+    /// Whether a request the share did not pick is still sent to the primary twice: the first
+    /// few eligible requests of each new path pattern are, while noise learning is on, so noise
+    /// is known before it could be counted as a mismatch (bounded by the noise store).
+    pub fn warming_up(&self, method: &Method, has_body: bool, path: &str) -> bool {
+        self.noise_percent > 0.0 && eligible(method, has_body).is_ok() && self.noise.wants_sample(path)
+    }
+
     /// Whether a request picked for noise learning may be sent to the primary again; counted.
     pub fn noise_eligible(&self, method: &Method, has_body: bool) -> bool {
-        let verdict = if !(method == Method::GET || method == Method::HEAD || method == Method::OPTIONS) {
-            Err(NoiseIneligible::Method)
-        } else if has_body {
-            Err(NoiseIneligible::Body)
-        } else {
-            Ok(())
-        };
+        let verdict = eligible(method, has_body);
         let counter = match verdict {
             Ok(()) => &self.noise_sent,
             Err(NoiseIneligible::Method) => &self.noise_skipped_method,
@@ -111,12 +118,16 @@ impl MirrorComparison {
     }
 
     pub fn noise_report(&self) -> NoiseReport {
+        let summary = self.noise.summary();
         NoiseReport {
             sent: self.noise_sent.load(Ordering::Relaxed),
             not_eligible_method: self.noise_skipped_method.load(Ordering::Relaxed),
             not_eligible_body: self.noise_skipped_body.load(Ordering::Relaxed),
             reclassified: self.noise.reclassified(),
             learned: self.noise.learned(),
+            fields: summary.fields,
+            full: summary.full,
+            not_learned: summary.not_learned,
         }
     }
 }
@@ -141,6 +152,16 @@ impl Comparisons {
         let comparison = Arc::new(MirrorComparison::new(spec));
         map.insert(key.clone(), (settings, comparison.clone()));
         comparison
+    }
+}
+
+fn eligible(method: &Method, has_body: bool) -> Result<(), NoiseIneligible> {
+    if !(method == Method::GET || method == Method::HEAD || method == Method::OPTIONS) {
+        Err(NoiseIneligible::Method)
+    } else if has_body {
+        Err(NoiseIneligible::Body)
+    } else {
+        Ok(())
     }
 }
 

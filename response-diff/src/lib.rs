@@ -11,13 +11,18 @@
 //!    [`DiffOptions::secret_headers`] are shown as `[redacted]`;
 //! 3. the **body**, after undoing `content-encoding` (gzip, deflate, br): as JSON (a structural diff
 //!    naming each differing value by its JSON path, with [`DiffOptions::ignore_paths`] left out),
-//!    else as UTF-8 text (a line diff), else as bytes (hashes and lengths).
+//!    else as UTF-8 text (lines aligned by content, then the changed lines token by token, each
+//!    difference named by the text around it: `body:text[Queries took {}]`), else as bytes
+//!    (hashes and lengths).
 //!
-//! Responses that differ on every call of the primary itself (timestamps, ids) are handled by
-//! [`NoiseFilter`]: the gateway sometimes asks the primary twice, [`NoiseFilter::learn`]s the
-//! fields that differed (per path pattern), and [`NoiseFilter::classify`] drops those fields from
-//! later comparisons on that pattern. Differences the gateway itself made in the shadow's copy of
-//! the request (its host, marker, trace context) are undone by [`compare_copy`] before diffing.
+//! Responses that differ on every call of the primary itself (timestamps, timings, ids) are
+//! handled by [`NoiseFilter`]: the gateway sometimes asks the primary twice,
+//! [`NoiseFilter::learn`]s the fields that differed with their evidence per path pattern
+//! ([`path_pattern`]: `/shop/customers/1254.json` is `/shop/customers/{id}.json`), and
+//! [`NoiseFilter::classify`] drops those fields from later comparisons on that pattern, and on
+//! every pattern once a field is noise on several. Differences the gateway itself made in the
+//! shadow's copy of the request (its host, marker, trace context) are undone by [`compare_copy`]
+//! before diffing.
 //!
 //! ```
 //! use response_diff::{Captured, Classified, DiffOptions, NoiseFilter, compare};
@@ -42,8 +47,8 @@ mod echo;
 mod json;
 mod noise;
 mod path;
-
-use std::time::Duration;
+mod pattern;
+mod text;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, header};
@@ -51,8 +56,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use echo::CopyChanges;
-pub use noise::{Classified, LearnedNoise, NoiseFilter, path_pattern};
+pub use noise::{
+    Classified, LearnedNoise, NOISE_EVERYWHERE_AFTER_PATTERNS, NoiseField, NoiseFilter, NoiseSummary, STABLE_AFTER_SAMPLES, WARM_UP_SAMPLES,
+};
 pub use path::{JsonPath, PathError};
+pub use pattern::path_pattern;
 
 /// Headers whose values differ on every call: never compared (nor are the hop-by-hop ones,
 /// [`http_rules::HOP_BY_HOP`], which belong to one connection).
@@ -69,6 +77,35 @@ pub struct Captured {
     pub body: Bytes,
     /// The body was cut at the capture cap: it cannot be compared.
     pub truncated: bool,
+}
+
+/// A body as the service answered it, for a person to read beside the parsed view (which may
+/// be re-serialised, with keys sorted): decoded from its `content-encoding` when it decodes,
+/// shown as text (bytes that are not UTF-8 as the replacement character), cut at a cap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AnsweredBody {
+    pub text: String,
+    /// Bytes of the body as decoded (or as captured, when it does not decode).
+    pub bytes: usize,
+    /// Only the first part is shown: cut here, or at the capture cap already.
+    pub cut: bool,
+}
+
+impl Captured {
+    /// The body as answered, at most `max` bytes of it (cut on a character boundary).
+    pub fn answered_body(&self, max: usize) -> AnsweredBody {
+        let decoded = decode::decode(&self.body, &decode::codings(&self.headers)).unwrap_or_else(|_| self.body.to_vec());
+        let mut end = decoded.len().min(max);
+        // A character cut at the cap: step back to its start (at most 3 bytes).
+        if let Err(e) = std::str::from_utf8(&decoded[..end])
+            && e.error_len().is_none()
+            && end < decoded.len()
+        {
+            end = e.valid_up_to();
+        }
+        let text = String::from_utf8_lossy(&decoded[..end]).into_owned();
+        AnsweredBody { text, bytes: decoded.len(), cut: self.truncated || end < decoded.len() }
+    }
 }
 
 /// What to leave out of a comparison and how much of it to show.
@@ -113,15 +150,43 @@ pub enum Comparison {
 /// One differing field.
 ///
 /// `field` is `status`, `header:<name>`, a JSON path such as `$.user.name` (an array whose length
-/// changed shows `array of N` on each side), `body:line N` (a text line, numbered in the primary's
-/// body, or in the shadow's for lines only the shadow has) or `body` (bytes: values are a short
-/// SHA-256 and the length). `None` means absent on that side, or redacted.
+/// changed shows `array of N` on each side), `body:text[<template>]` (a piece of text, named by
+/// up to three words of its line on each side with numbers and ids written `{}`, and `{}` where
+/// the change is, so the name does not depend on where in the page it is) or `body` (bytes:
+/// values are a short SHA-256 and the length).
+///
+/// `None` means **absent** on that side (a header it did not send, a JSON key it did not have,
+/// text it did not contain); a value that is there but not shown (a secret header, or every
+/// value under [`DiffOptions::redact_values`]) is **hidden**: `Some(REDACTED)`.
 /// Deserialisable too: the gateway's admin API is read back by its CLI and tests.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Difference {
     pub field: String,
     pub primary: Option<String>,
     pub shadow: Option<String>,
+}
+
+impl Difference {
+    /// A changed value, or something one side has and the other has not.
+    pub fn change(&self) -> Change {
+        if self.primary.is_some() && self.shadow.is_some() { Change::Value } else { Change::Presence }
+    }
+
+    /// Whether a side's value is there but not shown.
+    pub fn hidden(side: &Option<String>) -> bool {
+        side.as_deref() == Some(REDACTED)
+    }
+}
+
+/// How a field differs: noise is learned for each apart, so that a value that changes on every
+/// answer (a timing) does not hide the field disappearing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// Both sides have it, with different values.
+    Value,
+    /// One side has it, the other has not.
+    Presence,
 }
 
 /// Why two responses were not compared.
@@ -185,9 +250,14 @@ pub fn compare(primary: &Captured, shadow: &Captured, opts: &DiffOptions) -> Com
     }
     differences.truncate(limit);
     if opts.redact_values {
+        let hide = |side: &mut Option<String>| {
+            if side.is_some() {
+                *side = Some(REDACTED.to_owned());
+            }
+        };
         for d in differences.iter_mut().filter(|d| d.field != "status") {
-            d.primary = None;
-            d.shadow = None;
+            hide(&mut d.primary);
+            hide(&mut d.shadow);
         }
     }
     Comparison::Mismatch(differences)
@@ -251,38 +321,11 @@ fn compare_bodies(primary: &Captured, shadow: &Captured, opts: &DiffOptions, lim
             .map(|d| Difference { field: d.path, primary: d.primary, shadow: d.shadow })
             .collect(),
         _ => match (std::str::from_utf8(&a), std::str::from_utf8(&b)) {
-            (Ok(x), Ok(y)) => diff_lines(x, y, limit, opts.max_value_len),
+            (Ok(x), Ok(y)) => text::diff(x, y, limit, opts.max_value_len, opts.redact_values),
             _ => vec![Difference { field: "body".to_owned(), primary: Some(fingerprint(&a)), shadow: Some(fingerprint(&b)) }],
         },
     };
     Ok(result)
-}
-
-/// A line diff; bounded in time, as the diff of two large unrelated texts can be slow.
-fn diff_lines(primary: &str, shadow: &str, limit: usize, max_len: usize) -> Vec<Difference> {
-    let diff = similar::TextDiff::configure().timeout(Duration::from_millis(100)).diff_lines(primary, shadow);
-    let line = |s: Option<&str>| s.map(|s| shorten(s.trim_end_matches(['\n', '\r']), max_len));
-    let mut out = Vec::new();
-    for op in diff.ops() {
-        let (tag, old, new) = op.as_tag_tuple();
-        if tag == similar::DiffTag::Equal {
-            continue;
-        }
-        for i in 0..old.len().max(new.len()) {
-            if out.len() >= limit {
-                return out;
-            }
-            let old_line = (i < old.len()).then(|| old.start + i);
-            let new_line = (i < new.len()).then(|| new.start + i);
-            let number = old_line.or(new_line).unwrap_or_default() + 1;
-            out.push(Difference {
-                field: format!("body:line {number}"),
-                primary: line(old_line.and_then(|n| diff.old_slice(n))),
-                shadow: line(new_line.and_then(|n| diff.new_slice(n))),
-            });
-        }
-    }
-    out
 }
 
 /// `sha256:0123abcd… (123 bytes)`: enough to tell bodies apart without showing them.

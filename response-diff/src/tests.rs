@@ -64,7 +64,7 @@ fn status_is_reported_first() {
     let d = mismatch(compare(&a, &b, &opts()));
     assert_eq!(d[0], diff("status", Some("200"), Some("503")));
     assert_eq!(d[1].field, "header:x-a");
-    assert_eq!(d[2].field, "body:line 1");
+    assert_eq!(d[2].field, "body:text[{}]");
 }
 
 #[test]
@@ -138,17 +138,17 @@ fn text_line_diff() {
     let b = resp(200, &[("content-type", "text/plain")], "one\nTWO\nthree\nfour\nfive\n");
     assert_eq!(
         mismatch(compare(&a, &b, &opts())),
-        vec![diff("body:line 2", Some("two"), Some("TWO")), diff("body:line 5", None, Some("five")),]
+        vec![diff("body:text[one {} three]", Some("two"), Some("TWO")), diff("body:text[five]", None, Some("five")),]
     );
     let c = resp(200, &[("content-type", "text/plain")], "one\nthree\nfour\n");
-    assert_eq!(mismatch(compare(&a, &c, &opts())), vec![diff("body:line 2", Some("two"), None)]);
+    assert_eq!(mismatch(compare(&a, &c, &opts())), vec![diff("body:text[two]", Some("two"), None)]);
 }
 
 #[test]
 fn content_type_json_but_invalid_json_falls_back_to_text() {
     let a = json("{broken\nx");
     let b = json("{broken\ny");
-    assert_eq!(mismatch(compare(&a, &b, &opts())), vec![diff("body:line 2", Some("x"), Some("y"))]);
+    assert_eq!(mismatch(compare(&a, &b, &opts())), vec![diff("body:text[{broken {}]", Some("x"), Some("y"))]);
 }
 
 #[test]
@@ -296,11 +296,21 @@ fn redact_values_keeps_fields_only() {
     o.redact_values = true;
     assert_eq!(
         mismatch(compare(&a, &b, &o)),
-        vec![diff("status", Some("200"), Some("500")), diff("header:x-v", None, None), diff("$.password", None, None),]
+        vec![
+            diff("status", Some("200"), Some("500")),
+            diff("header:x-v", Some(REDACTED), Some(REDACTED)),
+            diff("$.password", Some(REDACTED), Some(REDACTED)),
+        ]
     );
-    for (x, y) in [("a\nb", "a\nc"), ("\u{0}\u{ff}", "\u{1}")] {
+    // Hidden is not absent: a key only one side has is still shown as absent on the other.
+    let only = mismatch(compare(&json(r#"{"a":"x"}"#), &json("{}"), &o));
+    assert_eq!(only, vec![diff("$.a", Some(REDACTED), None)]);
+    assert!(Difference::hidden(&only[0].primary) && !Difference::hidden(&only[0].shadow));
+    for (x, y) in [("apple\nbanana", "apple\ncherry"), ("\u{0}\u{ff}", "\u{1}")] {
         let d = mismatch(compare(&resp(200, &[], x), &resp(200, &[], y), &o));
-        assert!(d.iter().all(|d| d.primary.is_none() && d.shadow.is_none()));
+        assert!(d.iter().all(|d| [&d.primary, &d.shadow].iter().all(|v| v.is_none() || Difference::hidden(v))), "{d:?}");
+        let shown = format!("{d:?}");
+        assert!(!shown.contains("apple") && !shown.contains("banana") && !shown.contains("cherry"), "{shown}");
     }
 }
 
@@ -334,8 +344,10 @@ fn differences_are_capped() {
     let mut o = opts();
     o.max_differences = 3;
     assert_eq!(fields(compare(&a, &b, &o)), ["$.k000", "$.k001", "$.k002"]);
-    let text_a: String = (0..100).map(|i| format!("{i}\n")).collect();
-    let text_b: String = (0..100).map(|i| format!("{}\n", i * 7)).collect();
+    // Lines with words of their own, so each is a field of its own.
+    let word = |i: usize| -> String { i.to_string().bytes().map(|d| char::from(b'a' + d - b'0')).collect() };
+    let text_a: String = (0..100).map(|i| format!("{} {i}\n", word(i))).collect();
+    let text_b: String = (0..100).map(|i| format!("{} {}\n", word(i), i * 7 + 1)).collect();
     assert_eq!(mismatch(compare(&resp(200, &[], text_a), &resp(200, &[], text_b), &o)).len(), 3);
 }
 
@@ -373,6 +385,9 @@ fn noise_filter_is_bounded_and_shareable() {
         t.join().unwrap();
     }
     assert_eq!(noise.fields().len(), 3);
+    let summary = noise.summary();
+    assert!(summary.full);
+    assert_eq!(summary.not_learned, 17);
 }
 
 #[test]
@@ -455,7 +470,10 @@ fn noise_is_learned_per_path_pattern_with_its_samples() {
     let differs = Comparison::Mismatch(vec![diff("$.seq", Some("1"), Some("2"))]);
     noise.learn("/orders/17?x=1", &differs);
     noise.learn("/orders/18", &differs);
-    assert_eq!(noise.learned(), [LearnedNoise { pattern: "/orders/{id}".into(), field: "$.seq".into(), samples: 2 }]);
+    assert_eq!(
+        noise.learned(),
+        [LearnedNoise { pattern: "/orders/{id}".into(), field: "$.seq".into(), change: Change::Value, samples: 2 }]
+    );
     assert_eq!(noise.classify("/orders/99", differs.clone()), Classified::Noise(vec!["$.seq".into()]));
     assert_eq!(noise.classify("/prices", differs.clone()), Classified::Mismatch(vec![diff("$.seq", Some("1"), Some("2"))]));
     assert_eq!(noise.reclassified(), 1);
@@ -520,4 +538,106 @@ fn echoed_header_lines_in_text_bodies_are_undone_too() {
         truncated: false,
     };
     assert_eq!(compare_copy(&text("target", "live", false), &text("target-shadow", "shadow", true), &opts(), &changes), Comparison::Match);
+}
+
+fn value(field: &str) -> Difference {
+    diff(field, Some("1"), Some("2"))
+}
+
+#[test]
+fn a_field_noisy_on_several_patterns_is_noise_everywhere() {
+    let noise = NoiseFilter::new(10);
+    let timing = Comparison::Mismatch(vec![value("$.query_ms")]);
+    noise.learn("/shop/orders.json", &timing);
+    noise.learn("/shop/customers/1254.json", &timing);
+    // Two patterns: still only where it was seen.
+    assert_eq!(noise.classify("/shop.json", timing.clone()), Classified::Mismatch(vec![value("$.query_ms")]));
+    assert_eq!(noise.classify("/shop/customers/375.json", timing.clone()), Classified::Noise(vec!["$.query_ms".into()]));
+    noise.learn("/shop/orders/17.json", &timing);
+    // Three: everywhere, on a pattern never learned from.
+    assert_eq!(noise.classify("/shop.json", timing.clone()), Classified::Noise(vec!["$.query_ms".into()]));
+    let summary = noise.summary();
+    assert_eq!(
+        summary.fields,
+        [NoiseField { field: "$.query_ms".into(), change: Change::Value, samples: 3, patterns: 3, everywhere: true }]
+    );
+    assert!(!summary.full);
+    // ... but not where the primary was compared with itself often without it differing.
+    for _ in 0..STABLE_AFTER_SAMPLES {
+        noise.learn("/stable", &Comparison::Match);
+    }
+    assert_eq!(noise.classify("/stable", timing.clone()), Classified::Mismatch(vec![value("$.query_ms")]));
+    // A real change beside the noise is still named, alone.
+    let both = Comparison::Mismatch(vec![value("$.query_ms"), value("$.rows[0][1]")]);
+    assert_eq!(noise.classify("/shop.json", both), Classified::Mismatch(vec![value("$.rows[0][1]")]));
+}
+
+#[test]
+fn a_noisy_value_does_not_hide_the_field_disappearing() {
+    let noise = NoiseFilter::new(10);
+    noise.learn("/a", &Comparison::Mismatch(vec![value("$.ts")]));
+    let removed = Comparison::Mismatch(vec![diff("$.ts", Some("1"), None)]);
+    assert_eq!(noise.classify("/a", removed.clone()), Classified::Mismatch(vec![diff("$.ts", Some("1"), None)]));
+    // Unless the primary itself sometimes leaves it out.
+    noise.learn("/a", &Comparison::Mismatch(vec![diff("$.ts", None, Some("3"))]));
+    assert_eq!(noise.classify("/a", removed), Classified::Noise(vec!["$.ts".into()]));
+}
+
+#[test]
+fn new_patterns_are_sampled_first_then_left_to_the_share() {
+    let noise = NoiseFilter::new(10);
+    let asked: Vec<bool> = (0..5).map(|i| noise.wants_sample(&format!("/customers/{i}.json"))).collect();
+    assert_eq!(asked, [true, true, true, false, false]);
+    assert!(noise.wants_sample("/orders.json"));
+    // Bounded: a flood of new patterns stops being sampled once the pattern table is full.
+    let small = NoiseFilter::new(1);
+    let fresh = (0..1000).filter(|i| small.wants_sample(&format!("/p{}x/{i}", "q".repeat(i % 7)))).count();
+    assert_eq!(fresh, 7 * WARM_UP_SAMPLES as usize);
+    let distinct = (0..1000).filter(|i| small.wants_sample(&format!("/only-{}", "z".repeat(*i)))).count();
+    assert_eq!(distinct, 256 - 7);
+}
+
+fn html(body: String) -> Captured {
+    resp(200, &[("content-type", "text/html; charset=utf-8")], body)
+}
+
+/// A Datasette-like page: a table of `rows`, a version footer and the time the queries took.
+fn page(rows: usize, version: &str, ms: &str) -> Captured {
+    let rows: String = (0..rows).map(|i| format!("<tr><td class=\"col-id\">{i}</td><td>Customer {i}</td></tr>\n")).collect();
+    html(format!(
+        "<html><body><table>\n{rows}</table>\n<footer>Powered by <a title=\"Datasette {version}\">Datasette</a>\n&middot; Queries took {ms}ms\n</footer></body></html>\n"
+    ))
+}
+
+#[test]
+fn text_noise_learned_on_one_page_carries_to_others_and_hides_no_real_change() {
+    let noise = NoiseFilter::new(10);
+    for (n, path) in [(3, "/shop/orders"), (40, "/shop/customers"), (1, "/shop/customers/7")] {
+        noise.learn(path, &compare(&page(n, "v0.65.5", "1.2"), &page(n, "v0.65.5", "13.07"), &opts()));
+    }
+    // Another page, of another length: its timing is noise.
+    let same = compare(&page(250, "v0.65.5", "2.5"), &page(250, "v0.65.5", "0.3"), &opts());
+    assert_eq!(noise.classify("/other/table", same), Classified::Noise(vec!["body:text[middot; Queries took {}]".into()]));
+    // A new release: the version is named, the timing beside it is not.
+    let release = compare(&page(250, "v0.64.8", "2.5"), &page(250, "v0.65.5", "0.3"), &opts());
+    match noise.classify("/other/table", release) {
+        Classified::Mismatch(d) => {
+            assert_eq!(d, vec![diff("body:text[a title=\"Datasette {}\">Datasette</a>]", Some("v0.64.8"), Some("v0.65.5"))])
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_answered_body_is_the_bytes_sent_decoded_and_cut() {
+    let sent = r#"{"z":1,  "a":"é"}"#;
+    let plain = json(sent);
+    assert_eq!(plain.answered_body(1000), AnsweredBody { text: sent.into(), bytes: sent.len(), cut: false });
+    let zipped = resp(200, &[("content-encoding", "gzip")], gzip(sent.as_bytes()));
+    assert_eq!(zipped.answered_body(1000).text, sent);
+    // Cut inside `é` (2 bytes): the cut steps back to a character boundary.
+    let cut = plain.answered_body(sent.len() - 3);
+    assert_eq!((cut.text.as_str(), cut.cut), (r#"{"z":1,  "a":""#, true));
+    let binary = resp(200, &[], vec![0xff, 0x00, b'a']);
+    assert_eq!(binary.answered_body(10).text, "\u{fffd}\u{0}a");
 }

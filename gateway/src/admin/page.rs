@@ -130,7 +130,8 @@ struct DifferenceView {
 
 impl Page {
     pub fn new(document: &MirrorsDocument) -> Self {
-        let hidden = |value: Option<String>| value.unwrap_or_else(|| "(hidden or absent)".to_owned());
+        // A hidden value is `[redacted]` (response_diff::REDACTED); `None` is a side without it.
+        let hidden = |value: Option<String>| value.unwrap_or_else(|| "(absent)".to_owned());
         let mut mismatches = Vec::new();
         for r in &document.mirrors {
             for m in &r.recent_mismatches {
@@ -241,7 +242,7 @@ mod tests {
         assert!(!html.contains("<script>") && !html.contains("<b>"), "{html}");
         assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"), "{html}");
         assert!(html.contains(r#"data-mirror="r&#60;1&#62;/m&#34;2""#) || html.contains(r#"data-mirror="r&lt;1&gt;/m&quot;2""#), "{html}");
-        assert!(html.contains("(hidden or absent)"));
+        assert!(html.contains("(absent)"));
     }
 
     #[test]
@@ -254,7 +255,15 @@ mod tests {
             not_eligible_method: 3,
             not_eligible_body: 1,
             reclassified: 5,
-            learned: vec![LearnedNoise { pattern: "/users/{id}".into(), field: "$.seq".into(), samples: 9 }],
+            learned: vec![LearnedNoise {
+                pattern: "/users/{id}".into(),
+                field: "$.seq".into(),
+                change: response_diff::Change::Value,
+                samples: 9,
+            }],
+            fields: Vec::new(),
+            full: false,
+            not_learned: 0,
         };
         let noise = BTreeMap::from([(MirrorKey::new("r", "v2"), report)]);
         let html = page(stats.report(), noise);

@@ -156,7 +156,9 @@ impl MirrorPlan {
             // A second request to the primary teaches what differs between two of its own
             // answers (noise). Only safe methods without a body: a repeated write would be a
             // second write on live state, and a body is teed once.
-            let noise = (sampled(comparer.noise_percent, None) && comparer.noise_eligible(request.method, request.has_body))
+            let picked = sampled(comparer.noise_percent, None)
+                || comparer.warming_up(request.method, request.has_body, request.path_and_query.path());
+            let noise = (picked && comparer.noise_eligible(request.method, request.has_body))
                 .then(|| primary.pick().and_then(|endpoint| build_copy(request, mirror, context.marker, endpoint, &span, empty())))
                 .flatten()
                 .map(|request| NoiseCopy { request, upstream: primary.clone(), changes: CopyChanges::default() });

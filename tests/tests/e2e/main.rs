@@ -3,6 +3,7 @@
 
 mod compare;
 mod corpus;
+mod datasette;
 mod faults;
 mod framing;
 mod gateway;

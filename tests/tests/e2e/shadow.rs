@@ -134,7 +134,9 @@ async fn a_mirror_pointed_at_the_gateway_itself_sends_one_copy_per_request() {
 async fn identical_echoing_versions_compare_as_identical() {
     let (Some(primary), Some(shadow)) = (Httpbin::start().await, Httpbin::start().await) else { return };
     let receiver = Receiver::start_local().await.expect("receiver");
-    let config = mirror_config(primary.addr, shadow.addr, "methods: all, compare: true, timeout: 10s");
+    // Noise learning off (it is on by default): identical versions must compare as identical
+    // by undoing the copy's own changes alone.
+    let config = mirror_config(primary.addr, shadow.addr, "methods: all, compare: { noise_percent: 0 }, timeout: 10s");
     let gateway = TestGateway::builder().file("g.yaml", &config).otlp(&receiver).start().await;
     let client = e2e_tests::client_builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let total = 100;

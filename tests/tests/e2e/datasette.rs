@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use e2e_tests::gateway::{RunningGateway, scratch_dir};
+use e2e_tests::gateway::{TestGateway, scratch_dir};
 use e2e_tests::{client, eventually};
 use serde_json::Value;
 
@@ -124,8 +124,13 @@ fn results(report: &Value) -> u64 {
     ["matched", "mismatched", "noise", "skipped"].iter().map(|k| report["comparison"][k].as_u64().unwrap_or(0)).sum()
 }
 
-async fn report(gateway: &RunningGateway) -> Value {
-    gateway.mirrors().await["mirrors"][0].clone()
+/// `/mirrors` as untyped JSON: this test reads the noise store's per-field evidence too.
+async fn mirrors(gateway: &TestGateway) -> Value {
+    e2e_tests::get_json(&gateway.admin_url("/mirrors")).await.1
+}
+
+async fn report(gateway: &TestGateway) -> Value {
+    mirrors(gateway).await["mirrors"][0].clone()
 }
 
 /// What a run saw: the last report, every verdict state on the way, the mirror's noise.
@@ -138,7 +143,7 @@ struct Run {
 
 /// Sends `paths` through the gateway one after the other, each once the previous one was
 /// compared (so none is skipped for want of a comparator slot), reading the verdict after each.
-async fn run(gateway: &RunningGateway, paths: &[String]) -> Run {
+async fn run(gateway: &TestGateway, paths: &[String]) -> Run {
     let mut states = Vec::new();
     for (n, path) in (1..).zip(paths) {
         let response = client().get(gateway.url(path)).send().await.unwrap();
@@ -150,7 +155,7 @@ async fn run(gateway: &RunningGateway, paths: &[String]) -> Run {
             .await;
         states.push(report(gateway).await["verdict"]["state"].as_str().unwrap_or("none").to_owned());
     }
-    let mirrors = gateway.mirrors().await;
+    let mirrors = mirrors(gateway).await;
     let report = mirrors["mirrors"][0].clone();
     let mismatches = report["recent_mismatches"].as_array().cloned().unwrap_or_default();
     Run { report, states, noise: mirrors["noise"]["shop/v2"].clone(), mismatches }
@@ -185,7 +190,7 @@ async fn two_identical_datasette_instances_never_fail_with_the_defaults() {
     shop(&a, false);
     shop(&b, false);
     let (primary, shadow) = (Datasette::start(&a).await, Datasette::start(&b).await);
-    let gateway = RunningGateway::start(&[("g.yaml", &config(&primary, &shadow, "compare: true"))], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config(&primary, &shadow, "compare: true")).start().await;
 
     let paths = requests(300, 0x5eed);
     let run = run(&gateway, &paths).await;
@@ -226,7 +231,7 @@ async fn a_datasette_whose_data_changed_fails_naming_the_changed_fields_and_no_t
     // Fewer comparisons before deciding than the default 100, so the test decides in 200
     // requests; the rest is the defaults.
     let mirror = "compare: true, verdict: { min_compared: 20 }";
-    let gateway = RunningGateway::start(&[("g.yaml", &config(&primary, &shadow, mirror))], None).await;
+    let gateway = TestGateway::builder().file("g.yaml", &config(&primary, &shadow, mirror)).start().await;
 
     let paths = requests(200, 0xc0ffee);
     let run = run(&gateway, &paths).await;

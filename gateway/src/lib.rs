@@ -45,6 +45,8 @@ pub enum BuildError {
     Bind { key: &'static str, addr: String, source: std::io::Error },
     #[error("{0}")]
     Config(String),
+    #[error(transparent)]
+    Tls(#[from] service_kit::tls::TlsError),
 }
 
 /// A bound gateway, ready to run.
@@ -52,6 +54,8 @@ pub struct Gateway {
     listener: TcpListener,
     admin: TcpListener,
     shared: Arc<Shared>,
+    /// The data-plane listener's TLS, when `tls.certificates` names any.
+    tls: Option<service_kit::tls::TlsTerminator>,
 }
 
 impl Gateway {
@@ -78,8 +82,9 @@ impl Gateway {
         loaded: Loaded,
         metrics: Option<PrometheusHandle>,
     ) -> Result<Self, BuildError> {
+        let tls = settings.tls.enabled().then(|| service_kit::tls::TlsTerminator::new(&settings.tls)).transpose()?;
         let shared = Arc::new(Shared::new(settings, loaded, metrics).map_err(BuildError::Config)?);
-        Ok(Self { listener, admin, shared })
+        Ok(Self { listener, admin, shared, tls })
     }
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
@@ -110,9 +115,19 @@ impl Gateway {
         let proxy =
             tower::service_fn(move |request: http::Request<service_kit::serve::RequestBody>| proxy::handle(shared.clone(), request));
         let admin = admin::router(self.shared.clone());
-        let data = service_kit::serve::serve_with(self.listener, proxy, stop.stopped(), deadline, &limits);
+        let data = async {
+            match self.tls {
+                Some(tls) => {
+                    // Certificates are polled like the routing files, and reloaded on SIGHUP.
+                    let watcher = tokio::spawn(tls.clone().watch(self.shared.settings.reload.poll_interval, stop.stopped()));
+                    service_kit::serve::serve_tls_with(self.listener, tls, proxy, stop.stopped(), deadline, &limits).await;
+                    let _ = watcher.await;
+                }
+                None => service_kit::serve::serve_with(self.listener, proxy, stop.stopped(), deadline, &limits).await,
+            }
+        };
         let admin = service_kit::serve::serve(self.admin, admin, stop.stopped(), deadline);
-        let signal = async move {
+        let signal = async {
             shutdown.await;
             stop.stop();
         };

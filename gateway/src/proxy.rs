@@ -26,6 +26,7 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use service_kit::propagation;
 use service_kit::serve::ClientAddr;
+use service_kit::tls::TlsConnection;
 use tracing::Instrument;
 
 use crate::bodies::{BodyWatch, Deadline, Deadlines, Metered, RequestRecord};
@@ -38,6 +39,8 @@ use crate::{edge, upgrade};
 static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: header::HeaderName = header::HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: header::HeaderName = header::HeaderName::from_static("x-forwarded-proto");
+/// The client certificate the gateway verified (Envoy's name and form); only the gateway sets it.
+static X_FORWARDED_CLIENT_CERT: header::HeaderName = header::HeaderName::from_static("x-forwarded-client-cert");
 
 /// Serves one request on the data-plane listener.
 pub async fn handle<B>(shared: Arc<Shared>, mut request: Request<B>) -> Result<Response<BoxBody>, Infallible>
@@ -116,7 +119,7 @@ where
     let path_and_query = rewrite(&hit, &parts.uri)?;
     let uri = upstream_uri(&endpoint, &path_and_query)?;
     let host = route.rewrite_authority.clone().or(host);
-    proxy_headers(&mut parts.headers, host.as_ref(), parts.extensions.get::<ClientAddr>());
+    proxy_headers(&mut parts.headers, host.as_ref(), parts.extensions.get::<ClientAddr>(), parts.extensions.get::<Arc<TlsConnection>>());
     hit.route.request_headers.apply(&mut parts.headers);
     if let Some(upgrade) = &upgrade {
         upgrade.restore(&mut parts.headers);
@@ -243,7 +246,13 @@ fn server_span<B>(request: &Request<B>, hit: Option<&RouteHit<'_>>) -> tracing::
         otel.status_code = tracing::field::Empty,
         request_id = request.headers().get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default(),
         traffic.shadow = tracing::field::Empty,
+        tls.protocol.version = tracing::field::Empty,
+        tls.client.certificate_presented = tracing::field::Empty,
     );
+    if let Some(tls) = request.extensions().get::<Arc<TlsConnection>>() {
+        span.record("tls.protocol.version", tls.protocol_version);
+        span.record("tls.client.certificate_presented", tls.client_certificate.is_some());
+    }
     propagation::adopt_remote_parent(&span, request.headers());
     if propagation::is_shadow(request.headers()) {
         span.record("traffic.shadow", true);
@@ -282,8 +291,10 @@ fn upstream_uri(endpoint: &Authority, path_and_query: &PathAndQuery) -> Result<U
 }
 
 /// Phase: hop-by-hop headers out (but `TE: trailers`, which gRPC needs end to end, as Envoy
-/// keeps it); `Host` (rewritten or the client's), `X-Forwarded-For` and `X-Forwarded-Proto` in.
-fn proxy_headers(headers: &mut HeaderMap, host: Option<&HeaderValue>, client: Option<&ClientAddr>) {
+/// keeps it); `Host` (rewritten or the client's), `X-Forwarded-For` and `X-Forwarded-Proto` in;
+/// a client's `X-Forwarded-Client-Cert` out, the one for the certificate verified on this
+/// connection in (Envoy's `SANITIZE_SET`).
+fn proxy_headers(headers: &mut HeaderMap, host: Option<&HeaderValue>, client: Option<&ClientAddr>, tls: Option<&Arc<TlsConnection>>) {
     let te_trailers = headers
         .get_all(header::TE)
         .iter()
@@ -303,7 +314,16 @@ fn proxy_headers(headers: &mut HeaderMap, host: Option<&HeaderValue>, client: Op
             headers.insert(X_FORWARDED_FOR.clone(), value);
         }
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    let proto = if tls.is_some() { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    match tls.and_then(|tls| tls.client_certificate.as_ref()) {
+        Some(certificate) => {
+            headers.insert(X_FORWARDED_CLIENT_CERT.clone(), certificate.clone());
+        }
+        None => {
+            headers.remove(&X_FORWARDED_CLIENT_CERT);
+        }
+    }
 }
 
 /// `previous, ip` (or `ip`), written into one buffer that becomes the header value without a
@@ -383,22 +403,41 @@ mod tests {
         headers.insert("x-private", "1".parse().unwrap());
         headers.insert("x-forwarded-for", "10.1.1.1".parse().unwrap());
         let client = ClientAddr("192.0.2.7:5555".parse().unwrap());
-        proxy_headers(&mut headers, Some(&HeaderValue::from_static("shop.internal")), Some(&client));
+        headers.insert("x-forwarded-client-cert", "Hash=forged".parse().unwrap());
+        proxy_headers(&mut headers, Some(&HeaderValue::from_static("shop.internal")), Some(&client), None);
         assert!(!headers.contains_key("x-private") && !headers.contains_key("connection"));
         assert_eq!(headers["host"], "shop.internal");
         assert_eq!(headers["x-forwarded-for"], "10.1.1.1, 192.0.2.7");
         assert_eq!(headers["x-forwarded-proto"], "http");
+        assert!(!headers.contains_key("x-forwarded-client-cert"), "a client cannot claim a certificate");
+    }
+
+    #[test]
+    fn over_tls_the_proto_is_https_and_only_the_verified_certificate_is_forwarded() {
+        let verified = Arc::new(TlsConnection {
+            protocol_version: "1.3",
+            alpn: None,
+            client_certificate: Some(HeaderValue::from_static("Hash=abc;DNS=client.test")),
+        });
+        let anonymous = Arc::new(TlsConnection { client_certificate: None, protocol_version: "1.2", alpn: None });
+        for (tls, expected) in [(&verified, Some("Hash=abc;DNS=client.test")), (&anonymous, None)] {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-forwarded-client-cert", "Hash=forged".parse().unwrap());
+            proxy_headers(&mut headers, None, None, Some(tls));
+            assert_eq!(headers["x-forwarded-proto"], "https");
+            assert_eq!(headers.get("x-forwarded-client-cert").map(|v| v.to_str().unwrap()), expected);
+        }
     }
 
     #[test]
     fn te_trailers_survives_the_hop_by_hop_rules_and_other_te_values_do_not() {
         let mut grpc = HeaderMap::new();
         grpc.insert("te", "gzip, Trailers".parse().unwrap());
-        proxy_headers(&mut grpc, None, None);
+        proxy_headers(&mut grpc, None, None, None);
         assert_eq!(grpc["te"], "trailers");
         let mut other = HeaderMap::new();
         other.insert("te", "gzip".parse().unwrap());
-        proxy_headers(&mut other, None, None);
+        proxy_headers(&mut other, None, None, None);
         assert!(!other.contains_key("te"));
     }
 

@@ -29,6 +29,9 @@ pub struct GatewaySettings {
     /// Limits of the data-plane listener (the admin listener keeps the defaults).
     #[serde(default)]
     pub listener: service_kit::serve::ListenerLimits,
+    /// TLS on the data-plane listener (README "TLS"); no certificate: plain HTTP.
+    #[serde(default)]
+    pub tls: service_kit::tls::TlsSettings,
     pub upstream: UpstreamSettings,
     pub reload: ReloadSettings,
     pub report: ReportSettings,
@@ -167,6 +170,18 @@ mod tests {
         assert_eq!(s.requests.trace, TracePolicy::Reject);
         assert_eq!(s.requests.buffer_body, 65_536);
         assert_eq!(s.requests.path, gateway_config::PathNormalization::default());
+    }
+
+    #[test]
+    fn tls_is_off_by_default_and_its_mode_is_set_from_the_environment() {
+        let s = with_env(&[]).unwrap();
+        assert!(!s.tls.enabled());
+        assert_eq!(s.tls.handshake_timeout, Duration::from_secs(10));
+        let s = with_env(&[("GATEWAY_TLS__MODE", "optional_mutual"), ("GATEWAY_TLS__CA_CERTIFICATES", "/etc/ca.pem")]).unwrap();
+        assert_eq!(s.tls.mode, service_kit::tls::TlsMode::OptionalMutual);
+        assert_eq!(s.tls.ca_certificates.as_deref(), Some(std::path::Path::new("/etc/ca.pem")));
+        let err = with_env(&[("GATEWAY_TLS__MODE", "istio_mutual")]).unwrap_err();
+        assert!(err.contains("mode") && err.contains("istio_mutual"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`serve`]: serving a listener the caller bound, with graceful shutdown ([`stop`]: one stop
 //!   signal for several listeners and tasks) and the generic request limits;
 //! - [`reply`]: the one JSON error reply, for the listener's refusals and the services' errors;
+//! - [`tls`]: TLS termination (certificates by SNI, client certificates, reload on change);
 //! - [`metrics`]: the Prometheus recorder behind `/metrics`;
 //! - [`cli`]: what the binaries' `main` functions share.
 
@@ -18,6 +19,7 @@ pub mod serve;
 pub mod settings;
 pub mod stop;
 pub mod telemetry;
+pub mod tls;
 
 /// Installs the process-wide TLS crypto provider (ring) that every HTTP client here uses.
 /// Idempotent; called before any client is built.

@@ -26,6 +26,7 @@ use tokio::net::TcpListener;
 use tracing::instrument::WithSubscriber;
 
 use crate::reply::json_error;
+use crate::tls::{Alpn, TlsConnection, TlsTerminator};
 
 /// How long in-flight requests may run after shutdown begins (Kubernetes waits 30 s by default).
 pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
@@ -287,6 +288,41 @@ pub async fn serve_with<S, B>(
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    serve_on(listener, None, service, shutdown, deadline, limits).await;
+}
+
+/// [`serve_with`] over TLS: each connection's handshake runs in its own task under the
+/// terminator's deadline (a client that never completes one holds nothing else up), then the
+/// connection is served as its ALPN result says, each request carrying a [`TlsConnection`].
+pub async fn serve_tls_with<S, B>(
+    listener: TcpListener,
+    tls: TlsTerminator,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+    deadline: Duration,
+    limits: &ListenerLimits,
+) where
+    S: tower::Service<http::Request<RequestBody>, Response = http::Response<B>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    serve_on(listener, Some(tls), service, shutdown, deadline, limits).await;
+}
+
+async fn serve_on<S, B>(
+    listener: TcpListener,
+    tls: Option<TlsTerminator>,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+    deadline: Duration,
+    limits: &ListenerLimits,
+) where
+    S: tower::Service<http::Request<RequestBody>, Response = http::Response<B>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut builder = Builder::new(TokioExecutor::new());
     // Slow header senders are cut off; heads over the limits get 431 from hyper itself (its read
     // buffer never grows past the header limit, with room for the request line).
@@ -310,6 +346,8 @@ pub async fn serve_with<S, B>(
         .keep_alive_timeout(h2.keep_alive_timeout);
     let body_limit = limits.body_limit();
     let limits = std::sync::Arc::new(limits.clone());
+    // Over TLS, ALPN has already chosen the protocol: no need to sniff the preface.
+    let builders = tls.as_ref().map(|_| std::sync::Arc::new((builder.clone().http1_only(), builder.clone().http2_only(), builder.clone())));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -327,25 +365,55 @@ pub async fn serve_with<S, B>(
         };
         let _ = stream.set_nodelay(true);
         let (inner, limits) = (service.clone(), limits.clone());
-        let service = TowerToHyperService::new(tower::service_fn(move |mut request: http::Request<Incoming>| {
-            let screened = limits.screen(&mut request);
-            let request = request.map(|body| RequestBody::new(body, body_limit));
-            let mut inner = inner.clone();
-            async move {
-                if let Err(refusal) = screened {
-                    tracing::debug!(status = %refusal.status(), problem = %refusal, %peer, "request refused by the listener's limits");
-                    return Ok::<_, Infallible>(refusal.into_response());
+        let screened = move |connection: Option<std::sync::Arc<TlsConnection>>| {
+            TowerToHyperService::new(tower::service_fn(move |mut request: http::Request<Incoming>| {
+                let screened = limits.screen(&mut request);
+                let request = request.map(|body| RequestBody::new(body, body_limit));
+                let mut inner = inner.clone();
+                let connection = connection.clone();
+                async move {
+                    if let Err(refusal) = screened {
+                        tracing::debug!(status = %refusal.status(), problem = %refusal, %peer, "request refused by the listener's limits");
+                        return Ok::<_, Infallible>(refusal.into_response());
+                    }
+                    let mut request = request;
+                    request.extensions_mut().insert(ClientAddr(peer));
+                    if let Some(connection) = &connection {
+                        request.extensions_mut().insert(connection.clone());
+                    }
+                    let response = match tower::ServiceExt::ready(&mut inner).await {
+                        Ok(ready) => tower::Service::call(ready, request).await,
+                        Err(never) => match never {},
+                    };
+                    Ok(response.map_or_else(|never| match never {}, |response| response.map(Either::Left)))
                 }
-                let mut request = request;
-                request.extensions_mut().insert(ClientAddr(peer));
-                let response = match tower::ServiceExt::ready(&mut inner).await {
-                    Ok(ready) => tower::Service::call(ready, request).await,
-                    Err(never) => match never {},
-                };
-                Ok(response.map_or_else(|never| match never {}, |response| response.map(Either::Left)))
-            }
-        }));
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+            }))
+        };
+        if let (Some(tls), Some(builders)) = (&tls, &builders) {
+            let (tls, builders, watcher) = (tls.clone(), builders.clone(), graceful.watcher());
+            tokio::spawn(
+                async move {
+                    let (stream, connection) = match tls.accept(stream).await {
+                        Ok(accepted) => accepted,
+                        Err(error) => return tracing::debug!(%error, %peer, "TLS handshake failed"),
+                    };
+                    let (http1, http2, auto) = &*builders;
+                    let builder = match connection.alpn {
+                        Some(Alpn::Http2) => http2,
+                        Some(Alpn::Http11) => http1,
+                        None => auto,
+                    };
+                    let service = screened(Some(std::sync::Arc::new(connection)));
+                    let connection = watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned());
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, %peer, "connection ended with an error");
+                    }
+                }
+                .with_current_subscriber(),
+            );
+            continue;
+        }
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), screened(None)).into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(
             async move {

@@ -17,7 +17,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::{Frame, SizeHint};
 use http_body_util::{Either, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -323,7 +323,7 @@ async fn serve_on<S, B>(
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut builder = Builder::new(TokioExecutor::new());
+    let mut builder = Builder::new(StreamExecutor);
     // Slow header senders are cut off; heads over the limits get 431 from hyper itself (its read
     // buffer never grows past the header limit, with room for the request line).
     builder
@@ -428,6 +428,23 @@ async fn serve_on<S, B>(
     tracing::info!(open_connections = graceful.count(), "shutting down: no longer accepting");
     if tokio::time::timeout(deadline, graceful.shutdown()).await.is_err() {
         tracing::warn!(?deadline, "shutdown deadline passed with requests still open");
+    }
+}
+
+/// Spawns what hyper hands off (each HTTP/2 stream's service future) under the dispatcher of
+/// the connection that hands it off, as the connection tasks themselves run, so that a
+/// process hosting several services with their own telemetry keeps each stream's spans
+/// (`TokioExecutor` would spawn them under the global default).
+#[derive(Clone, Copy)]
+struct StreamExecutor;
+
+impl<F> hyper::rt::Executor<F> for StreamExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        tokio::spawn(future.with_current_subscriber());
     }
 }
 

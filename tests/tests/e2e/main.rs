@@ -17,6 +17,7 @@ mod services;
 mod shadow;
 mod shutdown;
 mod timeouts;
+mod tls;
 mod tutorial;
 mod verdict;
 mod websocket;

@@ -475,6 +475,23 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_that_fails_keeps_the_running_certificates() {
+        let dir = dir("reload");
+        let first = issue(&dir, "first", &["reload.test"]);
+        let second = issue(&dir, "second", &["reload.test"]);
+        let settings = TlsSettings { certificates: vec![files(&first)], ..TlsSettings::default() };
+        let tls = TlsTerminator::new(&settings).unwrap();
+        let running = tls.config.load_full();
+        std::fs::copy(&second.private_key, &first.private_key).unwrap();
+        let error = tls.reload().unwrap_err().to_string();
+        assert!(error.contains("does not match"), "{error}");
+        assert!(Arc::ptr_eq(&running, &tls.config.load_full()), "the running configuration stays");
+        std::fs::copy(&second.certificate, &first.certificate).unwrap();
+        tls.reload().unwrap();
+        assert!(!Arc::ptr_eq(&running, &tls.config.load_full()), "a good set is swapped in");
+    }
+
+    #[test]
     fn the_forwarded_client_cert_has_hash_subject_and_names() {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(vec!["client.test".to_string()]).unwrap();

@@ -87,7 +87,7 @@ WS_CONNECTIONS = 8
 WS_HANDSHAKE_TASKS = 4
 PEERS = Path(__file__).resolve().parent / "protocol_peers.py"
 
-GROUPS = ["throughput", "latency", "shadows", "compare", "grpc", "websocket"]
+GROUPS = ["throughput", "latency", "shadows", "compare", "grpc", "websocket", "tls"]
 GATEWAY_BIN: Path | None = None
 # Commands as run, one of each kind, for BENCHMARKS.md.
 COMMANDS: dict[str, str] = {}
@@ -195,10 +195,12 @@ def run_tool(args: list[str], timeout: float) -> str:
     return done.stdout
 
 
-def wrk(url: str, connections: int, seconds: float) -> dict:
+def wrk(url: str, connections: int, seconds: float, close: bool = False) -> dict:
+    """`close`: `Connection: close` on every request, so each one opens a connection (and over
+    TLS, does a full handshake)."""
     seconds = max(1, round(seconds))
-    args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s", url]
-    COMMANDS.setdefault(f"wrk -c{connections}", shlex.join([*LOAD_PIN, *args]))
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s", *(["-H", "Connection: close"] if close else []), url]
+    COMMANDS.setdefault(f"wrk -c{connections}{' close' if close else ''}{' tls' if url.startswith('https') else ''}", shlex.join([*LOAD_PIN, *args]))
     out = run_tool(args, seconds + 30)
 
     def ms(text: str) -> float:
@@ -454,6 +456,45 @@ routes:
     to: echo
 """
 
+# TLS: both terminate TLS 1.3 with the same self-signed P-256 certificate and proxy to the plain
+# backend; keep-alive connections, and one new handshake per request (`Connection: close`).
+NGINX_TLS_CONF = """
+worker_processes 1;
+pid {dir}/nginx-tls-{port}.pid;
+error_log {dir}/nginx-tls-{port}.err warn;
+daemon off;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    upstream primary {{ server 127.0.0.1:{primary}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port} ssl http2 backlog=4096;   # `http2 on;` from NGINX 1.25.1
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.3;
+        keepalive_requests 1000000;
+        location / {{
+            proxy_pass http://primary;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+GATEWAY_TLS_ROUTING = """
+services:
+  primary: [127.0.0.1:{primary}]
+routes:
+  - name: tls
+    to: primary
+"""
+
+GATEWAY_TLS_SETTINGS = """
+tls:
+  certificates:
+    - {{ certificate: {cert}, private_key: {key} }}
+"""
 
 
 class Bench:
@@ -555,6 +596,35 @@ class Bench:
             COMMANDS.setdefault("gateway", shlex.join([*SUT_PIN, "gateway", "--config", "examples/istio/istio.yaml", "--config",
                                                        "service-entries.yaml", "--listen", "127.0.0.1:PORT"]))
         proc = self.start(args, port, SUT_PIN, log=f"gateway-{port}.log", env=env)
+        proc.admin = admin
+        return proc
+
+
+    def certificate(self) -> tuple[Path, Path]:
+        cert, key = self.work / "tls.crt", self.work / "tls.key"
+        if not cert.exists():
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                            "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                           check=True, capture_output=True, timeout=60)
+        return cert, key
+
+    def nginx_tls(self, primary: int) -> Proc:
+        cert, key = self.certificate()
+        COMMANDS.setdefault("nginx tls", shlex.join([*SUT_PIN, "nginx", "-c", "nginx.conf"]) + "   # bench/run.py NGINX_TLS_CONF")
+        return self.nginx_conf("nginx-tls", NGINX_TLS_CONF, SUT_PIN, primary=primary, cert=cert, key=key)
+
+    def gateway_tls(self, primary: int) -> Proc:
+        cert, key = self.certificate()
+        routing = self.work / "tls-routing.yaml"
+        routing.write_text(GATEWAY_TLS_ROUTING.format(primary=primary))
+        settings = self.work / "tls-settings.yaml"
+        settings.write_text(GATEWAY_TLS_SETTINGS.format(cert=cert, key=key))
+        port, admin = free_port(), free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "RUST_LOG", "GATEWAY_"))}
+        args = [str(GATEWAY_BIN or TARGET / "gateway"), "--config", str(routing), "--settings", str(settings), "--listen", f"127.0.0.1:{port}",
+                "--admin-listen", f"127.0.0.1:{admin}"]
+        COMMANDS.setdefault("gateway tls", shlex.join([*SUT_PIN, "gateway", "--config", "tls-routing.yaml", "--settings", "tls-settings.yaml"]))
+        proc = self.start(args, port, SUT_PIN, log=f"gateway-tls-{port}.log", env=env)
         proc.admin = admin
         return proc
 
@@ -765,6 +835,25 @@ def websocket(bench: Bench, seconds: float) -> dict:
                 bench.stop(proc)
     finally:
         bench.stop(echo)
+    return out
+
+
+def tls(bench: Bench, seconds: float, primary: Proc) -> dict:
+    """TLS 1.3 termination to the plain backend: keep-alive requests, and a new handshake per request."""
+    print(f"\n== tls: wrk over TLS 1.3, {CONNECTIONS} keep-alive connections, then a new connection (handshake) per request; "
+          f"{seconds} s per row", flush=True)
+    out = {}
+    for system, start in (("gateway", bench.gateway_tls), ("nginx", bench.nginx_tls)):
+        proc = start(primary.port)
+        try:
+            url = f"https://localhost:{proc.port}/index"
+            wrk(url, 8, min(1, seconds))  # warm-up
+            out[f"{system} keep-alive"] = r = wrk(url, CONNECTIONS, seconds)
+            show(f"{system}, keep-alive", r)
+            out[f"{system} handshakes"] = r = wrk(url, CONNECTIONS, seconds, close=True)
+            show(f"{system}, handshake per request", r)
+        finally:
+            bench.stop(proc)
     return out
 
 
@@ -993,6 +1082,18 @@ def protocol_sections(runs: list[dict]) -> list[str]:
                 "column is what they do with no proxy between them): read the ratio between the systems, not the absolute rates. The gateway routes `/ws/` "
                 "with a native routing file (upgrades are spliced, never mirrored); NGINX with `proxy_http_version 1.1` and the "
                 "`Upgrade`/`Connection` map.", ""]
+    t = runs[0].get("tls") if runs else None
+    if t:
+        rows = []
+        for key, what in (("keep-alive", f"keep-alive, {CONNECTIONS} connections, requests/s"), ("handshakes", "a new TLS connection per request, /s")):
+            x, n = t[f"gateway {key}"], t[f"nginx {key}"]
+            rows.append([what, f"{x['rps']:,.0f}", fmt_ms(x["p50_ms"]), fmt_ms(x["p99_ms"]), x["errors"],
+                         f"{n['rps']:,.0f}", fmt_ms(n["p50_ms"]), fmt_ms(n["p99_ms"]), n["errors"], f"{x['rps'] / n['rps']:.2f}x"])
+        out += ["### TLS termination (wrk over TLS 1.3 to the plain backend)", "",
+                table(["scenario", "gateway /s", "p50 ms", "p99 ms", "errors", "NGINX /s", "p50 ms", "p99 ms", "errors", "gateway / NGINX"], rows), "",
+                "Both terminate TLS 1.3 with the same self-signed P-256 certificate and route to the same backend (NGINX: `ssl_protocols "
+                "TLSv1.3`, upstream keep-alive; the gateway: `tls.certificates` in a settings file, rustls with ring). The second row sends "
+                "`Connection: close` on every request, so each is a new TCP connection and a full handshake.", ""]
     return out
 
 
@@ -1146,6 +1247,8 @@ def main() -> int:
                 run["grpc"] = grpc(bench, seconds)
             if i == 0 and "websocket" in groups:
                 run["websocket"] = websocket(bench, seconds)
+            if i == 0 and "tls" in groups:
+                run["tls"] = tls(bench, seconds, primary)
             runs.append(run)
     finally:
         bench.stop_all()

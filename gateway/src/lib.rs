@@ -82,7 +82,7 @@ impl Gateway {
         loaded: Loaded,
         metrics: Option<PrometheusHandle>,
     ) -> Result<Self, BuildError> {
-        let tls = settings.tls.enabled().then(|| service_kit::tls::TlsTerminator::new(&settings.tls)).transpose()?;
+        let tls = service_kit::tls::TlsTerminator::from_settings(&settings.tls)?;
         let shared = Arc::new(Shared::new(settings, loaded, metrics).map_err(BuildError::Config)?);
         Ok(Self { listener, admin, shared, tls })
     }

@@ -93,6 +93,8 @@ pub enum TlsError {
     File { key: &'static str, path: String, problem: String },
     #[error("tls.ca_certificates: required when tls.mode is mutual or optional_mutual")]
     MissingCa,
+    #[error("tls.certificates: none given, yet tls.mode or tls.ca_certificates asks for TLS (the listener would serve in clear)")]
+    NoCertificates,
     #[error("tls: {0}")]
     Rustls(#[from] rustls::Error),
     #[error("tls.ca_certificates: {0}")]
@@ -255,6 +257,19 @@ pub enum HandshakeError {
 }
 
 impl TlsTerminator {
+    /// The listener's TLS, or `None` for a plain listener: no certificate and no other `tls`
+    /// key set. Client-certificate settings without a certificate are refused rather than
+    /// served in clear.
+    pub fn from_settings(settings: &TlsSettings) -> Result<Option<Self>, TlsError> {
+        if settings.enabled() {
+            return Self::new(settings).map(Some);
+        }
+        if settings.mode != TlsMode::Simple || settings.ca_certificates.is_some() {
+            return Err(TlsError::NoCertificates);
+        }
+        Ok(None)
+    }
+
     /// Loads the certificates (and CA bundle) of `settings`; errors name the key and the file.
     pub fn new(settings: &TlsSettings) -> Result<Self, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -472,6 +487,13 @@ mod tests {
         assert!(error.contains("no PEM certificate"), "{error}");
         let settings = TlsSettings { certificates: vec![files(&good)], mode: TlsMode::Mutual, ..TlsSettings::default() };
         assert!(matches!(TlsTerminator::new(&settings), Err(TlsError::MissingCa)));
+        let no_certificate =
+            TlsSettings { mode: TlsMode::Mutual, ca_certificates: Some(good.certificate.clone()), ..TlsSettings::default() };
+        assert!(
+            matches!(TlsTerminator::from_settings(&no_certificate), Err(TlsError::NoCertificates)),
+            "never TLS settings served in clear"
+        );
+        assert!(matches!(TlsTerminator::from_settings(&TlsSettings::default()), Ok(None)));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! (8093) in one process, each with its own telemetry (its own `service.name` and
 //! `service.version`), routed exactly like the tutorial: `/proxy/` -> proxy, `/target/` ->
 //! target v1, mirrored to target v2 (and compared). Prints what to curl. Traces go to
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` when it is set. Any address may use port 0.
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` when it is set. Any address may use port 0. `--tls` serves
+//! HTTPS with a self-signed certificate made at start.
 
 use std::process::ExitCode;
 
@@ -31,6 +32,22 @@ struct Cli {
     target_v1_listen: String,
     #[arg(long, default_value = "127.0.0.1:8093")]
     target_v2_listen: String,
+    /// Serve HTTPS on `--listen`, with a self-signed certificate for `localhost` made at start
+    /// (written to a temporary directory; the printed curls trust it with `--cacert`).
+    #[arg(long)]
+    tls: bool,
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, written where the gateway reads it.
+fn self_signed(dir: &std::path::Path) -> anyhow::Result<service_kit::tls::CertificateFiles> {
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let files =
+        service_kit::tls::CertificateFiles { certificate: dir.join("tls.crt"), private_key: dir.join("tls.key"), server_names: Vec::new() };
+    std::fs::write(&files.certificate, generated.cert.pem()).with_context(|| format!("writing {}", files.certificate.display()))?;
+    std::fs::write(&files.private_key, generated.signing_key.serialize_pem())
+        .with_context(|| format!("writing {}", files.private_key.display()))?;
+    Ok(files)
 }
 
 /// The tutorial's routing in the native format, with the services' actual addresses.
@@ -109,7 +126,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         telemetries.push(telemetry);
     }
 
-    let gateway_settings = GatewaySettings::load(Sources::process(None, Vec::new()))?;
+    let mut gateway_settings = GatewaySettings::load(Sources::process(None, Vec::new()))?;
+    let certificate = if cli.tls {
+        let files = self_signed(&std::env::temp_dir().join(format!("local-mesh-tls-{}", std::process::id())))?;
+        gateway_settings.tls.certificates = vec![files.clone()];
+        Some(files.certificate)
+    } else {
+        None
+    };
     let loaded =
         gateway_config::load_str("local-mesh routing", &routing(&proxy_addr.to_string(), &v1_addr.to_string(), &v2_addr.to_string()))?;
     let metrics = service_kit::metrics::install_prometheus()?;
@@ -121,8 +145,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     telemetries.push(gateway_telemetry);
 
     println!("local mesh is up: gateway {gateway_addr}, proxy {proxy_addr}, target v1 {v1_addr}, target v2 {v2_addr}");
-    println!("  curl http://{gateway_addr}/target/index");
-    println!("  curl 'http://{gateway_addr}/proxy/proxy?url=http://{v1_addr}/index'");
+    match &certificate {
+        None => {
+            println!("  curl http://{gateway_addr}/target/index");
+            println!("  curl 'http://{gateway_addr}/proxy/proxy?url=http://{v1_addr}/index'");
+        }
+        Some(certificate) => {
+            let (ca, port) = (certificate.display(), gateway_addr.port());
+            println!("  curl --cacert {ca} https://localhost:{port}/target/index");
+            println!("  curl --cacert {ca} 'https://localhost:{port}/proxy/proxy?url=http://{v1_addr}/index'");
+        }
+    }
     println!("  mirror report: http://{admin_addr}/   (JSON: /mirrors, metrics: /metrics)");
     println!("Ctrl-C stops it.");
 

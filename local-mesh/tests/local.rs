@@ -43,3 +43,32 @@ fn the_local_mesh_serves_both_curls_of_the_tutorial() {
         assert_eq!(body, "index", "{url}");
     }
 }
+
+#[test]
+fn with_tls_the_printed_curls_work_over_https_with_the_generated_certificate() {
+    let mut mesh = Command::new(env!("CARGO_BIN_EXE_local-mesh"))
+        .args(["--tls", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0"])
+        .args(["--target-v1-listen", "127.0.0.1:0", "--target-v2-listen", "127.0.0.1:0"])
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start local-mesh");
+    let stdout = BufReader::new(mesh.stdout.take().expect("stdout"));
+    let _mesh = Running(mesh);
+    let curls: Vec<String> = stdout
+        .lines()
+        .map_while(Result::ok)
+        .filter(|line| line.trim().starts_with("curl "))
+        .map(|line| line.trim().to_owned())
+        .take(2)
+        .collect();
+    assert_eq!(curls.len(), 2, "two curl lines printed");
+    for line in &curls {
+        assert!(line.contains("https://"), "{line}");
+        // Run as a user pastes it (the shell removes the quotes), without proxies.
+        let output = Command::new("sh").args(["-c", &format!("{line} -sS --noproxy '*' --max-time 10")]).output().expect("sh runs curl");
+        let body = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(body, "index", "{line}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+}

@@ -67,6 +67,16 @@ pub struct Route {
     pub timeout: Option<Duration>,
     /// Move the route's traffic to a mirror's destination step by step while its verdict passes.
     pub promote: Option<PromoteSpec>,
+    /// The `Upgrade` protocols tunnelled for this route, lowercase (Envoy's `upgrade_configs`):
+    /// `[websocket]` unless the native route lists its own; never `h2c` (validation refuses
+    /// it: an h2c tunnel carries requests past routing). A request asking for any other
+    /// protocol loses its `Upgrade` header and is an ordinary request.
+    pub upgrades: Vec<String>,
+}
+
+/// The upgrades a route tunnels when it does not say: WebSocket, as Istio and Envoy's defaults.
+pub fn default_upgrades() -> Vec<String> {
+    vec!["websocket".to_owned()]
 }
 
 /// `promote: { to: shop/v2, steps: [10, 25, 50, 100], hold: 5m }`.

@@ -64,6 +64,8 @@ pub(crate) struct PendingRoute {
     pub mirrors: Vec<PendingMirror>,
     pub timeout: Option<Duration>,
     pub promote: Option<PendingPromote>,
+    /// `None`: [`crate::model::default_upgrades`].
+    pub upgrades: Option<Vec<String>>,
 }
 
 /// A native route's `promote:`, before its destination is resolved.

@@ -210,8 +210,22 @@ impl Builder<'_> {
             }
             None => None,
         };
+        let upgrades = match &p.upgrades {
+            Some(listed) => {
+                let upgrades: Vec<String> = listed.iter().map(|u| u.trim().to_ascii_lowercase()).collect();
+                if upgrades.iter().any(|u| u == "h2c") {
+                    return Err(p.origin.err("upgrades: h2c is never tunnelled: an h2c connection would carry its requests past routing"));
+                }
+                if let Some(bad) = upgrades.iter().find(|u| u.is_empty() || http::HeaderValue::from_str(u).is_err() || u.contains(',')) {
+                    return Err(p.origin.err(format!("upgrades: {bad:?} is not a protocol name")));
+                }
+                upgrades
+            }
+            None => crate::model::default_upgrades(),
+        };
         Ok(Route {
             promote,
+            upgrades,
             name,
             hosts: p.hosts.clone(),
             matches: p.matches.clone(),

@@ -35,6 +35,10 @@ pub enum GatewayError {
     UpstreamTimeout,
     #[error("upstream unavailable")]
     UpstreamUnavailable,
+    /// The upstream's answer cannot be relayed as framed: two different `Content-Length`s, or a
+    /// 101 to a request that asked for no upgrade.
+    #[error("upstream answer malformed")]
+    UpstreamMalformed,
     #[error("no healthy upstream")]
     NoHealthyUpstream,
 }
@@ -68,7 +72,10 @@ impl GatewayError {
             | GatewayError::RejectedPath(_)
             | GatewayError::BadRequestUri
             | GatewayError::ClientBody(_) => ErrorSource::Downstream,
-            GatewayError::UpstreamTimeout | GatewayError::UpstreamUnavailable | GatewayError::NoHealthyUpstream => ErrorSource::Upstream,
+            GatewayError::UpstreamTimeout
+            | GatewayError::UpstreamUnavailable
+            | GatewayError::UpstreamMalformed
+            | GatewayError::NoHealthyUpstream => ErrorSource::Upstream,
         }
     }
 
@@ -81,7 +88,7 @@ impl GatewayError {
             GatewayError::ClientBody(BodyFailure::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::ClientBody(BodyFailure::TooSlow) => StatusCode::REQUEST_TIMEOUT,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamUnavailable | GatewayError::UpstreamMalformed => StatusCode::BAD_GATEWAY,
             GatewayError::NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -123,6 +130,7 @@ mod tests {
             GatewayError::RejectedPath(PathRejected::EscapedSlash),
             GatewayError::RejectedPath(PathRejected::EncodedNul),
             GatewayError::BadRequestUri,
+            GatewayError::UpstreamMalformed,
             GatewayError::ClientBody(BodyFailure::Malformed),
             GatewayError::ClientBody(BodyFailure::TooLarge),
             GatewayError::ClientBody(BodyFailure::TooSlow),

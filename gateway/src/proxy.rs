@@ -113,7 +113,7 @@ where
     B::Error: Into<BoxError>,
 {
     let mut request = request;
-    let upgrade = upgrade::requested(&mut request);
+    let upgrade = upgrade::requested(&mut request, &hit.route.upgrades);
     let (mut parts, body) = request.into_parts();
     let endpoint = primary.pick().ok_or(GatewayError::NoHealthyUpstream)?.clone();
     let path_and_query = rewrite(&hit, &parts.uri)?;
@@ -154,6 +154,11 @@ where
     let sending = Sending { primary, downstream, deadlines, span: &client_span, endpoint: &endpoint, client_body };
     let mut response = sending.send(Request::from_parts(parts, body)).await?;
     let latency = started.elapsed();
+    if upgrade.is_none() && response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        // Switched to what the gateway did not ask for: relaying it would leave the client
+        // believing in a tunnel the gateway never opens.
+        return Err(GatewayError::UpstreamMalformed);
+    }
     client_span.record("http.response.status_code", i64::from(response.status().as_u16()));
     // Taken before the hop-by-hop rules remove it (only for an upgrade: no copy per request).
     let upstream_protocol = upgrade.as_ref().and_then(|_| response.headers().get(header::UPGRADE).cloned());

@@ -94,7 +94,7 @@ fn subsets_without_endpoints_load_with_a_warning() {
 fn unknown_keys_are_named() {
     assert_err(
         &load_err(&format!("{SERVICES}routes:\n  - to: echo\n    retries: 3\n")),
-        "test.yaml: routes[0].retries: unknown key \"retries\" (expected one of: name, hosts, match, rewrite, to, timeout, mirror, mirrors, promote)",
+        "test.yaml: routes[0].retries: unknown key \"retries\" (expected one of: name, hosts, match, rewrite, to, timeout, mirror, mirrors, promote, upgrades)",
     );
     let err = load_err("servics: {}\n");
     assert!(err.starts_with("test.yaml: servics: unknown key \"servics\""), "{err}");

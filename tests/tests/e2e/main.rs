@@ -19,5 +19,6 @@ mod shutdown;
 mod timeouts;
 mod tls;
 mod tutorial;
+mod upstream_framing;
 mod verdict;
 mod websocket;

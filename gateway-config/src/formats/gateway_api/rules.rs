@@ -223,6 +223,7 @@ fn rule_route(
     }
     Ok(PendingRoute {
         promote: None,
+        upgrades: None,
         name: Some(name),
         origin: origin(path),
         order: (0, 0, 0),

@@ -94,6 +94,7 @@ pub(super) fn http_route(
     }
     Ok(PendingRoute {
         promote: None,
+        upgrades: None,
         name: Some(name),
         origin: doc.origin(path),
         order,

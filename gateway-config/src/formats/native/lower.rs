@@ -155,6 +155,7 @@ fn route(doc: Doc<'_>, order: (usize, usize, usize), path: &str, r: NRoute, defa
         destinations_origin: doc.origin(&to_path),
         mirrors,
         timeout: r.timeout.map(|t| t.0),
+        upgrades: r.upgrades,
         promote: r.promote.map(|p| PendingPromote {
             origin: doc.origin(&format!("{path}.promote")),
             to: dest_ref(doc, &format!("{path}.promote.to"), p.to),

@@ -90,6 +90,8 @@ pub(super) struct NRoute {
     pub(super) mirror: Option<ShortOrMap<DestText, NMirror>>,
     pub(super) mirrors: Option<Vec<ShortOrMap<DestText, NMirror>>>,
     pub(super) promote: Option<NPromote>,
+    /// `upgrades: [websocket, my-proto]`: the `Upgrade` protocols tunnelled (default websocket).
+    pub(super) upgrades: Option<Vec<String>>,
 }
 
 /// `promote: { to: shop/v2, steps: [10, 25, 50, 100], hold: 5m }` (steps and hold optional);

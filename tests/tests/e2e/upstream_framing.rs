@@ -1,0 +1,130 @@
+//! What the gateway relays from, and sends to, an upstream that frames its answers badly or is
+//! asked for a tunnel: raw-socket upstreams (no HTTP library would answer this way) and raw or
+//! HTTP/2 clients.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use e2e_tests::eventually;
+use e2e_tests::gateway::TestGateway;
+use e2e_tests::wire::{raw_exchange, status_of};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const QUIET: Duration = Duration::from_secs(2);
+
+/// An upstream that answers every request head with `answer` (bytes as written, keep-alive),
+/// and every head that carries `Upgrade` with a 101, after which it records whatever arrives
+/// as tunnelled bytes. It records every byte it receives, per connection.
+#[derive(Clone)]
+struct ScriptedUpstream {
+    addr: SocketAddr,
+    received: Arc<Mutex<Vec<String>>>,
+}
+
+impl ScriptedUpstream {
+    async fn start(answer: &'static [u8]) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let received: Arc<Mutex<Vec<String>>> = Arc::default();
+        let log = received.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let index = {
+                    let mut log = log.lock().expect("log");
+                    log.push(String::new());
+                    log.len() - 1
+                };
+                tokio::spawn(serve(stream, answer, log.clone(), index));
+            }
+        });
+        Self { addr, received }
+    }
+
+    /// Everything received so far, all connections.
+    fn received(&self) -> String {
+        self.received.lock().expect("log").concat()
+    }
+}
+
+async fn serve(mut stream: TcpStream, answer: &'static [u8], log: Arc<Mutex<Vec<String>>>, index: usize) {
+    let mut pending = Vec::new();
+    let mut tunnel = false;
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        log.lock().expect("log")[index].push_str(&String::from_utf8_lossy(&buf[..n]));
+        if tunnel {
+            continue;
+        }
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&pending[..end]).to_ascii_lowercase();
+            pending.drain(..end + 4);
+            let upgrade = head.lines().find_map(|l| l.strip_prefix("upgrade:")).map(|v| v.trim().to_owned());
+            if let Some(protocol) = upgrade {
+                let switched = format!("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\n\r\n");
+                let _ = stream.write_all(switched.as_bytes()).await;
+                tunnel = true;
+                break;
+            }
+            if stream.write_all(answer).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn routes(upstream: SocketAddr, extra: &str) -> String {
+    format!("services: {{ up: [{upstream}] }}\nroutes:\n  - {{ name: api, match: {{ prefix: /api/ }}, to: up{extra} }}\n")
+}
+
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+/// The h2c smuggling bypass: a tunnel the upstream agrees to would carry the requests that
+/// follow past routing. `h2c` and unlisted protocols are ordinary requests: the upstream sees no
+/// `Upgrade`, and the bytes after the head are a request of their own, routed (here: to no route).
+#[tokio::test(flavor = "multi_thread")]
+async fn unlisted_upgrades_and_h2c_are_ordinary_requests_and_never_open_a_tunnel() {
+    let up = ScriptedUpstream::start(OK).await;
+    let gateway = TestGateway::builder().file("g.yaml", &routes(up.addr, "")).start().await;
+    for protocol in ["h2c", "foo/1"] {
+        let request = format!(
+            "GET /api/x HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: {protocol}\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\nGET /internal/{protocol} HTTP/1.1\r\nHost: a.test\r\n\r\n"
+        );
+        let answer = raw_exchange(gateway.addr, request.as_bytes(), QUIET).await;
+        assert_eq!(status_of(&answer), Some(200), "{protocol}: an ordinary request, answered: {answer}");
+        assert!(answer.contains("HTTP/1.1 404"), "{protocol}: the bytes after the head are a request, unrouted: {answer}");
+        eventually("the upstream saw the request", Duration::from_secs(5), || async { up.received().contains("GET /api/x") }).await;
+        let seen = up.received().to_ascii_lowercase();
+        assert!(
+            !seen.contains("upgrade:") && !seen.contains("http2-settings"),
+            "{protocol}: hop-by-hop headers reached the upstream: {seen}"
+        );
+        assert!(!seen.contains("/internal/"), "{protocol}: bytes after the head reached the upstream: {seen}");
+    }
+    gateway.stop().await;
+}
+
+/// A protocol the route lists is tunnelled (the upstream agreed: the bytes after reach it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listed_upgrade_is_tunnelled() {
+    let up = ScriptedUpstream::start(OK).await;
+    let gateway = TestGateway::builder().file("g.yaml", &routes(up.addr, ", upgrades: [websocket, foo]")).start().await;
+    let request = b"GET /api/x HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: foo/1\r\n\r\nhello tunnel";
+    let answer = raw_exchange(gateway.addr, request, QUIET).await;
+    assert_eq!(status_of(&answer), Some(101), "{answer}");
+    eventually("the tunnelled bytes reach the upstream", Duration::from_secs(5), || async { up.received().contains("hello tunnel") }).await;
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_route_listing_h2c_is_refused_at_load() {
+    let config = routes("127.0.0.1:9".parse().unwrap(), ", upgrades: [h2c]");
+    let error = TestGateway::builder().file("g.yaml", &config).try_start().await.err().expect("h2c is refused");
+    assert!(error.contains("h2c"), "{error}");
+}

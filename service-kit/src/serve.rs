@@ -126,6 +126,15 @@ pub enum Refusal {
     MoreThanOneHost,
     #[error("missing host header")]
     MissingHost,
+    /// HTTP/2 `host` beside a different `:authority`: malformed (RFC 9113 section 8.3.1), and
+    /// routing by one while the other names the target is how a check is got around.
+    #[error("host header differs from :authority")]
+    HostNotAuthority,
+    /// A `Transfer-Encoding` other than `chunked` alone (`gzip, chunked`): no coding but
+    /// chunked is decoded here, and passing it on would have the upstream read coded bytes as
+    /// content. NGINX answers 501 too.
+    #[error("transfer coding not implemented")]
+    UnsupportedTransferCoding,
     /// Its declared `Content-Length`, or (found by the service as it reads, see
     /// [`RequestBodyError::TooLarge`]) the body streamed, is over `max_request_body_bytes`.
     #[error("request body too large")]
@@ -137,7 +146,10 @@ impl Refusal {
         match self {
             Refusal::TargetTooLong => StatusCode::URI_TOO_LONG,
             Refusal::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Refusal::UnderscoreInHeaderName | Refusal::MoreThanOneHost | Refusal::MissingHost => StatusCode::BAD_REQUEST,
+            Refusal::UnderscoreInHeaderName | Refusal::MoreThanOneHost | Refusal::MissingHost | Refusal::HostNotAuthority => {
+                StatusCode::BAD_REQUEST
+            }
+            Refusal::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
             Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
@@ -149,6 +161,12 @@ impl Refusal {
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         response
     }
+}
+
+/// `Transfer-Encoding: chunked`, in one field or several, with no other coding.
+fn is_chunked_alone(headers: &http::HeaderMap) -> bool {
+    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter().flat_map(|v| v.as_bytes().split(|b| *b == b','));
+    matches!((codings.next(), codings.next()), (Some(only), None) if only.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 
 impl ListenerLimits {
@@ -186,7 +204,21 @@ impl ListenerLimits {
                     request.headers_mut().insert(header::HOST, host);
                 }
             }
+            (1, Some(authority)) => {
+                let same = request
+                    .headers()
+                    .get(header::HOST)
+                    .is_some_and(|host| host.as_bytes().eq_ignore_ascii_case(authority.as_str().as_bytes()));
+                if !same {
+                    return Err(Refusal::HostNotAuthority);
+                }
+            }
             _ => {}
+        }
+        // hyper refuses a chunked that is not last, and any coding without chunked; it accepts
+        // `gzip, chunked` and would pass the coded bytes on as content.
+        if request.headers().contains_key(header::TRANSFER_ENCODING) && !is_chunked_alone(request.headers()) {
+            return Err(Refusal::UnsupportedTransferCoding);
         }
         if let Some(limit) = self.max_request_body_bytes {
             let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
@@ -531,6 +563,25 @@ mod tests {
         assert_eq!(refusal(request(Version::HTTP_10, "/", &[])), None, "HTTP/1.0 may omit it");
         assert_eq!(refusal(request(Version::HTTP_2, "http://a/", &[])), None, "h2 has :authority");
         assert!(refusal(request(Version::HTTP_2, "http://a/", two)).is_some());
+    }
+
+    #[test]
+    fn an_http2_host_must_be_its_authority_and_chunked_the_only_coding() {
+        assert_eq!(refusal(request(Version::HTTP_2, "http://a.test/", &[("host", "A.test")])), None);
+        let other = refusal(request(Version::HTTP_2, "http://a.test/", &[("host", "b.test")]));
+        assert_eq!(other.as_deref(), Some("host header differs from :authority"));
+        assert_eq!(Refusal::HostNotAuthority.status(), StatusCode::BAD_REQUEST);
+        let coded = |te: &[&str]| {
+            let mut headers = vec![("host", "a")];
+            headers.extend(te.iter().map(|v| ("transfer-encoding", *v)));
+            refusal(request(Version::HTTP_11, "/", &headers))
+        };
+        assert_eq!(coded(&["chunked"]), None);
+        assert_eq!(coded(&["Chunked "]), None);
+        for te in [&["gzip, chunked"][..], &["gzip", "chunked"], &["identity"]] {
+            assert_eq!(coded(te).as_deref(), Some("transfer coding not implemented"), "{te:?}");
+        }
+        assert_eq!(Refusal::UnsupportedTransferCoding.status(), StatusCode::NOT_IMPLEMENTED);
     }
 
     #[test]

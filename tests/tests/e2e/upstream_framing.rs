@@ -128,3 +128,34 @@ async fn a_route_listing_h2c_is_refused_at_load() {
     let error = TestGateway::builder().file("g.yaml", &config).try_start().await.err().expect("h2c is refused");
     assert!(error.contains("h2c"), "{error}");
 }
+
+/// RFC 9113 section 8.3.1: an HTTP/2 `host` that is not the `:authority` is malformed; the
+/// request would be routed by one and served for the other.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_host_other_than_the_authority_gets_400_and_never_reaches_the_upstream() {
+    let up = ScriptedUpstream::start(OK).await;
+    let gateway = TestGateway::builder().file("g.yaml", &routes(up.addr, "")).start().await;
+    let (same, _, _) = e2e_tests::wire::h2_request(gateway.addr, "/api/same", &[("host", &gateway.addr.to_string())]).await;
+    assert_eq!(same, 200, "host equal to :authority is fine");
+    let (other, _, body) = e2e_tests::wire::h2_request(gateway.addr, "/api/other", &[("host", "internal.test")]).await;
+    assert_eq!(other, 400, "{body:?}");
+    assert!(up.received().contains("/api/same") && !up.received().contains("/api/other"), "{}", up.received());
+    gateway.stop().await;
+}
+
+/// A coding other than chunked is not decoded: passed on, the upstream would read gzip bytes as
+/// the content. NGINX answers 501.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transfer_coding_other_than_chunked_alone_gets_501() {
+    let up = ScriptedUpstream::start(OK).await;
+    let gateway = TestGateway::builder().file("g.yaml", &routes(up.addr, "")).start().await;
+    let chunked =
+        b"POST /api/plain HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\nhi\r\n0\r\n\r\n";
+    assert_eq!(status_of(&raw_exchange(gateway.addr, chunked, QUIET).await), Some(200));
+    let gzip =
+        b"POST /api/gzip HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n2\r\nhi\r\n0\r\n\r\n";
+    let answer = raw_exchange(gateway.addr, gzip, QUIET).await;
+    assert_eq!(status_of(&answer), Some(501), "{answer}");
+    assert!(up.received().contains("/api/plain") && !up.received().contains("/api/gzip"), "{}", up.received());
+    gateway.stop().await;
+}

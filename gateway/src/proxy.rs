@@ -33,7 +33,7 @@ use crate::bodies::{BodyWatch, Deadline, Deadlines, Metered, RequestRecord};
 use crate::error::GatewayError;
 use crate::mirror::{CopyContext, MirrorPlan, Outgoing};
 use crate::state::{CompiledRoute, Shared};
-use crate::upstream::{BoxBody, BoxError, Upstream, strip_hop_by_hop};
+use crate::upstream::{BoxBody, BoxError, Upstream, framing, strip_hop_by_hop};
 use crate::{edge, upgrade};
 
 static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
@@ -162,6 +162,11 @@ where
     client_span.record("http.response.status_code", i64::from(response.status().as_u16()));
     // Taken before the hop-by-hop rules remove it (only for an upgrade: no copy per request).
     let upstream_protocol = upgrade.as_ref().and_then(|_| response.headers().get(header::UPGRADE).cloned());
+    let status = response.status();
+    framing::frame(status, response.headers_mut()).map_err(|_| {
+        tracing::warn!(parent: &client_span, destination = %primary.label, endpoint = endpoint.as_str(), "upstream answer with conflicting content-lengths");
+        GatewayError::UpstreamMalformed
+    })?;
     strip_hop_by_hop(response.headers_mut());
     if let Some(upgrade) = upgrade {
         upgrade.finish(&mut response, upstream_protocol);

@@ -2,6 +2,7 @@
 //! protocol, kept across reloads while the destination's endpoints and protocol stay the same
 //! ([`Pools`]), endpoint choice, and endpoint health ([`outlier`]).
 
+pub mod framing;
 pub mod outlier;
 
 use std::collections::HashMap;

@@ -159,3 +159,60 @@ async fn a_transfer_coding_other_than_chunked_alone_gets_501() {
     assert!(up.received().contains("/api/plain") && !up.received().contains("/api/gzip"), "{}", up.received());
     gateway.stop().await;
 }
+
+/// The upstream's answer through the gateway to an HTTP/1.1 (raw) and an HTTP/2 client.
+async fn relayed(answer: &'static [u8]) -> (String, (http::StatusCode, http::HeaderMap, bytes::Bytes)) {
+    let up = ScriptedUpstream::start(answer).await;
+    let gateway = TestGateway::builder().file("g.yaml", &routes(up.addr, "")).start().await;
+    let h1 = raw_exchange(gateway.addr, b"GET /api/x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n", QUIET).await;
+    let h2 = e2e_tests::wire::h2_request(gateway.addr, "/api/x", &[]).await;
+    gateway.stop().await;
+    (h1, h2)
+}
+
+fn lengths(h1: &str) -> Vec<String> {
+    h1.split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("content-length:"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// RFC 9112 section 6.3: Transfer-Encoding wins; the stale length would cut the body (HTTP/1.1)
+/// or be a protocol error (HTTP/2).
+#[tokio::test(flavor = "multi_thread")]
+async fn content_length_beside_chunked_is_removed_and_the_whole_body_relayed() {
+    let (h1, (status, headers, body)) =
+        relayed(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n").await;
+    assert_eq!(status_of(&h1), Some(200), "{h1}");
+    assert!(lengths(&h1).is_empty() && h1.ends_with("hello world\r\n0\r\n\r\n"), "{h1}");
+    assert_eq!((status, headers.get("content-length"), &body[..]), (http::StatusCode::OK, None, &b"hello world"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn equal_content_lengths_are_folded_and_different_ones_get_502() {
+    let (h1, (status, headers, body)) = relayed(b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nhello").await;
+    assert_eq!(lengths(&h1), ["content-length: 5"], "{h1}");
+    assert!(h1.ends_with("\r\n\r\nhello"), "{h1}");
+    assert_eq!(status, http::StatusCode::OK);
+    assert_eq!(
+        (headers.get_all("content-length").iter().collect::<Vec<_>>(), &body[..]),
+        (vec![&http::HeaderValue::from_static("5")], &b"hello"[..])
+    );
+    let (h1, (status, _, _)) = relayed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!").await;
+    assert_eq!((status_of(&h1), status), (Some(502), http::StatusCode::BAD_GATEWAY), "{h1}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_content_and_not_modified_carry_no_length_to_any_client() {
+    for answer in [&b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"[..], b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n"]
+    {
+        let (h1, (status, headers, body)) = relayed(answer).await;
+        assert!(matches!(status_of(&h1), Some(204 | 304)) && lengths(&h1).is_empty(), "{h1}");
+        assert!(h1.ends_with("\r\n\r\n"), "no body: {h1}");
+        assert!(status == 204 || status == 304, "{status}");
+        assert_eq!((headers.get("content-length"), body.len()), (None, 0), "{status}");
+    }
+}

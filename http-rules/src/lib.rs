@@ -10,15 +10,16 @@ pub mod duration;
 
 use http::header::{self, HeaderMap, HeaderName};
 
-/// Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
-pub static HOP_BY_HOP: [HeaderName; 7] = [
+/// Headers that describe one connection, never forwarded (RFC 9110 7.6.1). `Trailer` is not
+/// one: it names the trailer fields end to end (RFC 9110 section 6.6.2), and hyper sends an
+/// HTTP/1.1 client only the trailers it lists.
+pub static HOP_BY_HOP: [HeaderName; 6] = [
     header::CONNECTION,
     HeaderName::from_static("proxy-connection"),
     HeaderName::from_static("keep-alive"),
     header::TE,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
-    header::TRAILER,
 ];
 
 /// Removes hop-by-hop headers, including any that `Connection` names.
@@ -94,9 +95,11 @@ mod tests {
         headers.insert("transfer-encoding", "chunked".parse().unwrap());
         headers.insert("upgrade", "websocket".parse().unwrap());
         headers.insert("x-request-id", "r".parse().unwrap());
+        headers.insert("trailer", "x-checksum".parse().unwrap());
         strip_hop_by_hop(&mut headers);
-        assert_eq!(headers.len(), 1);
+        assert_eq!(headers.len(), 2);
         assert!(headers.contains_key("x-request-id"));
+        assert!(headers.contains_key("trailer"), "end to end (RFC 9110 section 7.6.1)");
     }
 
     #[test]

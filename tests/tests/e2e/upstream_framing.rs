@@ -216,3 +216,19 @@ async fn no_content_and_not_modified_carry_no_length_to_any_client() {
         assert_eq!((headers.get("content-length"), body.len()), (None, 0), "{status}");
     }
 }
+
+/// `Trailer` is end to end (RFC 9110 section 7.6.1): chunked trailers from an HTTP/1.1 upstream
+/// reach an HTTP/1.1 client that asked for them.
+#[tokio::test(flavor = "multi_thread")]
+async fn chunked_trailers_reach_an_http1_client_that_sent_te_trailers() {
+    let up = ScriptedUpstream::start(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n5\r\nhello\r\n0\r\nx-checksum: abc123\r\n\r\n",
+    )
+    .await;
+    let gateway = TestGateway::builder().file("g.yaml", &routes(up.addr, "")).start().await;
+    let request = b"GET /api/x HTTP/1.1\r\nHost: a.test\r\nTE: trailers\r\nConnection: close, TE\r\n\r\n";
+    let answer = raw_exchange(gateway.addr, request, QUIET).await;
+    assert_eq!(status_of(&answer), Some(200), "{answer}");
+    assert!(answer.contains("hello") && answer.to_ascii_lowercase().contains("\r\n0\r\nx-checksum: abc123\r\n"), "{answer}");
+    gateway.stop().await;
+}

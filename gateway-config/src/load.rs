@@ -75,15 +75,15 @@ fn load_all<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>, translation
     let sources = &mut translation.sources;
     sources.routes.sort_by_key(|r| r.order);
     if sources.routes.is_empty() {
+        // Zero routes is a valid state, as a controller with no route attached has it: every
+        // request answers 404 until a reload brings a route. Said once, with what was scoped out.
         let file = if sources.files.is_empty() { "(no configuration files)".to_string() } else { sources.files.join(", ") };
         let scoped: Vec<&str> = translation.notes.files.iter().flat_map(|f| &f.scoped_out).map(String::as_str).collect();
-        let mut message =
-            "nothing to serve: no routes are defined (native `routes:`, Istio VirtualService `spec.http` or Gateway API HTTPRoute `rules`)"
-                .to_string();
+        let mut message = "no routes are defined (native `routes:`, Istio VirtualService `spec.http` or Gateway API HTTPRoute `rules`): every request answers 404".to_string();
         if !scoped.is_empty() {
             message.push_str(&format!("; scoped out: {}", scoped.join("; ")));
         }
-        return Err(ConfigError::new(file, "routes", message));
+        translation.warnings.push(Warning::new(file, "routes", message));
     }
     let table = validate::build(std::mem::take(&mut translation.sources), &mut translation.warnings)?;
     for w in &translation.warnings {

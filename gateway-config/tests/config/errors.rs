@@ -1,6 +1,6 @@
 //! Every error is one line: file, path inside the document, problem.
 
-use crate::helpers::load_err;
+use crate::helpers::{get, load, load_err};
 
 const SERVICES: &str = "services:\n  target:\n    v1: [target:8090]\n    v2: [target-v2:8090]\n  echo: [echo:1]\n";
 
@@ -150,12 +150,15 @@ fn endpoint_port_zero() {
 }
 
 #[test]
-fn nothing_to_serve() {
-    assert_err(
-        &load_err(SERVICES),
-        "test.yaml: routes: nothing to serve: no routes are defined (native `routes:`, Istio VirtualService `spec.http` or Gateway API HTTPRoute `rules`)",
-    );
-    assert!(load_err("").contains("nothing to serve"));
+fn zero_routes_is_a_valid_state_with_a_warning() {
+    // Issue 22: as a controller with no route attached, the gateway serves 404s; once refused.
+    for text in [SERVICES, ""] {
+        let l = load(text);
+        assert!(l.table.routes.is_empty());
+        assert!(get(&l.table, "/").is_none(), "no route: 404");
+        let w: Vec<String> = l.warnings.iter().map(ToString::to_string).collect();
+        assert!(w.iter().any(|w| w.contains("routes: no routes are defined") && w.contains("every request answers 404")), "{w:?}");
+    }
 }
 
 #[test]

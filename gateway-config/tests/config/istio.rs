@@ -264,9 +264,10 @@ fn mixing_native_and_istio_in_one_file_is_an_error() {
 }
 
 #[test]
-fn an_istio_only_with_no_routes_has_nothing_to_serve() {
-    let err = load_err(ENTRIES);
-    assert!(err.contains("nothing to serve"), "{err}");
+fn an_istio_only_with_no_routes_loads_with_no_routes() {
+    let l = load(ENTRIES);
+    assert!(l.table.routes.is_empty());
+    assert!(l.warnings.iter().any(|w| w.to_string().contains("no routes are defined")), "{:?}", l.warnings);
     // And loads once there is a route.
     let l = load(&format!(
         "{ENTRIES}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: x}}\nspec:\n  hosts: ['*']\n  http: [{{route: [{{destination: {{host: shop}}}}]}}]\n"

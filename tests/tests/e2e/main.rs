@@ -2,6 +2,7 @@
 //! a real OTLP receiver. One test binary for the workspace (`cargo nextest run` runs them all).
 
 mod compare;
+mod controller;
 mod corpus;
 mod datasette;
 mod faults;

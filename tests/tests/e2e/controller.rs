@@ -1,0 +1,76 @@
+//! Configuration as a Kubernetes controller takes it (issue 22): each state the objects can be
+//! in, including none, serves; a reload that removes the last route takes effect.
+
+use std::time::Duration;
+
+use e2e_tests::gateway::TestGateway;
+use e2e_tests::upstream::{Behaviour, Upstream};
+use e2e_tests::{client, eventually};
+
+const GATEWAY: &str = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: edge, namespace: shop}\nspec:\n  gatewayClassName: mirror-gateway\n  listeners: [{name: http, port: 80, protocol: HTTP}]\n";
+
+/// A ServiceEntry giving Service `echo` of namespace `shop` the upstream's address.
+fn entry(upstream: &Upstream) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: echo, namespace: shop}}\nspec:\n  hosts: [echo.shop.svc.cluster.local]\n  ports: [{{number: {port}, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1}}]\n",
+        port = upstream.addr.port()
+    )
+}
+
+fn route(upstream: &Upstream) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: echo, namespace: shop}}\nspec:\n  parentRefs: [{{name: edge}}]\n  rules: [{{backendRefs: [{{name: echo, port: {}}}]}}]\n",
+        upstream.addr.port()
+    )
+}
+
+async fn status(gateway: &TestGateway, path: &str) -> u16 {
+    client().get(gateway.url(path)).send().await.expect("GET").status().as_u16()
+}
+
+#[tokio::test]
+async fn a_gateway_with_no_route_starts_and_answers_404_until_a_route_attaches() {
+    let echo = Upstream::start(Behaviour::ok("echo")).await;
+    let gateway =
+        TestGateway::builder().file("gateway.yaml", GATEWAY).file("entries.yaml", &entry(&echo)).file("routes.yaml", "").start().await;
+    assert_eq!(status(&gateway, "/a").await, 404);
+
+    std::fs::write(&gateway.files[2], route(&echo)).unwrap();
+    assert_eq!(gateway.reloader.reload(), Ok(1));
+    eventually("the attached route serves", Duration::from_secs(10), || async { status(&gateway, "/a").await == 200 }).await;
+    assert!(!echo.requests().is_empty());
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_that_deletes_the_last_route_takes_effect() {
+    let echo = Upstream::start(Behaviour::ok("echo")).await;
+    let gateway = TestGateway::builder()
+        .file("gateway.yaml", GATEWAY)
+        .file("entries.yaml", &entry(&echo))
+        .file("routes.yaml", &route(&echo))
+        .start()
+        .await;
+    // The route serves first: the 404 below is the reload's doing.
+    assert_eq!(status(&gateway, "/a").await, 200);
+
+    std::fs::write(&gateway.files[2], "").unwrap();
+    assert_eq!(gateway.reloader.reload(), Ok(0));
+    eventually("the deleted route answers 404", Duration::from_secs(10), || async { status(&gateway, "/a").await == 404 }).await;
+
+    // Detaching (the route names another Gateway) is the same.
+    std::fs::write(&gateway.files[2], route(&echo)).unwrap();
+    assert_eq!(gateway.reloader.reload(), Ok(1));
+    eventually("the route serves again", Duration::from_secs(10), || async { status(&gateway, "/a").await == 200 }).await;
+    std::fs::write(&gateway.files[2], route(&echo).replace("parentRefs: [{name: edge}]", "parentRefs: [{name: elsewhere}]")).unwrap();
+    assert_eq!(gateway.reloader.reload(), Ok(0));
+    eventually("the detached route answers 404", Duration::from_secs(10), || async { status(&gateway, "/a").await == 404 }).await;
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_native_configuration_with_no_routes_starts_and_answers_404() {
+    let gateway = TestGateway::builder().file("native.yaml", "services: {a: [127.0.0.1:1]}\n").start().await;
+    assert_eq!(status(&gateway, "/").await, 404);
+    gateway.stop().await;
+}

@@ -10,7 +10,7 @@
 //! meet (a body past the listener's limit, found as it streams: [`BodyFailure::TooLarge`]).
 
 use gateway_config::PathRejected;
-use http::{Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt;
 
 use crate::bodies::BodyFailure;
@@ -93,9 +93,10 @@ impl GatewayError {
         }
     }
 
-    /// The status and a short JSON body that names the problem, never internals.
-    pub fn into_response(self) -> Response<BoxBody> {
-        service_kit::reply::json_error(self.status(), &self)
+    /// The status and a short JSON body that names the problem, never internals; to `HEAD`
+    /// (`method`), the status alone.
+    pub fn into_response(self, method: &Method) -> Response<BoxBody> {
+        service_kit::reply::error_reply(method, self.status(), &self)
             .map(|body| body.map_err(|never: std::convert::Infallible| match never {}).boxed_unsync())
     }
 }
@@ -113,7 +114,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_error_answers_its_status_with_the_json_body_the_listener_writes_too() {
-        let response = GatewayError::ClientBody(BodyFailure::TooLarge).into_response();
+        let response = GatewayError::ClientBody(BodyFailure::TooLarge).into_response(&Method::POST);
         assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(response.headers()["content-type"], "application/json");
         let body = response.into_body().collect().await.unwrap().to_bytes();

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use gateway_config::RouteHit;
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, Request, Response, Uri};
+use http::{HeaderMap, Method, Request, Response, Uri};
 use http_body::Body;
 use http_body_util::BodyExt;
 use service_kit::propagation;
@@ -68,6 +68,8 @@ where
     let primary = route.filter(|(hit, _)| hit.route.answer.is_none()).map(|(_, compiled)| compiled.pick().clone());
     // For the warning below: log lines carry no span context (spans are for the exporter).
     let request_id = request.headers().get(&X_REQUEST_ID).cloned();
+    // The gateway's own reply to HEAD has no body (a standard method's clone is a copy).
+    let method: Method = request.method().clone();
     let metrics = match route {
         Some((_, compiled)) => compiled.request_metrics(primary.as_ref()),
         None => shared.unrouted.clone(),
@@ -86,7 +88,7 @@ where
         let route = hit.map(|hit| hit.route.name.as_str());
         let request_id = request_id.as_ref().and_then(|id| id.to_str().ok());
         tracing::warn!(parent: &span, %error, source = error.source().as_str(), route, request_id, "answered by the gateway");
-        error.into_response()
+        error.into_response(&method)
     });
     let status = response.status();
     span.record("http.response.status_code", i64::from(status.as_u16()));

@@ -7,7 +7,7 @@ use std::fmt::Display;
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
-use http::{Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 use serde::{Serialize, Serializer};
 
@@ -24,6 +24,18 @@ pub fn json_error(status: StatusCode, problem: impl Display) -> Response<Full<By
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
+}
+
+/// [`json_error`] for a reply to `method`: to `HEAD`, the status alone, with no body and so no
+/// `content-type` (a reply to HEAD has no content, RFC 9110 section 9.3.2; a JSON type with
+/// nothing behind it is what Gateway API conformance clients refuse).
+pub fn error_reply(method: &Method, status: StatusCode, problem: impl Display) -> Response<Full<Bytes>> {
+    if method == Method::HEAD {
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = status;
+        return response;
+    }
+    json_error(status, problem)
 }
 
 #[derive(Serialize)]
@@ -52,6 +64,17 @@ mod tests {
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
         assert_eq!(response.headers()["content-type"], "application/json");
         assert_eq!(body(response).await, r#"{"error":"no route for this request"}"#);
+    }
+
+    #[tokio::test]
+    async fn a_reply_to_head_has_the_status_and_no_body_nor_content_type() {
+        let response = error_reply(&Method::HEAD, StatusCode::NOT_FOUND, "no route for this request");
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert!(response.headers().get("content-type").is_none());
+        assert_eq!(body(response).await, "");
+        let get = error_reply(&Method::GET, StatusCode::NOT_FOUND, "no route for this request");
+        assert_eq!(get.headers()["content-type"], "application/json");
+        assert_eq!(body(get).await, r#"{"error":"no route for this request"}"#);
     }
 
     #[tokio::test]

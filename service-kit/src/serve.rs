@@ -25,7 +25,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tracing::instrument::WithSubscriber;
 
-use crate::reply::json_error;
+use crate::reply::error_reply;
 use crate::tls::{Alpn, TlsConnection, TlsTerminator};
 
 /// How long in-flight requests may run after shutdown begins (Kubernetes waits 30 s by default).
@@ -155,8 +155,9 @@ impl Refusal {
     }
 
     /// The listener's answer: the one JSON error reply, on a connection that closes after it.
-    fn into_response<B>(self) -> Response<Either<B, Full<Bytes>>> {
-        let mut response = json_error(self.status(), self).map(Either::Right);
+    /// To `HEAD` (`method`), the status alone.
+    fn into_response<B>(self, method: &http::Method) -> Response<Either<B, Full<Bytes>>> {
+        let mut response = error_reply(method, self.status(), self).map(Either::Right);
         // The body of a refused request was not read: the connection cannot carry another one.
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         response
@@ -399,14 +400,14 @@ async fn serve_on<S, B>(
         let (inner, limits) = (service.clone(), limits.clone());
         let screened = move |connection: Option<std::sync::Arc<TlsConnection>>| {
             TowerToHyperService::new(tower::service_fn(move |mut request: http::Request<Incoming>| {
-                let screened = limits.screen(&mut request);
+                let screened = limits.screen(&mut request).map_err(|refusal| (refusal, request.method().clone()));
                 let request = request.map(|body| RequestBody::new(body, body_limit));
                 let mut inner = inner.clone();
                 let connection = connection.clone();
                 async move {
-                    if let Err(refusal) = screened {
+                    if let Err((refusal, method)) = screened {
                         tracing::debug!(status = %refusal.status(), problem = %refusal, %peer, "request refused by the listener's limits");
-                        return Ok::<_, Infallible>(refusal.into_response());
+                        return Ok::<_, Infallible>(refusal.into_response(&method));
                     }
                     let mut request = request;
                     request.extensions_mut().insert(ClientAddr(peer));

@@ -74,3 +74,33 @@ async fn a_native_configuration_with_no_routes_starts_and_answers_404() {
     assert_eq!(status(&gateway, "/").await, 404);
     gateway.stop().await;
 }
+
+/// Issue 22: the gateway's own replies to HEAD (no route, the listener's refusals) carry no
+/// JSON type and no body; to GET the same errors are JSON.
+#[tokio::test]
+async fn the_gateway_s_own_error_replies_to_head_have_no_body_nor_json_type() {
+    let gateway = TestGateway::builder()
+        .file(
+            "native.yaml",
+            "services: {a: [127.0.0.1:1]}
+routes: [{match: {prefix: /a}, to: a}]
+",
+        )
+        .start()
+        .await;
+    let client = client();
+    let get = client.get(gateway.url("/nowhere")).send().await.expect("GET");
+    assert_eq!(get.status(), 404);
+    assert_eq!(get.headers()["content-type"], "application/json", "the GET is the proof the HEAD below changes");
+    for (what, request) in [
+        ("no route", client.head(gateway.url("/nowhere"))),
+        ("the listener's refusal", client.head(gateway.url("/a")).header("bad_name", "1")),
+        ("an unreachable upstream", client.head(gateway.url("/a"))),
+    ] {
+        let response = request.send().await.expect("HEAD");
+        assert!(response.status().as_u16() >= 400, "{what}: {}", response.status());
+        assert!(response.headers().get("content-type").is_none(), "{what}: {:?}", response.headers());
+        assert_eq!(response.bytes().await.expect("body").len(), 0, "{what}");
+    }
+    gateway.stop().await;
+}

@@ -245,9 +245,26 @@ impl Builder<'_> {
         if let Some(id) = self.ids.get(&key) {
             return Ok(*id);
         }
-        let endpoints = self.endpoints(r)?;
         let shown = label(&r.written, r.subset.as_deref());
-        if endpoints.is_empty() {
+        let undefined_subset = self.names_undefined_istio_subset(r);
+        let endpoints = if undefined_subset {
+            // Istio loads a route to a subset no DestinationRule defines yet (its analyzer says
+            // IST0101 ReferencedResourceNotFound) and Envoy answers 503 until one arrives:
+            // `kubectl apply` often brings the VirtualService first.
+            self.warnings.push(Warning::new(
+                &r.subset_origin.file,
+                &r.subset_origin.path,
+                format!(
+                    "unknown subset \"{}\" for host \"{}\": no DestinationRule defines it (yet) (Istio IST0101 ReferencedResourceNotFound): requests routed to it get 503 (no healthy upstream) until a reload brings one",
+                    r.subset.as_deref().unwrap_or_default(),
+                    r.written
+                ),
+            ));
+            Vec::new()
+        } else {
+            self.endpoints(r)?
+        };
+        if endpoints.is_empty() && !undefined_subset {
             // Istio accepts a route to a subset whose workloads are not deployed yet, and Envoy
             // answers 503 until they are: deploying the VirtualService first is the usual order.
             self.warnings.push(Warning::new(
@@ -286,6 +303,20 @@ impl Builder<'_> {
             None => e.ports.first(),
         });
         port.map_or(Protocol::default(), |p| p.protocol)
+    }
+
+    /// `r` names a subset of an Istio host (a ServiceEntry or DestinationRule knows the host)
+    /// that no DestinationRule defines. Native services define their subsets themselves: an
+    /// unknown one there stays an error.
+    fn names_undefined_istio_subset(&self, r: &DestRef) -> bool {
+        let s = self.sources;
+        let Some(name) = &r.subset else { return false };
+        if s.services.iter().any(|svc| native_names(&svc.host, &r.host)) {
+            return false;
+        }
+        let mut subsets = s.subsets.iter().filter(|d| host_matches(&d.host, &r.host)).peekable();
+        let known_host = subsets.peek().is_some() || s.service_entries.iter().any(|e| e.hosts.iter().any(|h| host_matches(h, &r.host)));
+        known_host && !subsets.any(|d| &d.name == name)
     }
 
     fn endpoints(&self, r: &DestRef) -> Result<Vec<HostPort>> {

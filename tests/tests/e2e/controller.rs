@@ -104,3 +104,39 @@ routes: [{match: {prefix: /a}, to: a}]
     }
     gateway.stop().await;
 }
+
+/// Issue 22: a VirtualService naming a subset no DestinationRule defines yet loads; its route
+/// answers 503 `no healthy upstream` until a reload brings the DestinationRule.
+#[tokio::test]
+async fn a_route_to_a_subset_no_destination_rule_defines_yet_answers_503_until_one_arrives() {
+    let echo = Upstream::start(Behaviour::ok("echo")).await;
+    let entry = format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: echo}}\nspec:\n  hosts: [echo]\n  ports: [{{number: {}, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, labels: {{version: v2}}}}]\n",
+        echo.addr.port()
+    );
+    let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: echo}\nspec:\n  hosts: ['*']\n  http: [{route: [{destination: {host: echo, subset: v2}}]}]\n";
+    let rule = |subset: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: echo}}\nspec:\n  host: echo\n  subsets: [{{name: {subset}, labels: {{version: v2}}}}]\n"
+        )
+    };
+    let gateway = TestGateway::builder()
+        .file("se.yaml", &entry)
+        .file("vs.yaml", vs)
+        .file("dr.yaml", &rule("v1"))
+        .setting("scope.mesh", "true")
+        .start()
+        .await;
+    let response = client().get(gateway.url("/a")).send().await.expect("GET");
+    assert_eq!(response.status(), 503);
+    assert!(response.text().await.unwrap().contains("no healthy upstream"));
+    assert!(echo.requests().is_empty());
+
+    std::fs::write(&gateway.files[2], rule("v2")).unwrap();
+    assert_eq!(gateway.reloader.reload(), Ok(1));
+    eventually("the subset serves once its DestinationRule arrives", Duration::from_secs(10), || async {
+        status(&gateway, "/a").await == 200
+    })
+    .await;
+    gateway.stop().await;
+}

@@ -46,46 +46,14 @@ impl Reloader {
     /// Reloads on SIGHUP and whenever a configured file changes (checked every `poll`), until
     /// `stop` resolves.
     pub async fn watch(self, poll: Duration, stop: impl Future<Output = ()>) {
-        let mut seen = self.fingerprint();
-        let mut tick = tokio::time::interval(if poll.is_zero() { Duration::from_secs(3600) } else { poll });
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        #[cfg(unix)]
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        tokio::pin!(stop);
-        loop {
-            #[cfg(unix)]
-            let hup = async {
-                match hangup.as_mut() {
-                    Some(signal) => {
-                        signal.recv().await;
-                    }
-                    None => std::future::pending().await,
-                }
-            };
-            #[cfg(not(unix))]
-            let hup = std::future::pending::<()>();
-            tokio::select! {
-                () = &mut stop => return,
-                () = hup => {
-                    tracing::info!("SIGHUP: reloading the configuration");
-                    seen = self.fingerprint();
-                    let _ = self.reload();
-                }
-                _ = tick.tick(), if !poll.is_zero() => {
-                    let now = self.fingerprint();
-                    if now != seen {
-                        seen = now;
-                        let _ = self.reload();
-                    }
-                }
+        let files = || service_kit::watch::contents(self.shared.settings.config.iter().map(PathBuf::as_path));
+        service_kit::watch::on_change(poll, stop, files, |trigger| {
+            if trigger == service_kit::watch::Trigger::Hangup {
+                tracing::info!("SIGHUP: reloading the configuration");
             }
-        }
-    }
-
-    /// Contents of the configured files (they are small); a change of any triggers a reload.
-    /// Reading contents rather than mtimes also follows Kubernetes' ConfigMap symlink swaps.
-    fn fingerprint(&self) -> Vec<Option<Vec<u8>>> {
-        self.shared.settings.config.iter().map(|path| std::fs::read(path).ok()).collect()
+            let _ = self.reload();
+        })
+        .await;
     }
 
     pub fn reload_count(&self) -> u64 {

@@ -20,6 +20,7 @@ pub mod settings;
 pub mod stop;
 pub mod telemetry;
 pub mod tls;
+pub mod watch;
 
 /// Installs the process-wide TLS crypto provider (ring) that every HTTP client here uses.
 /// Idempotent; called before any client is built.

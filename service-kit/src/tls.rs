@@ -305,48 +305,18 @@ impl TlsTerminator {
     }
 
     /// Reloads on SIGHUP and whenever a certificate, key or CA file changes (checked every
-    /// `poll`; zero: SIGHUP only), until `stop` resolves.
+    /// `poll`; zero: SIGHUP only), until `stop` resolves. Contents are compared, so Kubernetes'
+    /// Secret symlink swaps are seen too.
     pub async fn watch(self, poll: Duration, stop: impl Future<Output = ()>) {
-        let mut seen = self.fingerprint();
-        let mut tick = tokio::time::interval(if poll.is_zero() { Duration::from_secs(3600) } else { poll });
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        #[cfg(unix)]
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        tokio::pin!(stop);
-        loop {
-            #[cfg(unix)]
-            let hup = async {
-                match hangup.as_mut() {
-                    Some(signal) => {
-                        signal.recv().await;
-                    }
-                    None => std::future::pending().await,
-                }
-            };
-            #[cfg(not(unix))]
-            let hup = std::future::pending::<()>();
-            let changed = tokio::select! {
-                () = &mut stop => return,
-                () = hup => true,
-                _ = tick.tick(), if !poll.is_zero() => {
-                    let now = self.fingerprint();
-                    now != seen
-                }
-            };
-            if changed {
-                seen = self.fingerprint();
-                match self.reload() {
-                    Ok(()) => tracing::info!(certificates = self.settings.certificates.len(), "TLS certificates reloaded"),
-                    Err(error) => tracing::error!(%error, "TLS certificates rejected; the previous ones keep serving"),
-                }
-            }
-        }
-    }
-
-    /// Contents of every file (small), so that Kubernetes' Secret symlink swaps are seen too.
-    fn fingerprint(&self) -> Vec<Option<Vec<u8>>> {
-        let files = self.settings.certificates.iter().flat_map(|c| [&c.certificate, &c.private_key]);
-        files.chain(self.settings.ca_certificates.as_ref()).map(|path| std::fs::read(path).ok()).collect()
+        let files = || {
+            let certificates = self.settings.certificates.iter().flat_map(|c| [c.certificate.as_path(), c.private_key.as_path()]);
+            crate::watch::contents(certificates.chain(self.settings.ca_certificates.as_deref()))
+        };
+        crate::watch::on_change(poll, stop, files, |_| match self.reload() {
+            Ok(()) => tracing::info!(certificates = self.settings.certificates.len(), "TLS certificates reloaded"),
+            Err(error) => tracing::error!(%error, "TLS certificates rejected; the previous ones keep serving"),
+        })
+        .await;
     }
 }
 

@@ -196,9 +196,12 @@ routes:
     })
     .await;
     // ... it still fails, so three failures in a row eject it again, for twice as long: of the
-    // probe and the four requests after it, at most three reach the shadow.
-    send(4).await;
-    sent.set(sent.get() + 4);
+    // probe and the four requests after it, at most three reach the shadow. One at a time, each
+    // copy ended before the next request, as above: sent together, a copy could leave before the
+    // one ahead of it had failed, and so before the ejection it would have seen.
+    for _ in 0..4 {
+        send_one().await;
+    }
     eventually("the probing copies failed and the shadow is ejected again", Duration::from_secs(10), || async {
         let report = gateway.mirrors().await;
         let errors = report.mirror("garbage").map_or(0, |m| m.copies[ShadowOutcome::Error]);

@@ -14,10 +14,11 @@ impl Drop for Running {
     }
 }
 
-#[test]
-fn the_local_mesh_serves_both_curls_of_the_tutorial() {
-    service_kit::install_crypto_provider();
+/// Starts the local mesh on free ports (with `extra` flags) and returns the first two `curl` lines
+/// it prints, trimmed, as a user would copy them; the mesh runs until the guard is dropped.
+fn start_mesh(extra: &[&str]) -> (Running, Vec<String>) {
     let mut mesh = Command::new(env!("CARGO_BIN_EXE_local-mesh"))
+        .args(extra)
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0"])
         .args(["--target-v1-listen", "127.0.0.1:0", "--target-v2-listen", "127.0.0.1:0"])
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -26,14 +27,19 @@ fn the_local_mesh_serves_both_curls_of_the_tutorial() {
         .spawn()
         .expect("start local-mesh");
     let stdout = BufReader::new(mesh.stdout.take().expect("stdout"));
-    let _mesh = Running(mesh);
+    let running = Running(mesh);
+    let curls =
+        stdout.lines().map_while(Result::ok).map(|line| line.trim().to_owned()).filter(|line| line.starts_with("curl ")).take(2).collect();
+    (running, curls)
+}
+
+#[test]
+fn the_local_mesh_serves_both_curls_of_the_tutorial() {
+    service_kit::install_crypto_provider();
+    let (_mesh, curls) = start_mesh(&[]);
     // The printed curl commands, exactly as a user would copy them.
-    let curls: Vec<String> = stdout
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|line| line.trim().strip_prefix("curl ").map(|url| url.trim_matches('\'').to_owned()))
-        .take(2)
-        .collect();
+    let curls: Vec<String> =
+        curls.iter().filter_map(|line| line.strip_prefix("curl ").map(|url| url.trim_matches('\'').to_owned())).collect();
     assert_eq!(curls.len(), 2, "two curl lines printed");
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -46,23 +52,7 @@ fn the_local_mesh_serves_both_curls_of_the_tutorial() {
 
 #[test]
 fn with_tls_the_printed_curls_work_over_https_with_the_generated_certificate() {
-    let mut mesh = Command::new(env!("CARGO_BIN_EXE_local-mesh"))
-        .args(["--tls", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0"])
-        .args(["--target-v1-listen", "127.0.0.1:0", "--target-v2-listen", "127.0.0.1:0"])
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start local-mesh");
-    let stdout = BufReader::new(mesh.stdout.take().expect("stdout"));
-    let _mesh = Running(mesh);
-    let curls: Vec<String> = stdout
-        .lines()
-        .map_while(Result::ok)
-        .filter(|line| line.trim().starts_with("curl "))
-        .map(|line| line.trim().to_owned())
-        .take(2)
-        .collect();
+    let (_mesh, curls) = start_mesh(&["--tls"]);
     assert_eq!(curls.len(), 2, "two curl lines printed");
     for line in &curls {
         assert!(line.contains("https://"), "{line}");

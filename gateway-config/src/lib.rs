@@ -37,6 +37,7 @@ pub mod model;
 pub mod normalize;
 mod options;
 mod report;
+mod retry;
 mod sources;
 mod validate;
 
@@ -49,8 +50,8 @@ pub use load::{Loaded, load_files, load_files_with, load_str, load_texts, load_t
 pub use matching::RouteHit;
 pub use model::{
     Answer, CompareSpec, Destination, DestinationId, Endpoint, HeaderMatch, HeaderOps, IgnorePath, MethodSet, MirrorPolicy, PathRedirect,
-    PromoteSpec, Protocol, QueryMatch, Redirect, Route, RouteMatch, RouteTable, StringMatch, UriRewrite, VerdictSpec, VirtualHost,
-    WeightedDestination,
+    PromoteSpec, Protocol, QueryMatch, Redirect, RetryOn, RetryPolicy, Route, RouteMatch, RouteTable, StringMatch, UriRewrite, VerdictSpec,
+    VirtualHost, WeightedDestination,
 };
 pub use normalize::{EscapedSlashes, PathNormalization, PathRejected};
 pub use options::LoadOptions;

@@ -9,6 +9,8 @@ use regex::Regex;
 use response_diff::JsonPath;
 use serde::Serialize;
 
+pub use crate::retry::{RetryOn, RetryPolicy};
+
 /// The route table, as Envoy organises one: a request first selects a virtual host by its
 /// authority (an exact host, else the longest `*.suffix` wildcard, else `*`), then the first
 /// route of that host whose any match fits; no virtual host or no route is a 404. A request never
@@ -72,6 +74,9 @@ pub struct Route {
     /// it: an h2c tunnel carries requests past routing). A request asking for any other
     /// protocol loses its `Upgrade` header and is an ordinary request.
     pub upgrades: Vec<String>,
+    /// How the primary request is retried (Istio `retries`, Gateway API `retry`, native
+    /// `retries:`); `None`: the gateway's default policy (`retries:` in its settings).
+    pub retries: Option<RetryPolicy>,
 }
 
 /// The upgrades a route tunnels when it does not say: WebSocket, as Istio and Envoy's defaults.
@@ -545,7 +550,7 @@ impl Default for CompareSpec {
 }
 
 /// `serialize_with` helpers for types that have no serde support of their own.
-mod ser {
+pub(crate) mod ser {
     use super::*;
     use http_rules::is_secret_header;
     use serde::ser::{SerializeMap, SerializeSeq, Serializer};

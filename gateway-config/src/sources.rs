@@ -66,6 +66,8 @@ pub(crate) struct PendingRoute {
     pub promote: Option<PendingPromote>,
     /// `None`: [`crate::model::default_upgrades`].
     pub upgrades: Option<Vec<String>>,
+    /// `None`: the gateway's default retry policy.
+    pub retries: Option<crate::model::RetryPolicy>,
 }
 
 /// A native route's `promote:`, before its destination is resolved.

@@ -237,6 +237,7 @@ impl Builder<'_> {
             request_headers: p.request_headers.clone(),
             // Istio: a zero timeout means none; kept as zero so it overrides the gateway's default.
             timeout: p.timeout,
+            retries: p.retries.clone(),
         })
     }
 

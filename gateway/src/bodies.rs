@@ -132,7 +132,7 @@ where
 /// The client's request body on its way to the upstream: [`Watched`], and read whole first when
 /// small ([`buffer_small`] under `buffer` bytes), waiting for it until `by`, so that a cut or
 /// slow one never reaches the upstream or the copies at all.
-pub async fn client_body<B>(body: B, buffer: u64, by: Option<Instant>) -> Result<(BoxBody, BodyWatch), BodyFailure>
+pub async fn client_body<B>(body: B, buffer: u64, by: Option<Instant>) -> Result<(RequestBody, BodyWatch), BodyFailure>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -158,23 +158,59 @@ where
     }
 }
 
-/// The request body as the upstream will get it: read whole first when its declared length is at
-/// most `limit` bytes (an error if it fails or is cut short), streamed otherwise.
-pub async fn buffer_small<B>(body: B, limit: u64) -> Result<BoxBody, BoxError>
+/// A request body as the primary's attempts get it.
+pub enum RequestBody {
+    /// Empty, or read whole: every attempt sends the same bytes, so the request can be retried.
+    InHand(Whole),
+    /// Streamed as it comes: sent once, never retried (its bytes may have gone out).
+    Streamed(BoxBody),
+}
+
+/// A body held whole: its bytes (reference-counted, never copied per attempt) and trailers.
+#[derive(Clone, Debug, Default)]
+pub struct Whole {
+    data: Bytes,
+    trailers: Option<http::HeaderMap>,
+}
+
+impl Whole {
+    pub fn data(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// A body of these bytes, for one attempt.
+    pub fn body(&self) -> BoxBody {
+        let whole = Full::new(self.data.clone()).map_err(|never| match never {});
+        match self.trailers.clone() {
+            Some(trailers) => whole.with_trailers(async move { Some(Ok(trailers)) }).boxed_unsync(),
+            None => whole.boxed_unsync(),
+        }
+    }
+}
+
+impl From<http_body_util::Collected<Bytes>> for Whole {
+    fn from(collected: http_body_util::Collected<Bytes>) -> Self {
+        let trailers = collected.trailers().cloned();
+        Self { data: collected.to_bytes(), trailers }
+    }
+}
+
+/// The request body as the upstream will get it: in hand when empty or when its declared length
+/// is at most `limit` bytes (read whole first: an error if it fails or is cut short), streamed
+/// otherwise.
+pub async fn buffer_small<B>(body: B, limit: u64) -> Result<RequestBody, BoxError>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    if body.is_end_stream() {
+        return Ok(RequestBody::InHand(Whole::default()));
+    }
     if !body.size_hint().exact().is_some_and(|len| len > 0 && len <= limit) {
-        return Ok(body.map_err(Into::into).boxed_unsync());
+        return Ok(RequestBody::Streamed(body.map_err(Into::into).boxed_unsync()));
     }
     let collected = body.collect().await.map_err(Into::into)?;
-    let trailers = collected.trailers().cloned();
-    let whole = Full::new(collected.to_bytes()).map_err(|never| match never {});
-    Ok(match trailers {
-        Some(trailers) => whole.with_trailers(async move { Some(Ok(trailers)) }).boxed_unsync(),
-        None => whole.boxed_unsync(),
-    })
+    Ok(RequestBody::InHand(Whole::from(collected)))
 }
 
 /// The deadlines one request's response runs under. `None` is no limit.
@@ -519,15 +555,18 @@ mod tests {
     #[tokio::test]
     async fn a_small_body_is_read_whole_first_and_a_cut_one_never_goes_on() {
         let whole = Declared::new(vec![Ok(Frame::data(Bytes::from_static(b"01234"))), Ok(Frame::data(Bytes::from_static(b"56789")))], 10);
-        let buffered = buffer_small(whole, 10).await.expect("read whole");
-        assert_eq!(buffered.collect().await.unwrap().to_bytes(), "0123456789");
+        let Ok(RequestBody::InHand(buffered)) = buffer_small(whole, 10).await else { panic!("read whole") };
+        assert_eq!(buffered.body().collect().await.unwrap().to_bytes(), "0123456789");
+        assert_eq!(buffered.body().collect().await.unwrap().to_bytes(), "0123456789", "in hand: the same bytes for every attempt");
 
         let cut = Declared::new(vec![Ok(Frame::data(Bytes::from_static(b"cut"))), Err("client gone".into())], 10);
         assert!(buffer_small(cut, 10).await.is_err(), "a cut body is an error before anything is sent");
 
         let large = Declared::new(vec![Ok(Frame::data(Bytes::from_static(b"big")))], 11);
-        let streamed = buffer_small(large, 10).await.expect("streamed, not read");
+        let Ok(RequestBody::Streamed(streamed)) = buffer_small(large, 10).await else { panic!("streamed, not read") };
         assert_eq!(streamed.size_hint().exact(), Some(11), "over the limit: streamed as it comes");
+        let empty = http_body_util::Empty::<Bytes>::new();
+        assert!(matches!(buffer_small(empty, 0).await, Ok(RequestBody::InHand(_))), "an empty body is in hand whatever the limit");
     }
 
     #[test]

@@ -29,10 +29,12 @@ use service_kit::serve::ClientAddr;
 use service_kit::tls::TlsConnection;
 use tracing::Instrument;
 
-use crate::bodies::{BodyWatch, Deadline, Deadlines, Metered, RequestRecord};
+use crate::bodies::{BodyWatch, Deadline, Deadlines, Metered, RequestBody, RequestRecord};
 use crate::error::GatewayError;
 use crate::mirror::{CopyContext, MirrorPlan, Outgoing};
+use crate::settings::{OutlierSettings, RetrySettings};
 use crate::state::{CompiledRoute, Shared};
+use crate::upstream::retry::{Failure, Policy};
 use crate::upstream::{BoxBody, BoxError, Upstream, framing, strip_hop_by_hop};
 use crate::{edge, upgrade};
 
@@ -143,7 +145,13 @@ where
     let timeouts = &shared.settings.timeouts;
     let deadlines = Deadlines::new(Instant::now(), route.timeout, timeouts.route, timeouts.stream_idle);
     let (body, client_body) = read_client_body(body, shared.settings.requests.buffer_body, &deadlines).await?;
-    let body = plan.tee(body);
+    let body = match body {
+        RequestBody::InHand(whole) => {
+            plan.tee_whole(&whole);
+            RequestBody::InHand(whole)
+        }
+        RequestBody::Streamed(body) => RequestBody::Streamed(plan.tee(body)),
+    };
 
     let client_span = upstream_span(&parts.method, primary, &endpoint);
     propagation::inject(&client_span, &mut parts.headers);
@@ -153,8 +161,17 @@ where
     plan.spawn(&parts.headers);
 
     let started = Instant::now();
-    let sending = Sending { primary, downstream, deadlines, span: &client_span, endpoint: &endpoint, client_body };
-    let mut response = sending.send(Request::from_parts(parts, body)).await?;
+    let sending = Sending {
+        primary,
+        downstream,
+        deadlines,
+        span: &client_span,
+        client_body,
+        policy: &route.retries,
+        retries: &shared.settings.retries,
+        outlier: &shared.settings.outlier_detection,
+    };
+    let (mut response, endpoint) = sending.send(parts, body, endpoint, path_and_query).await?;
     let latency = started.elapsed();
     if upgrade.is_none() && response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
         // Switched to what the gateway did not ask for: relaying it would leave the client
@@ -187,7 +204,7 @@ fn answer(hit: &RouteHit<'_>, host: Option<&HeaderValue>, uri: &Uri) -> Response
 /// Phase: the client's body, watched so that its failure is answered by why it failed (400,
 /// 413, 408: [`BodyFailure`](crate::bodies::BodyFailure)), not blamed on the upstream, and read
 /// whole first when small (under `buffer`), so a cut one never reaches the upstream or the copies.
-async fn read_client_body<B>(body: B, buffer: u64, deadlines: &Deadlines) -> Result<(BoxBody, BodyWatch), GatewayError>
+async fn read_client_body<B>(body: B, buffer: u64, deadlines: &Deadlines) -> Result<(RequestBody, BodyWatch), GatewayError>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -196,36 +213,162 @@ where
 }
 
 /// Phase: the primary call, over the client the destination's protocol chooses, until the
-/// response headers arrive or the deadlines pass.
+/// response headers arrive or the deadlines pass; retried as the route's [`Policy`] and the
+/// destination's budget allow, each retry to another endpoint when there is one.
 struct Sending<'a> {
     primary: &'a Upstream,
     /// The version the client spoke (`Auto` destinations follow it).
     downstream: http::Version,
     deadlines: Deadlines,
     span: &'a tracing::Span,
-    endpoint: &'a Authority,
     client_body: BodyWatch,
+    policy: &'a Policy,
+    retries: &'a RetrySettings,
+    outlier: &'a OutlierSettings,
+}
+
+/// How one attempt ended without an answer to relay: why, and the error that answers the client
+/// if it is not retried.
+struct Failed {
+    failure: Failure,
+    error: GatewayError,
 }
 
 impl Sending<'_> {
-    async fn send(self, request: Request<BoxBody>) -> Result<Response<hyper::body::Incoming>, GatewayError> {
+    /// Sends the request to `endpoint`, then to others while the policy retries; returns the
+    /// answer and the endpoint that gave it.
+    async fn send(
+        self,
+        parts: http::request::Parts,
+        body: RequestBody,
+        mut endpoint: Authority,
+        path_and_query: PathAndQuery,
+    ) -> Result<(Response<hyper::body::Incoming>, Authority), GatewayError> {
+        let _in_flight = self.primary.retry_budget.request();
+        // What a retry sends again: only a body in hand can be (a streamed one is sent once).
+        let replay = match &body {
+            RequestBody::InHand(whole) if self.policy.retries > 0 => {
+                Some((whole.clone(), parts.method.clone(), parts.version, parts.headers.clone()))
+            }
+            _ => None,
+        };
+        let method = parts.method.clone();
+        let mut request = Request::from_parts(
+            parts,
+            match body {
+                RequestBody::InHand(whole) => whole.body(),
+                RequestBody::Streamed(body) => body,
+            },
+        );
+        let mut tried: Vec<Authority> = Vec::new();
+        let mut retry = None;
+        loop {
+            let outcome = self.attempt(request, &endpoint).await;
+            let reason = match &outcome {
+                Ok(response) => self.policy.retries_answer(response.status(), response.headers()),
+                Err(failed) => self.policy.retries_failure(failed.failure, &method).then(|| failed.failure.as_str()),
+            };
+            let retried = tried.len() as u32;
+            let within_deadline = self.deadlines.total.is_none_or(|total| Instant::now() < total);
+            let (Some(reason), Some((whole, method, version, headers))) = (reason, &replay) else {
+                return self.relay(outcome, endpoint);
+            };
+            if retried >= self.policy.retries || !within_deadline || self.client_body.failure().is_some() {
+                return self.relay(outcome, endpoint);
+            }
+            drop(retry.take());
+            let Some(allowed) = self.primary.retry_budget.retry(self.retries) else {
+                metrics::counter!("gateway_upstream_retry_budget_exceeded_total", "destination" => self.primary.metric_label.clone())
+                    .increment(1);
+                tracing::info!(parent: self.span, destination = %self.primary.label, reason, "retry refused: the destination's retry budget is spent");
+                return self.relay(outcome, endpoint);
+            };
+            retry = Some(allowed);
+            metrics::counter!("gateway_upstream_retries_total", "destination" => self.primary.metric_label.clone(), "reason" => reason)
+                .increment(1);
+            tracing::info!(parent: self.span, destination = %self.primary.label, endpoint = endpoint.as_str(), reason, retry = retried + 1, "retrying the upstream request");
+            drop(outcome);
+            tokio::time::sleep(self.policy.backoff(retried + 1)).await;
+            tried.push(endpoint.clone());
+            endpoint = self.primary.pick_other(&tried).unwrap_or(&endpoint).clone();
+            self.span.record("upstream.retries", i64::from(retried + 1));
+            self.span.record("server.address", endpoint.as_str());
+            let uri = upstream_uri(&endpoint, &path_and_query)?;
+            let mut again = Request::new(whole.body());
+            *again.method_mut() = method.clone();
+            *again.uri_mut() = uri;
+            *again.version_mut() = *version;
+            *again.headers_mut() = headers.clone();
+            request = again;
+        }
+    }
+
+    /// One attempt, under the route's deadlines and the policy's per-try timeout; its outcome
+    /// goes to the endpoint's health.
+    async fn attempt(&self, request: Request<BoxBody>, endpoint: &Authority) -> Result<Response<hyper::body::Incoming>, Failed> {
+        let now = Instant::now();
+        let per_try = self.policy.per_try_timeout.map(|timeout| now + timeout);
+        let (by, own) = match (self.deadlines.headers_by(now), per_try) {
+            (Some(route), Some(attempt)) if attempt < route => (Some(attempt), true),
+            (None, Some(attempt)) => (Some(attempt), true),
+            (route, _) => (route, false),
+        };
         let sent = self.primary.send(request, self.downstream).instrument(self.span.clone());
-        let answered = match self.deadlines.headers_by(Instant::now()) {
-            Some(by) => tokio::time::timeout_at(by.into(), sent).await.map_err(|_| {
-                self.span.record("otel.status_code", "ERROR");
-                GatewayError::UpstreamTimeout
-            })?,
+        let answered = match by {
+            Some(by) => match tokio::time::timeout_at(by.into(), sent).await {
+                Ok(answered) => answered,
+                Err(_) => {
+                    self.health(endpoint, true);
+                    let failure = if own { Failure::Timeout } else { Failure::Other };
+                    return Err(Failed { failure, error: GatewayError::UpstreamTimeout });
+                }
+            },
             None => sent.await,
         };
-        answered.map_err(|error| {
-            self.span.record("otel.status_code", "ERROR");
-            if let Some(failure) = self.client_body.failure() {
-                tracing::info!(parent: self.span, error = %error, %failure, "the client's request body failed; upstream request reset");
-                return GatewayError::ClientBody(failure);
+        let error = match answered {
+            Ok(response) => {
+                self.health(endpoint, matches!(response.status().as_u16(), 502..=504));
+                return Ok(response);
             }
-            tracing::warn!(parent: self.span, error = %error, source = ?std::error::Error::source(&error), destination = %self.primary.label, endpoint = self.endpoint.as_str(), "upstream request failed");
-            GatewayError::UpstreamUnavailable
-        })
+            Err(error) => error,
+        };
+        if let Some(failure) = self.client_body.failure() {
+            tracing::info!(parent: self.span, error = %error, %failure, "the client's request body failed; upstream request reset");
+            return Err(Failed { failure: Failure::Other, error: GatewayError::ClientBody(failure) });
+        }
+        let failure = Failure::of(&error);
+        tracing::warn!(parent: self.span, error = %error, source = ?std::error::Error::source(&error), destination = %self.primary.label, endpoint = endpoint.as_str(), reason = failure.as_str(), "upstream request failed");
+        self.health(endpoint, failure.is_gateway_failure());
+        Err(Failed { failure, error: GatewayError::UpstreamUnavailable })
+    }
+
+    /// An attempt's outcome to its endpoint's health: a gateway failure (no connection, reset,
+    /// no answer in time, 502/503/504) counts towards ejecting it; anything else ends its run.
+    fn health(&self, endpoint: &Authority, failed: bool) {
+        let endpoints = self.primary.endpoints();
+        if !failed {
+            endpoints.answered(endpoint);
+            return;
+        }
+        if let Some(time) = endpoints.failed(endpoint, self.outlier) {
+            metrics::counter!("gateway_upstream_ejections_total", "destination" => self.primary.metric_label.clone(), "endpoint" => endpoint.to_string()).increment(1);
+            tracing::warn!(destination = %self.primary.label, endpoint = endpoint.as_str(), seconds = time.as_secs(), "upstream endpoint ejected: it failed too many times in a row");
+        }
+    }
+
+    /// The outcome of the last attempt, as the client gets it.
+    fn relay(
+        &self,
+        outcome: Result<Response<hyper::body::Incoming>, Failed>,
+        endpoint: Authority,
+    ) -> Result<(Response<hyper::body::Incoming>, Authority), GatewayError> {
+        match outcome {
+            Ok(response) => Ok((response, endpoint)),
+            Err(Failed { error, .. }) => {
+                self.span.record("otel.status_code", "ERROR");
+                Err(error)
+            }
+        }
     }
 }
 
@@ -279,6 +422,7 @@ fn upstream_span(method: &http::Method, primary: &Upstream, endpoint: &Authority
         otel.kind = "client",
         upstream.destination = %primary.label,
         server.address = endpoint.as_str(),
+        upstream.retries = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     )

@@ -33,6 +33,10 @@ pub struct GatewaySettings {
     #[serde(default)]
     pub tls: service_kit::tls::TlsSettings,
     pub upstream: UpstreamSettings,
+    /// The primary request's retries where a route sets none, and the budget they share.
+    pub retries: RetrySettings,
+    /// Ejection of primary endpoints that stop answering (shadows: `shadow.ejection`).
+    pub outlier_detection: OutlierSettings,
     pub reload: ReloadSettings,
     pub report: ReportSettings,
     pub compare: CompareSettings,
@@ -74,6 +78,59 @@ pub struct EjectionSettings {
     /// No ejection lasts longer.
     #[serde(with = "http_rules::duration")]
     pub max_time: Duration,
+}
+
+/// The default retry policy (routes without their own `retries`) and the retry budget of each
+/// destination (Envoy's `retry_budget`), by [`crate::upstream::retry`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySettings {
+    /// Retries after the first attempt; 0: none.
+    pub attempts: u32,
+    /// Envoy/Istio tokens, comma-separated (`connect-failure,refused-stream,reset,503`).
+    #[serde(deserialize_with = "retry_on")]
+    pub retry_on: gateway_config::RetryOn,
+    /// Each attempt's own deadline; 0: none (the route timeout bounds them all).
+    #[serde(with = "http_rules::duration")]
+    pub per_try_timeout: Duration,
+    /// The wait before the first retry, doubled for each next one up to ten times it, jittered.
+    #[serde(with = "http_rules::duration")]
+    pub backoff: Duration,
+    /// Retries in flight to a destination may be this percentage of its requests in flight...
+    pub budget_percent: u32,
+    /// ...or this many, whichever is more.
+    pub min_retry_concurrency: u32,
+}
+
+fn retry_on<'de, D: serde::Deserializer<'de>>(d: D) -> Result<gateway_config::RetryOn, D::Error> {
+    let list = String::deserialize(d)?;
+    match gateway_config::RetryOn::parse(&list) {
+        (on, unknown) if unknown.is_empty() => Ok(on),
+        (_, unknown) => Err(serde::de::Error::custom(format!("unknown retry condition \"{}\"", unknown[0]))),
+    }
+}
+
+/// When a primary endpoint is ejected, by [`crate::upstream::outlier`]: the shadows' rule, per
+/// endpoint, with a cap on the share of a destination's endpoints ejected at once.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierSettings {
+    /// Gateway failures in a row (no connection, reset, no answer in time, 502/503/504) that
+    /// eject the endpoint; 0: never eject.
+    pub consecutive_failures: u32,
+    #[serde(with = "http_rules::duration")]
+    pub base_time: Duration,
+    #[serde(with = "http_rules::duration")]
+    pub max_time: Duration,
+    /// No ejection while this percentage of the destination's endpoints (or more) is ejected;
+    /// one endpoint may always be ejected (Envoy's rule), never all of them.
+    pub max_ejection_percent: u32,
+}
+
+impl OutlierSettings {
+    pub fn ejection(&self) -> EjectionSettings {
+        EjectionSettings { consecutive_failures: self.consecutive_failures, base_time: self.base_time, max_time: self.max_time }
+    }
 }
 
 /// Deadlines with Envoy's meaning.

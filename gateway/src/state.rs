@@ -19,9 +19,10 @@ use crate::bodies::RequestMetrics;
 use crate::compare::{ComparisonThread, Comparisons};
 use crate::mirror::Mirror;
 use crate::promote::{Promotion, Promotions};
-use crate::settings::{GatewaySettings, ReportSettings, UpstreamSettings};
+use crate::settings::{GatewaySettings, ReportSettings};
 use crate::shadow::ShadowMarker;
 use crate::stats::{self, MirrorKey};
+use crate::upstream::retry::Policy;
 use crate::upstream::{Pools, Upstream};
 
 /// What every request and the admin listener share.
@@ -55,7 +56,7 @@ impl Shared {
         let shadow = ShadowMarker::new(&settings.shadow)?;
         let (stats, comparisons, promotions, pools) = Default::default();
         let kept = Registries { stats: &stats, comparisons: &comparisons, promotions: &promotions, pools: &pools };
-        let active = Active::build(loaded, &settings.upstream, &settings.report, kept);
+        let active = Active::build(loaded, &settings, kept);
         Ok(Self {
             active: ArcSwap::from_pointee(active),
             stats,
@@ -76,7 +77,7 @@ impl Shared {
     pub fn swap(&self, loaded: Loaded) -> usize {
         let settings = &self.settings;
         let kept = Registries { stats: &self.stats, comparisons: &self.comparisons, promotions: &self.promotions, pools: &self.pools };
-        let active = Active::build(loaded, &settings.upstream, &settings.report, kept);
+        let active = Active::build(loaded, settings, kept);
         let routes = active.routes.len();
         self.active.store(Arc::new(active));
         self.reloads.fetch_add(1, Ordering::Relaxed);
@@ -111,6 +112,8 @@ pub struct CompiledRoute {
     /// `rewrite.authority`, as the `Host` header value it becomes.
     pub rewrite_authority: Option<HeaderValue>,
     pub timeout: Option<Duration>,
+    /// How the primary request is retried: the route's policy over the gateway's defaults.
+    pub retries: Policy,
     /// `promote:`: a share of the traffic moved to a mirror's destination while its verdict passes.
     pub promotion: Option<Arc<Promotion>>,
     /// The request metrics of each destination a request of this route may go to (its own and
@@ -170,16 +173,17 @@ impl Active {
     /// (and stay in) the registries that outlive generations. Must run inside a Tokio runtime.
     /// Cannot fail: the model holds parsed values, so whatever loaded (and passed
     /// `--check-config`) is served.
-    pub fn build(loaded: Loaded, upstream: &UpstreamSettings, report: &ReportSettings, kept: Registries<'_>) -> Self {
+    pub fn build(loaded: Loaded, settings: &GatewaySettings, kept: Registries<'_>) -> Self {
         let Loaded { table, warnings, .. } = loaded;
-        let upstreams: Vec<_> = table.destinations.iter().map(|d| kept.pools.get(d, upstream)).collect();
-        let routes = table.routes.iter().map(|route| CompiledRoute::new(route, &upstreams, report, kept)).collect();
+        let upstreams: Vec<_> = table.destinations.iter().map(|d| kept.pools.get(d, &settings.upstream)).collect();
+        let routes = table.routes.iter().map(|route| CompiledRoute::new(route, &upstreams, settings, kept)).collect();
         Self { table, routes, warnings, loaded_at: SystemTime::now() }
     }
 }
 
 impl CompiledRoute {
-    fn new(route: &Route, upstreams: &[Arc<Upstream>], report: &ReportSettings, kept: Registries<'_>) -> Self {
+    fn new(route: &Route, upstreams: &[Arc<Upstream>], settings: &GatewaySettings, kept: Registries<'_>) -> Self {
+        let report = &settings.report;
         let destinations = Weighted::new(route.destinations.iter().map(|d| (upstreams[d.id.0].clone(), u64::from(d.weight))).collect());
         let mirrors: Vec<Mirror> =
             route.mirrors.iter().map(|policy| compile_mirror(&route.name, policy, upstreams, report, kept)).collect();
@@ -201,6 +205,7 @@ impl CompiledRoute {
             mirrors,
             rewrite_authority: route.rewrite_authority.clone(),
             timeout: route.timeout,
+            retries: Policy::resolve(route.retries.as_ref(), &settings.retries),
             promotion,
             request_metrics,
         }
@@ -235,6 +240,7 @@ pub struct Registries<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::UpstreamSettings;
     use gateway_config::{Destination, Endpoint};
 
     #[test]

@@ -61,7 +61,7 @@ fn check_config_prints_per_file_what_loaded_what_was_scoped_out_and_what_is_not_
     let mesh = dir.join("mesh.yaml");
     std::fs::write(
         &mesh,
-        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: internal, namespace: test}\nspec:\n  hosts: [target]\n  http: [{route: [{destination: {host: target, subset: v1}}], retries: {attempts: 2}}]\n",
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: internal, namespace: test}\nspec:\n  hosts: [target]\n  http: [{route: [{destination: {host: target, subset: v1}}], fault: {abort: {httpStatus: 503}}}]\n",
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
@@ -76,7 +76,7 @@ fn check_config_prints_per_file_what_loaded_what_was_scoped_out_and_what_is_not_
         "  loaded: VirtualService test/target: 1 route".to_string(),
         format!("{}:", mesh.display()),
         "  scoped out: VirtualService test/internal: mesh-only (no `gateways`, or only `mesh`): not served at the edge unless scope.mesh is true".to_string(),
-        "  not implemented / warning: document 1 (VirtualService internal): spec.http[0].retries: not implemented by this gateway; ignored".to_string(),
+        "  not implemented / warning: document 1 (VirtualService internal): spec.http[0].fault: not implemented by this gateway; ignored".to_string(),
         "ok: 2 routes, 1 mirrors, 3 destinations".to_string(),
     ];
     for line in expect {

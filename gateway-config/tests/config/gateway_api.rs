@@ -184,3 +184,16 @@ fn a_backend_in_another_namespace_needs_a_reference_grant() {
         l.warnings
     );
 }
+
+#[test]
+fn a_rule_s_retry_maps_codes_attempts_and_backoff_and_a_code_that_is_no_error_is_warned() {
+    let route = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: shop}\nspec:\n  parentRefs: [{name: edge, sectionName: http}]\n  rules:\n    - backendRefs: [{group: networking.istio.io, kind: Hostname, name: httpbin.external}]\n      retry: {codes: [503, 200], attempts: 3, backoff: 100ms}\n";
+    let loaded = load(route);
+    let retries = loaded.table.routes[0].retries.as_ref().expect("a retry policy");
+    assert_eq!(retries.retries, Some(3));
+    assert_eq!(retries.backoff, Some(std::time::Duration::from_millis(100)));
+    let on = retries.on.as_ref().expect("conditions");
+    assert_eq!(on.status_codes, [503]);
+    assert!(on.connect_failure && on.refused_stream && on.reset, "answers that never came are retried too");
+    assert!(loaded.warnings.iter().any(|w| w.to_string().contains("retry.codes[1]")), "{:?}", loaded.warnings);
+}

@@ -236,3 +236,23 @@ fn compare_shorthand_and_several_files() {
     assert_eq!(m.compare.as_ref().unwrap().max_body_bytes, 1 << 20);
     assert_eq!(m.methods, MethodSet::Safe);
 }
+
+#[test]
+fn a_route_s_retries_are_read_and_an_unknown_condition_is_refused_by_key() {
+    let loaded = load(
+        "services: {up: [127.0.0.1:9]}\nroutes: [{to: up, retries: {attempts: 1, per_try_timeout: 2s, retry_on: \"connect-failure,503\", backoff: 10ms}}]\n",
+    );
+    let retries = loaded.table.routes[0].retries.as_ref().expect("retries");
+    assert_eq!(retries.retries, Some(1));
+    assert_eq!(retries.per_try_timeout, Some(Duration::from_secs(2)));
+    let on = retries.on.as_ref().expect("conditions");
+    assert!(on.connect_failure && !on.reset && on.status_codes == [503]);
+    let err = crate::helpers::load_err(
+        "services: {up: [127.0.0.1:9]}\nroutes: [{to: up, retries: {attempts: 1, retry_on: \"connect-failure,sometimes\"}}]\n",
+    );
+    assert!(err.contains("routes[0].retries.retry_on") && err.contains("sometimes"), "{err}");
+    assert!(
+        load("services: {up: [127.0.0.1:9]}\nroutes: [{to: up}]\n").table.routes[0].retries.is_none(),
+        "no policy: the gateway's default"
+    );
+}

@@ -77,6 +77,16 @@ pub fn copy_channel(cap: usize) -> (CopySender, ShadowBody, Arc<AbortFlag>) {
     (CopySender { tx, sent: 0, cap, abort: abort.clone() }, ShadowBody { rx, abort: abort.clone() }, abort)
 }
 
+/// A request body already in hand, offered whole to every copy at once (as [`TeeBody`] offers a
+/// streamed one frame by frame); the senders dropped after it end each copy complete.
+pub fn offer_whole(copies: Vec<CopySender>, data: &Bytes) {
+    for mut copy in copies {
+        if !data.is_empty() {
+            copy.offer(data);
+        }
+    }
+}
+
 pin_project! {
     /// The client's request body on its way to the primary, copied to mirrors on the side.
     pub struct TeeBody<B> {

@@ -14,9 +14,10 @@ use response_diff::{Captured, Classified, CopyChanges, SkipReason};
 use service_kit::propagation::{self, SHADOW_HEADER};
 use tokio::sync::oneshot;
 
-use super::body::{AnswerWaiter, CaptureBody, CopySender, PrimaryAnswer, TeeBody, copy_channel, hand_over};
+use super::body::{AnswerWaiter, CaptureBody, CopySender, PrimaryAnswer, TeeBody, copy_channel, hand_over, offer_whole};
 use super::send::{COMPARATOR_BUSY, CompareJob, Copy, NoiseCopy};
 use super::{CopyContext, Mirror, sampled};
+use crate::bodies::Whole;
 use crate::shadow::{ShadowMarker, shadow_host};
 use crate::stats::{DropReason, NotEligible, ShadowOutcome};
 use crate::upstream::{BoxBody, BoxError, Upstream};
@@ -187,6 +188,14 @@ impl MirrorPlan {
             body.map_err(Into::into).boxed_unsync()
         } else {
             TeeBody::new(body, std::mem::take(&mut self.senders)).boxed_unsync()
+        }
+    }
+
+    /// [`MirrorPlan::tee`] for a body already in hand: the copies get it whole, now (a
+    /// reference-counted frame each, never waited for).
+    pub fn tee_whole(&mut self, whole: &Whole) {
+        if !self.senders.is_empty() {
+            offer_whole(std::mem::take(&mut self.senders), whole.data());
         }
     }
 

@@ -1,12 +1,13 @@
 //! Everything between the gateway and a destination: one pooled HTTP client per destination and
 //! protocol, kept across reloads while the destination's endpoints and protocol stay the same
-//! ([`Pools`]), endpoint choice, and endpoint health ([`outlier`]).
+//! ([`Pools`]), endpoint choice and health ([`endpoints`], [`outlier`]), and retries ([`retry`]).
 
+pub mod endpoints;
 pub mod framing;
 pub mod outlier;
+pub mod retry;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
@@ -20,7 +21,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use self::endpoints::Endpoints;
 pub use self::outlier::Ejection;
+use self::retry::RetryBudget;
 use crate::settings::UpstreamSettings;
 
 /// Request and response bodies as they travel through the gateway.
@@ -32,9 +35,9 @@ pub struct Upstream {
     pub label: String,
     /// `label` as a metric label, shared rather than copied per request.
     pub metric_label: metrics::SharedString,
-    /// Parsed once: a request clones one (a reference count), never re-parses it.
-    endpoints: Vec<Authority>,
-    next: AtomicUsize,
+    /// Parsed once: a request clones one (a reference count), never re-parses it; with each
+    /// one's health (primaries' outlier detection).
+    endpoints: Endpoints,
     pub protocol: Protocol,
     http1: Client<HttpConnector, BoxBody>,
     /// h2c with prior knowledge, for destinations that speak HTTP/2 or follow the client: one
@@ -44,6 +47,8 @@ pub struct Upstream {
     /// Whether copies to this destination are dropped for now (it is a shadow that stopped
     /// answering); kept with the pool across reloads.
     pub ejection: Ejection,
+    /// The primary's requests and retries in flight, for the retry budget.
+    pub retry_budget: RetryBudget,
 }
 
 impl Upstream {
@@ -79,22 +84,30 @@ impl Upstream {
         Self {
             label: destination.label(),
             metric_label: metrics::SharedString::from(std::sync::Arc::<str>::from(destination.label())),
-            next: AtomicUsize::new(0),
             protocol,
             http1: builder(false).build(connector.clone()),
             http2: matches!(protocol, Protocol::Http2 | Protocol::Auto).then(|| http2(&endpoints)),
             ejection: Ejection::default(),
-            endpoints,
+            retry_budget: RetryBudget::default(),
+            endpoints: Endpoints::new(endpoints),
         }
     }
 
-    /// The next endpoint, round-robin; `None` when the destination has none.
+    /// The next endpoint, round-robin, passing over ejected ones; `None` when the destination
+    /// has none.
     pub fn pick(&self) -> Option<&Authority> {
-        if self.endpoints.is_empty() {
-            return None;
-        }
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        Some(&self.endpoints[n % self.endpoints.len()])
+        self.endpoints.pick(&[])
+    }
+
+    /// The endpoint for a retry: another than those `tried` when there is one
+    /// ([`Endpoints::pick`]).
+    pub fn pick_other(&self, tried: &[Authority]) -> Option<&Authority> {
+        self.endpoints.pick(tried)
+    }
+
+    /// The endpoints and their health.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
     }
 
     /// The version a request that came in as `downstream` is sent with: the destination's

@@ -1,7 +1,8 @@
-//! Endpoint health: outlier ejection of a destination, as Envoy's
-//! `upstream/outlier_detection_impl.cc` holds it beside the cluster, not beside the features that
-//! send to it. Today only shadow destinations are ejected (the copies' outcomes feed it, under
-//! `shadow.ejection`); primaries will be too, from the same state.
+//! Endpoint health: outlier ejection, as Envoy's `upstream/outlier_detection_impl.cc` holds it
+//! beside the cluster, not beside the features that send to it. A shadow destination is ejected
+//! whole (the copies' outcomes feed it, under `shadow.ejection`); a primary destination's
+//! endpoints each have their own [`Ejection`] (`outlier_detection`, in
+//! [`super::endpoints::Endpoints`]), fed by the primary's attempts.
 //!
 //! After `consecutive_failures` requests in a row got no answer (refused, reset, timed out), the
 //! destination is ejected: copies to it are dropped at once for an ejection time that grows with
@@ -43,7 +44,7 @@ impl Ejection {
         self.ejected_at(Instant::now())
     }
 
-    fn ejected_at(&self, now: Instant) -> bool {
+    pub(super) fn ejected_at(&self, now: Instant) -> bool {
         match self.until.load(Ordering::Relaxed) {
             0 => false,
             until => self.nanos(now) < until,
@@ -67,11 +68,18 @@ impl Ejection {
     }
 
     fn failed_at(&self, now: Instant, settings: &EjectionSettings) -> Option<Duration> {
+        self.failed_at_unless(now, settings, || false)
+    }
+
+    /// [`Ejection::failed`], but not ejecting when `capped` says so (too many of the
+    /// destination's endpoints are ejected already): the run of failures is kept, so the next
+    /// failure asks again.
+    pub(super) fn failed_at_unless(&self, now: Instant, settings: &EjectionSettings, capped: impl FnOnce() -> bool) -> Option<Duration> {
         if settings.consecutive_failures == 0 || self.ejected_at(now) {
-            // Copies sent before the ejection still fail while it lasts: they do not extend it.
+            // Requests sent before the ejection still fail while it lasts: they do not extend it.
             return None;
         }
-        if self.failures.fetch_add(1, Ordering::Relaxed) + 1 < settings.consecutive_failures {
+        if self.failures.fetch_add(1, Ordering::Relaxed).saturating_add(1) < settings.consecutive_failures || capped() {
             return None;
         }
         self.failures.store(0, Ordering::Relaxed);

@@ -13,6 +13,7 @@ mod hostile;
 mod hostile_h2;
 mod properties;
 mod reload;
+mod retries;
 mod secrets;
 mod services;
 mod shadow;

@@ -11,6 +11,7 @@
 
 mod attach;
 mod backends;
+mod retry;
 mod rules;
 mod spec;
 

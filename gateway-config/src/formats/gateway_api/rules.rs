@@ -237,6 +237,7 @@ fn rule_route(
         destinations_origin: origin(&format!("{path}.backendRefs")),
         mirrors,
         timeout: rule.timeouts.as_ref().and_then(|t| t.request).map(|d| d.0),
+        retries: rule.retry.as_ref().map(|r| super::retry::policy(cx, &format!("{path}.retry"), r)),
     })
 }
 

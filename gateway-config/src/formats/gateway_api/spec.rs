@@ -72,6 +72,16 @@ pub(super) struct Rule {
     #[serde(rename = "backendRefs", default)]
     pub(super) backend_refs: Vec<BackendRef>,
     pub(super) timeouts: Option<Timeouts>,
+    /// GEP-1731: `retry: { codes: [503], attempts: 2, backoff: 100ms }`.
+    pub(super) retry: Option<Retry>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct Retry {
+    #[serde(default)]
+    pub(super) codes: Vec<U32>,
+    pub(super) attempts: Option<U32>,
+    pub(super) backoff: Option<Dur>,
 }
 
 #[derive(Deserialize)]

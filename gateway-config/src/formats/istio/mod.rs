@@ -15,6 +15,7 @@
 
 mod delegate;
 mod destination_rule;
+mod retry;
 mod route;
 mod scope;
 mod service_entry;

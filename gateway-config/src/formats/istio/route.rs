@@ -117,6 +117,7 @@ pub(super) fn http_route(
         destinations_origin: doc.origin(&route_path),
         mirrors,
         timeout: h.timeout.map(|t| t.0),
+        retries: h.retries.as_ref().map(|r| super::retry::policy(cx, &format!("{path}.retries"), r)),
     })
 }
 

@@ -69,6 +69,17 @@ pub(super) struct HttpRoute {
     pub(super) mirrors: Option<Vec<Mirror>>,
     pub(super) timeout: Option<Dur>,
     pub(super) headers: Option<Headers>,
+    pub(super) retries: Option<HttpRetry>,
+}
+
+/// `retries: { attempts: 3, perTryTimeout: 2s, retryOn: "connect-failure,503" }`.
+#[derive(Deserialize)]
+pub(super) struct HttpRetry {
+    pub(super) attempts: Option<U32>,
+    #[serde(rename = "perTryTimeout")]
+    pub(super) per_try_timeout: Option<Dur>,
+    #[serde(rename = "retryOn")]
+    pub(super) retry_on: Option<String>,
 }
 
 /// Route-level header changes; only `request` is implemented (`response` is reported).

@@ -10,8 +10,8 @@ use serde_norway::Value;
 use super::spec::{CommonMirror, DestText, File, Methods, NMirror, NRoute, NVerdict};
 use crate::de::{Count, Doc, Dur, HName, HValue, Result, Scalar, ShortOrMap, Size, typed};
 use crate::model::{
-    CompareSpec, DEFAULT_MAX_BODY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MIRROR_TIMEOUT, DEFAULT_SAMPLE_HEADER, MethodSet, Protocol, UriRewrite,
-    VerdictSpec,
+    CompareSpec, DEFAULT_MAX_BODY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MIRROR_TIMEOUT, DEFAULT_SAMPLE_HEADER, MethodSet, Protocol, RetryOn,
+    RetryPolicy, UriRewrite, VerdictSpec,
 };
 use crate::sources::{DestRef, NativeService, NativeShape, Origin, PendingMirror, PendingPromote, PendingRoute, Sources};
 
@@ -102,7 +102,7 @@ pub(crate) fn load(doc: Doc<'_>, order: (usize, usize), value: Value, sources: &
         sources.services.push(NativeService { host, origin: doc.origin(&path), shape, protocol });
     }
     for (i, r) in file.routes.into_iter().enumerate() {
-        sources.routes.push(route(doc, (order.0, order.1, i), &format!("routes[{i}]"), r, &defaults));
+        sources.routes.push(route(doc, (order.0, order.1, i), &format!("routes[{i}]"), r, &defaults)?);
     }
     Ok(())
 }
@@ -119,7 +119,28 @@ fn dest_ref(doc: Doc<'_>, path: &str, d: DestText) -> DestRef {
     }
 }
 
-fn route(doc: Doc<'_>, order: (usize, usize, usize), path: &str, r: NRoute, defaults: &MirrorSettings) -> PendingRoute {
+fn route(doc: Doc<'_>, order: (usize, usize, usize), path: &str, r: NRoute, defaults: &MirrorSettings) -> Result<PendingRoute> {
+    let retries = match r.retries {
+        None => None,
+        Some(n) => {
+            let on = match n.retry_on {
+                None => None,
+                Some(list) => {
+                    let (on, unknown) = RetryOn::parse(&list);
+                    if let Some(token) = unknown.first() {
+                        return Err(doc.err(&format!("{path}.retries.retry_on"), format!("unknown retry condition \"{token}\"")));
+                    }
+                    Some(on)
+                }
+            };
+            Some(RetryPolicy {
+                retries: Some(n.attempts.0),
+                per_try_timeout: n.per_try_timeout.map(|d| d.0),
+                on,
+                backoff: n.backoff.map(|d| d.0),
+            })
+        }
+    };
     let (rewrite_uri, rewrite_authority) = match r.rewrite {
         None => (None, None),
         Some(ShortOrMap::Short(Scalar(uri))) => (Some(UriRewrite::Istio(uri)), None),
@@ -141,7 +162,8 @@ fn route(doc: Doc<'_>, order: (usize, usize, usize), path: &str, r: NRoute, defa
     for (i, m) in r.mirrors.into_iter().flatten().enumerate() {
         mirrors.push(mirror(doc, &format!("{path}.mirrors[{i}]"), m, defaults));
     }
-    PendingRoute {
+    Ok(PendingRoute {
+        retries,
         name: r.name.map(|n| n.0),
         origin: doc.origin(path),
         order,
@@ -162,7 +184,7 @@ fn route(doc: Doc<'_>, order: (usize, usize, usize), path: &str, r: NRoute, defa
             steps: p.steps.map_or_else(|| vec![10, 25, 50, 100], |s| s.into_iter().map(|s| s.0).collect()),
             hold: p.hold.map_or(Duration::from_secs(300), |h| h.0),
         }),
-    }
+    })
 }
 
 fn mirror(doc: Doc<'_>, path: &str, m: ShortOrMap<DestText, NMirror>, defaults: &MirrorSettings) -> PendingMirror {

@@ -92,6 +92,19 @@ pub(super) struct NRoute {
     pub(super) promote: Option<NPromote>,
     /// `upgrades: [websocket, my-proto]`: the `Upgrade` protocols tunnelled (default websocket).
     pub(super) upgrades: Option<Vec<String>>,
+    /// `retries: { attempts: 2, per_try_timeout: 1s, retry_on: "connect-failure,503", backoff: 25ms }`.
+    pub(super) retries: Option<NRetries>,
+}
+
+/// A native route's retry policy; `retry_on` uses Envoy's and Istio's tokens, and one the gateway
+/// does not implement is refused by name (in Istio files it is a warning: they are written for Envoy).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NRetries {
+    pub(super) attempts: U32,
+    pub(super) per_try_timeout: Option<Dur>,
+    pub(super) retry_on: Option<String>,
+    pub(super) backoff: Option<Dur>,
 }
 
 /// `promote: { to: shop/v2, steps: [10, 25, 50, 100], hold: 5m }` (steps and hold optional);

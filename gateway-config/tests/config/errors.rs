@@ -99,8 +99,8 @@ fn subsets_without_endpoints_load_with_a_warning() {
 #[test]
 fn unknown_keys_are_named() {
     assert_err(
-        &load_err(&format!("{SERVICES}routes:\n  - to: echo\n    retries: 3\n")),
-        "test.yaml: routes[0].retries: unknown key \"retries\" (expected one of: name, hosts, match, rewrite, to, timeout, mirror, mirrors, promote, upgrades)",
+        &load_err(&format!("{SERVICES}routes:\n  - to: echo\n    fault: 3\n")),
+        "test.yaml: routes[0].fault: unknown key \"fault\" (expected one of: name, hosts, match, rewrite, to, timeout, mirror, mirrors, promote, upgrades, retries)",
     );
     let err = load_err("servics: {}\n");
     assert!(err.starts_with("test.yaml: servics: unknown key \"servics\""), "{err}");

@@ -271,7 +271,7 @@ fn finding_4_kubectl_lists_load_item_by_item() {
         serde_json::to_string(&serde_json::json!({
             "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
             "metadata": {"name": "listed", "namespace": "shop", "uid": "x", "resourceVersion": "1"},
-            "spec": {"hosts": ["*"], "gateways": ["edge"], "http": [{"route": [{"destination": {"host": "web"}}], "retries": {"attempts": 3}}]},
+            "spec": {"hosts": ["*"], "gateways": ["edge"], "http": [{"route": [{"destination": {"host": "web"}}], "fault": {"abort": {"httpStatus": 503}}}]},
             "status": {}
         }))
         .unwrap()
@@ -281,9 +281,7 @@ fn finding_4_kubectl_lists_load_item_by_item() {
     let w: Vec<String> = l.warnings.iter().map(ToString::to_string).collect();
     assert_eq!(
         w,
-        vec![
-            "test.yaml: document 1 (List) items[0] (VirtualService listed): spec.http[0].retries: not implemented by this gateway; ignored"
-        ]
+        vec!["test.yaml: document 1 (List) items[0] (VirtualService listed): spec.http[0].fault: not implemented by this gateway; ignored"]
     );
 }
 
@@ -308,9 +306,9 @@ fn kubectl_apply_identity_across_files_later_replaces_earlier() {
 
 #[test]
 fn finding_4_a_refused_configuration_keeps_its_warnings() {
-    let list = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: networking.istio.io/v1\n  kind: VirtualService\n  metadata: {name: internal, namespace: shop}\n  spec:\n    hosts: [web]\n    http: [{route: [{destination: {host: web}}], retries: {attempts: 3}}]\n";
+    let list = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: networking.istio.io/v1\n  kind: VirtualService\n  metadata: {name: internal, namespace: shop}\n  spec:\n    hosts: [web]\n    http: [{route: [{destination: {host: web}}], fault: {abort: {httpStatus: 503}}}]\n";
     let retries =
-        "list.yaml: document 1 (List) items[0] (VirtualService internal): spec.http[0].retries: not implemented by this gateway; ignored";
+        "list.yaml: document 1 (List) items[0] (VirtualService internal): spec.http[0].fault: not implemented by this gateway; ignored";
     // Alone it loads with no routes (issue 22: zero routes is valid), and the warning says what
     // was scoped out.
     let l = load_texts([("list.yaml", list)]).unwrap();

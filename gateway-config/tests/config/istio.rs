@@ -158,7 +158,7 @@ spec:
     - match:
         - uri: { prefix: / }
           withoutHeaders: { a: { exact: b } }
-      retries: { attempts: 3 }
+      retries: { attempts: 3, retryRemoteLocalities: true }
       fault: { delay: { fixedDelay: 1s } }
       corsPolicy: {}
       headers: { request: { set: { a: b } }, response: { set: { c: d } } }
@@ -197,7 +197,7 @@ spec: {}
         "vs.yaml: document 2 (VirtualService shop): spec.exportTo: not implemented",
         "vs.yaml: document 2 (VirtualService shop): spec.tcp: not implemented",
         "vs.yaml: document 2 (VirtualService shop): spec.http[0].match[0].withoutHeaders: match condition not implemented",
-        "vs.yaml: document 2 (VirtualService shop): spec.http[0].retries: not implemented",
+        "vs.yaml: document 2 (VirtualService shop): spec.http[0].retries.retryRemoteLocalities: not implemented",
         "vs.yaml: document 2 (VirtualService shop): spec.http[0].fault: not implemented",
         "vs.yaml: document 2 (VirtualService shop): spec.http[0].corsPolicy: not implemented",
         "vs.yaml: document 2 (VirtualService shop): spec.http[0].headers.response: not implemented",

@@ -49,9 +49,9 @@ pub use k8s::annotations::{
 pub use load::{Loaded, load_files, load_files_with, load_str, load_texts, load_texts_with};
 pub use matching::RouteHit;
 pub use model::{
-    Answer, CompareSpec, Destination, DestinationId, Endpoint, HeaderMatch, HeaderOps, IgnorePath, MethodSet, MirrorPolicy, PathRedirect,
-    PromoteSpec, Protocol, QueryMatch, Redirect, RetryOn, RetryPolicy, Route, RouteMatch, RouteTable, StringMatch, UriRewrite, VerdictSpec,
-    VirtualHost, WeightedDestination,
+    Answer, CompareSpec, Destination, DestinationId, Endpoint, HeaderMatch, HeaderOps, IgnorePath, MethodSet, MirrorPolicy, OutlierPolicy,
+    PathRedirect, PromoteSpec, Protocol, QueryMatch, Redirect, RetryOn, RetryPolicy, Route, RouteMatch, RouteTable, StringMatch,
+    UriRewrite, VerdictSpec, VirtualHost, WeightedDestination,
 };
 pub use normalize::{EscapedSlashes, PathNormalization, PathRejected};
 pub use options::LoadOptions;

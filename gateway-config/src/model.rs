@@ -257,6 +257,23 @@ pub struct Destination {
     pub endpoints: Vec<Endpoint>,
     /// How the gateway speaks to these endpoints.
     pub protocol: Protocol,
+    /// Ejection of its endpoints (Istio DestinationRule `trafficPolicy.outlierDetection`);
+    /// `None`: the gateway's `outlier_detection` settings.
+    pub outlier: Option<OutlierPolicy>,
+}
+
+/// When an endpoint of a destination is ejected, as an Istio DestinationRule says
+/// (`consecutive5xxErrors`, `consecutiveGatewayErrors`, `baseEjectionTime`, `maxEjectionPercent`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct OutlierPolicy {
+    /// Failures in a row that eject the endpoint; 0: never.
+    pub consecutive_errors: u32,
+    /// Whether any 5xx answer counts (`consecutive5xxErrors`), or only 502, 503 and 504
+    /// (`consecutiveGatewayErrors`); failures to connect or to answer count either way.
+    pub all_5xx: bool,
+    #[serde(serialize_with = "ser::duration")]
+    pub base_ejection_time: Duration,
+    pub max_ejection_percent: u32,
 }
 
 /// The HTTP version spoken to a destination: native `protocol:` of a service, Istio

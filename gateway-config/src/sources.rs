@@ -204,4 +204,6 @@ pub(crate) struct Sources {
     pub service_entries: Vec<ServiceEntry>,
     /// DestinationRules asking for TLS origination to a host (`tls.mode` SIMPLE or MUTUAL).
     pub tls_rules: Vec<(String, String, Origin)>,
+    /// DestinationRules' `outlierDetection`: host, subset (`None`: the rule's top level), policy.
+    pub outlier_rules: Vec<(String, Option<String>, crate::model::OutlierPolicy)>,
 }

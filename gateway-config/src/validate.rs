@@ -283,9 +283,24 @@ impl Builder<'_> {
             .collect::<Result<Vec<_>>>()?;
         let id = DestinationId(self.destinations.len());
         let protocol = self.protocol(r);
-        self.destinations.push(Destination { host: r.written.clone(), subset: r.subset.clone(), port: r.port, endpoints, protocol });
+        let outlier = self.outlier(r);
+        self.destinations.push(Destination {
+            host: r.written.clone(),
+            subset: r.subset.clone(),
+            port: r.port,
+            endpoints,
+            protocol,
+            outlier,
+        });
         self.ids.insert(key, id);
         Ok(id)
+    }
+
+    /// The DestinationRule outlier detection for `r`: its subset's own, else its host's.
+    fn outlier(&self, r: &DestRef) -> Option<crate::model::OutlierPolicy> {
+        let rules = || self.sources.outlier_rules.iter().filter(|(host, _, _)| host_matches(host, &r.host));
+        let subset = r.subset.as_ref().and_then(|s| rules().find(|(_, subset, _)| subset.as_ref() == Some(s)));
+        subset.or_else(|| rules().find(|(_, subset, _)| subset.is_none())).map(|(_, _, policy)| *policy)
     }
 
     /// The protocol of the service or ServiceEntry port that [`Self::endpoints`] resolved `r` with.

@@ -327,7 +327,7 @@ impl Sending<'_> {
         };
         let error = match answered {
             Ok(response) => {
-                self.health(endpoint, matches!(response.status().as_u16(), 502..=504));
+                self.health(endpoint, self.counts_as_failure(response.status()));
                 return Ok(response);
             }
             Err(error) => error,
@@ -342,15 +342,34 @@ impl Sending<'_> {
         Err(Failed { failure, error: GatewayError::UpstreamUnavailable })
     }
 
-    /// An attempt's outcome to its endpoint's health: a gateway failure (no connection, reset,
-    /// no answer in time, 502/503/504) counts towards ejecting it; anything else ends its run.
+    /// Whether an answer of `status` counts against the endpoint: 502, 503 and 504 (a gateway
+    /// error), or any 5xx when the destination's rule says so (Istio `consecutive5xxErrors`).
+    fn counts_as_failure(&self, status: http::StatusCode) -> bool {
+        match self.primary.outlier {
+            Some(policy) if policy.all_5xx => status.is_server_error(),
+            _ => matches!(status.as_u16(), 502..=504),
+        }
+    }
+
+    /// An attempt's outcome to its endpoint's health: a failure (no connection, reset, no answer
+    /// in time, [`Self::counts_as_failure`]) counts towards ejecting it; anything else ends its
+    /// run. The destination's own rule, when it has one, replaces the settings' but `max_time`.
     fn health(&self, endpoint: &Authority, failed: bool) {
         let endpoints = self.primary.endpoints();
         if !failed {
             endpoints.answered(endpoint);
             return;
         }
-        if let Some(time) = endpoints.failed(endpoint, self.outlier) {
+        let settings = match self.primary.outlier {
+            Some(policy) => OutlierSettings {
+                consecutive_failures: policy.consecutive_errors,
+                base_time: policy.base_ejection_time,
+                max_ejection_percent: policy.max_ejection_percent,
+                ..*self.outlier
+            },
+            None => *self.outlier,
+        };
+        if let Some(time) = endpoints.failed(endpoint, &settings) {
             metrics::counter!("gateway_upstream_ejections_total", "destination" => self.primary.metric_label.clone(), "endpoint" => endpoint.to_string()).increment(1);
             tracing::warn!(destination = %self.primary.label, endpoint = endpoint.as_str(), seconds = time.as_secs(), "upstream endpoint ejected: it failed too many times in a row");
         }

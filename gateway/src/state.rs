@@ -256,6 +256,7 @@ mod tests {
                 port: None,
                 endpoints: vec![Endpoint::new(host, 1).unwrap()],
                 protocol: Default::default(),
+                outlier: None,
             };
             Arc::new(Upstream::new(&destination, &settings))
         };

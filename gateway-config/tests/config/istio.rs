@@ -274,3 +274,52 @@ fn an_istio_only_with_no_routes_loads_with_no_routes() {
     ));
     assert_eq!(l.table.routes[0].name, "x");
 }
+
+#[test]
+fn a_destination_rule_s_outlier_detection_reaches_its_destinations_the_subset_s_own_first() {
+    let loaded = load_texts_with(
+        [(
+            "dr.yaml",
+            r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: shop }
+spec:
+  hosts: [shop]
+  ports: [{ number: 80, name: http, protocol: HTTP }]
+  resolution: STATIC
+  endpoints: [{ address: 10.0.0.1, labels: { version: v1 } }, { address: 10.0.0.2, labels: { version: v2 } }]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: shop }
+spec:
+  host: shop
+  trafficPolicy: { outlierDetection: { consecutive5xxErrors: 7, baseEjectionTime: 1m } }
+  subsets:
+    - { name: v1, labels: { version: v1 } }
+    - name: v2
+      labels: { version: v2 }
+      trafficPolicy: { outlierDetection: { consecutiveGatewayErrors: 2, maxEjectionPercent: 50 } }
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: shop }
+spec:
+  hosts: ["*"]
+  gateways: [mesh]
+  http: [{ route: [{ destination: { host: shop, subset: v1 }, weight: 50 }, { destination: { host: shop, subset: v2 }, weight: 50 }] }]
+"#,
+        )],
+        &mesh(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let of = |subset: &str| loaded.table.destinations.iter().find(|d| d.subset.as_deref() == Some(subset)).and_then(|d| d.outlier);
+    let v1 = of("v1").expect("the rule's own");
+    assert_eq!((v1.consecutive_errors, v1.all_5xx, v1.base_ejection_time, v1.max_ejection_percent), (7, true, Duration::from_secs(60), 10));
+    let v2 = of("v2").expect("the subset's");
+    assert_eq!(
+        (v2.consecutive_errors, v2.all_5xx, v2.base_ejection_time, v2.max_ejection_percent),
+        (2, false, Duration::from_secs(30), 50)
+    );
+}

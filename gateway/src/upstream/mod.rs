@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use gateway_config::{Destination, Protocol};
+use gateway_config::{Destination, OutlierPolicy, Protocol};
 use http::header::HOST;
 use http::uri::Authority;
 use http::{Request, Uri, Version};
@@ -49,6 +49,8 @@ pub struct Upstream {
     pub ejection: Ejection,
     /// The primary's requests and retries in flight, for the retry budget.
     pub retry_budget: RetryBudget,
+    /// The destination's own ejection rule (Istio `outlierDetection`); `None`: the settings'.
+    pub outlier: Option<OutlierPolicy>,
 }
 
 impl Upstream {
@@ -89,6 +91,7 @@ impl Upstream {
             http2: matches!(protocol, Protocol::Http2 | Protocol::Auto).then(|| http2(&endpoints)),
             ejection: Ejection::default(),
             retry_budget: RetryBudget::default(),
+            outlier: destination.outlier,
             endpoints: Endpoints::new(endpoints),
         }
     }
@@ -188,8 +191,9 @@ fn endpoints(destination: &Destination) -> Vec<Authority> {
     destination.endpoints.iter().map(|e| e.authority().clone()).collect()
 }
 
-/// What identifies a pool: the destination, the endpoints it sends to, in order, and how.
-type PoolKey = (String, Vec<Authority>, Protocol);
+/// What identifies a pool: the destination, the endpoints it sends to, in order, how, and when
+/// they are ejected.
+type PoolKey = (String, Vec<Authority>, Protocol, Option<OutlierPolicy>);
 
 /// Every destination's pool, shared by the routing generations that use it. A reload that keeps
 /// a destination's endpoints keeps its pool (warm connections, round-robin position), as Envoy
@@ -203,7 +207,7 @@ pub struct Pools {
 impl Pools {
     /// The pool for `destination`: the one in use when its endpoints are unchanged, else a new one.
     pub fn get(&self, destination: &Destination, settings: &UpstreamSettings) -> Arc<Upstream> {
-        let key = (destination.label(), endpoints(destination), destination.protocol);
+        let key = (destination.label(), endpoints(destination), destination.protocol, destination.outlier);
         let mut pools = self.by_key.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         pools.retain(|_, pool| pool.strong_count() > 0);
         if let Some(kept) = pools.get(&key).and_then(Weak::upgrade) {
@@ -242,6 +246,7 @@ mod tests {
             port: None,
             endpoints: vec![endpoint("a", 1), endpoint("b", 2)],
             protocol: Protocol::Http1,
+            outlier: None,
         };
         let settings = settings();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -259,6 +264,7 @@ mod tests {
             port: None,
             endpoints,
             protocol: Protocol::Http1,
+            outlier: None,
         };
         let settings = settings();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -285,8 +291,14 @@ mod tests {
         };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let _guard = rt.enter();
-        let destination =
-            |protocol| Destination { host: "grpc".into(), subset: None, port: None, endpoints: vec![endpoint("a", 1)], protocol };
+        let destination = |protocol| Destination {
+            host: "grpc".into(),
+            subset: None,
+            port: None,
+            endpoints: vec![endpoint("a", 1)],
+            protocol,
+            outlier: None,
+        };
         let version = |protocol, downstream| Upstream::new(&destination(protocol), &settings).version_for(downstream);
         use http::Version as V;
         assert_eq!(version(Protocol::Http1, V::HTTP_2), V::HTTP_11);

@@ -144,3 +144,30 @@ async fn istio_retries_retry_the_listed_status_with_the_body_in_hand_and_unknown
     assert_eq!(retries(&gateway.metrics().await, "status"), 3.0);
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_istio_destination_rule_s_outlier_detection_ejects_the_failing_endpoint_after_its_own_count() {
+    let failing =
+        Upstream::start(Behaviour::Answer { status: StatusCode::SERVICE_UNAVAILABLE, body: "busy".into(), headers: vec![] }).await;
+    let ok = Upstream::start(Behaviour::ok("ok")).await;
+    let entry = format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: echo}}\nspec:\n  hosts: [echo]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: {}}}}}, {{address: 127.0.0.1, ports: {{http: {}}}}}]\n",
+        failing.addr.port(),
+        ok.addr.port()
+    );
+    let rules = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: echo}\nspec:\n  hosts: ['*']\n  http:\n  - route: [{destination: {host: echo}}]\n    retries: {attempts: 1, retryOn: \"503\"}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: echo}\nspec:\n  host: echo\n  trafficPolicy:\n    outlierDetection: {consecutiveGatewayErrors: 2, interval: 10s, baseEjectionTime: 1m, maxEjectionPercent: 50}\n";
+    // The settings' default would eject after 5: the rule's 2 decides.
+    let gateway = TestGateway::builder().file("entries.yaml", &entry).file("rules.yaml", rules).setting("scope.mesh", "true").start().await;
+    let warnings = gateway.config().await["warnings"].to_string();
+    assert!(!warnings.contains("outlierDetection"), "loads without a warning: {warnings}");
+    let client = client();
+    for i in 0..12 {
+        let response = client.get(gateway.url(&format!("/e/{i}"))).send().await.expect("GET");
+        assert_eq!(response.status(), StatusCode::OK, "request {i}");
+    }
+    assert_eq!(failing.requests().len(), 2, "two 503s in a row, then ejected for a minute");
+    let metrics = gateway.metrics().await;
+    metric("gateway_upstream_ejections_total").label("endpoint", failing.addr).value(1.0).assert_in(&metrics);
+    assert_eq!(retries(&metrics, "status"), 2.0);
+    gateway.stop().await;
+}

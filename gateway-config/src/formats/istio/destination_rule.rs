@@ -2,15 +2,19 @@
 //! asked for it (TLS origination is not implemented, so a rule asking for it is refused where a
 //! route would send plaintext).
 
+use std::time::Duration;
+
 use super::spec::{DestinationRuleSpec, Kind, TrafficPolicy};
 use crate::context::ObjectCx;
 use crate::k8s::names::qualify;
+use crate::model::OutlierPolicy;
 use crate::sources::IstioSubset;
 
 /// Adds the rule's subsets, and the TLS it asks for (refused by validation where it would be
 /// plaintext instead).
 pub(super) fn lower(cx: &mut ObjectCx<'_, Kind>, dr: &DestinationRuleSpec) {
     subsets(cx, dr);
+    outlier_detection(cx, dr);
     let host = qualify(&dr.host, cx.namespace());
     cx.loaded(format!("host {host}, {} subsets", dr.subsets.len()));
 }
@@ -43,4 +47,34 @@ fn subsets(cx: &mut ObjectCx<'_, Kind>, dr: &DestinationRuleSpec) {
             origin: doc.origin(&format!("spec.subsets[{i}]")),
         });
     }
+}
+
+/// `trafficPolicy.outlierDetection`, of the rule and of its subsets, with Istio's defaults
+/// (5 consecutive 5xx, 30 s, 10%); only `consecutiveGatewayErrors` given counts 502, 503 and 504
+/// alone, as Istio then turns the 5xx detector off.
+fn outlier_detection(cx: &mut ObjectCx<'_, Kind>, dr: &DestinationRuleSpec) {
+    let host = qualify(&dr.host, &cx.meta().namespace);
+    let policy = |p: &Option<TrafficPolicy>| {
+        let o = p.as_ref()?.outlier_detection.as_ref()?;
+        let (consecutive_errors, all_5xx) = match (&o.consecutive_5xx, &o.consecutive_gateway) {
+            (None, Some(gateway)) => (gateway.0, false),
+            (five, _) => (five.as_ref().map_or(5, |n| n.0), true),
+        };
+        Some(OutlierPolicy {
+            consecutive_errors,
+            all_5xx,
+            base_ejection_time: o.base_ejection_time.as_ref().map_or(Duration::from_secs(30), |d| d.0),
+            max_ejection_percent: o.max_ejection_percent.as_ref().map_or(10, |p| p.0.min(100)),
+        })
+    };
+    let mut rules = Vec::new();
+    if let Some(p) = policy(&dr.traffic_policy) {
+        rules.push((host.clone(), None, p));
+    }
+    for s in &dr.subsets {
+        if let Some(p) = policy(&s.traffic_policy) {
+            rules.push((host.clone(), Some(s.name.0.clone()), p));
+        }
+    }
+    cx.sources().outlier_rules.extend(rules);
 }

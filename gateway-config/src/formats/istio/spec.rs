@@ -190,6 +190,24 @@ pub(crate) struct DestinationRuleSpec {
 #[derive(Deserialize)]
 pub(super) struct TrafficPolicy {
     pub(super) tls: Option<ClientTls>,
+    #[serde(rename = "outlierDetection")]
+    pub(super) outlier_detection: Option<OutlierDetection>,
+}
+
+/// Consecutive-error ejection; `interval` is read and has nothing to pace here (an ejection ends
+/// when its time is up, checked on each request).
+#[derive(Deserialize)]
+pub(super) struct OutlierDetection {
+    #[serde(rename = "consecutive5xxErrors")]
+    pub(super) consecutive_5xx: Option<U32>,
+    #[serde(rename = "consecutiveGatewayErrors")]
+    pub(super) consecutive_gateway: Option<U32>,
+    #[serde(rename = "interval")]
+    pub(super) _interval: Option<Dur>,
+    #[serde(rename = "baseEjectionTime")]
+    pub(super) base_ejection_time: Option<Dur>,
+    #[serde(rename = "maxEjectionPercent")]
+    pub(super) max_ejection_percent: Option<U32>,
 }
 
 #[derive(Deserialize)]

@@ -291,11 +291,7 @@ mod tests {
         let route = &loaded.table.routes[0];
         let spec = route.promote.clone().unwrap();
         assert_eq!(spec.destination, DestinationId(1));
-        let settings = crate::settings::UpstreamSettings {
-            connect_timeout: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(1),
-            max_idle_per_endpoint: 1,
-        };
+        let settings = crate::settings::UpstreamSettings::defaults();
         let candidate = Arc::new(Upstream::new(loaded.table.destination(spec.destination), &settings));
         let stats = Arc::new(MirrorStats::new("app", "app/v2", "app/v2", &ReportSettings { recent_mismatches: 1, max_bytes: 1024 }));
         stats.set_verdict(Some(&VerdictSpec {

@@ -35,7 +35,7 @@ use crate::mirror::{CopyContext, MirrorPlan, Outgoing};
 use crate::settings::{OutlierSettings, RetrySettings};
 use crate::state::{CompiledRoute, Shared};
 use crate::upstream::retry::{Failure, Policy};
-use crate::upstream::{BoxBody, BoxError, Upstream, framing, strip_hop_by_hop};
+use crate::upstream::{BoxBody, BoxError, Upstream, UpstreamBody, UpstreamError, framing, strip_hop_by_hop};
 use crate::{edge, upgrade};
 
 static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
@@ -243,7 +243,7 @@ impl Sending<'_> {
         body: RequestBody,
         mut endpoint: Authority,
         path_and_query: PathAndQuery,
-    ) -> Result<(Response<hyper::body::Incoming>, Authority), GatewayError> {
+    ) -> Result<(Response<UpstreamBody>, Authority), GatewayError> {
         let _in_flight = self.primary.retry_budget.request();
         // What a retry sends again: only a body in hand can be (a streamed one is sent once).
         let replay = match &body {
@@ -305,7 +305,7 @@ impl Sending<'_> {
 
     /// One attempt, under the route's deadlines and the policy's per-try timeout; its outcome
     /// goes to the endpoint's health.
-    async fn attempt(&self, request: Request<BoxBody>, endpoint: &Authority) -> Result<Response<hyper::body::Incoming>, Failed> {
+    async fn attempt(&self, request: Request<BoxBody>, endpoint: &Authority) -> Result<Response<UpstreamBody>, Failed> {
         let now = Instant::now();
         let per_try = self.policy.per_try_timeout.map(|timeout| now + timeout);
         let (by, own) = match (self.deadlines.headers_by(now), per_try) {
@@ -339,7 +339,11 @@ impl Sending<'_> {
         let failure = Failure::of(&error);
         tracing::warn!(parent: self.span, error = %error, source = ?std::error::Error::source(&error), destination = %self.primary.label, endpoint = endpoint.as_str(), reason = failure.as_str(), "upstream request failed");
         self.health(endpoint, failure.is_gateway_failure());
-        Err(Failed { failure, error: GatewayError::UpstreamUnavailable })
+        let error = match error {
+            UpstreamError::HeadTooLarge => GatewayError::UpstreamMalformed,
+            _ => GatewayError::UpstreamUnavailable,
+        };
+        Err(Failed { failure, error })
     }
 
     /// Whether an answer of `status` counts against the endpoint: 502, 503 and 504 (a gateway
@@ -378,9 +382,9 @@ impl Sending<'_> {
     /// The outcome of the last attempt, as the client gets it.
     fn relay(
         &self,
-        outcome: Result<Response<hyper::body::Incoming>, Failed>,
+        outcome: Result<Response<UpstreamBody>, Failed>,
         endpoint: Authority,
-    ) -> Result<(Response<hyper::body::Incoming>, Authority), GatewayError> {
+    ) -> Result<(Response<UpstreamBody>, Authority), GatewayError> {
         match outcome {
             Ok(response) => Ok((response, endpoint)),
             Err(Failed { error, .. }) => {

@@ -189,6 +189,46 @@ pub struct UpstreamSettings {
     #[serde(with = "http_rules::duration")]
     pub idle_timeout: Duration,
     pub max_idle_per_endpoint: usize,
+    /// The largest answer head relayed (bytes; HTTP/2 counts 32 more per field), as the
+    /// listener's `max_request_headers_bytes`; over it, 502 for that request alone.
+    pub max_response_headers_bytes: usize,
+    /// Header fields in one answer (and in its trailers), as the listener's `max_headers`.
+    pub max_response_headers: usize,
+    /// Streams the gateway opens on one HTTP/2 connection to an endpoint (never more than the
+    /// server's `SETTINGS_MAX_CONCURRENT_STREAMS`); past it, another connection.
+    pub http2_max_streams_per_connection: usize,
+    /// Unread bytes one HTTP/2 stream may hold; a connection's window is this times the stream
+    /// cap, so streams whose clients stop reading never stop the connection's other streams.
+    pub http2_stream_window: WindowSize,
+}
+
+#[cfg(test)]
+impl UpstreamSettings {
+    /// The embedded defaults, for tests that build upstreams by hand.
+    pub fn defaults() -> Self {
+        use service_kit::settings::{Layered, Sources};
+        GatewaySettings::load(Sources::default()).expect("default settings").upstream
+    }
+}
+
+/// An HTTP/2 flow-control window: 65535 (the protocol's initial window) to 2^31 - 1 bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowSize(u32);
+
+impl WindowSize {
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for WindowSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes = u64::deserialize(deserializer)?;
+        match u32::try_from(bytes) {
+            Ok(bytes @ 65_535..=0x7fff_ffff) => Ok(Self(bytes)),
+            _ => Err(serde::de::Error::custom(format!("{bytes} is not a window size (65535 to 2147483647 bytes)"))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -256,5 +296,19 @@ mod tests {
         assert!(s.requests.path.merge_slashes);
         let err = with_env(&[("GATEWAY_REQUESTS__PATH__ESCAPED_SLASHES", "decode")]).unwrap_err();
         assert!(err.contains("escaped_slashes") && err.contains("decode"), "{err}");
+    }
+
+    #[test]
+    fn upstream_limits_default_to_the_listeners_and_a_bad_window_is_named() {
+        let s = with_env(&[]).unwrap();
+        assert_eq!(s.upstream.max_response_headers_bytes, s.listener.max_request_headers_bytes);
+        assert_eq!(s.upstream.max_response_headers, s.listener.max_headers);
+        assert_eq!(s.upstream.http2_stream_window.get(), 262_144);
+        let s = with_env(&[("GATEWAY_UPSTREAM__HTTP2_STREAM_WINDOW", "1048576")]).unwrap();
+        assert_eq!(s.upstream.http2_stream_window.get(), 1 << 20);
+        for bad in ["100", "4294967296"] {
+            let err = with_env(&[("GATEWAY_UPSTREAM__HTTP2_STREAM_WINDOW", bad)]).unwrap_err();
+            assert!(err.contains("http2_stream_window") && err.contains(bad), "{err}");
+        }
     }
 }

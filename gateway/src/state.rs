@@ -247,8 +247,7 @@ mod tests {
     fn weighted_choice_follows_the_weights() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let _guard = rt.enter();
-        let settings =
-            UpstreamSettings { connect_timeout: Duration::from_secs(1), idle_timeout: Duration::from_secs(1), max_idle_per_endpoint: 1 };
+        let settings = UpstreamSettings::defaults();
         let upstream = |host: &str| {
             let destination = Destination {
                 host: host.into(),

@@ -1,27 +1,42 @@
-//! Everything between the gateway and a destination: one pooled HTTP client per destination and
-//! protocol, kept across reloads while the destination's endpoints and protocol stay the same
-//! ([`Pools`]), endpoint choice and health ([`endpoints`], [`outlier`]), and retries ([`retry`]).
+//! Everything between the gateway and a destination: its endpoints and their connection pools,
+//! kept across reloads while the destination's endpoints and protocol stay the same ([`Pools`]),
+//! endpoint choice and health ([`endpoints`], [`outlier`]), and retries ([`retry`]).
+//!
+//! The pools are the gateway's own, on hyper's low-level `client::conn` (Envoy's cluster manager
+//! and Pingora's connectors are the models): per endpoint, HTTP/1.1 connections checked out to
+//! the request that drives them ([`h1`]) and a set of HTTP/2 connections with a stream cap and
+//! windows that keep one unread stream from stopping the others ([`h2`]), over the transport
+//! [`connect`] opens. Both apply the response header limits ([`Limits`]), and both answer
+//! [`UpstreamError`], which says whether the request certainly was not processed.
 
+pub mod connect;
 pub mod endpoints;
+pub mod error;
 pub mod framing;
+pub mod h1;
+pub mod h2;
 pub mod outlier;
 pub mod retry;
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gateway_config::{Destination, OutlierPolicy, Protocol};
-use http::header::HOST;
-use http::uri::Authority;
-use http::{Request, Uri, Version};
+use http::header::{HOST, HeaderValue};
+use http::uri::{Authority, PathAndQuery};
+use http::{Request, Response, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::{Client, ResponseFuture};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+pub use self::connect::Connector;
 use self::endpoints::Endpoints;
+pub use self::error::UpstreamError;
+use self::h1::{Http1Body, Http1Pool};
+use self::h2::{Http2Body, Http2Pool};
 pub use self::outlier::Ejection;
 use self::retry::RetryBudget;
 use crate::settings::UpstreamSettings;
@@ -30,7 +45,23 @@ use crate::settings::UpstreamSettings;
 pub type BoxBody = UnsyncBoxBody<Bytes, BoxError>;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A destination ready to send to: its endpoints and its own connection pool.
+/// The largest answer head the gateway relays, as its listener's request limits
+/// (`upstream.max_response_headers_bytes`, `upstream.max_response_headers`).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub head_bytes: usize,
+    pub fields: usize,
+}
+
+/// The pools of one endpoint.
+struct EndpointPools {
+    endpoint: Authority,
+    http1: Arc<Http1Pool>,
+    /// For destinations that speak HTTP/2 or follow the client.
+    http2: Option<Http2Pool>,
+}
+
+/// A destination ready to send to: its endpoints and their connection pools.
 pub struct Upstream {
     pub label: String,
     /// `label` as a metric label, shared rather than copied per request.
@@ -39,11 +70,8 @@ pub struct Upstream {
     /// one's health (primaries' outlier detection).
     endpoints: Endpoints,
     pub protocol: Protocol,
-    http1: Client<HttpConnector, BoxBody>,
-    /// h2c with prior knowledge, for destinations that speak HTTP/2 or follow the client: one
-    /// client per endpoint, so that `:authority` can be the request's host while the
-    /// connection goes to the endpoint.
-    http2: Option<Vec<(Authority, Client<ToEndpoint, BoxBody>)>>,
+    connector: Connector,
+    pools: Arc<[EndpointPools]>,
     /// Whether copies to this destination are dropped for now (it is a shadow that stopped
     /// answering); kept with the pool across reloads.
     pub ejection: Ejection,
@@ -60,35 +88,31 @@ impl Upstream {
     }
 
     fn with_endpoints(destination: &Destination, endpoints: Vec<Authority>, settings: &UpstreamSettings) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(settings.connect_timeout));
-        let builder = |http2_only: bool| {
-            let mut builder = Client::builder(TokioExecutor::new());
-            builder
-                .pool_timer(TokioTimer::new())
-                .timer(TokioTimer::new())
-                .pool_idle_timeout(settings.idle_timeout)
-                .pool_max_idle_per_host(settings.max_idle_per_endpoint)
-                .http2_only(http2_only);
-            builder
-        };
-        let http2 = |endpoints: &[Authority]| {
-            endpoints
-                .iter()
-                .filter_map(|endpoint| {
-                    let to = Uri::builder().scheme("http").authority(endpoint.clone()).path_and_query("/").build().ok()?;
-                    Some((endpoint.clone(), builder(true).build(ToEndpoint { to, inner: connector.clone() })))
-                })
-                .collect()
-        };
         let protocol = destination.protocol;
+        let limits = Limits { head_bytes: settings.max_response_headers_bytes, fields: settings.max_response_headers };
+        let speaks_http2 = matches!(protocol, Protocol::Http2 | Protocol::Auto);
+        let pools: Arc<[EndpointPools]> = endpoints
+            .iter()
+            .map(|endpoint| EndpointPools {
+                endpoint: endpoint.clone(),
+                http1: Arc::new(Http1Pool::new(settings.max_idle_per_endpoint, settings.idle_timeout, &limits)),
+                http2: speaks_http2.then(|| {
+                    Http2Pool::new(
+                        settings.http2_max_streams_per_connection,
+                        settings.http2_stream_window.get(),
+                        settings.idle_timeout,
+                        &limits,
+                    )
+                }),
+            })
+            .collect();
+        sweep_idle(Arc::downgrade(&pools), settings.idle_timeout);
         Self {
             label: destination.label(),
             metric_label: metrics::SharedString::from(std::sync::Arc::<str>::from(destination.label())),
             protocol,
-            http1: builder(false).build(connector.clone()),
-            http2: matches!(protocol, Protocol::Http2 | Protocol::Auto).then(|| http2(&endpoints)),
+            connector: Connector::Tcp { connect_timeout: settings.connect_timeout },
+            pools,
             ejection: Ejection::default(),
             retry_budget: RetryBudget::default(),
             outlier: destination.outlier,
@@ -127,25 +151,100 @@ impl Upstream {
     /// Sends `request`, whose URI is `http://<endpoint><path>` (one of [`Upstream::pick`]'s),
     /// as [`Upstream::version_for`] `downstream` says. Over HTTP/2 the `Host` header becomes
     /// the `:authority` (RFC 9113 section 8.3.1: a `Host` beside a differing `:authority` is
-    /// malformed, and NGINX refuses the request), as Envoy sends it.
-    pub fn send(&self, mut request: Request<BoxBody>, downstream: Version) -> ResponseFuture {
-        let version = self.version_for(downstream);
-        let http2 = self.http2.as_ref().filter(|_| version == Version::HTTP_2).and_then(|clients| {
-            let endpoint = request.uri().authority()?;
-            clients.iter().find(|(to, _)| to == endpoint).map(|(_, client)| client)
-        });
-        match http2 {
-            Some(client) => {
+    /// malformed, and NGINX refuses the request), as Envoy sends it; over HTTP/1.1 the request
+    /// line is in origin form and `Host` is the client's (the endpoint when it has none).
+    pub async fn send(&self, mut request: Request<BoxBody>, downstream: Version) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let endpoint = request.uri().authority().cloned().unwrap_or_else(|| Authority::from_static("missing"));
+        let Some(pools) = self.pools.iter().find(|pools| pools.endpoint == endpoint) else {
+            return Err(UpstreamError::NotAnEndpoint(endpoint));
+        };
+        match pools.http2.as_ref().filter(|_| self.version_for(downstream) == Version::HTTP_2) {
+            Some(http2) => {
                 *request.version_mut() = Version::HTTP_2;
                 authority_from_host(&mut request);
-                client.request(request)
+                let response = http2.send(&self.connector, &endpoint, request).await?;
+                Ok(response.map(UpstreamBody::Http2))
             }
             None => {
                 *request.version_mut() = Version::HTTP_11;
-                self.http1.request(request)
+                origin_form(&mut request, &endpoint);
+                let response = pools.http1.send(&self.connector, &endpoint, request).await?;
+                Ok(response.map(UpstreamBody::Http1))
             }
         }
     }
+}
+
+/// An answer's body, from whichever protocol carried it.
+/// Boxing neither: one is built per request, and both are a few words (hyper's body, a
+/// connection handle).
+#[allow(clippy::large_enum_variant)]
+pub enum UpstreamBody {
+    Http1(Http1Body),
+    Http2(Http2Body),
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            UpstreamBody::Http1(body) => Pin::new(body).poll_frame(cx),
+            UpstreamBody::Http2(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Http1(body) => body.is_end_stream(),
+            UpstreamBody::Http2(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Http1(body) => body.size_hint(),
+            UpstreamBody::Http2(body) => body.size_hint(),
+        }
+    }
+}
+
+/// Closes idle connections past the idle timeout, every so often, for as long as the pools live.
+fn sweep_idle(pools: Weak<[EndpointPools]>, idle_timeout: Duration) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let every = idle_timeout.max(Duration::from_secs(1));
+    runtime.spawn(async move {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let Some(pools) = pools.upgrade() else {
+                return;
+            };
+            let now = Instant::now();
+            for pool in pools.iter() {
+                pool.http1.sweep(now);
+                if let Some(http2) = &pool.http2 {
+                    http2.sweep(now);
+                }
+            }
+        }
+    });
+}
+
+/// HTTP/1.1 request lines carry the path alone (RFC 9112 section 3.2.1: origin form), and
+/// every request has a `Host`.
+fn origin_form<B>(request: &mut Request<B>, endpoint: &Authority) {
+    let path = request.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    if !request.headers().contains_key(HOST)
+        && let Ok(host) = HeaderValue::from_str(endpoint.as_str())
+    {
+        request.headers_mut().insert(HOST, host);
+    }
+    *request.uri_mut() = Uri::from(path);
 }
 
 /// The `Host` header moved into the URI's authority, which HTTP/2 sends as `:authority`; a
@@ -161,28 +260,6 @@ fn authority_from_host<B>(request: &mut Request<B>) {
     parts.authority = Some(authority);
     if let Ok(uri) = Uri::from_parts(parts) {
         *request.uri_mut() = uri;
-    }
-}
-
-/// A connector that always connects to one endpoint, whatever the request's authority: with
-/// it, the HTTP/2 client sends the client's host as `:authority` to the endpoint chosen.
-#[derive(Clone)]
-struct ToEndpoint {
-    to: Uri,
-    inner: HttpConnector,
-}
-
-impl tower::Service<Uri> for ToEndpoint {
-    type Response = <HttpConnector as tower::Service<Uri>>::Response;
-    type Error = <HttpConnector as tower::Service<Uri>>::Error;
-    type Future = <HttpConnector as tower::Service<Uri>>::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, _authority: Uri) -> Self::Future {
-        self.inner.call(self.to.clone())
     }
 }
 
@@ -231,11 +308,7 @@ mod tests {
     }
 
     fn settings() -> UpstreamSettings {
-        UpstreamSettings {
-            connect_timeout: std::time::Duration::from_secs(1),
-            idle_timeout: std::time::Duration::from_secs(1),
-            max_idle_per_endpoint: 1,
-        }
+        UpstreamSettings::defaults()
     }
 
     #[test]
@@ -284,11 +357,7 @@ mod tests {
 
     #[test]
     fn the_protocol_chooses_the_client_and_auto_follows_the_downstream_version() {
-        let settings = UpstreamSettings {
-            connect_timeout: std::time::Duration::from_secs(1),
-            idle_timeout: std::time::Duration::from_secs(1),
-            max_idle_per_endpoint: 1,
-        };
+        let settings = settings();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let _guard = rt.enter();
         let destination = |protocol| Destination {
@@ -309,5 +378,64 @@ mod tests {
         let h1 = pools.get(&destination(Protocol::Http1), &settings);
         let h2 = pools.get(&destination(Protocol::Http2), &settings);
         assert!(!Arc::ptr_eq(&h1, &h2), "a changed protocol gets a new pool");
+    }
+
+    /// An h2c server (the h2 crate's) that resets every stream with `reason`.
+    async fn resetting_h2_server(reason: ::h2::Reason) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let Ok(mut connection) = ::h2::server::handshake(socket).await else { return };
+                    while let Some(Ok((_request, mut respond))) = connection.accept().await {
+                        respond.send_reset(reason);
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn request_to(addr: std::net::SocketAddr) -> Request<BoxBody> {
+        use http_body_util::BodyExt;
+        let body = http_body_util::Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync();
+        Request::get(format!("http://{addr}/")).header(HOST, "a.test").body(body).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_refused_stream_is_safe_to_retry_and_another_reset_is_not() {
+        for (reason, safe) in [(::h2::Reason::REFUSED_STREAM, true), (::h2::Reason::INTERNAL_ERROR, false)] {
+            let addr = resetting_h2_server(reason).await;
+            let destination = Destination {
+                host: "h2".into(),
+                subset: None,
+                port: None,
+                endpoints: vec![endpoint("127.0.0.1", addr.port())],
+                protocol: Protocol::Http2,
+                outlier: None,
+            };
+            let upstream = Upstream::new(&destination, &settings());
+            let error = upstream.send(request_to(addr), Version::HTTP_2).await.err().expect("reset");
+            assert_eq!(error.retry_safe(), safe, "{reason:?}: {error:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn connect_failures_are_safe_to_retry() {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        for protocol in [Protocol::Http1, Protocol::Http2] {
+            let destination = Destination {
+                host: "gone".into(),
+                subset: None,
+                port: None,
+                endpoints: vec![endpoint("127.0.0.1", addr.port())],
+                protocol,
+                outlier: None,
+            };
+            let upstream = Upstream::new(&destination, &settings());
+            let error = upstream.send(request_to(addr), Version::HTTP_11).await.err().expect("refused");
+            assert!(matches!(error, UpstreamError::Connect { .. }) && error.retry_safe(), "{protocol:?}: {error:?}");
+        }
     }
 }

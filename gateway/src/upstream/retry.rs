@@ -18,6 +18,7 @@ use std::time::Duration;
 use gateway_config::{RetryOn, RetryPolicy};
 use http::{HeaderMap, Method, StatusCode};
 
+use super::UpstreamError;
 use crate::settings::RetrySettings;
 
 /// Why an attempt got no answer.
@@ -37,29 +38,27 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// The one classification of the upstream client's errors. Today's client is hyper-util's
-    /// legacy `Client`; a pool of the gateway's own replaces only this function.
-    pub fn of(error: &hyper_util::client::legacy::Error) -> Self {
-        if error.is_connect() {
-            return Failure::ConnectFailure;
+    /// The one classification of the upstream client's errors: the pools' [`UpstreamError`]
+    /// says what was certainly not processed; of the rest, a reset or a connection closed before
+    /// the answer is a `Reset`.
+    pub fn of(error: &UpstreamError) -> Self {
+        let error = match error {
+            UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. } => return Failure::ConnectFailure,
+            UpstreamError::Refused(_) | UpstreamError::NotSent(_) => return Failure::Refused,
+            UpstreamError::HeadTooLarge | UpstreamError::NotAnEndpoint(_) => return Failure::Other,
+            UpstreamError::Failed(error) => error,
+        };
+        if error.is_incomplete_message() || error.is_canceled() {
+            return Failure::Reset;
         }
         let mut source = std::error::Error::source(error);
         while let Some(cause) = source {
             if let Some(h2) = cause.downcast_ref::<h2::Error>() {
                 return match h2.reason() {
-                    Some(h2::Reason::REFUSED_STREAM) => Failure::Refused,
                     Some(_) if h2.is_reset() || h2.is_go_away() => Failure::Reset,
                     _ if h2.is_io() => Failure::Reset,
                     _ => Failure::Other,
                 };
-            }
-            if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
-                if hyper.is_canceled() {
-                    return Failure::Refused;
-                }
-                if hyper.is_incomplete_message() {
-                    return Failure::Reset;
-                }
             }
             if let Some(io) = cause.downcast_ref::<std::io::Error>() {
                 use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
@@ -264,12 +263,25 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_connection_is_a_connect_failure_and_a_reset_before_the_answer_is_a_reset() {
-        use hyper_util::client::legacy::Client;
-        let client: Client<_, http_body_util::Empty<bytes::Bytes>> =
-            Client::builder(hyper_util::rt::TokioExecutor::new()).build(hyper_util::client::legacy::connect::HttpConnector::new());
+        use http_body_util::BodyExt;
+        let upstream = |addr: std::net::SocketAddr| {
+            let destination = gateway_config::Destination {
+                host: "up".into(),
+                subset: None,
+                port: None,
+                endpoints: vec![gateway_config::Endpoint::new("127.0.0.1", addr.port()).unwrap()],
+                protocol: gateway_config::Protocol::Http1,
+                outlier: None,
+            };
+            super::super::Upstream::new(&destination, &crate::settings::UpstreamSettings::defaults())
+        };
+        let request = |addr: std::net::SocketAddr| {
+            let body = http_body_util::Empty::<bytes::Bytes>::new().map_err(|never| match never {}).boxed_unsync();
+            http::Request::get(format!("http://{addr}/")).header("host", "a.test").body(body).unwrap()
+        };
         // A port nobody listens on: bind one, note it, close it.
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let error = client.get(format!("http://{closed}/").parse().unwrap()).await.unwrap_err();
+        let error = upstream(closed).send(request(closed), http::Version::HTTP_11).await.err().expect("refused");
         assert_eq!(Failure::of(&error), Failure::ConnectFailure);
         // A server that reads the request and closes without a word.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -281,7 +293,7 @@ mod tests {
                 let _ = socket.read(&mut buf).await;
             }
         });
-        let error = client.get(format!("http://{addr}/").parse().unwrap()).await.unwrap_err();
+        let error = upstream(addr).send(request(addr), http::Version::HTTP_11).await.err().expect("closed");
         assert_eq!(Failure::of(&error), Failure::Reset, "{error:?}");
     }
 }

@@ -22,5 +22,6 @@ mod timeouts;
 mod tls;
 mod tutorial;
 mod upstream_framing;
+mod upstream_pools;
 mod verdict;
 mod websocket;

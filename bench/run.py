@@ -222,6 +222,16 @@ def wrk(url: str, connections: int, seconds: float, close: bool = False) -> dict
     }
 
 
+def wrk_cpu(proc: Proc, url: str, connections: int, seconds: float) -> dict:
+    """`wrk` against `proc`, with the CPU time (user + system, from /proc/<pid>/stat, NGINX's
+    workers included) `proc` spent per request over the measured window: it holds better than
+    req/s on a shared machine."""
+    before = proc.cpu_seconds()
+    r = wrk(url, connections, seconds)
+    r["cpu_us_per_req"] = (proc.cpu_seconds() - before) / r["requests"] * 1e6 if r["requests"] else None
+    return r
+
+
 def oha(url: str, rate: int, seconds: float, connections: int = CONNECTIONS) -> dict:
     seconds = max(1, round(seconds))
     # -w: requests in flight at the deadline finish and count, rather than show up as errors.
@@ -640,6 +650,7 @@ def show(name: str, r: dict) -> None:
     p99 = f"{r['p99_ms']:8.3f}" if r.get("p99_ms") is not None else "       -"
     extra = f"  p99.9 {r['p999_ms']:8.3f} ms" if "p999_ms" in r else ""
     extra += f"  cpu {r['vcpu_per_1k']:.3f} vCPU/1k" if "vcpu_per_1k" in r else ""
+    extra += f"  cpu {r['cpu_us_per_req']:.1f} us/req" if r.get("cpu_us_per_req") is not None else ""
     extra += f"  peak RSS {r['rss_mb']:.1f} MB" if r.get("rss_mb") else ""
     print(f"  {name:<44} {r['rps']:>10.0f} req/s  p50 {p50} ms  p99 {p99} ms{extra}  errors {r['errors']}", flush=True)
 
@@ -664,7 +675,7 @@ def throughput(bench: Bench, seconds: float, primary: Proc, shadow: Proc) -> dic
         wrk(f"http://127.0.0.1:{proc.port}/target/index", 8, min(1, seconds))  # warm-up: pools, caches
         for c in (CONNECTIONS, 1):
             for route, path in (("routing", "/proxy/index"), ("mirror", "/target/index")):
-                out[f"{system} {route} c{c}"] = r = wrk(f"http://127.0.0.1:{proc.port}{path}", c, seconds)
+                out[f"{system} {route} c{c}"] = r = wrk_cpu(proc, f"http://127.0.0.1:{proc.port}{path}", c, seconds)
                 show(f"{system}, {route}, {c} conn", r)
         out[f"{system} rss"] = proc.peak_rss_mb()
         print(f"  {system} peak RSS over the group: {out[f'{system} rss']:.1f} MB")
@@ -730,15 +741,17 @@ def shadows(bench: Bench, seconds: float, primary: Proc) -> dict:
 
 def ab(bench: Bench, seconds: float, repeat: int, before: Path, primary: Proc, shadow: Proc) -> None:
     """Two gateway builds, alternately in one run: the figures of an optimisation's commit."""
-    rows = [("routing", "/proxy/index", CONNECTIONS), ("mirror", "/target/index", CONNECTIONS), ("mirror", "/target/index", 1)]
+    rows = [("routing", "/proxy/index", CONNECTIONS), ("routing", "/proxy/index", 1), ("mirror", "/target/index", CONNECTIONS),
+            ("mirror", "/target/index", 1)]
     results: dict[str, list[float]] = {}
     for i in range(repeat):
         for name, binary in (("before", before), ("after", TARGET / "gateway")):
             proc = bench.gateway(primary.port, shadow.port, binary=binary)
             wrk(f"http://127.0.0.1:{proc.port}/target/index", 8, min(1, seconds))
             for route, path, c in rows:
-                r = wrk(f"http://127.0.0.1:{proc.port}{path}", c, seconds)
+                r = wrk_cpu(proc, f"http://127.0.0.1:{proc.port}{path}", c, seconds)
                 results.setdefault(f"{name} {route} c{c}", []).append(r["rps"])
+                results.setdefault(f"{name} {route} c{c} cpu", []).append(r["cpu_us_per_req"] or 0.0)
                 show(f"run {i + 1}, {name}, {route}, {c} conn", r)
             bench.stop(proc)
     print(f"\n== before -> after ({repeat} runs, wrk -t1, {seconds} s per row; medians, each run in brackets)")
@@ -746,6 +759,9 @@ def ab(bench: Bench, seconds: float, repeat: int, before: Path, primary: Proc, s
         b, a = results[f"before {route} c{c}"], results[f"after {route} c{c}"]
         print(f"  {route}, {c} conn: {spread(b, '{:,.0f}')} -> {spread(a, '{:,.0f}')} req/s, "
               f"{spread([y / x for x, y in zip(b, a)], '{:.3f}x')}")
+        bc, ac = results[f"before {route} c{c} cpu"], results[f"after {route} c{c} cpu"]
+        print(f"    CPU per request: {spread(bc, '{:.1f}')} -> {spread(ac, '{:.1f}')} us, "
+              f"{spread([y / x for x, y in zip(bc, ac) if x], '{:.3f}x')}")
 
 
 def compare(bench: Bench, seconds: float) -> dict:
@@ -914,6 +930,15 @@ def targets(runs: list[dict]) -> list[tuple[str, str, str, str]]:
         ratio_row(f"routing only, {CONNECTIONS} connections", f"routing c{CONNECTIONS}", 1.0)
         ratio_row(f"100% mirror to a fast shadow, {CONNECTIONS} connections", f"mirror c{CONNECTIONS}", 2.0)
         ratio_row("100% mirror, 1 connection (per-request cost)", "mirror c1", 1.0)
+        for c in (CONNECTIONS, 1):
+            g = [t[f"gateway routing c{c}"].get("cpu_us_per_req") for t in tp]
+            n = [t[f"nginx routing c{c}"].get("cpu_us_per_req") for t in tp]
+            if None in g or None in n:
+                continue
+            ratios = [a / b for a, b in zip(g, n)]
+            verdict = "met" if med(ratios) <= 1.0 else f"**missed by {med(ratios) - 1:.0%}**"
+            rows.append((f"CPU per request (user + system), routing only, {c} connection{'s' if c > 1 else ''}", spread(g, "{:.1f} us"),
+                         spread(n, "{:.1f} us"), f"{spread(ratios, '{:.2f}x')}; target <= NGINX's: {verdict}"))
     if sh:
         for c in SHADOW_CONNECTIONS:
             worst_g = min(s[f"gateway {m} c{c}"]["of_none"] for s in sh for m in SHADOW_MODES if m != "fast")
@@ -948,6 +973,16 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def cpu_cell(rows: list[dict]) -> str:
+    values = [r.get("cpu_us_per_req") for r in rows]
+    return "-" if None in values else spread(values, "{:.1f}")
+
+
+def cpu_ratio(g: list[dict], n: list[dict]) -> str:
+    pairs = [(a.get("cpu_us_per_req"), b.get("cpu_us_per_req")) for a, b in zip(g, n)]
+    return "-" if any(a is None or not b for a, b in pairs) else spread([a / b for a, b in pairs], "{:.2f}x")
+
+
 def fmt_ms(v) -> str:
     return "-" if v is None else f"{v:.3f}"
 
@@ -972,16 +1007,18 @@ def report(runs: list[dict], info: dict, charts: dict[str, str], args) -> str:
         for c in (CONNECTIONS, 1):
             d = [t[f"direct c{c}"] for t in tp]
             rows.append([f"direct (the backend), {c} conn", spread([x["rps"] for x in d], "{:,.0f}"), fmt_ms(d[0]["p50_ms"]), fmt_ms(d[0]["p99_ms"]),
-                         d[0]["errors"], "", "", "", "", ""])
+                         d[0]["errors"], "", "", "", "", "", "", "", ""])
             for route in ("routing", "mirror"):
                 g = [t[f"gateway {route} c{c}"] for t in tp]
                 n = [t[f"nginx {route} c{c}"] for t in tp]
                 rows.append([f"{'routing only' if route == 'routing' else '100% mirror'}, {c} conn",
                              spread([x["rps"] for x in g], "{:,.0f}"), fmt_ms(g[0]["p50_ms"]), fmt_ms(g[0]["p99_ms"]), g[0]["errors"],
                              spread([x["rps"] for x in n], "{:,.0f}"), fmt_ms(n[0]["p50_ms"]), fmt_ms(n[0]["p99_ms"]), n[0]["errors"],
-                             spread([a["rps"] / b["rps"] for a, b in zip(g, n)], "{:.2f}x")])
+                             spread([a["rps"] / b["rps"] for a, b in zip(g, n)], "{:.2f}x"),
+                             cpu_cell(g), cpu_cell(n), cpu_ratio(g, n)])
         out += ["### Throughput (wrk, as fast as each system goes)", "",
-                table(["scenario", "gateway req/s", "p50 ms", "p99 ms", "errors", "NGINX req/s", "p50 ms", "p99 ms", "errors", "gateway / NGINX"], rows),
+                table(["scenario", "gateway req/s", "p50 ms", "p99 ms", "errors", "NGINX req/s", "p50 ms", "p99 ms", "errors", "gateway / NGINX",
+                       "gateway CPU us/req", "NGINX CPU us/req", "CPU gateway / NGINX"], rows),
                 "", "Latencies and errors are those of the first run.", ""]
     lat = [r["latency"] for r in runs if "latency" in r]
     if lat:
@@ -1208,7 +1245,8 @@ def main() -> int:
     repeat = args.repeat or (1 if args.smoke else 2)
     rates = [200, 1000] if args.smoke else [1000, 10000]
     groups = args.only or GROUPS
-    missing = [t for t in ("wrk", "nginx", "oha", *(["h2load", "nghttpd"] if "grpc" in groups else [])) if not shutil.which(t)]
+    needed = ("wrk", "nginx", *(["oha"] if "latency" in groups else []), *(["h2load", "nghttpd"] if "grpc" in groups else []))
+    missing = [t for t in needed if not shutil.which(t)]
     missing += [m for m, group in (("grpc", "grpc"), ("websockets", "websocket")) if group in groups and not importlib.util.find_spec(m)]
     if missing:
         print(f"bench: missing {', '.join(missing)} (apt-get install wrk nginx-light nghttp2-client nghttp2-server; cargo install oha --locked; "

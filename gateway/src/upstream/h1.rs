@@ -138,10 +138,14 @@ impl Http1Pool {
                 }
             };
             let sent = conn.send.try_send_request(request);
-            match drive(&mut conn.io, sent).await {
+            let (answer, io_ended) = drive(&mut conn.io, sent).await;
+            match answer {
                 Ok(response) => {
                     let home = Arc::downgrade(self);
-                    return Ok(response.map(|body| Http1Body { body, conn: Some(conn), home, done: false }));
+                    // A connection that already ended (the upstream closed it after this answer)
+                    // is not polled again: its bytes are in the body's channel.
+                    let conn = (!io_ended).then_some(conn);
+                    return Ok(response.map(|body| Http1Body { body, conn, home, done: false }));
                 }
                 Err(mut error) => match error.take_message() {
                     // The idle connection closed under the request before it was written: once
@@ -178,21 +182,22 @@ impl Http1Pool {
     }
 }
 
-/// Polls the connection and the response future together until the head arrives.
-async fn drive<F>(io: &mut Connection, sent: F) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<BoxBody>>>
-where
-    F: Future<Output = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<BoxBody>>>>,
-{
+type Answer = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<BoxBody>>>;
+
+/// Polls the connection and the response future together until the head arrives; with whether
+/// the connection ended meanwhile (it must not be polled again).
+async fn drive<F: Future<Output = Answer>>(io: &mut Connection, sent: F) -> (Answer, bool) {
     let mut sent = std::pin::pin!(sent);
     let mut io_ended = false;
-    std::future::poll_fn(|cx| {
+    let answer = std::future::poll_fn(|cx| {
         if !io_ended {
             // The connection's own end (or error) reaches the response future as its error.
             io_ended = Pin::new(&mut *io).poll(cx).is_ready();
         }
         sent.as_mut().poll(cx)
     })
-    .await
+    .await;
+    (answer, io_ended)
 }
 
 fn is_upgrade<B>(request: &Request<B>) -> bool {

@@ -438,4 +438,78 @@ mod tests {
             assert!(matches!(error, UpstreamError::Connect { .. }) && error.retry_safe(), "{protocol:?}: {error:?}");
         }
     }
+
+    /// An HTTP/1.1 server on raw sockets that answers each request head with `answer` and then,
+    /// when `close_after` is set, closes the connection (without saying so when `answer` has no
+    /// `Connection: close`); returns its address and the connections it accepted.
+    async fn raw_http1_server(answer: &'static [u8], close_after: bool) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n @ 1..) = socket.read(&mut buf).await {
+                        head.extend_from_slice(&buf[..n]);
+                        while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                            head.drain(..end + 4);
+                            if socket.write_all(answer).await.is_err() || close_after {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    async fn get_body(upstream: &Upstream, addr: std::net::SocketAddr) -> Result<Bytes, String> {
+        use http_body_util::BodyExt;
+        let response = upstream.send(request_to(addr), Version::HTTP_11).await.map_err(|e| e.to_string())?;
+        Ok(response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes())
+    }
+
+    fn http1_to(addr: std::net::SocketAddr) -> Upstream {
+        let destination = Destination {
+            host: "h1".into(),
+            subset: None,
+            port: None,
+            endpoints: vec![endpoint("127.0.0.1", addr.port())],
+            protocol: Protocol::Http1,
+        };
+        Upstream::new(&destination, &settings())
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_upstream_closes_is_never_reused() {
+        for (answer, what) in [
+            (&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"[..], "connection: close"),
+            (&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"[..], "closed while idle, unannounced"),
+        ] {
+            let (addr, accepted) = raw_http1_server(answer, true).await;
+            let upstream = http1_to(addr);
+            for i in 0..3 {
+                assert_eq!(get_body(&upstream, addr).await.as_deref(), Ok(&b"ok"[..]), "{what}: request {i}");
+                // The upstream's close reaches the gateway's socket before the next request.
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            assert_eq!(accepted.load(Ordering::SeqCst), 3, "{what}: one connection per request");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kept_alive_connection_serves_the_requests_that_follow() {
+        let (addr, accepted) = raw_http1_server(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false).await;
+        let upstream = http1_to(addr);
+        for _ in 0..5 {
+            assert_eq!(get_body(&upstream, addr).await.as_deref(), Ok(&b"ok"[..]));
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
 }

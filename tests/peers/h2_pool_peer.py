@@ -8,6 +8,8 @@
           /big?bytes=N         200 and N bytes of body, sent as flow control allows
           /small               200 "ok"
           /head?bytes=N        200 "ok" with a header `x-big` of N bytes
+          /goaway              200 "bye", with a GOAWAY (NO_ERROR) whose last stream id is
+                               this request's before its body
           /trailers?bytes=N    200 "ok" then trailers `grpc-status: 0` and
                                `grpc-status-details-bin` of N bytes
     python3 h2_pool_peer.py hold HOST:PORT PATH STREAMS SECONDS
@@ -26,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 import h2.config
 import h2.connection
 import h2.events
+from hyperframe.frame import GoAwayFrame
 
 CHUNK = 16384
 
@@ -67,6 +70,13 @@ class Server(asyncio.Protocol):
         elif url.path == "/head":
             self.conn.send_headers(stream_id, [(":status", "200"), ("x-big", "h" * size), ("content-length", "2")])
             self.conn.send_data(stream_id, b"ok", end_stream=True)
+        elif url.path == "/goaway":
+            # A graceful GOAWAY whose last stream id is this stream's: the streams before it go
+            # on, newer ones are refused. Written raw, as h2 would stop every stream after it.
+            self.conn.send_headers(stream_id, [(":status", "200"), ("content-length", "3")])
+            self.transport.write(self.conn.data_to_send())
+            self.transport.write(GoAwayFrame(stream_id=0, last_stream_id=stream_id, error_code=0).serialize())
+            self.conn.send_data(stream_id, b"bye", end_stream=True)
         elif url.path == "/trailers":
             self.conn.send_headers(stream_id, [(":status", "200"), ("content-type", "application/grpc")])
             self.conn.send_data(stream_id, b"ok")

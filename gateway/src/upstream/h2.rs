@@ -175,19 +175,36 @@ impl Http2Pool {
         endpoint: &Authority,
         request: Request<BoxBody>,
     ) -> Result<Response<Http2Body>, UpstreamError> {
-        let conn = self.checkout(connector, endpoint);
-        let stream = Stream(conn);
-        let mut send = stream.ready(endpoint).await?;
-        let response = send.send_request(request).await.map_err(|error| {
-            let error = UpstreamError::from_hyper(error);
-            if !matches!(error, UpstreamError::HeadTooLarge) {
-                // Whether the connection or the stream failed, new streams go to a fresh connection.
-                if send.is_closed() || matches!(error, UpstreamError::Refused(_)) {
+        let mut request = request;
+        let mut resent = false;
+        let (response, stream) = loop {
+            let stream = Stream(self.checkout(connector, endpoint));
+            let mut send = stream.ready(endpoint).await?;
+            match send.try_send_request(request).await {
+                Ok(response) => break (response, stream),
+                Err(mut error) => {
+                    let unsent = error.take_message();
+                    let error = error.into_error();
+                    let Some(unsent) = unsent else {
+                        // A connection that is closing or got a GOAWAY takes no new streams; a
+                        // stream's own reset leaves it alone.
+                        let go_away = super::error::h2_error(&error).is_some_and(::h2::Error::is_go_away);
+                        if go_away || send.is_closed() {
+                            stream.0.draining.store(true, Ordering::Relaxed);
+                        }
+                        return Err(UpstreamError::from_hyper(error));
+                    };
+                    // The connection was closing (a GOAWAY it had not yet acted on): hyper gave
+                    // the request back unsent; once more on another connection.
                     stream.0.draining.store(true, Ordering::Relaxed);
+                    if resent {
+                        return Err(UpstreamError::NotSent(error));
+                    }
+                    resent = true;
+                    request = unsent;
                 }
             }
-            error
-        })?;
+        };
         if over_limits(response.headers(), &self.limits) {
             // Dropping the answer resets this stream alone (CANCEL).
             return Err(UpstreamError::HeadTooLarge);

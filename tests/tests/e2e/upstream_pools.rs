@@ -112,6 +112,35 @@ async fn an_oversized_answer_head_is_a_502_for_that_request_alone() {
     gateway.stop().await;
 }
 
+/// A GOAWAY from the upstream, on the connection another client's download is using: the
+/// download finishes on it, and the next request goes to a new connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_an_upstream_goaway_open_streams_finish_and_new_ones_go_to_a_new_connection() {
+    if !e2e_tests::python_peer("h2") {
+        return;
+    }
+    let upstream = PeerServer::start(PEER, &[]).await;
+    let gateway = TestGateway::builder().file("g.yaml", &h2_route(&upstream.addr())).start().await;
+    let mut downloader = h2_client(gateway.addr).await;
+    let request = Request::get(format!("http://{}/big?bytes=16777216", gateway.addr)).body(Empty::new()).expect("request");
+    let mut download = downloader.send_request(request).await.expect("the download starts").into_body();
+    let first = download.frame().await.expect("a frame").expect("data");
+    let mut received = first.data_ref().map_or(0, Bytes::len);
+    let (status, _, body, _) = h2_get(gateway.addr, "/goaway").await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"bye"[..]));
+    for i in 0..3 {
+        let (status, _, body, _) = h2_get(gateway.addr, "/small").await;
+        assert_eq!((status, &body[..]), (StatusCode::OK, &b"ok"[..]), "request {i} after the GOAWAY");
+    }
+    while let Some(frame) = download.frame().await {
+        received += frame.expect("the download is not reset").data_ref().map_or(0, Bytes::len);
+    }
+    assert_eq!(received, 16 << 20, "the download finished on the connection that got the GOAWAY");
+    let connections = upstream.events().iter().filter(|e| e.get("connection").is_some()).count();
+    assert_eq!(connections, 2, "the requests after the GOAWAY went to one new connection");
+    gateway.stop().await;
+}
+
 /// gRPC's `grpc-status-details-bin` of 20 KiB, in the head or in the trailers, passes (before:
 /// the head was a 502 and the trailers vanished: hyper's 16 KiB default).
 #[tokio::test(flavor = "multi_thread")]

@@ -163,49 +163,90 @@ impl Upstream {
                 *request.version_mut() = Version::HTTP_2;
                 authority_from_host(&mut request);
                 let response = http2.send(&self.connector, &endpoint, request).await?;
-                Ok(response.map(UpstreamBody::Http2))
+                Ok(response.map(|body| UpstreamBody::new(ProtocolBody::Http2(body))))
             }
             None => {
                 *request.version_mut() = Version::HTTP_11;
                 origin_form(&mut request, &endpoint);
                 let response = pools.http1.send(&self.connector, &endpoint, request).await?;
-                Ok(response.map(UpstreamBody::Http1))
+                Ok(response.map(|body| UpstreamBody::new(ProtocolBody::Http1(body))))
             }
         }
     }
 }
 
 /// An answer's body, from whichever protocol carried it.
+pub struct UpstreamBody {
+    protocol: ProtocolBody,
+    /// Data went out since this body last returned `Pending`: an error right behind it waits
+    /// one turn (see [`Body::poll_frame`] here).
+    unflushed: bool,
+    deferred: Option<BoxError>,
+}
+
 /// Boxing neither: one is built per request, and both are a few words (hyper's body, a
 /// connection handle).
 #[allow(clippy::large_enum_variant)]
-pub enum UpstreamBody {
+enum ProtocolBody {
     Http1(Http1Body),
     Http2(Http2Body),
+}
+
+impl UpstreamBody {
+    fn new(protocol: ProtocolBody) -> Self {
+        Self { protocol, unflushed: false, deferred: None }
+    }
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            UpstreamBody::Http1(body) => Pin::new(body).poll_frame(cx),
-            UpstreamBody::Http2(body) => Pin::new(body).poll_frame(cx),
+    /// An upstream that sends part of a body and then fails (closes mid-body) leaves both the
+    /// data and the error ready at once; hyper's server, handed the error right after the data,
+    /// closes the client's connection without flushing what it buffered, so the client would get
+    /// nothing, not even the status. The error waits one `Pending` (and an immediate wake-up),
+    /// in which the server writes out the data; then it ends the response.
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if let Some(error) = this.deferred.take() {
+            return Poll::Ready(Some(Err(error)));
+        }
+        let polled = match &mut this.protocol {
+            ProtocolBody::Http1(body) => Pin::new(body).poll_frame(cx),
+            ProtocolBody::Http2(body) => Pin::new(body).poll_frame(cx),
+        };
+        match polled {
+            Poll::Ready(Some(Err(error))) if this.unflushed => {
+                this.unflushed = false;
+                this.deferred = Some(error);
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                this.unflushed = true;
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Pending => {
+                this.unflushed = false;
+                Poll::Pending
+            }
+            other => other,
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            UpstreamBody::Http1(body) => body.is_end_stream(),
-            UpstreamBody::Http2(body) => body.is_end_stream(),
-        }
+        self.deferred.is_none()
+            && match &self.protocol {
+                ProtocolBody::Http1(body) => body.is_end_stream(),
+                ProtocolBody::Http2(body) => body.is_end_stream(),
+            }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            UpstreamBody::Http1(body) => body.size_hint(),
-            UpstreamBody::Http2(body) => body.size_hint(),
+        match &self.protocol {
+            ProtocolBody::Http1(body) => body.size_hint(),
+            ProtocolBody::Http2(body) => body.size_hint(),
         }
     }
 }
@@ -511,5 +552,23 @@ mod tests {
             assert_eq!(get_body(&upstream, addr).await.as_deref(), Ok(&b"ok"[..]));
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_answer_cut_mid_body_yields_what_came_then_an_error() {
+        let (addr, _) = raw_http1_server(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789", true).await;
+        let upstream = http1_to(addr);
+        let response = upstream.send(request_to(addr), Version::HTTP_11).await.expect("the head arrives");
+        let mut body = response.into_body();
+        let mut received = Vec::new();
+        let error = loop {
+            use http_body_util::BodyExt;
+            match body.frame().await {
+                Some(Ok(frame)) => received.extend_from_slice(frame.data_ref().expect("data")),
+                Some(Err(error)) => break error.to_string(),
+                None => panic!("a cut body ended cleanly"),
+            }
+        };
+        assert_eq!(received, b"0123456789", "{error}");
     }
 }

@@ -343,6 +343,7 @@ pub use http_rules::strip_hop_by_hop;
 mod tests {
     use super::*;
     use gateway_config::Endpoint;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn endpoint(host: &str, port: u16) -> Endpoint {
         Endpoint::new(host, port).unwrap()
@@ -523,6 +524,7 @@ mod tests {
             port: None,
             endpoints: vec![endpoint("127.0.0.1", addr.port())],
             protocol: Protocol::Http1,
+            outlier: None,
         };
         Upstream::new(&destination, &settings())
     }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use gateway_config::CompareSpec;
 use http::Method;
-use response_diff::{Captured, Classified, CopyChanges, DiffOptions, LearnedNoise, NoiseField, NoiseFilter};
+use response_diff::{Captured, Classified, Comparison, CopyChanges, DiffOptions, Difference, LearnedNoise, NoiseField, NoiseFilter};
 use serde::{Deserialize, Serialize};
 
 use crate::stats::MirrorKey;
@@ -85,13 +85,21 @@ impl MirrorComparison {
 
     /// Primary against shadow on a request to `path`, the copy's own changes undone and learned
     /// noise taken out.
-    pub fn compare(&self, path: &str, primary: &Captured, shadow: &Captured, changes: &CopyChanges) -> Classified {
-        self.noise.classify(path, response_diff::compare_copy(primary, shadow, &self.options, changes))
+    /// Beside the result, the differences it took out as learned noise.
+    pub fn compare(&self, path: &str, primary: &Captured, shadow: &Captured, changes: &CopyChanges) -> (Classified, Vec<Difference>) {
+        self.noise.split(path, response_diff::compare_copy(primary, shadow, &self.options, changes))
     }
 
-    /// Primary against a second answer of the primary: what differs is noise.
-    pub fn learn_noise(&self, path: &str, first: &Captured, second: &Captured, changes: &CopyChanges) {
-        self.noise.learn(path, &response_diff::compare_copy(first, second, &self.options, changes));
+    /// Primary against a second answer of the primary: what differs is noise. Returns the
+    /// differences (none when the two could not be compared).
+    pub fn learn_noise(&self, path: &str, first: &Captured, second: &Captured, changes: &CopyChanges) -> Option<Vec<Difference>> {
+        let comparison = response_diff::compare_copy(first, second, &self.options, changes);
+        self.noise.learn(path, &comparison);
+        match comparison {
+            Comparison::Match => Some(Vec::new()),
+            Comparison::Mismatch(differences) => Some(differences),
+            Comparison::Skipped(_) => None,
+        }
     }
 
     /// Whether a request the share did not pick is still sent to the primary twice: the first
@@ -166,18 +174,27 @@ fn eligible(method: &Method, has_body: bool) -> Result<(), NoiseIneligible> {
 }
 
 /// Runs comparisons on a thread of their own at idle scheduling priority (`SCHED_IDLE` on
-/// Linux): diffing large bodies takes CPU only when request handling leaves some. At most
-/// `slots` comparisons are pending at once; a copy that finds none free is mirrored but not
-/// compared (counted as skipped, "comparator busy"), and the primary's answer is then not
-/// captured at all. This bounds both the CPU and the memory comparison can take.
+/// Linux): diffing large bodies takes CPU only when request handling leaves some. Comparisons
+/// queue for it within a memory bound: each reserves, for as long as it is pending, the bytes
+/// its captures may take at most (the primary's answer, the shadow's and a second primary
+/// answer, each up to the mirror's `compare.max_body`), out of `compare.max_pending_bytes`. A
+/// copy that finds no room left is mirrored but not compared (counted as skipped, "comparator
+/// busy"), and the primary's answer is then not captured at all.
 pub struct ComparisonThread {
-    jobs: std::sync::mpsc::SyncSender<Box<dyn FnOnce() + Send>>,
-    slots: std::sync::Arc<tokio::sync::Semaphore>,
+    jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
+    /// The byte budget, in KiB.
+    budget: std::sync::Arc<tokio::sync::Semaphore>,
+    budget_kib: usize,
 }
 
+/// Captures one comparison may hold at most: the primary's answer, the shadow's, and the
+/// primary's second answer when it learns noise.
+pub const CAPTURES_PER_COMPARISON: usize = 3;
+
 impl ComparisonThread {
-    pub fn start(slots: usize) -> std::io::Result<Self> {
-        let (jobs, queue) = std::sync::mpsc::sync_channel::<Box<dyn FnOnce() + Send>>(slots.max(1));
+    pub fn start(max_pending_bytes: usize) -> std::io::Result<Self> {
+        // The queue's length is bounded by the byte budget: each job holds a reservation.
+        let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
         std::thread::Builder::new().name("comparator".to_owned()).spawn(move || {
             lower_priority();
             // Ends when the gateway (the sender) is dropped.
@@ -185,22 +202,24 @@ impl ComparisonThread {
                 job();
             }
         })?;
-        Ok(Self { jobs, slots: std::sync::Arc::new(tokio::sync::Semaphore::new(slots)) })
+        let budget_kib = max_pending_bytes.div_ceil(1024).clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        Ok(Self { jobs, budget: std::sync::Arc::new(tokio::sync::Semaphore::new(budget_kib)), budget_kib })
     }
 
-    /// A place for one comparison, held until its result has been recorded.
-    pub fn reserve(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.slots.clone().try_acquire_owned().ok()
+    /// Room for one comparison whose captures hold at most `bytes`, held until its result has
+    /// been recorded. One larger than the whole budget takes all of it (it runs alone).
+    pub fn reserve(&self, bytes: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let kib = bytes.div_ceil(1024).clamp(1, self.budget_kib);
+        self.budget.clone().try_acquire_many_owned(u32::try_from(kib).unwrap_or(u32::MAX)).ok()
     }
 
-    /// Runs `work` on the comparator thread. Call only while holding a reserved slot (so the
-    /// queue, as long as the slots, always has room).
+    /// Runs `work` on the comparator thread (call while holding a reservation).
     pub async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
         let (done, result) = tokio::sync::oneshot::channel();
         let job: Box<dyn FnOnce() + Send> = Box::new(move || {
             let _ = done.send(work());
         });
-        self.jobs.try_send(job).ok()?;
+        self.jobs.send(job).ok()?;
         result.await.ok()
     }
 }
@@ -217,4 +236,28 @@ fn lower_priority() {
 #[cfg(not(target_os = "linux"))]
 fn lower_priority() {
     let _ = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn comparisons_queue_within_the_byte_budget_and_give_it_back() {
+        let mib = 1024 * 1024;
+        let comparator = ComparisonThread::start(64 * mib).unwrap();
+        // With the default 1 MiB `compare.max_body`, 21 comparisons may be pending at once (the
+        // old count limit skipped the third).
+        let held: Vec<_> = (0..21).map(|_| comparator.reserve(CAPTURES_PER_COMPARISON * mib)).collect();
+        assert!(held.iter().all(Option::is_some));
+        assert!(comparator.reserve(CAPTURES_PER_COMPARISON * mib).is_none(), "the 22nd finds no room");
+        // What is left is still room for a small one ...
+        assert!(comparator.reserve(1024).is_some());
+        drop(held);
+        // ... and a comparison larger than the whole budget runs alone.
+        let alone = comparator.reserve(100 * mib);
+        assert!(alone.is_some() && comparator.reserve(1).is_none());
+        drop(alone);
+        assert_eq!(comparator.run(|| 6 * 7).await, Some(42), "jobs run on the comparator thread");
+    }
 }

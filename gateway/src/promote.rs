@@ -272,7 +272,7 @@ mod tests {
 
     use super::*;
     use crate::settings::ReportSettings;
-    use crate::stats::Pair;
+    use crate::stats::{Observation, Pair};
 
     fn pair(ms: u64) -> Pair {
         let latency = Duration::from_millis(ms);
@@ -310,7 +310,7 @@ mod tests {
         promotion.tick(at(2));
         assert_eq!((promotion.percent(), promotion.choose().is_none()), (0, true));
         for i in 0..100 {
-            stats.evidence(&Classified::Match, &pair(1 + i % 19));
+            stats.evidence(&Observation::of(&Classified::Match, pair(1 + i % 19)));
         }
         promotion.tick(at(3));
         assert_eq!(promotion.percent(), 30);
@@ -324,19 +324,19 @@ mod tests {
 
         let mismatch = Classified::Mismatch(vec![Difference { field: "$.x".into(), primary: None, shadow: None }]);
         for i in 0..100 {
-            stats.evidence(&mismatch, &pair(1 + i % 19));
+            stats.evidence(&Observation::of(&mismatch, pair(1 + i % 19)));
         }
         promotion.tick(at(5));
         assert_eq!((promotion.percent(), promotion.report().state), (0, PromotionState::RolledBack));
         // Even a passing verdict later does not resume it.
         stats.set_verdict(Some(&VerdictSpec { window: Duration::from_secs(60), ..VerdictSpec::default() }));
         for i in 0..1000 {
-            stats.evidence(&Classified::Match, &pair(1 + i % 19));
+            stats.evidence(&Observation::of(&Classified::Match, pair(1 + i % 19)));
         }
         promotion.tick(at(7));
         assert_eq!(promotion.percent(), 0);
         let history: Vec<String> = promotion.report().history.into_iter().map(|e| e.what).collect();
         assert_eq!(history.len(), 4, "{history:?}");
-        assert!(history[3].starts_with("rolled back from 100%: fail: mismatch rate 50% (100 of 200)"), "{history:?}");
+        assert!(history[3].starts_with("rolled back from 100%: fail: 50% of answers differ beyond noise (100 of 200;"), "{history:?}");
     }
 }

@@ -175,9 +175,10 @@ pub enum TracePolicy {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompareSettings {
-    /// Comparisons pending at once, all mirrors together; past it copies are not compared.
-    /// Each holds up to two captured bodies (`compare.max_body` of its mirror).
-    pub max_pending: usize,
+    /// Bytes that pending comparisons may hold, all mirrors together; past it copies are not
+    /// compared. Each reserves three captures (`compare.max_body` of its mirror each): the
+    /// primary's answer, the shadow's, a second primary answer when it learns noise.
+    pub max_pending_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -52,7 +52,7 @@ impl Shared {
     /// connection pools use its timer).
     pub fn new(settings: GatewaySettings, loaded: Loaded, metrics: Option<PrometheusHandle>) -> Result<Self, String> {
         let comparator =
-            ComparisonThread::start(settings.compare.max_pending).map_err(|e| format!("cannot start the comparator thread: {e}"))?;
+            ComparisonThread::start(settings.compare.max_pending_bytes).map_err(|e| format!("cannot start the comparator thread: {e}"))?;
         let shadow = ShadowMarker::new(&settings.shadow)?;
         let (stats, comparisons, promotions, pools) = Default::default();
         let kept = Registries { stats: &stats, comparisons: &comparisons, promotions: &promotions, pools: &pools };

@@ -238,9 +238,17 @@ impl NoiseFilter {
     /// Drops the differences that are known noise on `path`'s pattern from a mismatch; a mismatch
     /// left empty is [`Classified::Noise`] (and counted as reclassified).
     pub fn classify(&self, path: &str, comparison: Comparison) -> Classified {
+        self.split(path, comparison).0
+    }
+
+    /// [`Self::classify`], with the differences it took out as known noise beside the result
+    /// (those of a [`Classified::Noise`], and those left out of a [`Classified::Mismatch`]): a
+    /// verdict compares how often the shadow differs on a noisy field with how often the
+    /// primary differs from itself on it.
+    pub fn split(&self, path: &str, comparison: Comparison) -> (Classified, Vec<Difference>) {
         match comparison {
-            Comparison::Match => Classified::Match,
-            Comparison::Skipped(reason) => Classified::Skipped(reason),
+            Comparison::Match => (Classified::Match, Vec::new()),
+            Comparison::Skipped(reason) => (Classified::Skipped(reason), Vec::new()),
             Comparison::Mismatch(differences) => {
                 let pattern = path_pattern(path);
                 let store = self.lock();
@@ -248,9 +256,9 @@ impl NoiseFilter {
                 drop(store);
                 if real.is_empty() {
                     self.reclassified.fetch_add(1, Ordering::Relaxed);
-                    Classified::Noise(noise.into_iter().map(|d| d.field).collect())
+                    (Classified::Noise(noise.iter().map(|d| d.field.clone()).collect()), noise)
                 } else {
-                    Classified::Mismatch(real)
+                    (Classified::Mismatch(real), noise)
                 }
             }
         }

@@ -367,6 +367,11 @@ fn noise_filter_learns_and_classifies() {
     assert_eq!(noise.classify("/a", Comparison::Match), Classified::Match);
     assert_eq!(noise.classify("/a", Comparison::Skipped(SkipReason::BodyOverCap)), Classified::Skipped(SkipReason::BodyOverCap));
     assert_eq!(Classified::Match.label(), "match");
+    // The noise taken out of a mismatch is kept beside it, values and all.
+    let both = json(r#"{"ts":4,"req":"a","v":2}"#);
+    let (classified, noisy) = noise.split("/a", compare(&first, &both, &opts()));
+    assert_eq!(classified, Classified::Mismatch(vec![diff("$.v", Some("1"), Some("2"))]));
+    assert_eq!(noisy, [diff("$.ts", Some("1"), Some("4"))]);
 }
 
 #[test]

@@ -18,6 +18,7 @@ use super::body::{AnswerWaiter, CaptureBody, CopySender, PrimaryAnswer, TeeBody,
 use super::send::{COMPARATOR_BUSY, CompareJob, Copy, NoiseCopy};
 use super::{CopyContext, Mirror, sampled};
 use crate::bodies::Whole;
+use crate::compare::CAPTURES_PER_COMPARISON;
 use crate::shadow::{ShadowMarker, shadow_host};
 use crate::stats::{DropReason, NotEligible, ShadowOutcome};
 use crate::upstream::{BoxBody, BoxError, Upstream};
@@ -145,7 +146,7 @@ impl MirrorPlan {
             abort
         });
         let compare = mirror.comparer.as_ref().and_then(|comparer| {
-            let Some(slot) = comparator.reserve() else {
+            let Some(slot) = comparator.reserve(comparer.max_body_bytes.saturating_mul(CAPTURES_PER_COMPARISON)) else {
                 span.record("mirror.diff", "skipped");
                 span.record("mirror.diff.skip_reason", COMPARATOR_BUSY);
                 mirror.stats.compared(&Classified::Skipped(SkipReason::Incomplete(COMPARATOR_BUSY)), 0.0, || None);
@@ -157,12 +158,12 @@ impl MirrorPlan {
             // A second request to the primary teaches what differs between two of its own
             // answers (noise). Only safe methods without a body: a repeated write would be a
             // second write on live state, and a body is teed once.
-            let picked = sampled(comparer.noise_percent, None)
-                || comparer.warming_up(request.method, request.has_body, request.path_and_query.path());
+            let by_share = sampled(comparer.noise_percent, None);
+            let picked = by_share || comparer.warming_up(request.method, request.has_body, request.path_and_query.path());
             let noise = (picked && comparer.noise_eligible(request.method, request.has_body))
                 .then(|| primary.pick().and_then(|endpoint| build_copy(request, mirror, context.marker, endpoint, &span, empty())))
                 .flatten()
-                .map(|request| NoiseCopy { request, upstream: primary.clone(), changes: CopyChanges::default() });
+                .map(|request| NoiseCopy { request, upstream: primary.clone(), changes: CopyChanges::default(), sampled: by_share });
             Some(CompareJob::new(comparer.clone(), comparator.clone(), slot, primary_answer, noise, request))
         });
         self.copies.push(Copy {
@@ -349,7 +350,7 @@ routes:
         Route {
             primary: upstream(route.destinations[0].id),
             mirrors,
-            comparator: Arc::new(ComparisonThread::start(settings.compare.max_pending).unwrap()),
+            comparator: Arc::new(ComparisonThread::start(settings.compare.max_pending_bytes).unwrap()),
             marker: ShadowMarker::new(&settings.shadow).unwrap(),
             settings,
         }

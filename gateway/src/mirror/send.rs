@@ -16,7 +16,7 @@ use super::body::{AbortFlag, PrimaryAnswer};
 use super::plan::Outgoing;
 use crate::compare::{ComparisonThread, MirrorComparison};
 use crate::settings::EjectionSettings;
-use crate::stats::{MirrorStats, MismatchRecord, Pair, ShadowOutcome, now_epoch_seconds};
+use crate::stats::{MirrorStats, MismatchRecord, Observation, Pair, ShadowOutcome, now_epoch_seconds};
 use crate::upstream::{BoxBody, Upstream};
 
 /// Why a comparison was skipped when every comparator slot was taken.
@@ -45,6 +45,9 @@ pub(super) struct NoiseCopy {
     pub upstream: Arc<Upstream>,
     /// What the gateway changed in it, from the primary's request.
     pub changes: CopyChanges,
+    /// Picked by the noise share at random (not the warm-up of a new pattern): its differences
+    /// estimate how often the primary differs from itself.
+    pub sampled: bool,
 }
 
 /// The comparison half of a copy: the primary's answer arrives when its body has been sent.
@@ -206,12 +209,12 @@ async fn compare_copy(
             _ => return skip("primary response incomplete"),
         };
     let again = match noise {
-        Some(NoiseCopy { request, upstream, changes }) => {
+        Some(NoiseCopy { request, upstream, changes, sampled }) => {
             tokio::time::timeout_at(deadline, send(&upstream, request, Some(comparer.max_body_bytes)))
                 .await
                 .ok()
                 .and_then(Result::ok)
-                .map(|(again, _)| (again, changes))
+                .map(|(again, _)| (again, changes, sampled))
         }
         None => None,
     };
@@ -220,13 +223,16 @@ async fn compare_copy(
     let route_path = path.clone();
     let diffed = comparator
         .run(move || {
-            if let Some((again, noise_changes)) = again {
-                comparer.learn_noise(&route_path, &primary, &again, &noise_changes);
-            }
-            comparer.compare(&route_path, &primary, &shadow, &changes)
+            let primary_again = again.and_then(|(again, noise_changes, sampled)| {
+                let differences = comparer.learn_noise(&route_path, &primary, &again, &noise_changes);
+                // Only the randomly picked ones estimate how often the primary differs.
+                differences.filter(|_| sampled)
+            });
+            let (result, noise) = comparer.compare(&route_path, &primary, &shadow, &changes);
+            (result, noise, primary_again)
         })
         .await;
-    let Some(result) = diffed else {
+    let Some((result, noise, primary_again)) = diffed else {
         return skip(COMPARATOR_BUSY);
     };
     if let Classified::Skipped(reason) = &result {
@@ -255,5 +261,12 @@ async fn compare_copy(
         }),
         _ => None,
     });
-    stats.evidence(&result, &Pair { primary_status, shadow_status, primary_latency, shadow_latency });
+    stats.evidence(&Observation {
+        method: method.as_str(),
+        path: &path,
+        result: &result,
+        noise: &noise,
+        primary_again: primary_again.as_deref(),
+        pair: Pair { primary_status, shadow_status, primary_latency, shadow_latency },
+    });
 }

@@ -31,8 +31,8 @@ use self::outcome::{Tallies, Tally};
 pub use self::recent::MismatchRecord;
 use self::recent::RecentMismatches;
 pub use self::report::{ComparisonCounts, CopyCounts, LatencyDelta, MirrorReport};
-pub use self::window::Pair;
 use self::window::{EvidenceWindow, Sample};
+pub use self::window::{Observation, Pair, field_family};
 use crate::settings::ReportSettings;
 use crate::verdict::latest::LatestVerdict;
 use crate::verdict::{Limits, Verdict};
@@ -112,16 +112,15 @@ impl MirrorStats {
         self.window.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The evidence one compared request adds to the verdict: its result, both statuses and
-    /// both latencies. Noise and skipped results are not evidence and are ignored here.
-    pub fn evidence(&self, result: &Classified, pair: &Pair) {
-        let fields: Vec<&str> = match result {
-            Classified::Match => Vec::new(),
-            Classified::Mismatch(differences) => differences.iter().map(|d| d.field.as_str()).collect(),
-            Classified::Noise(_) | Classified::Skipped(_) => return,
-        };
+    /// The evidence one compared request adds to the verdict: what differed (beyond noise, in
+    /// noise, and on the primary against itself), both statuses and both latencies. Skipped
+    /// results are not evidence and are ignored here.
+    pub fn evidence(&self, observation: &Observation<'_>) {
+        if matches!(observation.result, Classified::Skipped(_)) {
+            return;
+        }
         let now = Instant::now();
-        self.window().record(now, Sample::Pair { mismatch: matches!(result, Classified::Mismatch(_)), fields: &fields, pair });
+        self.window().record(now, Sample::Pair(observation));
         if self.verdict.due(now) {
             self.verdict();
         }
@@ -174,9 +173,8 @@ impl MirrorStats {
             self.window().record(now, Sample::Delta { ms: latency_delta_ms });
         }
         match kind {
-            ComparisonResult::Noise => self.window().record(now, Sample::Noise),
             ComparisonResult::Skipped => self.window().record(now, Sample::Skipped),
-            ComparisonResult::Match => {}
+            ComparisonResult::Match | ComparisonResult::Noise => {}
             ComparisonResult::Mismatch => {
                 if let Some(record) = record() {
                     self.recent.remember(record);
@@ -187,7 +185,8 @@ impl MirrorStats {
 
     pub fn report(&self) -> MirrorReport {
         let results = self.results.counts();
-        let (matched, mismatched) = (results[ComparisonResult::Match], results[ComparisonResult::Mismatch]);
+        let (matched, mismatched, noise) =
+            (results[ComparisonResult::Match], results[ComparisonResult::Mismatch], results[ComparisonResult::Noise]);
         let now = Instant::now();
         let (deltas, evidence) = {
             let window = self.window();
@@ -199,13 +198,8 @@ impl MirrorStats {
             destination: self.destination.clone(),
             comparing: self.comparing.load(Ordering::Relaxed),
             copies: CopyCounts { sent: self.sent.get(), ended: self.outcomes.counts() },
-            comparison: ComparisonCounts {
-                matched,
-                mismatched,
-                noise: results[ComparisonResult::Noise],
-                skipped: results[ComparisonResult::Skipped],
-            },
-            match_rate: (matched + mismatched > 0).then(|| matched as f64 / (matched + mismatched) as f64),
+            comparison: ComparisonCounts { matched, mismatched, noise, skipped: results[ComparisonResult::Skipped] },
+            match_rate: (matched + mismatched + noise > 0).then(|| (matched + noise) as f64 / (matched + mismatched + noise) as f64),
             latency_delta_ms: LatencyDelta {
                 samples: deltas.samples(),
                 p50: deltas.quantile(0.5),
@@ -328,39 +322,41 @@ mod tests {
     }
 
     #[test]
-    fn only_compared_pairs_are_verdict_evidence() {
+    fn only_compared_pairs_are_verdict_evidence_and_noise_only_ones_are_matches() {
         let stats = stats();
         assert_eq!(stats.verdict_state(), "off");
         stats.set_verdict(Some(&VerdictSpec { min_compared: 10, ..VerdictSpec::default() }));
         assert_eq!(stats.verdict_state(), "pending");
         for _ in 0..1000 {
-            let noise = Classified::Noise(vec!["$.seq".to_owned()]);
-            stats.compared(&noise, 1.0, || None);
-            stats.evidence(&noise, &pair(500, 1));
             let skipped = Classified::Skipped(response_diff::SkipReason::Incomplete("test"));
             stats.compared(&skipped, 0.0, || None);
-            stats.evidence(&skipped, &pair(500, 1));
+            stats.evidence(&Observation::of(&skipped, pair(500, 1)));
         }
         let report = stats.report();
-        assert_eq!((report.evidence.compared(), report.evidence.noise, report.evidence.skipped), (0, 1000, 1000));
+        assert_eq!((report.evidence.compared(), report.evidence.skipped), (0, 1000));
         assert_eq!(report.evidence.shadow_5xx, 0);
         assert_eq!(report.verdict.unwrap().state, State::Pending);
+        let noise = Classified::Noise(vec!["$.seq".to_owned()]);
+        let seq = [Difference { field: "$.seq".into(), primary: Some("1".into()), shadow: Some("2".into()) }];
         for i in 0..1000 {
-            stats.evidence(&Classified::Match, &pair(200, 1 + i % 19));
+            stats.compared(&noise, 1.0, || None);
+            stats.evidence(&Observation { noise: &seq, ..Observation::of(&noise, pair(200, 1 + i % 19)) });
         }
         let verdict = stats.verdict().unwrap();
         assert_eq!(verdict.state, State::Pass, "{:?}", verdict.reasons);
         assert_eq!(stats.verdict_state(), "pass");
         let report = stats.report();
-        assert_eq!(report.evidence.compared(), 1000);
+        assert_eq!((report.evidence.compared(), report.evidence.noise), (1000, 1000));
+        assert_eq!(report.evidence.fields["$.seq"].shadow, 1000);
         assert_eq!(report.evidence.primary_ms.len(), window::PAIRS_PER_SLOT, "the latency sample is bounded");
         let mismatch = Classified::Mismatch(vec![Difference { field: "$.price".into(), primary: None, shadow: None }]);
         for i in 0..100 {
-            stats.evidence(&mismatch, &pair(200, 1 + i % 19));
+            stats.evidence(&Observation::of(&mismatch, pair(200, 1 + i % 19)));
         }
         let verdict = stats.verdict().unwrap();
         assert_eq!(verdict.state, State::Fail);
         assert!(verdict.reasons[0].contains("$.price (100)"), "{:?}", verdict.reasons);
+        assert_eq!(verdict.changed[0].field, "$.price");
         stats.set_verdict(None);
         assert_eq!((stats.verdict_state(), stats.verdict()), ("off", None));
     }
@@ -372,7 +368,7 @@ mod tests {
         stats.sent();
         stats.outcome(ShadowOutcome::Ok);
         stats.compared(&Classified::Match, 1.0, || None);
-        stats.evidence(&Classified::Match, &pair(200, 3));
+        stats.evidence(&Observation::of(&Classified::Match, pair(200, 3)));
         let report = stats.report();
         let back: MirrorReport = serde_json::from_value(serde_json::to_value(&report).unwrap()).unwrap();
         assert_eq!(back, report);

@@ -23,7 +23,8 @@ pub struct MirrorReport {
     pub comparing: bool,
     pub copies: CopyCounts,
     pub comparison: ComparisonCounts,
-    /// matched / (matched + mismatched); noise and skipped are not counted either way.
+    /// (matched + noise) / (matched + mismatched + noise): a comparison that differed in learned
+    /// noise only is a match; skipped ones are not counted either way.
     pub match_rate: Option<f64>,
     /// Shadow minus primary response time, milliseconds, over the recent compared requests.
     pub latency_delta_ms: LatencyDelta,

@@ -5,17 +5,24 @@
 
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram as Hdr;
+use std::collections::BTreeMap;
 
-use crate::verdict::Evidence;
+use hdrhistogram::Histogram as Hdr;
+use response_diff::{Classified, Difference};
+
+use crate::verdict::{Evidence, FieldCounts, FieldExample, PatternCounts};
 
 /// The window slides in steps of a sixth: evidence ages out a slot at a time, and a report
 /// covers between five and six sixths of the window.
 const SLOTS: usize = 6;
 /// Latency pairs sampled per slot for the verdict's rank test (uniformly, by reservoir sampling).
 pub(super) const PAIRS_PER_SLOT: usize = 200;
-/// Distinct mismatching fields counted per slot; more are counted as one "(other fields)".
-const FIELDS_PER_SLOT: usize = 32;
+/// Distinct fields (array indices written `[*]`) counted per slot. A new one past that takes
+/// the place of the least counted (space-saving: every count keeps a name, and says by how much
+/// it may be over).
+const FIELDS_PER_SLOT: usize = 64;
+/// Distinct path patterns counted per slot, bounded the same way.
+const PATTERNS_PER_SLOT: usize = 64;
 
 /// Both answers of one compared request, for the verdict.
 #[derive(Debug, Clone, Copy)]
@@ -65,22 +72,38 @@ impl Slot {
     }
 }
 
+/// One compared request as the verdict sees it.
+pub struct Observation<'a> {
+    pub method: &'a str,
+    /// The request's path (and query).
+    pub path: &'a str,
+    /// Primary against shadow, learned noise taken out.
+    pub result: &'a Classified,
+    /// The differences taken out as learned noise.
+    pub noise: &'a [Difference],
+    /// The primary against a second answer of its own to this request, when the noise share
+    /// picked it at random: its differences.
+    pub primary_again: Option<&'a [Difference]>,
+    pub pair: Pair,
+}
+
+impl<'a> Observation<'a> {
+    /// A `GET /` with `result` and nothing else (tests).
+    #[cfg(test)]
+    pub fn of(result: &'a Classified, pair: Pair) -> Self {
+        Observation { method: "GET", path: "/", result, noise: &[], primary_again: None, pair }
+    }
+}
+
 /// What one slot records.
 pub enum Sample<'a> {
-    /// A compared pair: matched or not (then on which fields), both statuses and latencies.
-    Pair {
-        mismatch: bool,
-        fields: &'a [&'a str],
-        pair: &'a Pair,
-    },
+    /// A compared pair: what differed (beyond noise, in noise), both statuses and latencies.
+    Pair(&'a Observation<'a>),
     /// Shadow minus primary latency of a comparison (noise included, skipped not).
-    Delta {
-        ms: f64,
-    },
+    Delta { ms: f64 },
     /// A copy the shadow never answered: a shadow error for the verdict.
     ShadowFailed,
     /// Not evidence, counted so a reader knows what was left out.
-    Noise,
     Skipped,
 }
 
@@ -106,10 +129,9 @@ impl EvidenceWindow {
             slot.clear(epoch);
         }
         match sample {
-            Sample::Pair { mismatch, fields, pair } => record_pair(slot, mismatch, fields, pair),
+            Sample::Pair(observation) => record_pair(slot, observation),
             Sample::Delta { ms } => record_delta(slot, ms),
             Sample::ShadowFailed => slot.evidence.shadow_failed += 1,
-            Sample::Noise => slot.evidence.noise += 1,
             Sample::Skipped => slot.evidence.skipped += 1,
         }
     }
@@ -141,18 +163,61 @@ impl EvidenceWindow {
     }
 }
 
-fn record_pair(slot: &mut Slot, mismatch: bool, fields: &[&str], pair: &Pair) {
+fn record_pair(slot: &mut Slot, observation: &Observation<'_>) {
     let e = &mut slot.evidence;
-    if mismatch {
-        e.mismatched += 1;
-    } else {
-        e.matched += 1;
-    }
+    let pattern = response_diff::path_pattern(observation.path.split('?').next().unwrap_or_default());
+    let pattern = bounded_entry(
+        &mut e.patterns,
+        &pattern,
+        PATTERNS_PER_SLOT,
+        |c: &PatternCounts| c.compared,
+        |c, from| {
+            c.compared = from.compared;
+            c.overcount = from.compared;
+        },
+    );
+    pattern.compared += 1;
+    let real: &[Difference] = match observation.result {
+        Classified::Match => {
+            e.matched += 1;
+            &[]
+        }
+        Classified::Noise(_) => {
+            e.noise += 1;
+            pattern.noise += 1;
+            &[]
+        }
+        Classified::Mismatch(differences) => {
+            e.mismatched += 1;
+            pattern.mismatched += 1;
+            differences
+        }
+        Classified::Skipped(_) => return,
+    };
+    let pair = &observation.pair;
     e.primary_5xx += u64::from(pair.primary_status >= 500);
     e.shadow_5xx += u64::from(pair.shadow_status >= 500);
-    for field in fields {
-        let known = e.fields.len() < FIELDS_PER_SLOT || e.fields.contains_key(*field);
-        *e.fields.entry(if known { (*field).to_owned() } else { "(other fields)".to_owned() }).or_default() += 1;
+    for (differences, is_real) in [(real, true), (observation.noise, false)] {
+        for difference in differences {
+            let counts = field_entry(&mut e.fields, &difference.field);
+            counts.shadow += 1;
+            counts.real += u64::from(is_real);
+            if counts.example.is_none() {
+                counts.example = Some(FieldExample {
+                    method: observation.method.to_owned(),
+                    path: observation.path.to_owned(),
+                    field: difference.field.clone(),
+                    primary: difference.primary.clone(),
+                    shadow: difference.shadow.clone(),
+                });
+            }
+        }
+    }
+    if let Some(again) = observation.primary_again {
+        e.primary_compared += 1;
+        for difference in again {
+            field_entry(&mut e.fields, &difference.field).primary += 1;
+        }
     }
     // Algorithm R: every pair of the slot has the same chance to be in the sample.
     let (primary, shadow) = (pair.primary_latency.as_secs_f64() * 1e3, pair.shadow_latency.as_secs_f64() * 1e3);
@@ -166,6 +231,63 @@ fn record_pair(slot: &mut Slot, mismatch: bool, fields: &[&str], pair: &Pair) {
             (e.primary_ms[at], e.shadow_ms[at]) = (primary, shadow);
         }
     }
+}
+
+/// The counts of `field` (its family: array indices as `[*]`), made room for if new.
+fn field_entry<'m>(fields: &'m mut BTreeMap<String, FieldCounts>, field: &str) -> &'m mut FieldCounts {
+    let family = field_family(field);
+    bounded_entry(
+        fields,
+        &family,
+        FIELDS_PER_SLOT,
+        |c: &FieldCounts| c.shadow + c.primary,
+        |c, from| {
+            // Space-saving: the newcomer may have been among the replaced one's counts.
+            c.shadow = from.shadow;
+            c.real = from.real;
+            c.overcount = from.shadow.max(from.primary);
+        },
+    )
+}
+
+/// `map[key]`, made if new; when the map already holds `bound` keys, the least counted one (by
+/// `count`; never `status`) is replaced, its counts given to the newcomer by `inherit`.
+fn bounded_entry<'m, V: Default>(
+    map: &'m mut BTreeMap<String, V>,
+    key: &str,
+    bound: usize,
+    count: impl Fn(&V) -> u64,
+    inherit: impl FnOnce(&mut V, &V),
+) -> &'m mut V {
+    if !map.contains_key(key) && map.len() >= bound {
+        let least = map.iter().filter(|(k, _)| k.as_str() != "status").min_by_key(|(_, v)| count(v)).map(|(k, _)| k.clone());
+        if let Some(least) = least
+            && let Some(replaced) = map.remove(&least)
+        {
+            let mut newcomer = V::default();
+            inherit(&mut newcomer, &replaced);
+            map.insert(key.to_owned(), newcomer);
+        }
+    }
+    map.entry(key.to_owned()).or_default()
+}
+
+/// A field's family: every array index written `[*]` (`$.rows[3][2]` is `$.rows[*][*]`): a
+/// change in the rows of a table is one change whatever row it shows in.
+pub fn field_family(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut rest = field;
+    while let Some(open) = rest.find('[') {
+        out.push_str(&rest[..=open]);
+        rest = &rest[open + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && rest[digits..].starts_with(']') {
+            out.push('*');
+            rest = &rest[digits..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn record_delta(slot: &mut Slot, delta_ms: f64) {
@@ -220,7 +342,8 @@ mod tests {
         let t0 = Instant::now();
         let mut window = EvidenceWindow::new(Duration::from_millis(60), t0);
         window.record(t0, Sample::Delta { ms: 5.0 });
-        window.record(t0, Sample::Pair { mismatch: true, fields: &["$.a"], pair: &pair(200, 3) });
+        let mismatch = Classified::Mismatch(vec![Difference { field: "$.a".into(), primary: None, shadow: None }]);
+        window.record(t0, Sample::Pair(&Observation::of(&mismatch, pair(200, 3))));
         assert_eq!(window.deltas(t0).samples(), 1);
         assert_eq!(window.evidence(t0).mismatched, 1);
         // Still inside the window five sixths of it later, gone once it has moved a whole window on.
@@ -231,5 +354,72 @@ mod tests {
         assert_eq!(window.evidence(gone), Evidence::default());
         window.record(gone, Sample::Delta { ms: 7.0 });
         assert!(window.deltas(gone).quantile(0.5).is_some_and(|p50| (p50 - 7.0).abs() < 0.07), "only the new sample, to 1%");
+    }
+
+    fn difference(field: &str) -> Difference {
+        Difference { field: field.into(), primary: Some("1".into()), shadow: Some("2".into()) }
+    }
+
+    #[test]
+    fn fields_are_counted_by_family_beyond_noise_in_noise_and_on_the_primary() {
+        let t0 = Instant::now();
+        let mut window = EvidenceWindow::new(Duration::from_secs(60), t0);
+        let real = Classified::Mismatch(vec![difference("$.rows[3][2]"), difference("status")]);
+        let noise = [difference("$.query_ms")];
+        let again = [difference("$.query_ms")];
+        let observation = Observation {
+            method: "GET",
+            path: "/shop/customers/12.json?_shape=array",
+            result: &real,
+            noise: &noise,
+            primary_again: Some(&again),
+            pair: pair(200, 1),
+        };
+        window.record(t0, Sample::Pair(&observation));
+        let only_noise = Classified::Noise(vec!["$.query_ms".into()]);
+        window.record(
+            t0,
+            Sample::Pair(&Observation { result: &only_noise, primary_again: None, path: "/shop/customers/7.json", ..observation }),
+        );
+        let e = window.evidence(t0);
+        assert_eq!((e.matched, e.mismatched, e.noise, e.primary_compared), (0, 1, 1, 1));
+        let rows = &e.fields["$.rows[*][*]"];
+        assert_eq!((rows.shadow, rows.real, rows.primary), (1, 1, 0));
+        let example = rows.example.as_ref().unwrap();
+        assert_eq!((example.field.as_str(), example.path.as_str()), ("$.rows[3][2]", "/shop/customers/12.json?_shape=array"));
+        let timing = &e.fields["$.query_ms"];
+        assert_eq!((timing.shadow, timing.real, timing.primary), (2, 0, 1), "noise counted on both comparisons");
+        let pattern = &e.patterns["/shop/customers/{id}.json"];
+        assert_eq!((pattern.compared, pattern.mismatched, pattern.noise), (2, 1, 1));
+        assert_eq!(pattern.match_rate(), Some(0.5));
+    }
+
+    #[test]
+    fn past_the_bound_a_new_field_replaces_the_least_counted_and_keeps_a_name() {
+        let t0 = Instant::now();
+        let mut window = EvidenceWindow::new(Duration::from_secs(60), t0);
+        let mut record = |fields: &[&str]| {
+            let result = Classified::Mismatch(fields.iter().map(|f| difference(f)).collect());
+            window.record(t0, Sample::Pair(&Observation::of(&result, pair(200, 1))));
+        };
+        record(&["status"]);
+        for i in 0..FIELDS_PER_SLOT {
+            let name = format!("$.f{i}");
+            record(&[&name, &name]);
+        }
+        record(&["$.new"]);
+        let e = window.evidence(t0);
+        assert_eq!(e.fields.len(), FIELDS_PER_SLOT);
+        assert!(e.fields.contains_key("status"), "status is never replaced");
+        assert!(e.fields.keys().all(|f| !f.contains("other")), "{:?}", e.fields.keys());
+        let new = &e.fields["$.new"];
+        assert_eq!((new.shadow, new.overcount), (3, 2), "may be over by the replaced one's count");
+    }
+
+    #[test]
+    fn a_field_family_writes_indices_as_stars() {
+        assert_eq!(field_family("$.rows[3][12].city"), "$.rows[*][*].city");
+        assert_eq!(field_family("body:text[Queries took {}]"), "body:text[Queries took {}]");
+        assert_eq!(field_family("header:vary"), "header:vary");
     }
 }

@@ -69,7 +69,7 @@ async fn an_identical_shadow_passes_in_json_at_the_endpoint_in_metrics_and_on_th
     assert_eq!(report.evidence.primary_ms.len(), 40);
     let reasons = &verdict.reasons;
     assert!(reasons.iter().all(|r| r.starts_with("pass: ")) && reasons.len() == 3, "{reasons:?}");
-    assert!(reasons[0].contains("mismatch rate 0% (0 of 40)"), "{reasons:?}");
+    assert!(reasons[0].contains("0% of answers differ beyond noise (0 of 40;"), "{reasons:?}");
 
     let (status, answer) = gateway.verdict("v2").await;
     assert_eq!((status, answer.clone().map(|a| a.state)), (200, Ok(Some(State::Pass))), "{answer:?}");
@@ -92,7 +92,7 @@ async fn an_identical_shadow_passes_in_json_at_the_endpoint_in_metrics_and_on_th
 async fn a_shadow_that_differs_on_a_share_of_requests_fails_naming_the_field() {
     let primary = Upstream::start(by_path("10")).await;
     let shadow = Upstream::start(by_path("12")).await;
-    // A 5% limit: 10 mismatches of 30 (95% interval 19%-51%) are clearly over it.
+    // A 5% limit: 10 mismatches of 30 (96% confidence sequence 8%-68%) are clearly over it.
     let verdict = VERDICT.replace("max_mismatch_rate: 0.2", "max_mismatch_rate: 0.05");
     let gateway = TestGateway::builder().file("g.yaml", &config("differs", &primary, &shadow, &verdict)).start().await;
     let paths: Vec<&str> = ["/index", "/price", "/other"].into_iter().cycle().take(30).collect();
@@ -103,7 +103,10 @@ async fn a_shadow_that_differs_on_a_share_of_requests_fails_naming_the_field() {
     let verdict = report.verdict.as_ref().expect("a verdict");
     assert_eq!(verdict.state, State::Fail, "{verdict:?}");
     let first = &verdict.reasons[0];
-    assert!(first.starts_with("fail: mismatch rate 33.33% (10 of 30)") && first.contains("differing most: $.price (10)"), "{first}");
+    assert!(
+        first.starts_with("fail: 33.33% of answers differ beyond noise (10 of 30;") && first.contains("changed: $.price (10)"),
+        "{first}"
+    );
 
     let (status, answer) = gateway.verdict("differs/v2").await;
     assert_eq!((status, answer.clone().map(|a| a.state)), (412, Ok(Some(State::Fail))), "{answer:?}");
@@ -125,7 +128,10 @@ async fn a_mirror_without_traffic_is_pending_and_names_are_resolved_or_refused()
     let report = report_of(&gateway, "idle").await;
     let verdict = report.verdict.as_ref().expect("a verdict");
     assert_eq!(verdict.state, State::Pending, "{report:?}");
-    assert_eq!(verdict.reasons[0], "0 of the 30 compared requests needed before deciding (noise 0 and skipped 0 do not count)");
+    assert_eq!(
+        verdict.reasons[0],
+        "0 of the 30 compared requests needed before deciding (0 with noise only count as matches; skipped 0 do not count)"
+    );
     let (status, answer) = gateway.verdict("idle/v2").await;
     assert_eq!((status, answer.clone().map(|a| a.state)), (412, Ok(Some(State::Pending))), "{answer:?}");
     // Flagger POSTs its webhooks; Argo Rollouts reads the state from a 200.
@@ -178,7 +184,7 @@ async fn gateway_verdict_adds_up_replicas_and_exits_0_pass_1_fail_3_pending_2_un
     assert!(out.starts_with("PENDING cli → v2 (20 compared, 1 gateway): 20 of the 30 compared requests needed"), "{out}");
     let (code, out) = gateway_verdict(&["--admin", &one, "--admin", &format!("http://{two}/"), "--mirror", "v2"]).await;
     assert_eq!(code, 0, "{out}");
-    assert!(out.starts_with("PASS cli → v2 (40 compared, 2 gateways): pass: mismatch rate 0% (0 of 40)"), "{out}");
+    assert!(out.starts_with("PASS cli → v2 (40 compared, 2 gateways): pass: 0% of answers differ beyond noise (0 of 40;"), "{out}");
     assert_eq!(out.lines().count(), 1);
     // --wait polls; a mirror still short of evidence when it is over stays pending.
     let (code, _) = gateway_verdict(&["--admin", &one, "--wait", "1s"]).await;
@@ -200,8 +206,8 @@ async fn gateway_verdict_adds_up_replicas_and_exits_0_pass_1_fail_3_pending_2_un
     send_compared(&failing, "cli-fail", &paths).await;
     let (code, out) = gateway_verdict(&["--admin", &failing.admin.to_string(), "--wait", "10m"]).await;
     assert_eq!(code, 1, "a fail ends the wait at once: {out}");
-    assert!(out.starts_with("FAIL cli-fail → v2 (30 compared, 1 gateway): fail: mismatch rate 50% (15 of 30)"), "{out}");
-    assert!(out.contains("differing most: $.ok (15)"), "{out}");
+    assert!(out.starts_with("FAIL cli-fail → v2 (30 compared, 1 gateway): fail: 50% of answers differ beyond noise (15 of 30;"), "{out}");
+    assert!(out.contains("changed: $.ok (15)"), "{out}");
 
     failing.stop().await;
     for gateway in replicas {
@@ -233,7 +239,8 @@ async fn promotion_moves_live_traffic_in_steps_and_rolls_back_when_the_candidate
     let gateway = TestGateway::builder().file("g.yaml", &text).start().await;
     let promotion = || gateway.promotion("promo");
     assert_eq!(promotion().await.percent, 0);
-    send_compared(&gateway, "promo", &["/a"; 20]).await;
+    // 20 needed before deciding; 24 clean ones take the confidence sequence under the 20% limit.
+    send_compared(&gateway, "promo", &["/a"; 24]).await;
     assert_eq!(report_of(&gateway, "promo").await.verdict.map(|v| v.state), Some(State::Pass));
     assert_eq!(served_as_primary(&v2), 0, "before the first step the candidate serves nothing");
 
@@ -272,7 +279,7 @@ async fn promotion_moves_live_traffic_in_steps_and_rolls_back_when_the_candidate
         history[1].starts_with("advanced to 20% (step 1 of 2)") && history[2].starts_with("advanced to 50% (step 2 of 2)"),
         "{history:?}"
     );
-    assert!(history[3].starts_with("rolled back from 50%: fail: mismatch rate") && history[3].contains("$.price"), "{history:?}");
+    assert!(history[3].starts_with("rolled back from 50%: fail: ") && history[3].contains("$.price"), "{history:?}");
     assert_eq!(history.iter().filter(|h| h.starts_with("started")).count(), 1, "{history:?}");
 
     let before = served_as_primary(&v2);

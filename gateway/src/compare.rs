@@ -85,6 +85,11 @@ impl MirrorComparison {
 
     /// Primary against shadow on a request to `path`, the copy's own changes undone and learned
     /// noise taken out.
+    /// Whether values are kept out of reports (`redact_bodies`): no body is kept either.
+    pub fn redacts(&self) -> bool {
+        self.options.redact_values
+    }
+
     /// Beside the result, the differences it took out as learned noise.
     pub fn compare(&self, path: &str, primary: &Captured, shadow: &Captured, changes: &CopyChanges) -> (Classified, Vec<Difference>) {
         self.noise.split(path, response_diff::compare_copy(primary, shadow, &self.options, changes))

@@ -82,7 +82,7 @@ pub struct Captured {
 /// A body as the service answered it, for a person to read beside the parsed view (which may
 /// be re-serialised, with keys sorted): decoded from its `content-encoding` when it decodes,
 /// shown as text (bytes that are not UTF-8 as the replacement character), cut at a cap.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnsweredBody {
     pub text: String,
     /// Bytes of the body as decoded (or as captured, when it does not decode).

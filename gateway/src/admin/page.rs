@@ -2,7 +2,7 @@
 //! value it prints; no JavaScript), made from the same [`MirrorsDocument`] as `/mirrors`.
 
 use askama::Template;
-use response_diff::LearnedNoise;
+use response_diff::{AnsweredBody, Difference, LearnedNoise};
 
 use super::api::{MirrorReport, MirrorsDocument, NoiseReport, PromotionReport, PromotionState, ShadowOutcome};
 
@@ -52,6 +52,32 @@ struct Row {
     promotion: Option<PromotionView>,
     /// What noise learning did, when the mirror learns noise.
     learned_noise: Option<NoiseView>,
+    /// Per field that differed in the window: how often, and an example.
+    fields: Vec<FieldView>,
+    /// Per path pattern compared in the window: its match rate.
+    patterns: Vec<PatternView>,
+}
+
+struct FieldView {
+    field: String,
+    /// Differences beyond noise, in all, of the compared requests.
+    real: u64,
+    shadow: u64,
+    /// `3 of 40 (7.5%)`: how often the primary differed from itself on it.
+    noise_rate: String,
+    /// `~ up to 4 more` when the bounded table replaced a field with this one.
+    overcount: String,
+    example_request: String,
+    example_primary: String,
+    example_shadow: String,
+}
+
+struct PatternView {
+    pattern: String,
+    compared: u64,
+    mismatched: u64,
+    noise: u64,
+    rate: String,
 }
 
 struct NoiseView {
@@ -120,6 +146,9 @@ struct MismatchView {
     request_id: String,
     trace_id: String,
     differences: Vec<DifferenceView>,
+    /// What each side answered, as sent (decoded), when kept.
+    primary_body: Option<String>,
+    shadow_body: Option<String>,
 }
 
 struct DifferenceView {
@@ -128,10 +157,26 @@ struct DifferenceView {
     shadow: String,
 }
 
+/// A side's value as the page shows it: `(absent)` when that side did not have the field at
+/// all, `(hidden)` when it had one that is never shown (a secret header, redacted bodies).
+fn side(value: &Option<String>) -> String {
+    match value {
+        None => "(absent)".to_owned(),
+        Some(_) if Difference::hidden(value) => "(hidden)".to_owned(),
+        Some(value) => value.clone(),
+    }
+}
+
+/// A body as answered, with how much of it is shown.
+fn body_text(body: &Option<AnsweredBody>) -> Option<String> {
+    body.as_ref().map(|b| {
+        let note = if b.cut { format!("first part of {} bytes", b.bytes) } else { format!("{} bytes", b.bytes) };
+        format!("({note})\n{}", b.text)
+    })
+}
+
 impl Page {
     pub fn new(document: &MirrorsDocument) -> Self {
-        // A hidden value is `[redacted]` (response_diff::REDACTED); `None` is a side without it.
-        let hidden = |value: Option<String>| value.unwrap_or_else(|| "(absent)".to_owned());
         let mut mismatches = Vec::new();
         for r in &document.mirrors {
             for m in &r.recent_mismatches {
@@ -147,12 +192,10 @@ impl Page {
                     differences: m
                         .differences
                         .iter()
-                        .map(|d| DifferenceView {
-                            field: d.field.clone(),
-                            primary: hidden(d.primary.clone()),
-                            shadow: hidden(d.shadow.clone()),
-                        })
+                        .map(|d| DifferenceView { field: d.field.clone(), primary: side(&d.primary), shadow: side(&d.shadow) })
                         .collect(),
+                    primary_body: body_text(&m.primary_body),
+                    shadow_body: body_text(&m.shadow_body),
                 });
             }
         }
@@ -204,8 +247,57 @@ impl Row {
             route: r.route.clone(),
             mirror: r.mirror.clone(),
             destination: r.destination.clone(),
+            fields: field_views(r),
+            patterns: pattern_views(r),
         }
     }
+}
+
+/// Fields shown per mirror at most, those that differed beyond noise first.
+const FIELDS_SHOWN: usize = 30;
+
+fn field_views(r: &MirrorReport) -> Vec<FieldView> {
+    let e = &r.evidence;
+    let mut fields: Vec<_> = e.fields.iter().collect();
+    fields.sort_by(|a, b| {
+        (b.0 == "status").cmp(&(a.0 == "status")).then(b.1.real.cmp(&a.1.real)).then(b.1.shadow.cmp(&a.1.shadow)).then(a.0.cmp(b.0))
+    });
+    fields
+        .into_iter()
+        .take(FIELDS_SHOWN)
+        .map(|(field, c)| FieldView {
+            field: field.clone(),
+            real: c.real,
+            shadow: c.shadow,
+            noise_rate: match e.primary_compared {
+                0 => "not sampled yet".to_owned(),
+                n => format!("{} of {n} ({:.1}%)", c.primary, c.primary as f64 * 100.0 / n as f64),
+            },
+            overcount: if c.overcount > 0 { format!(" (may be over by {})", c.overcount) } else { String::new() },
+            example_request: c.example.as_ref().map_or_else(String::new, |x| format!("{} {} ({})", x.method, x.path, x.field)),
+            example_primary: c.example.as_ref().map_or_else(String::new, |x| side(&x.primary)),
+            example_shadow: c.example.as_ref().map_or_else(String::new, |x| side(&x.shadow)),
+        })
+        .collect()
+}
+
+fn pattern_views(r: &MirrorReport) -> Vec<PatternView> {
+    let mut patterns: Vec<_> = r.evidence.patterns.iter().collect();
+    // The worst first.
+    patterns.sort_by(|a, b| {
+        let rate = |c: &crate::verdict::PatternCounts| c.match_rate().unwrap_or(1.0);
+        rate(a.1).total_cmp(&rate(b.1)).then(b.1.compared.cmp(&a.1.compared)).then(a.0.cmp(b.0))
+    });
+    patterns
+        .into_iter()
+        .map(|(pattern, c)| PatternView {
+            pattern: pattern.clone(),
+            compared: c.compared,
+            mismatched: c.mismatched,
+            noise: c.noise,
+            rate: c.match_rate().map_or_else(|| "–".to_owned(), |rate| format!("{:.1}%", rate * 100.0)),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -235,14 +327,54 @@ mod tests {
             trace_id: String::new(),
             primary_status: 200,
             shadow_status: 200,
-            differences: vec![Difference { field: "$.x".into(), primary: Some("<b>".into()), shadow: None }],
+            differences: vec![
+                Difference { field: "$.x".into(), primary: Some("<b>".into()), shadow: None },
+                Difference { field: "header:set-cookie".into(), primary: Some(response_diff::REDACTED.into()), shadow: None },
+            ],
+            primary_body: Some(AnsweredBody { text: "{\"x\":\"<b>\"}".into(), bytes: 11, cut: false }),
+            shadow_body: Some(AnsweredBody { text: "{}".into(), bytes: 2, cut: false }),
         };
         stats.compared(&Classified::Mismatch(Vec::new()), 1.0, || Some(record));
         let html = page(stats.report(), BTreeMap::new());
         assert!(!html.contains("<script>") && !html.contains("<b>"), "{html}");
         assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"), "{html}");
         assert!(html.contains(r#"data-mirror="r&#60;1&#62;/m&#34;2""#) || html.contains(r#"data-mirror="r&lt;1&gt;/m&quot;2""#), "{html}");
-        assert!(html.contains("(absent)"));
+        assert!(html.contains("(absent)") && html.contains("(hidden)"), "absent and hidden are told apart: {html}");
+        assert!(html.contains("(11 bytes)") && html.contains("(2 bytes)"), "the bodies as sent: {html}");
+    }
+
+    #[test]
+    fn the_page_shows_each_field_with_its_noise_rate_and_an_example_and_each_pattern_with_its_match_rate() {
+        let stats = MirrorStats::new("r", "v2", "t/v2", &ReportSettings { recent_mismatches: 3, max_bytes: 4096 });
+        let real = Classified::Mismatch(vec![Difference {
+            field: "$.rows[4].city".into(),
+            primary: Some("\"Oslo\"".into()),
+            shadow: Some("\"Bergen\"".into()),
+        }]);
+        let noise = [Difference { field: "$.query_ms".into(), primary: Some("1.5".into()), shadow: Some("2.5".into()) }];
+        let pair = crate::stats::Pair {
+            primary_status: 200,
+            shadow_status: 200,
+            primary_latency: std::time::Duration::from_millis(1),
+            shadow_latency: std::time::Duration::from_millis(1),
+        };
+        let observation = crate::stats::Observation {
+            method: "GET",
+            path: "/shop/customers/7.json",
+            result: &real,
+            noise: &noise,
+            primary_again: Some(&noise),
+            pair,
+        };
+        stats.evidence(&observation);
+        let only_noise = Classified::Noise(vec!["$.query_ms".into()]);
+        stats.evidence(&crate::stats::Observation { result: &only_noise, path: "/shop/orders.json", primary_again: None, ..observation });
+        let html = page(stats.report(), BTreeMap::new());
+        assert!(html.contains("<code>$.rows[*].city</code>"), "{html}");
+        assert!(html.contains("GET /shop/customers/7.json ($.rows[4].city)"), "{html}");
+        assert!(html.contains("&#34;Oslo&#34;") || html.contains("&quot;Oslo&quot;"), "{html}");
+        assert!(html.contains("1 of 1 (100.0%)"), "the timing's noise rate: {html}");
+        assert!(html.contains("<code>/shop/customers/{id}.json</code>") && html.contains("0.0%") && html.contains("100.0%"), "{html}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::body::{AbortFlag, PrimaryAnswer};
 use super::plan::Outgoing;
 use crate::compare::{ComparisonThread, MirrorComparison};
 use crate::settings::EjectionSettings;
-use crate::stats::{MirrorStats, MismatchRecord, Observation, Pair, ShadowOutcome, now_epoch_seconds};
+use crate::stats::{ANSWERED_BODY_BYTES, MirrorStats, MismatchRecord, Observation, Pair, ShadowOutcome, now_epoch_seconds};
 use crate::upstream::{BoxBody, Upstream};
 
 /// Why a comparison was skipped when every comparator slot was taken.
@@ -229,10 +229,13 @@ async fn compare_copy(
                 differences.filter(|_| sampled)
             });
             let (result, noise) = comparer.compare(&route_path, &primary, &shadow, &changes);
-            (result, noise, primary_again)
+            // What each side really sent, for the mismatch record (not the parsed view).
+            let bodies = (matches!(result, Classified::Mismatch(_)) && !comparer.redacts())
+                .then(|| (primary.answered_body(ANSWERED_BODY_BYTES), shadow.answered_body(ANSWERED_BODY_BYTES)));
+            (result, noise, primary_again, bodies)
         })
         .await;
-    let Some((result, noise, primary_again)) = diffed else {
+    let Some((result, noise, primary_again, bodies)) = diffed else {
         return skip(COMPARATOR_BUSY);
     };
     if let Classified::Skipped(reason) = &result {
@@ -258,6 +261,8 @@ async fn compare_copy(
             primary_status,
             shadow_status,
             differences: differences.clone(),
+            primary_body: bodies.as_ref().map(|(primary, _)| primary.clone()),
+            shadow_body: bodies.as_ref().map(|(_, shadow)| shadow.clone()),
         }),
         _ => None,
     });

@@ -28,8 +28,8 @@ use response_diff::Classified;
 pub use self::key::{MirrorKey, Unresolved};
 pub use self::outcome::{ComparisonResult, DropReason, NotEligible, ShadowOutcome};
 use self::outcome::{Tallies, Tally};
-pub use self::recent::MismatchRecord;
 use self::recent::RecentMismatches;
+pub use self::recent::{ANSWERED_BODY_BYTES, MismatchRecord};
 pub use self::report::{ComparisonCounts, CopyCounts, LatencyDelta, MirrorReport};
 use self::window::{EvidenceWindow, Sample};
 pub use self::window::{Observation, Pair, field_family};
@@ -263,6 +263,8 @@ mod tests {
             primary_status: 200,
             shadow_status: 200,
             differences: Vec::new(),
+            primary_body: None,
+            shadow_body: None,
         };
         stats.compared(&Classified::Match, 1.0, || Some(record("/match")));
         for n in 0..10 {

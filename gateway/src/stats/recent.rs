@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use response_diff::Difference;
+use response_diff::{AnsweredBody, Difference};
 use serde::{Deserialize, Serialize};
 
 use crate::settings::ReportSettings;
@@ -21,7 +21,16 @@ pub struct MismatchRecord {
     pub primary_status: u16,
     pub shadow_status: u16,
     pub differences: Vec<Difference>,
+    /// The bodies as each side answered them (decoded, the first [`ANSWERED_BODY_BYTES`]), beside
+    /// the parsed view of `differences`; none when the mirror redacts bodies.
+    #[serde(default)]
+    pub primary_body: Option<AnsweredBody>,
+    #[serde(default)]
+    pub shadow_body: Option<AnsweredBody>,
 }
+
+/// Bytes of each side's body a mismatch record keeps.
+pub const ANSWERED_BODY_BYTES: usize = 8 * 1024;
 
 impl MismatchRecord {
     fn size(&self) -> usize {
@@ -32,6 +41,7 @@ impl MismatchRecord {
             + self.request_id.len()
             + self.trace_id.len()
             + self.differences.iter().map(|d| d.field.len() + text(&d.primary) + text(&d.shadow) + 64).sum::<usize>()
+            + [&self.primary_body, &self.shadow_body].iter().map(|b| b.as_ref().map_or(0, |b| b.text.len())).sum::<usize>()
     }
 }
 
@@ -98,6 +108,8 @@ mod tests {
             primary_status: 200,
             shadow_status: 200,
             differences: vec![Difference { field: "$.a".into(), primary: Some("x".repeat(len)), shadow: None }],
+            primary_body: None,
+            shadow_body: None,
         }
     }
 

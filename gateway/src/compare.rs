@@ -182,8 +182,9 @@ fn eligible(method: &Method, has_body: bool) -> Result<(), NoiseIneligible> {
 /// Linux): diffing large bodies takes CPU only when request handling leaves some. Comparisons
 /// queue for it within a memory bound: each reserves, for as long as it is pending, the bytes
 /// its captures may take at most (the primary's answer, the shadow's and a second primary
-/// answer, each up to the mirror's `compare.max_body`), out of `compare.max_pending_bytes`. A
-/// copy that finds no room left is mirrored but not compared (counted as skipped, "comparator
+/// answer, each up to the mirror's `compare.max_body`), out of `compare.max_pending_bytes`, and
+/// once they are complete keeps only what they took while it waits for the thread. A copy that
+/// finds no room left is mirrored but not compared (counted as skipped, "comparator
 /// busy"), and the primary's answer is then not captured at all.
 pub struct ComparisonThread {
     jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
@@ -216,6 +217,17 @@ impl ComparisonThread {
     pub fn reserve(&self, bytes: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let kib = bytes.div_ceil(1024).clamp(1, self.budget_kib);
         self.budget.clone().try_acquire_many_owned(u32::try_from(kib).unwrap_or(u32::MAX)).ok()
+    }
+
+    /// Gives back what a reservation holds beyond `bytes`, once its captures are complete: a
+    /// comparison waiting for the thread then holds the bytes its answers really took, not
+    /// `compare.max_body` each, so many small ones can queue.
+    pub fn shrink(reservation: &mut tokio::sync::OwnedSemaphorePermit, bytes: usize) {
+        let keep = bytes.div_ceil(1024).max(1);
+        let held = reservation.num_permits();
+        if held > keep {
+            drop(reservation.split(held - keep));
+        }
     }
 
     /// Runs `work` on the comparator thread (call while holding a reservation).
@@ -259,6 +271,13 @@ mod tests {
         // What is left is still room for a small one ...
         assert!(comparator.reserve(1024).is_some());
         drop(held);
+        // A reservation shrunk to what its answers took gives the rest back.
+        let mut big = comparator.reserve(60 * mib).unwrap();
+        assert!(comparator.reserve(5 * mib).is_none());
+        ComparisonThread::shrink(&mut big, 10 * 1024);
+        assert_eq!(big.num_permits(), 10);
+        assert!(comparator.reserve(50 * mib).is_some());
+        drop(big);
         // ... and a comparison larger than the whole budget runs alone.
         let alone = comparator.reserve(100 * mib);
         assert!(alone.is_some() && comparator.reserve(1).is_none());

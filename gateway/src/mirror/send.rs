@@ -193,7 +193,7 @@ async fn compare_copy(
     stats: &MirrorStats,
     deadline: tokio::time::Instant,
 ) {
-    let CompareJob { comparer, comparator, _slot, primary, noise, changes, method, path, request_id } = job;
+    let CompareJob { comparer, comparator, _slot: mut slot, primary, noise, changes, method, path, request_id } = job;
     let skip = |why: &'static str| {
         span.record("mirror.diff", "skipped");
         span.record("mirror.diff.skip_reason", why);
@@ -218,6 +218,9 @@ async fn compare_copy(
         }
         None => None,
     };
+    // Every answer is in: wait for the comparator holding only the bytes they took.
+    let held = primary.body.len() + shadow.body.len() + again.as_ref().map_or(0, |(again, _, _)| again.body.len());
+    ComparisonThread::shrink(&mut slot, held);
     let (primary_status, shadow_status) = (primary.status, shadow.status);
     // The diff itself runs on the comparator's idle-priority thread, never on a request worker.
     let route_path = path.clone();

@@ -4,9 +4,10 @@
 For each request path it asks the primary, the shadow, and the primary again, and sorts the path
 into one of three kinds:
 
-- identical: status and body of the shadow equal the primary's;
+- identical: status, headers (but those the gateway never compares) and body of the shadow equal
+  the primary's;
 - noise only: they differ, but only where the primary also differs from itself (a JSON field, or
-  a text line, that differs between the two primary answers);
+  a header or a text line, that differs between the two primary answers);
 - real: the shadow differs somewhere the primary does not.
 
 It prints the counts and the real differences by field, so the gateway's mismatches and verdict
@@ -86,9 +87,21 @@ def fetch(base, path, host):
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(request, timeout=30) as response:
-            return response.status, response.read()
+            return response.status, headers_of(response), response.read()
     except urllib.error.HTTPError as error:
-        return error.code, error.read()
+        return error.code, headers_of(error), error.read()
+
+
+# Headers the gateway never compares (they differ on every call, or belong to one connection).
+UNCOMPARED = {"date", "server", "x-request-id", "age", "connection", "keep-alive", "transfer-encoding", "content-length"}
+
+
+def headers_of(response):
+    return {k.lower(): v for k, v in response.headers.items() if k.lower() not in UNCOMPARED}
+
+
+def header_fields(a, b):
+    return {f"header:{k}" for k in set(a) | set(b) if a.get(k) != b.get(k)}
 
 
 def flatten(value, path="$"):
@@ -145,8 +158,8 @@ def main():
         if first == shadow:
             kinds["identical"] += 1
             continue
-        noise = differing(first[1], again[1]) | ({"status"} if first[0] != again[0] else set())
-        seen = differing(first[1], shadow[1]) | ({"status"} if first[0] != shadow[0] else set())
+        noise = differing(first[2], again[2]) | header_fields(first[1], again[1]) | ({"status"} if first[0] != again[0] else set())
+        seen = differing(first[2], shadow[2]) | header_fields(first[1], shadow[1]) | ({"status"} if first[0] != shadow[0] else set())
         real = seen - noise
         if real:
             kinds["real"] += 1

@@ -47,10 +47,10 @@ pub use k8s::annotations::{
     ANNOTATION_COMPARE, ANNOTATION_IGNORE_HEADERS, ANNOTATION_IGNORE_PATHS, ANNOTATION_NOISE_PERCENT, ANNOTATION_VERDICT,
 };
 pub use load::{Loaded, load_files, load_files_with, load_str, load_texts, load_texts_with};
-pub use matching::RouteHit;
+pub use matching::{Lookup, RouteHit, https_redirect};
 pub use model::{
     Answer, CompareSpec, Destination, DestinationId, Endpoint, HeaderMatch, HeaderOps, IgnorePath, MethodSet, MirrorPolicy, OutlierPolicy,
-    PathRedirect, PromoteSpec, Protocol, QueryMatch, Redirect, RetryOn, RetryPolicy, Route, RouteMatch, RouteTable, StringMatch,
+    PathRedirect, PlainHttp, PromoteSpec, Protocol, QueryMatch, Redirect, RetryOn, RetryPolicy, Route, RouteMatch, RouteTable, StringMatch,
     UriRewrite, VerdictSpec, VirtualHost, WeightedDestination,
 };
 pub use normalize::{EscapedSlashes, PathNormalization, PathRejected};

@@ -5,7 +5,9 @@ use std::borrow::Cow;
 
 use http::{HeaderMap, Method};
 
-use crate::model::{Answer, Destination, DestinationId, PathRedirect, Route, RouteMatch, RouteTable, StringMatch, UriRewrite, VirtualHost};
+use crate::model::{
+    Answer, Destination, DestinationId, PathRedirect, PlainHttp, Route, RouteMatch, RouteTable, StringMatch, UriRewrite, VirtualHost,
+};
 use http_rules::{host_matches, split_host_port};
 
 /// The route a request selected, and which of its matches fitted.
@@ -16,6 +18,26 @@ pub struct RouteHit<'a> {
     pub index: usize,
     /// `None` when the route has no matches (it matches everything).
     pub match_index: Option<usize>,
+    /// The request came over TLS: a redirect that does not name a scheme keeps `https`.
+    pub secure: bool,
+}
+
+/// What a request selects: a route, Istio's redirect to `https://` for a host its Gateway
+/// serves in clear only to redirect it, or nothing (404).
+#[derive(Debug, Clone, Copy)]
+pub enum Lookup<'a> {
+    Route(RouteHit<'a>),
+    HttpsRedirect,
+    NoRoute,
+}
+
+impl<'a> Lookup<'a> {
+    pub fn hit(self) -> Option<RouteHit<'a>> {
+        match self {
+            Lookup::Route(hit) => Some(hit),
+            _ => None,
+        }
+    }
 }
 
 impl RouteTable {
@@ -25,23 +47,38 @@ impl RouteTable {
     /// `path` is the request path, with or without its query string (query parameters are only
     /// matched when it is given). `authority` is the Host / `:authority` value, port included.
     pub fn find(&self, method: &Method, path: &str, headers: &HeaderMap, authority: Option<&str>) -> Option<RouteHit<'_>> {
+        self.lookup(false, method, path, headers, authority).hit()
+    }
+
+    /// [`Self::find`] for a request that came over TLS (`secure`) or in clear: in clear, a
+    /// host whose Gateway redirects it is [`Lookup::HttpsRedirect`], and routes that only an
+    /// HTTPS server exposes are not there ([`crate::model::PlainHttp`]).
+    pub fn lookup(&self, secure: bool, method: &Method, path: &str, headers: &HeaderMap, authority: Option<&str>) -> Lookup<'_> {
         let (path, query) = match path.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (path, None),
         };
         let host = authority.map_or("", |a| split_host_port(a).0);
-        let vhost = self.virtual_host(host)?;
-        vhost.routes.iter().find_map(|&index| {
+        let Some(vhost) = self.virtual_host(host) else { return Lookup::NoRoute };
+        if !secure && vhost.https_redirect {
+            return Lookup::HttpsRedirect;
+        }
+        let hit = vhost.routes.iter().find_map(|&index| {
             let route = &self.routes[index];
+            if !secure && route.plain_http.get(&vhost.domain).is_some_and(|p| *p != PlainHttp::Serve) {
+                return None;
+            }
             if route.matches.is_empty() {
-                return Some(RouteHit { route, index, match_index: None });
+                return Some(RouteHit { route, index, match_index: None, secure });
             }
             route.matches.iter().position(|m| m.fits(method, path, query, headers, authority)).map(|i| RouteHit {
                 route,
                 index,
                 match_index: Some(i),
+                secure,
             })
-        })
+        });
+        hit.map_or(Lookup::NoRoute, Lookup::Route)
     }
 
     /// Envoy's virtual-host selection: an exact domain, else the longest wildcard suffix, else
@@ -172,8 +209,8 @@ impl RouteHit<'_> {
     }
 
     /// The gateway's own answer on a route that does not forward (redirect or fixed response);
-    /// `None` on a forwarding route. `authority` is the request's Host; the gateway listens in
-    /// plain HTTP, so the request's scheme is `http`.
+    /// `None` on a forwarding route. `authority` is the request's Host; the request's scheme is
+    /// `https` when it came over TLS ([`RouteHit::secure`]), else `http`.
     pub fn respond(&self, authority: Option<&str>, path_and_query: &str) -> Option<http::Response<Vec<u8>>> {
         let answer = self.route.answer.as_ref()?;
         let mut response = http::Response::new(Vec::new());
@@ -184,7 +221,7 @@ impl RouteHit<'_> {
             }
             Answer::Redirect(r) => {
                 let (req_host, req_port) = authority.map_or(("", None), split_host_port);
-                let scheme = r.scheme.as_deref().unwrap_or("http");
+                let scheme = r.scheme.as_deref().unwrap_or(if self.secure { "https" } else { "http" });
                 let host = r.host.as_deref().unwrap_or(req_host);
                 // A new scheme drops the request's port (its default port is implied).
                 let port = r.port.or(if r.scheme.is_some() { None } else { req_port });
@@ -216,6 +253,16 @@ impl RouteHit<'_> {
         }
         Some(response)
     }
+}
+
+/// Envoy's `require_tls` answer: 301 to the same authority and path over `https`.
+pub fn https_redirect(authority: Option<&str>, path_and_query: &str) -> http::Response<Vec<u8>> {
+    let mut response = http::Response::new(Vec::new());
+    *response.status_mut() = http::StatusCode::MOVED_PERMANENTLY;
+    if let Ok(value) = http::HeaderValue::from_str(&format!("https://{}{path_and_query}", authority.unwrap_or_default())) {
+        response.headers_mut().insert(http::header::LOCATION, value);
+    }
+    response
 }
 
 /// Gateway API `ReplacePrefixMatch`: the first `n` bytes of `path` become `to`, with exactly

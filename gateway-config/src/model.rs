@@ -33,6 +33,24 @@ pub struct VirtualHost {
     pub domain: String,
     /// Indexes into [`RouteTable::routes`], in load order.
     pub routes: Vec<usize>,
+    /// A plain-HTTP request for this host is answered 301 to `https://` before any route is
+    /// matched (Istio Gateway server `tls.httpsRedirect`, Envoy's `require_tls: ALL`).
+    pub https_redirect: bool,
+}
+
+/// How a route serves one of its hosts on a plain-HTTP (not TLS) connection: what the Istio
+/// Gateway servers that expose the host say. A host a route does not list is served.
+/// Ordered as Istio combines the servers exposing one host: a redirecting one wins over one
+/// that serves, which wins over HTTPS ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlainHttp {
+    /// Only HTTPS servers expose it: never served in clear (404 on a plain connection).
+    TlsOnly,
+    /// An HTTP server exposes it.
+    Serve,
+    /// An HTTP server with `tls.httpsRedirect: true` exposes it: 301 to `https://`.
+    RedirectToHttps,
 }
 
 /// Index into [`RouteTable::destinations`]; only meaningful for the table that produced it.
@@ -77,6 +95,9 @@ pub struct Route {
     /// How the primary request is retried (Istio `retries`, Gateway API `retry`, native
     /// `retries:`); `None`: the gateway's default policy (`retries:` in its settings).
     pub retries: Option<RetryPolicy>,
+    /// Per host (lower case), how plain-HTTP connections get it; empty (native and Gateway
+    /// API routes, mesh routes): every host is served on every connection.
+    pub plain_http: std::collections::BTreeMap<String, PlainHttp>,
 }
 
 /// The upgrades a route tunnels when it does not say: WebSocket, as Istio and Envoy's defaults.

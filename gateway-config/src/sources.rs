@@ -68,6 +68,8 @@ pub(crate) struct PendingRoute {
     pub upgrades: Option<Vec<String>>,
     /// `None`: the gateway's default retry policy.
     pub retries: Option<crate::model::RetryPolicy>,
+    /// See [`crate::model::Route::plain_http`].
+    pub plain_http: std::collections::BTreeMap<String, crate::model::PlainHttp>,
 }
 
 /// A native route's `promote:`, before its destination is resolved.
@@ -202,8 +204,21 @@ pub(crate) struct Sources {
     pub services: Vec<NativeService>,
     pub subsets: Vec<IstioSubset>,
     pub service_entries: Vec<ServiceEntry>,
-    /// DestinationRules asking for TLS origination to a host (`tls.mode` SIMPLE or MUTUAL).
-    pub tls_rules: Vec<(String, String, Origin)>,
+    /// DestinationRules asking for TLS origination (`tls.mode` SIMPLE or MUTUAL).
+    pub tls_rules: Vec<TlsRule>,
     /// DestinationRules' `outlierDetection`: host, subset (`None`: the rule's top level), policy.
     pub outlier_rules: Vec<(String, Option<String>, crate::model::OutlierPolicy)>,
+}
+
+/// A DestinationRule's `tls.mode` for a host, or one of its subsets, or one port of them.
+#[derive(Debug, Clone)]
+pub(crate) struct TlsRule {
+    pub host: String,
+    /// `None`: the rule's top-level policy, for every subset.
+    pub subset: Option<String>,
+    /// `portLevelSettings[].port.number`; `None`: every port.
+    pub port: Option<u16>,
+    /// Upper case: `SIMPLE`, `MUTUAL`, `ISTIO_MUTUAL`, `DISABLE`.
+    pub mode: String,
+    pub origin: Origin,
 }

@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use crate::de::Result;
 use crate::error::{ConfigError, Warning};
 use crate::model::{
-    Destination, DestinationId, Endpoint, MirrorPolicy, PromoteSpec, Protocol, Route, RouteTable, UriRewrite, VirtualHost,
+    Destination, DestinationId, Endpoint, MirrorPolicy, PlainHttp, PromoteSpec, Protocol, Route, RouteTable, UriRewrite, VirtualHost,
     WeightedDestination, label,
 };
-use crate::sources::{DestRef, HostPort, IstioSubset, NativeShape, PendingRoute, ServiceEntry, Sources};
+use crate::sources::{DestRef, HostPort, IstioSubset, NativeShape, PendingRoute, Sources, TlsRule};
 use http_rules::host_matches;
 
 pub(crate) fn build(sources: Sources, warnings: &mut Vec<Warning>) -> Result<RouteTable> {
@@ -47,13 +47,16 @@ fn virtual_hosts(routes: &[Route]) -> Vec<VirtualHost> {
     domains
         .into_iter()
         .map(|domain| {
-            let routes = routes
+            let members: Vec<usize> = routes
                 .iter()
                 .enumerate()
                 .filter(|(_, r)| r.hosts.is_empty() || r.hosts.iter().any(|h| h.eq_ignore_ascii_case(&domain)))
                 .map(|(i, _)| i)
                 .collect();
-            VirtualHost { domain, routes }
+            // Envoy's `require_tls` is the virtual host's: one server redirecting the host
+            // redirects every plain request for it.
+            let https_redirect = members.iter().any(|&i| routes[i].plain_http.get(&domain) == Some(&PlainHttp::RedirectToHttps));
+            VirtualHost { domain, routes: members, https_redirect }
         })
         .collect()
 }
@@ -227,6 +230,7 @@ impl Builder<'_> {
             promote,
             upgrades,
             name,
+            plain_http: p.plain_http.clone(),
             hosts: p.hosts.clone(),
             matches: p.matches.clone(),
             rewrite_uri: p.rewrite_uri.clone(),
@@ -384,7 +388,6 @@ impl Builder<'_> {
                 .origin
                 .err(format!("missing endpoints: no ServiceEntry (or native service) says where host \"{}\" runs", r.written)));
         };
-        self.check_plaintext(r, entry)?;
         let port = match r.port {
             Some(n) => entry.ports.iter().find(|p| p.number == n).ok_or_else(|| {
                 r.origin.err(format!(
@@ -397,6 +400,7 @@ impl Builder<'_> {
                 .first()
                 .ok_or_else(|| entry.origin.err(format!("the ServiceEntry for host \"{}\" declares no ports", r.written)))?,
         };
+        self.check_plaintext(r, port.number)?;
         if let Some(protocol) = &port.tls {
             return Err(r.origin.err(format!(
                 "port {} of host \"{}\" is {protocol} ({}: {}): TLS origination is not implemented, and the gateway never sends plaintext to a TLS port",
@@ -414,22 +418,32 @@ impl Builder<'_> {
             .collect())
     }
 
-    /// A DestinationRule asking for TLS to this host is refused by name: plaintext instead of
-    /// TLS would be a silent downgrade.
-    fn check_plaintext(&self, r: &DestRef, _entry: &ServiceEntry) -> Result<()> {
-        for (host, mode, origin) in &self.sources.tls_rules {
-            if host_matches(host, &r.host) && matches!(mode.as_str(), "SIMPLE" | "MUTUAL") {
-                return Err(ConfigError::new(
-                    &r.origin.file,
-                    &r.origin.path,
-                    format!(
-                        "host \"{}\" has tls.mode {mode} ({}: {}): TLS origination is not implemented, and the gateway never sends plaintext where TLS is asked for",
-                        r.written, origin.file, origin.path
-                    ),
-                ));
-            }
-        }
-        Ok(())
+    /// A DestinationRule asking for TLS to this destination (its host, its subset, the port it
+    /// goes to) is refused by name: plaintext instead of TLS would be a silent downgrade.
+    fn check_plaintext(&self, r: &DestRef, port: u16) -> Result<()> {
+        let applies = |rule: &&TlsRule| {
+            host_matches(&rule.host, &r.host)
+                && rule.subset.as_ref().is_none_or(|s| r.subset.as_ref() == Some(s))
+                && rule.port.is_none_or(|p| p == port)
+        };
+        // Istio's MergeTrafficPolicy: the subset's port setting, else the subset's, else the
+        // rule's port setting, else the rule's (so a subset's DISABLE lifts the rule's SIMPLE).
+        let rule = self.sources.tls_rules.iter().filter(applies).rev().max_by_key(|rule| (rule.subset.is_some(), rule.port.is_some()));
+        let Some(rule) = rule.filter(|rule| matches!(rule.mode.as_str(), "SIMPLE" | "MUTUAL")) else { return Ok(()) };
+        let which = match (&rule.subset, rule.port) {
+            (Some(s), Some(p)) => format!("subset {s}, port {p}"),
+            (Some(s), None) => format!("subset {s}"),
+            (None, Some(p)) => format!("port {p}"),
+            (None, None) => "every port".to_string(),
+        };
+        Err(ConfigError::new(
+            &r.origin.file,
+            &r.origin.path,
+            format!(
+                "host \"{}\" has tls.mode {} for {which} ({}: {}): TLS origination is not implemented, and the gateway never sends plaintext where TLS is asked for",
+                r.written, rule.mode, rule.origin.file, rule.origin.path
+            ),
+        ))
     }
 }
 

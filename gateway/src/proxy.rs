@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use gateway_config::RouteHit;
+use gateway_config::{Lookup, RouteHit};
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Request, Response, Uri};
@@ -58,13 +58,15 @@ where
     let host = request_host(&request);
     // Matching is a pure function of the request head, done first so the span gets its final
     // name (`GET target`): OpenTelemetry spans cannot be renamed once started.
-    let hit = match refused {
+    let secure = request.extensions().get::<Arc<TlsConnection>>().is_some();
+    let lookup = match refused {
         None => {
             let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-            active.table.find(request.method(), path, request.headers(), host.as_ref().and_then(|h| h.to_str().ok()))
+            active.table.lookup(secure, request.method(), path, request.headers(), host.as_ref().and_then(|h| h.to_str().ok()))
         }
-        Some(_) => None,
+        Some(_) => Lookup::NoRoute,
     };
+    let hit = lookup.hit();
     let span = server_span(&request, hit.as_ref());
     let route = hit.map(|hit| (hit, &active.routes[hit.index]));
     let primary = route.filter(|(hit, _)| hit.route.answer.is_none()).map(|(_, compiled)| compiled.pick().clone());
@@ -84,6 +86,7 @@ where
             forward(&shared, hit, compiled, primary, host, request).instrument(span.clone()).await
         }
         (None, Some((hit, _)), None) => Ok(answer(&hit, host.as_ref(), request.uri())),
+        (None, None, _) if matches!(lookup, Lookup::HttpsRedirect) => Ok(to_https(host.as_ref(), request.uri())),
         _ => Err(GatewayError::NoRoute),
     }
     .unwrap_or_else(|error| {
@@ -197,7 +200,16 @@ where
 /// Phase, instead of forwarding: a route that answers itself (redirect, fixed response).
 fn answer(hit: &RouteHit<'_>, host: Option<&HeaderValue>, uri: &Uri) -> Response<BoxBody> {
     let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
-    let response = hit.respond(host.and_then(|h| h.to_str().ok()), path_and_query).unwrap_or_default();
+    own_reply(hit.respond(host.and_then(|h| h.to_str().ok()), path_and_query).unwrap_or_default())
+}
+
+/// Phase, instead of routing: a plain request for a host its Gateway redirects to HTTPS.
+fn to_https(host: Option<&HeaderValue>, uri: &Uri) -> Response<BoxBody> {
+    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+    own_reply(gateway_config::https_redirect(host.and_then(|h| h.to_str().ok()), path_and_query))
+}
+
+fn own_reply(response: http::Response<Vec<u8>>) -> Response<BoxBody> {
     response.map(|body| http_body_util::Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync())
 }
 

@@ -3,10 +3,10 @@
 use gateway_config::{Answer, LoadOptions, Loaded, RouteTable, load_texts, load_texts_with};
 use http::{HeaderMap, HeaderValue, Method};
 
-const GATEWAY: &str = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: edge, namespace: shop}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]\n";
+pub(super) const GATEWAY: &str = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: edge, namespace: shop}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]\n";
 
 /// ServiceEntries for `web`, `api`, `admin`, `reviews` (v1, v2, v3 by label) in namespace `shop`.
-const ENTRIES: &str = r#"
+pub(super) const ENTRIES: &str = r#"
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: { name: services, namespace: shop }
@@ -29,23 +29,23 @@ spec:
     - { address: 10.0.1.3, labels: { version: v3 } }
 "#;
 
-fn vs(name: &str, hosts: &str, http: &str) -> String {
+pub(super) fn vs(name: &str, hosts: &str, http: &str) -> String {
     format!(
         "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  hosts: {hosts}\n  gateways: [edge]\n  http:\n{http}"
     )
 }
 
-fn load_with(docs: &[&str], options: &LoadOptions) -> Loaded {
+pub(super) fn load_with(docs: &[&str], options: &LoadOptions) -> Loaded {
     let text = docs.join("\n---\n");
     load_texts_with([("gw.yaml", GATEWAY), ("entries.yaml", ENTRIES), ("test.yaml", text.as_str())], options)
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn load(docs: &[&str]) -> Loaded {
+pub(super) fn load(docs: &[&str]) -> Loaded {
     load_with(docs, &LoadOptions::default())
 }
 
-fn load_err(docs: &[&str]) -> String {
+pub(super) fn load_err(docs: &[&str]) -> String {
     let text = docs.join("\n---\n");
     match load_texts([("gw.yaml", GATEWAY), ("entries.yaml", ENTRIES), ("test.yaml", text.as_str())]) {
         Ok(l) => panic!("expected an error, got {:#?}", l.table.routes),
@@ -53,15 +53,15 @@ fn load_err(docs: &[&str]) -> String {
     }
 }
 
-fn route_for(t: &RouteTable, host: &str, path: &str) -> Option<String> {
+pub(super) fn route_for(t: &RouteTable, host: &str, path: &str) -> Option<String> {
     route_with(t, host, path, &HeaderMap::new())
 }
 
-fn route_with(t: &RouteTable, host: &str, path: &str, headers: &HeaderMap) -> Option<String> {
+pub(super) fn route_with(t: &RouteTable, host: &str, path: &str, headers: &HeaderMap) -> Option<String> {
     t.find(&Method::GET, path, headers, Some(host)).map(|h| h.route.name.clone())
 }
 
-fn to(service: &str) -> String {
+pub(super) fn to(service: &str) -> String {
     format!("    - route: [{{destination: {{host: {service}}}}}]\n")
 }
 

@@ -192,8 +192,9 @@ spec: {}
     );
     let warnings: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
     let expect = [
-        "vs.yaml: document 1 (Gateway gw2): spec.servers[0].tls: not implemented",
-        "vs.yaml: document 1 (Gateway gw2): spec.servers[0].port: protocol HTTPS",
+        "vs.yaml: document 1 (Gateway gw2): spec.servers[0]: HTTPS: the hosts only this server exposes (*) are served on TLS connections only",
+        "vs.yaml: document 1 (Gateway gw2): spec.servers[0].tls.credentialName: the Secret cert is not read",
+        "vs.yaml: document 1 (Gateway gw2): spec.servers[0].tls.mode: SIMPLE: the TLS mode (and client certificates) are those of the gateway's `tls:` settings",
         "vs.yaml: document 2 (VirtualService shop): spec.exportTo: not implemented",
         "vs.yaml: document 2 (VirtualService shop): spec.tcp: not implemented",
         "vs.yaml: document 2 (VirtualService shop): spec.http[0].match[0].withoutHeaders: match condition not implemented",

@@ -7,6 +7,7 @@ mod fixtures;
 mod gateway_api;
 mod helpers;
 mod istio;
+mod istio_semantics;
 mod layout;
 mod native;
 mod protocols;

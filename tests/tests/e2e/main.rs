@@ -11,6 +11,7 @@ mod gateway;
 mod grpc;
 mod hostile;
 mod hostile_h2;
+mod istio;
 mod properties;
 mod reload;
 mod retries;

@@ -424,3 +424,22 @@ async fn https_traffic_is_mirrored_and_compared_as_plain_traffic_is() {
     assert_eq!(copy[0].headers["x-forwarded-proto"], "https", "the copy says how the original came");
     gateway.running.stop().await;
 }
+
+/// Istio's HTTPS server hosts, which plain HTTP never serves (`istio::plain_http_redirects_...`),
+/// are served on the TLS listener, and a redirecting one too.
+#[tokio::test(flavor = "multi_thread")]
+async fn hosts_of_an_istio_https_server_are_served_over_tls() {
+    let dir = scratch_dir("tls-istio");
+    let ca = Ca::new(&dir, "istio");
+    let cert = ca.server("istio-hosts", &["secret.example.com", "web.example.com"]);
+    let app = Upstream::start(Behaviour::ok("app")).await;
+    let gateway = TlsGateway::start(&crate::istio::tls_routing(app.addr), settings(&[&cert]), None).await;
+    let ca_pem = ca.pem.to_str().unwrap();
+    for host in ["secret.example.com", "web.example.com"] {
+        let out = curl(&["--cacert", ca_pem, "--resolve", &gateway.resolve(host), &gateway.url(host, "/a")]).await;
+        assert!(out.ok, "{host}: {}", out.stderr);
+        assert_eq!(out.body, "app", "{host}");
+    }
+    assert_eq!(app.requests().len(), 2);
+    gateway.running.stop().await;
+}

@@ -222,6 +222,7 @@ fn rule_route(
         }
     }
     Ok(PendingRoute {
+        plain_http: Default::default(),
         promote: None,
         upgrades: None,
         name: Some(name),

@@ -8,7 +8,7 @@ use super::spec::{DestinationRuleSpec, Kind, TrafficPolicy};
 use crate::context::ObjectCx;
 use crate::k8s::names::qualify;
 use crate::model::OutlierPolicy;
-use crate::sources::IstioSubset;
+use crate::sources::{IstioSubset, TlsRule};
 
 /// Adds the rule's subsets, and the TLS it asks for (refused by validation where it would be
 /// plaintext instead).
@@ -23,20 +23,28 @@ fn subsets(cx: &mut ObjectCx<'_, Kind>, dr: &DestinationRuleSpec) {
     let (o, doc) = (cx.meta(), cx.doc());
     let host = qualify(&dr.host, &o.namespace);
     let rule = format!("{}/{}", o.namespace, o.name);
-    let mut tls = |policy: &Option<TrafficPolicy>, path: &str| {
-        if let Some(mode) = policy.as_ref().and_then(|p| p.tls.as_ref()).and_then(|t| t.mode.as_deref()) {
+    let mut tls = |policy: &Option<TrafficPolicy>, subset: Option<&str>, path: &str| {
+        let Some(policy) = policy else { return };
+        let levels = std::iter::once((None, policy.tls.as_ref(), format!("{path}.tls.mode"))).chain(
+            policy.port_level_settings.iter().enumerate().map(|(j, p)| {
+                (p.port.as_ref().and_then(|p| p.number).map(|n| n.0), p.tls.as_ref(), format!("{path}.portLevelSettings[{j}].tls.mode"))
+            }),
+        );
+        for (port, tls, at) in levels {
+            let Some(mode) = tls.and_then(|t| t.mode.as_deref()) else { continue };
             let mode = mode.to_ascii_uppercase();
             if mode == "ISTIO_MUTUAL" {
                 // Mesh mTLS is between sidecars; without Istio the workloads have none and
                 // take plaintext, which is what this gateway sends.
-                cx.warn(path, "ISTIO_MUTUAL is not implemented: there is no mesh mTLS here; requests go in plaintext, as to a workload without a sidecar");
+                cx.warn(&at, "ISTIO_MUTUAL is not implemented: there is no mesh mTLS here; requests go in plaintext, as to a workload without a sidecar");
             }
-            cx.sources().tls_rules.push((host.clone(), mode, doc.origin(path)));
+            let origin = doc.origin(&at);
+            cx.sources().tls_rules.push(TlsRule { host: host.clone(), subset: subset.map(str::to_string), port, mode, origin });
         }
     };
-    tls(&dr.traffic_policy, "spec.trafficPolicy.tls.mode");
+    tls(&dr.traffic_policy, None, "spec.trafficPolicy");
     for (i, s) in dr.subsets.iter().enumerate() {
-        tls(&s.traffic_policy, &format!("spec.subsets[{i}].trafficPolicy.tls.mode"));
+        tls(&s.traffic_policy, Some(&s.name.0), &format!("spec.subsets[{i}].trafficPolicy"));
     }
     for (i, s) in dr.subsets.iter().enumerate() {
         cx.sources().subsets.push(IstioSubset {

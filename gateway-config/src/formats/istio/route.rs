@@ -1,6 +1,8 @@
 //! One `http` entry of a VirtualService as a route: its matches, rewrite, destinations or own
 //! answer (redirect, direct response), header changes and mirrors.
 
+use std::time::Duration;
+
 use http::StatusCode;
 
 use super::spec::{Destination, DirectBody, DirectResponse, HttpMatch, HttpRedirect, HttpRoute, Kind};
@@ -93,6 +95,7 @@ pub(super) fn http_route(
         mirrors.clear();
     }
     Ok(PendingRoute {
+        plain_http: Default::default(),
         promote: None,
         upgrades: None,
         name: Some(name),
@@ -116,7 +119,10 @@ pub(super) fn http_route(
         destinations,
         destinations_origin: doc.origin(&route_path),
         mirrors,
-        timeout: h.timeout.map(|t| t.0),
+        // Istio has no route timeout unless one is written (the istio.io timeouts task): zero
+        // turns the gateway's default whole-response deadline off; the stream idle timeout
+        // (`timeouts.stream_idle`) still resets a response that stops moving.
+        timeout: Some(h.timeout.map_or(Duration::ZERO, |t| t.0)),
         retries: h.retries.as_ref().map(|r| super::retry::policy(cx, &format!("{path}.retries"), r)),
     })
 }

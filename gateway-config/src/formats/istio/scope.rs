@@ -6,15 +6,28 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use http_rules::host_matches;
 
-use super::spec::{GatewaySpec, Kind, VirtualServiceSpec};
+use super::spec::{GatewaySpec, Kind, Server, VirtualServiceSpec};
 use crate::context::ObjectCx;
 use crate::k8s::Ref;
 use crate::k8s::names::{qualify, reference};
+use crate::model::PlainHttp;
 use crate::options::LoadOptions;
 
 /// The Gateways this gateway is, by `namespace/name`, each with the hosts its servers expose
-/// as (namespace filter, host): `*/host`, `./host` (the Gateway's namespace) or `ns/host`.
-pub(super) type Ours = BTreeMap<String, Vec<(String, String)>>;
+/// as (namespace filter, host, how the server serves it in clear): `*/host`, `./host` (the
+/// Gateway's namespace) or `ns/host`.
+pub(super) type Ours = BTreeMap<String, Vec<(String, String, PlainHttp)>>;
+
+/// How a server serves its hosts on a plain-HTTP connection: HTTPS and TLS servers never in
+/// clear, an HTTP server with `tls.httpsRedirect` by redirecting to `https://`.
+fn plain_http(server: &Server) -> PlainHttp {
+    let protocol = server.port.as_ref().and_then(|p| p.protocol.as_deref()).unwrap_or("HTTP").to_ascii_uppercase();
+    match protocol.as_str() {
+        "HTTPS" | "TLS" => PlainHttp::TlsOnly,
+        _ if server.tls.as_ref().is_some_and(|t| t.https_redirect) => PlainHttp::RedirectToHttps,
+        _ => PlainHttp::Serve,
+    }
+}
 
 pub(super) fn our_gateways(objects: &[Ref<'_, Kind>], options: &LoadOptions) -> Ours {
     let mut ours = BTreeMap::new();
@@ -29,11 +42,11 @@ pub(super) fn our_gateways(objects: &[Ref<'_, Kind>], options: &LoadOptions) -> 
             let hosts = g
                 .servers
                 .iter()
-                .flat_map(|s| s.hosts.iter().flat_map(|h| &h.items))
-                .map(|h| match h.split_once('/') {
-                    Some((".", host)) => (o.namespace.clone(), host.to_ascii_lowercase()),
-                    Some((ns, host)) => (ns.to_string(), host.to_ascii_lowercase()),
-                    None => ("*".to_string(), h.to_ascii_lowercase()),
+                .flat_map(|s| s.hosts.iter().flat_map(|h| &h.items).map(move |h| (h, plain_http(s))))
+                .map(|(h, plain)| match h.split_once('/') {
+                    Some((".", host)) => (o.namespace.clone(), host.to_ascii_lowercase(), plain),
+                    Some((ns, host)) => (ns.to_string(), host.to_ascii_lowercase(), plain),
+                    None => ("*".to_string(), h.to_ascii_lowercase(), plain),
                 })
                 .collect();
             ours.insert(id, hosts);
@@ -45,13 +58,36 @@ pub(super) fn our_gateways(objects: &[Ref<'_, Kind>], options: &LoadOptions) -> 
 /// A Gateway: its servers' protocols checked, and whether this gateway is it.
 pub(super) fn gateway(cx: &mut ObjectCx<'_, Kind>, gw: &GatewaySpec, ours: &Ours) {
     for (i, server) in gw.servers.iter().enumerate() {
-        if let Some(p) = server.port.as_ref().and_then(|p| p.protocol.as_deref())
-            && !matches!(p.to_ascii_uppercase().as_str(), "HTTP" | "HTTP2")
-        {
-            cx.warn(
+        let protocol = server.port.as_ref().and_then(|p| p.protocol.as_deref()).unwrap_or("HTTP").to_ascii_uppercase();
+        let hosts = server.hosts.iter().flat_map(|h| &h.items).cloned().collect::<Vec<_>>().join(", ");
+        match protocol.as_str() {
+            "HTTP" | "HTTP2" => {}
+            "HTTPS" => cx.warn(
+                &format!("spec.servers[{i}]"),
+                format!(
+                    "HTTPS: the hosts only this server exposes ({hosts}) are served on TLS connections only, with the certificates of the gateway's `tls:` settings; plain HTTP requests for them get 404 (never served in clear)"
+                ),
+            ),
+            other => cx.warn(
                 &format!("spec.servers[{i}].port"),
-                format!("protocol {p} is not implemented: the gateway serves plain HTTP/1.1 and h2c on its --listen address"),
-            );
+                format!(
+                    "protocol {other} is not implemented: the gateway serves HTTP/1.1 and h2c, or HTTPS with its `tls:` settings; hosts of this server ({hosts}) are never served in clear"
+                ),
+            ),
+        }
+        if let Some(tls) = &server.tls {
+            if let Some(name) = &tls.credential_name {
+                cx.warn(
+                    &format!("spec.servers[{i}].tls.credentialName"),
+                    format!("the Secret {name} is not read: TLS uses the certificates of the gateway's `tls:` settings"),
+                );
+            }
+            if let Some(mode) = &tls.mode {
+                cx.warn(
+                    &format!("spec.servers[{i}].tls.mode"),
+                    format!("{mode}: the TLS mode (and client certificates) are those of the gateway's `tls:` settings"),
+                );
+            }
         }
     }
     let o = cx.meta();
@@ -64,8 +100,13 @@ pub(super) fn gateway(cx: &mut ObjectCx<'_, Kind>, gw: &GatewaySpec, ours: &Ours
 
 /// The hosts of a VirtualService this gateway serves: those its bound Gateways' servers expose
 /// (to its namespace), and all of them for the mesh; in the order written, then the narrower
-/// hosts a wildcard became. `None` (noted as scoped out, with the reason) when there are none.
-pub(super) fn served_hosts(cx: &mut ObjectCx<'_, Kind>, vs: &VirtualServiceSpec, ours: &Ours) -> Option<Vec<String>> {
+/// hosts a wildcard became, with how plain-HTTP connections get each (none listed for the
+/// mesh's: served). `None` (noted as scoped out, with the reason) when there are none.
+pub(super) fn served_hosts(
+    cx: &mut ObjectCx<'_, Kind>,
+    vs: &VirtualServiceSpec,
+    ours: &Ours,
+) -> Option<(Vec<String>, BTreeMap<String, PlainHttp>)> {
     let ns = cx.namespace();
     let mesh_router = cx.options().mesh;
     let gateways: Vec<String> =
@@ -89,16 +130,31 @@ pub(super) fn served_hosts(cx: &mut ObjectCx<'_, Kind>, vs: &VirtualServiceSpec,
     }
     let written: Vec<String> = vs.hosts.iter().flat_map(|h| &h.items).map(|h| qualify(h, ns)).collect();
     let mut hosts: BTreeSet<String> = BTreeSet::new();
+    // Per host, how its servers serve it in clear. Istio builds one route table per port: a
+    // redirecting HTTP server redirects the host (Envoy's `require_tls`), another HTTP server
+    // serves it, and HTTPS servers alone keep it off plain connections.
+    let mut plain: BTreeMap<String, PlainHttp> = BTreeMap::new();
+    let mut expose = |host: String, how: PlainHttp| {
+        let way = plain.entry(host).or_insert(how);
+        *way = (*way).max(how);
+    };
     for g in &bound {
-        for (server_ns, server) in &ours[g] {
+        for (server_ns, server, how) in &ours[g] {
             if server_ns == "*" || server_ns == ns {
-                hosts.extend(written.iter().filter_map(|h| intersect_host(server, h)));
+                for host in written.iter().filter_map(|h| intersect_host(server, h)) {
+                    expose(host.clone(), *how);
+                    hosts.insert(host);
+                }
             }
         }
     }
     if mesh && mesh_router {
         hosts.extend(written.iter().cloned());
+        for h in &written {
+            expose(h.clone(), PlainHttp::Serve);
+        }
     }
+    let plain = plain.into_iter().filter(|(_, way)| *way != PlainHttp::Serve).collect();
     if hosts.is_empty() {
         cx.scoped_out(format!(
             "its hosts ({}) match no host that the servers of {} expose to namespace {}",
@@ -108,7 +164,9 @@ pub(super) fn served_hosts(cx: &mut ObjectCx<'_, Kind>, vs: &VirtualServiceSpec,
         ));
         return None;
     }
-    Some(written.iter().filter(|h| hosts.contains(*h)).cloned().chain(hosts.iter().filter(|h| !written.contains(h)).cloned()).collect())
+    let hosts =
+        written.iter().filter(|h| hosts.contains(*h)).cloned().chain(hosts.iter().filter(|h| !written.contains(h)).cloned()).collect();
+    Some((hosts, plain))
 }
 
 /// A VirtualService host as exposed by a server host: Istio serves a VirtualService host on a

@@ -30,6 +30,18 @@ pub(super) struct Server {
     pub(super) hosts: Option<OneOrMany<String>>,
     #[serde(rename = "name")]
     pub(super) _name: Option<Scalar>,
+    pub(super) tls: Option<ServerTls>,
+}
+
+/// A server's TLS: the redirect is implemented; the certificates are the gateway's own
+/// (process settings `tls:`), so the rest is reported.
+#[derive(Deserialize)]
+pub(super) struct ServerTls {
+    #[serde(rename = "httpsRedirect", default)]
+    pub(super) https_redirect: bool,
+    pub(super) mode: Option<String>,
+    #[serde(rename = "credentialName")]
+    pub(super) credential_name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -185,13 +197,23 @@ pub(crate) struct DestinationRuleSpec {
     pub(super) subsets: Vec<Subset>,
 }
 
-/// Only TLS is declared: it must never be ignored (plaintext to a TLS port). Load balancing,
+/// TLS is declared as it must never be ignored (plaintext to a TLS port), and outlier detection.
+/// Load balancing,
 /// connection pools and the rest are reported as not implemented.
 #[derive(Deserialize)]
 pub(super) struct TrafficPolicy {
     pub(super) tls: Option<ClientTls>,
     #[serde(rename = "outlierDetection")]
     pub(super) outlier_detection: Option<OutlierDetection>,
+    #[serde(rename = "portLevelSettings", default)]
+    pub(super) port_level_settings: Vec<PortTrafficPolicy>,
+}
+
+/// A port's own policy; only its TLS is declared, for the same reason.
+#[derive(Deserialize)]
+pub(super) struct PortTrafficPolicy {
+    pub(super) port: Option<PortSelector>,
+    pub(super) tls: Option<ClientTls>,
 }
 
 /// Consecutive-error ejection; `interval` is read and has nothing to pace here (an ejection ends

@@ -28,8 +28,12 @@ pub(super) fn lower(
         }
         return Ok(());
     }
-    let Some(hosts) = served_hosts(cx, vs, ours) else { return Ok(()) };
+    let Some((hosts, plain_http)) = served_hosts(cx, vs, ours) else { return Ok(()) };
+    let first = cx.sources().routes.len();
     let count = routes(cx, vs, &hosts)?;
+    for route in &mut cx.sources().routes[first..] {
+        route.plain_http.clone_from(&plain_http);
+    }
     cx.loaded(format!("{count} route{}", if count == 1 { "" } else { "s" }));
     Ok(())
 }

@@ -1,0 +1,104 @@
+//! Issue 22: Istio's semantics as Istio has them (TLS, timeouts, mesh hosts, rewrites, merging,
+//! redirects, valid Istio that must load), one test per item; `tests/tests/e2e/istio.rs`
+//! sends the requests over real sockets.
+
+use std::time::Duration;
+
+use gateway_config::{LoadOptions, Lookup, load_texts_with};
+use http::{HeaderMap, Method};
+
+use super::fidelity::{ENTRIES, GATEWAY, load, load_err, to, vs};
+
+fn lookup<'t>(t: &'t gateway_config::RouteTable, secure: bool, host: &str, path: &str) -> Lookup<'t> {
+    t.lookup(secure, &Method::GET, path, &HeaderMap::new(), Some(host))
+}
+
+fn routed(l: Lookup<'_>) -> Option<String> {
+    l.hit().map(|h| h.route.name.clone())
+}
+
+const TLS_GATEWAY: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: edge, namespace: shop }
+spec:
+  selector: { istio: ingressgateway }
+  servers:
+    - port: { number: 80, name: http, protocol: HTTP }
+      hosts: [web.example.com]
+      tls: { httpsRedirect: true }
+    - port: { number: 80, name: http-plain, protocol: HTTP }
+      hosts: [open.example.com]
+    - port: { number: 443, name: https, protocol: HTTPS }
+      hosts: [web.example.com, secret.example.com, open.example.com]
+      tls: { mode: SIMPLE, credentialName: web-cert }
+"#;
+
+#[test]
+fn https_redirect_and_https_only_hosts_are_never_served_in_clear() {
+    let routes = vs("web", "[web.example.com, secret.example.com, open.example.com]", &to("web"));
+    let l = load_texts_with([("gw.yaml", TLS_GATEWAY), ("entries.yaml", ENTRIES), ("vs.yaml", routes.as_str())], &LoadOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = &l.table;
+    assert!(matches!(lookup(t, false, "web.example.com", "/a"), Lookup::HttpsRedirect));
+    assert_eq!(routed(lookup(t, true, "web.example.com", "/a")).as_deref(), Some("web"));
+    assert!(matches!(lookup(t, false, "secret.example.com", "/a"), Lookup::NoRoute), "an HTTPS-only host is not served in clear");
+    assert_eq!(routed(lookup(t, true, "secret.example.com", "/a")).as_deref(), Some("web"));
+    assert_eq!(routed(lookup(t, false, "open.example.com", "/a")).as_deref(), Some("web"), "a plain HTTP server serves it");
+    let redirect = gateway_config::https_redirect(Some("web.example.com:8080"), "/a?b=1");
+    assert_eq!((redirect.status().as_u16(), redirect.headers()["location"].to_str().unwrap()), (301, "https://web.example.com:8080/a?b=1"));
+    assert!(
+        l.warnings.iter().any(|w| w.path.ends_with("spec.servers[2]")
+            && w.message.contains("served on TLS connections only")
+            && w.message.contains("plain HTTP requests for them get 404")),
+        "{:#?}",
+        l.warnings
+    );
+}
+
+#[test]
+fn a_redirect_without_a_scheme_keeps_https_on_a_tls_connection() {
+    let http = "    - redirect: {uri: /new}\n";
+    let l = load(&[&vs("web", "['*']", http)]);
+    let hit = lookup(&l.table, true, "web.example.com", "/old").hit().unwrap();
+    assert_eq!(hit.respond(Some("web.example.com"), "/old").unwrap().headers()["location"], "https://web.example.com/new");
+}
+
+fn dr(traffic_policy: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: reviews, namespace: shop}}\nspec:\n  host: reviews\n{traffic_policy}"
+    )
+}
+
+#[test]
+fn port_level_and_subset_tls_refuse_the_destination_they_apply_to() {
+    let route = vs("reviews", "['*']", "    - route: [{destination: {host: reviews, port: {number: 9080}}}]\n");
+    let port_tls = dr("  trafficPolicy:\n    portLevelSettings:\n    - port: {number: 9080}\n      tls: {mode: SIMPLE}\n");
+    let err = load_err(&[&route, &port_tls]);
+    assert!(err.contains("host \"reviews\" has tls.mode SIMPLE for port 9080") && err.contains("portLevelSettings[0].tls.mode"), "{err}");
+    // Another port's TLS does not touch 9080.
+    load(&[&route, &port_tls.replace("number: 9080}", "number: 9443}")]);
+
+    let subsets =
+        "  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}, trafficPolicy: {tls: {mode: MUTUAL}}}\n";
+    let to_v1 = vs("reviews", "['*']", "    - route: [{destination: {host: reviews, subset: v1}}]\n");
+    load(&[&to_v1, &dr(subsets)]);
+    let err = load_err(&[&to_v1.replace("subset: v1", "subset: v2"), &dr(subsets)]);
+    assert!(err.contains("tls.mode MUTUAL for subset v2"), "{err}");
+    // A subset's own DISABLE lifts the rule's SIMPLE for that subset only (MergeTrafficPolicy).
+    let lifted = "  trafficPolicy: {tls: {mode: SIMPLE}}\n  subsets:\n  - {name: v1, labels: {version: v1}, trafficPolicy: {tls: {mode: DISABLE}}}\n  - {name: v2, labels: {version: v2}}\n";
+    load(&[&to_v1, &dr(lifted)]);
+    assert!(load_err(&[&to_v1.replace("subset: v1", "subset: v2"), &dr(lifted)]).contains("tls.mode SIMPLE for every port"));
+}
+
+#[test]
+fn an_istio_route_without_timeout_has_no_whole_response_deadline() {
+    let l = load(&[
+        &vs("web", "['*']", &to("web")),
+        &vs("api", "[api.example.com]", "    - route: [{destination: {host: api}}]\n      timeout: 3s\n"),
+    ]);
+    let timeout = |host| lookup(&l.table, false, host, "/").hit().unwrap().route.timeout;
+    assert_eq!(timeout("web.example.com"), Some(Duration::ZERO), "zero: the gateway's default deadline is off");
+    assert_eq!(timeout("api.example.com"), Some(Duration::from_secs(3)));
+    let _ = GATEWAY;
+}

@@ -1,0 +1,112 @@
+//! Istio's semantics as Istio has them (issue 22), over real sockets: Istio files loaded by
+//! the gateway, requests sent to it, and recording upstreams saying what they received.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use e2e_tests::gateway::TestGateway;
+use e2e_tests::upstream::{Behaviour, Upstream};
+use e2e_tests::wire::TrickleUpstream;
+use e2e_tests::{client, client_builder};
+
+/// An ingress Gateway serving every host over plain HTTP.
+const EDGE: &str = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: edge}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]\n";
+
+/// A ServiceEntry saying the Service `host` (namespace `default`, port `port`) runs at `at`.
+pub(crate) fn workload(host: &str, port: u16, at: SocketAddr) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {host}}}\nspec:\n  hosts: [{host}]\n  resolution: STATIC\n  ports: [{{number: {port}, name: http, protocol: HTTP}}]\n  endpoints: [{{address: 127.0.0.1, ports: {{http: {}}}}}]\n",
+        at.port()
+    )
+}
+
+/// A VirtualService `name` on `hosts`, bound to `gateways` (`[]`: none, the mesh), with `http`.
+pub(crate) fn virtual_service(name: &str, hosts: &str, gateways: &str, http: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}}}\nspec:\n  hosts: {hosts}\n  gateways: {gateways}\n  http:\n{http}"
+    )
+}
+
+/// Status, `location` and body of a GET of `path` with `Host: host`, redirects not followed.
+async fn get(gateway: &TestGateway, host: &str, path: &str) -> (u16, String, String) {
+    let client = client_builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let response = client.get(gateway.url(path)).header("host", host).send().await.unwrap();
+    let location = response.headers().get("location").map(|l| l.to_str().unwrap().to_owned()).unwrap_or_default();
+    (response.status().as_u16(), location, response.text().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_istio_route_without_timeout_waits_past_the_default_deadline_but_not_for_a_stall() {
+    let slow = Upstream::start(Behaviour::Slow { delay: Duration::from_millis(1000), body: "late".into() }).await;
+    let stalled = TrickleUpstream::start(2, Duration::from_secs(60)).await;
+    let http =
+        "  - match: [{uri: {prefix: /stall}}]\n    route: [{destination: {host: stalled}}]\n  - route: [{destination: {host: slow}}]\n";
+    let gateway = TestGateway::builder()
+        .file("gw.yaml", EDGE)
+        .file("vs.yaml", &virtual_service("web", "['*']", "[edge]", http))
+        .file("workloads.yaml", &[workload("slow", 80, slow.addr), workload("stalled", 80, stalled.addr)].join("---\n"))
+        .setting("timeouts.route", "300ms")
+        .setting("timeouts.stream_idle", "2s")
+        .start()
+        .await;
+    assert_eq!(get(&gateway, "web.example.com", "/").await, (200, String::new(), "late".to_owned()), "Istio has no route timeout");
+    let response = client().get(gateway.url("/stall")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.bytes().await.is_err(), "a stream that stops moving is still reset by the idle timeout");
+    gateway.stop().await;
+}
+
+/// Istio's HTTPS practice: port 80 redirects `web` to HTTPS, `secret` is on 443 only, `open`
+/// is on both.
+pub(crate) const TLS_EDGE: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: edge }
+spec:
+  selector: { istio: ingressgateway }
+  servers:
+    - port: { number: 80, name: http, protocol: HTTP }
+      hosts: [web.example.com]
+      tls: { httpsRedirect: true }
+    - port: { number: 80, name: http-open, protocol: HTTP }
+      hosts: [open.example.com]
+    - port: { number: 443, name: https, protocol: HTTPS }
+      hosts: [web.example.com, secret.example.com, open.example.com]
+      tls: { mode: SIMPLE, credentialName: web-cert }
+"#;
+
+pub(crate) fn tls_routing(app: SocketAddr) -> String {
+    let http = "  - route: [{destination: {host: app}}]\n";
+    [
+        TLS_EDGE.to_owned(),
+        virtual_service("app", "[web.example.com, secret.example.com, open.example.com]", "[edge]", http),
+        workload("app", 80, app),
+    ]
+    .join("---\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_http_redirects_https_redirect_hosts_and_never_serves_https_only_ones() {
+    let app = Upstream::start(Behaviour::ok("app")).await;
+    let gateway = TestGateway::builder().file("routing.yaml", &tls_routing(app.addr)).start().await;
+    assert_eq!(get(&gateway, "web.example.com", "/a?b=1").await, (301, "https://web.example.com/a?b=1".to_owned(), String::new()));
+    assert_eq!(get(&gateway, "secret.example.com", "/a").await.0, 404, "an HTTPS-only host is never served in clear");
+    assert_eq!(get(&gateway, "open.example.com", "/a").await, (200, String::new(), "app".to_owned()));
+    assert_eq!(app.requests().len(), 1, "only the open host reached the upstream");
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_destination_rule_asking_for_tls_on_the_routed_port_is_refused_by_name() {
+    let app = Upstream::start(Behaviour::ok("app")).await;
+    let rule = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: app}\nspec:\n  host: app\n  trafficPolicy:\n    portLevelSettings:\n    - port: {number: 80}\n      tls: {mode: SIMPLE}\n";
+    let routing = [
+        EDGE.to_owned(),
+        virtual_service("app", "['*']", "[edge]", "  - route: [{destination: {host: app}}]\n"),
+        workload("app", 80, app.addr),
+    ];
+    let err = TestGateway::builder().file("routing.yaml", &routing.join("---\n")).file("dr.yaml", rule).try_start().await.err();
+    let err = err.expect("refused: plaintext where Istio would encrypt");
+    assert!(err.contains("tls.mode SIMPLE for port 80") && err.contains("TLS origination is not implemented"), "{err}");
+    assert!(app.requests().is_empty());
+}

@@ -102,3 +102,15 @@ fn an_istio_route_without_timeout_has_no_whole_response_deadline() {
     assert_eq!(timeout("api.example.com"), Some(Duration::from_secs(3)));
     let _ = GATEWAY;
 }
+
+#[test]
+fn mesh_routes_answer_to_every_dns_name_of_the_service() {
+    let mesh = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews, namespace: shop}\nspec:\n  hosts: [reviews]\n  http:\n  - route: [{destination: {host: reviews}}]\n";
+    let l = load_texts_with([("entries.yaml", ENTRIES), ("vs.yaml", mesh)], &LoadOptions { mesh: true, ..LoadOptions::default() })
+        .unwrap_or_else(|e| panic!("{e}"));
+    for host in ["reviews", "reviews:9080", "reviews.shop", "reviews.shop:9080", "reviews.shop.svc", "reviews.shop.svc.cluster.local:9080"]
+    {
+        assert_eq!(routed(lookup(&l.table, false, host, "/")).as_deref(), Some("reviews"), "{host}");
+    }
+    assert!(routed(lookup(&l.table, false, "reviews.other", "/")).is_none());
+}

@@ -110,3 +110,20 @@ async fn a_destination_rule_asking_for_tls_on_the_routed_port_is_refused_by_name
     assert!(err.contains("tls.mode SIMPLE for port 80") && err.contains("TLS origination is not implemented"), "{err}");
     assert!(app.requests().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn as_the_mesh_router_a_service_answers_to_the_short_names_applications_send() {
+    let httpbin = Upstream::start(Behaviour::ok("httpbin")).await;
+    let http = "  - route: [{destination: {host: httpbin}}]\n";
+    let gateway = TestGateway::builder()
+        .file("vs.yaml", &virtual_service("httpbin", "[httpbin]", "[]", http))
+        .file("workloads.yaml", &workload("httpbin", 8000, httpbin.addr))
+        .setting("scope.mesh", "true")
+        .start()
+        .await;
+    for host in ["httpbin:8000", "httpbin", "httpbin.default", "httpbin.default.svc:8000", "httpbin.default.svc.cluster.local:8000"] {
+        assert_eq!(get(&gateway, host, "/get").await, (200, String::new(), "httpbin".to_owned()), "{host}");
+    }
+    assert_eq!(get(&gateway, "httpbin.other", "/get").await.0, 404, "another namespace's httpbin is not this one");
+    gateway.stop().await;
+}

@@ -9,7 +9,7 @@ use http_rules::host_matches;
 use super::spec::{GatewaySpec, Kind, Server, VirtualServiceSpec};
 use crate::context::ObjectCx;
 use crate::k8s::Ref;
-use crate::k8s::names::{qualify, reference};
+use crate::k8s::names::{qualify, reference, service_aliases};
 use crate::model::PlainHttp;
 use crate::options::LoadOptions;
 
@@ -149,9 +149,13 @@ pub(super) fn served_hosts(
         }
     }
     if mesh && mesh_router {
-        hosts.extend(written.iter().cloned());
+        // As a sidecar: every name a client in the mesh may send for the Service (`reviews`,
+        // `reviews:9080`, `reviews.default`, ...); the port is not compared.
         for h in &written {
-            expose(h.clone(), PlainHttp::Serve);
+            for name in std::iter::once(h.clone()).chain(service_aliases(h)) {
+                expose(name.clone(), PlainHttp::Serve);
+                hosts.insert(name);
+            }
         }
     }
     let plain = plain.into_iter().filter(|(_, way)| *way != PlainHttp::Serve).collect();

@@ -167,7 +167,8 @@ fn path_prefix_len(path: &str, prefix: &str, ignore_case: bool) -> Option<usize>
 
 impl RouteHit<'_> {
     /// The rewritten path-and-query; the query string is kept. Istio's rewrite replaces the
-    /// matched prefix after a prefix match and the whole path otherwise; Gateway API's
+    /// matched prefix after a prefix match, the implicit `/` prefix of a match without `uri`,
+    /// and the whole path after an exact or regex match; Gateway API's
     /// `ReplaceFullPath` always the whole path, `ReplacePrefixMatch` the matched path prefix.
     /// Borrowed when the route has no URI rewrite.
     pub fn rewrite_path<'p>(&self, path_and_query: &'p str) -> Cow<'p, str> {
@@ -179,9 +180,14 @@ impl RouteHit<'_> {
             None => (path_and_query, None),
         };
         let mut out = match rewrite {
-            UriRewrite::Istio(to) => {
+            UriRewrite::Istio(to) | UriRewrite::Native(to) => {
                 let mut out = to.clone();
-                if let Some(n) = self.matched_prefix(path) {
+                // Istio gives Envoy `prefix_rewrite`: a match without `uri` is the prefix `/`,
+                // so `/foo` with `rewrite.uri: /v2` becomes `/v2foo`.
+                let implicit = matches!(rewrite, UriRewrite::Istio(_))
+                    && self.fitting_match().is_none_or(|m| m.uri.is_none())
+                    && path.starts_with('/');
+                if let Some(n) = self.matched_prefix(path).or(implicit.then_some(1)) {
                     out.push_str(path.get(n..).unwrap_or(""));
                 }
                 out
@@ -196,9 +202,14 @@ impl RouteHit<'_> {
         Cow::Owned(out)
     }
 
+    /// The match that selected the route; `None` when it has no matches.
+    fn fitting_match(&self) -> Option<&RouteMatch> {
+        self.match_index.and_then(|i| self.route.matches.get(i))
+    }
+
     /// How much of `path` the fitting match's prefix covered.
     fn matched_prefix(&self, path: &str) -> Option<usize> {
-        let m = self.match_index.and_then(|i| self.route.matches.get(i))?;
+        let m = self.fitting_match()?;
         match m.uri.as_ref()? {
             StringMatch::Prefix(p) => {
                 path.get(..p.len()).is_some_and(|head| head == p || (m.ignore_uri_case && head.eq_ignore_ascii_case(p))).then_some(p.len())

@@ -174,8 +174,11 @@ impl HeaderOps {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UriRewrite {
-    /// Istio `rewrite.uri`: the matched prefix after a prefix match, else the whole path.
+    /// Istio `rewrite.uri` (Envoy's `prefix_rewrite`): the matched prefix after a prefix
+    /// match, `/` after a match without `uri` (`/foo` -> `/v2foo`), else the whole path.
     Istio(String),
+    /// The native `rewrite`: the matched prefix after a prefix match, else the whole path.
+    Native(String),
     /// Gateway API `ReplaceFullPath`.
     Full(String),
     /// Gateway API `ReplacePrefixMatch`.

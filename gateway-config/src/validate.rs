@@ -125,7 +125,7 @@ impl Builder<'_> {
         if p.destinations.is_empty() && p.answer.is_none() {
             return Err(p.destinations_origin.err("no destinations: nothing to route to"));
         }
-        if let Some(UriRewrite::Istio(uri) | UriRewrite::Full(uri) | UriRewrite::Prefix(uri)) = &p.rewrite_uri
+        if let Some(UriRewrite::Istio(uri) | UriRewrite::Native(uri) | UriRewrite::Full(uri) | UriRewrite::Prefix(uri)) = &p.rewrite_uri
             && !uri.starts_with('/')
         {
             return Err(p.origin.err(format!("rewrite uri \"{uri}\" must start with `/`")));

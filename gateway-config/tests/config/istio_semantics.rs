@@ -114,3 +114,15 @@ fn mesh_routes_answer_to_every_dns_name_of_the_service() {
     }
     assert!(routed(lookup(&l.table, false, "reviews.other", "/")).is_none());
 }
+
+#[test]
+fn a_rewrite_on_a_match_without_uri_replaces_the_implicit_slash_prefix() {
+    let http = "    - match: [{headers: {x-v: {exact: '2'}}}]\n      rewrite: {uri: /v2}\n      route: [{destination: {host: web}}]\n    - rewrite: {uri: /v1/}\n      route: [{destination: {host: web}}]\n    - route: [{destination: {host: web}}]\n";
+    let l = load(&[&vs("web", "['*']", http)]);
+    let mut v2 = HeaderMap::new();
+    v2.insert("x-v", "2".parse().unwrap());
+    let hit = l.table.find(&Method::GET, "/foo", &v2, Some("web.example.com")).unwrap();
+    assert_eq!(hit.rewrite_path("/foo?a=1"), "/v2foo?a=1", "Envoy's prefix_rewrite of the implicit `/`");
+    let hit = l.table.find(&Method::GET, "/foo/bar", &HeaderMap::new(), Some("web.example.com")).unwrap();
+    assert_eq!(hit.rewrite_path("/foo/bar"), "/v1/foo/bar");
+}

@@ -81,7 +81,7 @@ fn every_field_is_read() {
     assert_eq!(api.name, "api");
     assert_eq!(api.hosts, vec!["*.example.com"]);
     assert_eq!(api.timeout, Some(Duration::from_secs(90)));
-    assert_eq!(api.rewrite_uri, Some(gateway_config::UriRewrite::Istio("/v2/".to_string())));
+    assert_eq!(api.rewrite_uri, Some(gateway_config::UriRewrite::Native("/v2/".to_string())));
     assert_eq!(api.rewrite_authority.as_ref().and_then(|a| a.to_str().ok()), Some("backend.internal"));
     let m = &api.matches[0];
     assert_eq!(m.methods, vec![Method::GET, Method::POST]);

@@ -127,3 +127,19 @@ async fn as_the_mesh_router_a_service_answers_to_the_short_names_applications_se
     assert_eq!(get(&gateway, "httpbin.other", "/get").await.0, 404, "another namespace's httpbin is not this one");
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rewrite_on_a_match_without_uri_replaces_the_implicit_slash() {
+    let web = Upstream::start(Behaviour::ok("web")).await;
+    let http = "  - match: [{headers: {x-v: {exact: '2'}}}]\n    rewrite: {uri: /v2}\n    route: [{destination: {host: web}}]\n";
+    let gateway = TestGateway::builder()
+        .file("gw.yaml", EDGE)
+        .file("vs.yaml", &virtual_service("web", "['*']", "[edge]", http))
+        .file("workloads.yaml", &workload("web", 80, web.addr))
+        .start()
+        .await;
+    let response = client().get(gateway.url("/foo?a=1")).header("x-v", "2").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(web.requests()[0].uri, "/v2foo?a=1", "Envoy's prefix_rewrite of the implicit `/` prefix");
+    gateway.stop().await;
+}

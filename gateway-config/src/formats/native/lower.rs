@@ -143,8 +143,8 @@ fn route(doc: Doc<'_>, order: (usize, usize, usize), path: &str, r: NRoute, defa
     };
     let (rewrite_uri, rewrite_authority) = match r.rewrite {
         None => (None, None),
-        Some(ShortOrMap::Short(Scalar(uri))) => (Some(UriRewrite::Istio(uri)), None),
-        Some(ShortOrMap::Map(rw)) => (rw.uri.map(|s| UriRewrite::Istio(s.0)), rw.authority.map(|s| s.0)),
+        Some(ShortOrMap::Short(Scalar(uri))) => (Some(UriRewrite::Native(uri)), None),
+        Some(ShortOrMap::Map(rw)) => (rw.uri.map(|s| UriRewrite::Native(s.0)), rw.authority.map(|s| s.0)),
     };
     let to_path = format!("{path}.to");
     let destinations =

@@ -78,6 +78,11 @@ impl<'c, S> ObjectCx<'c, S> {
         self.translation.warnings.push(warning);
     }
 
+    /// A warning at `origin`, a place in this object (or a delegate it splices in).
+    pub fn warn_at(&mut self, origin: &Origin, message: impl AsRef<str>) {
+        self.translation.warnings.push(Warning::new(&origin.file, &origin.path, message));
+    }
+
     /// What this object contributes (`--check-config`'s "loaded").
     pub fn loaded(&mut self, what: String) {
         let meta = self.object.meta;

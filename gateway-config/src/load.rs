@@ -73,7 +73,8 @@ fn load_all<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>, translation
         translation.notes.file(&was.file).scoped_out.push(format!("{what} ({}): replaced by {}: {}", was.label, by.file, by.label));
     }
     let sources = &mut translation.sources;
-    sources.routes.sort_by_key(|r| r.order);
+    // Gateway API routes keep their own order after the others (`formats/gateway_api`).
+    sources.routes.sort_by_key(|r| (r.order.0 == usize::MAX, r.catch_all_last, r.order));
     if sources.routes.is_empty() {
         // Zero routes is a valid state, as a controller with no route attached has it: every
         // request answers 404 until a reload brings a route. Said once, with what was scoped out.

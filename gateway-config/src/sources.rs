@@ -68,6 +68,9 @@ pub(crate) struct PendingRoute {
     pub upgrades: Option<Vec<String>>,
     /// `None`: the gateway's default retry policy.
     pub retries: Option<crate::model::RetryPolicy>,
+    /// An Istio gateway catch-all route: after every other route of the load (see
+    /// `formats/istio/virtual_service.rs`), keeping its order among the other catch-alls.
+    pub catch_all_last: bool,
     /// See [`crate::model::Route::plain_http`].
     pub plain_http: std::collections::BTreeMap<String, crate::model::PlainHttp>,
 }

@@ -126,3 +126,22 @@ fn a_rewrite_on_a_match_without_uri_replaces_the_implicit_slash_prefix() {
     let hit = l.table.find(&Method::GET, "/foo/bar", &HeaderMap::new(), Some("web.example.com")).unwrap();
     assert_eq!(hit.rewrite_path("/foo/bar"), "/v1/foo/bar");
 }
+
+#[test]
+fn virtual_services_for_one_host_merge_with_catch_alls_last() {
+    let first = "    - match: [{uri: {prefix: /a}}]\n      route: [{destination: {host: web}}]\n    - route: [{destination: {host: api}}]\n    - match: [{uri: {prefix: /late}}]\n      route: [{destination: {host: web}}]\n";
+    let second = "    - match: [{uri: {prefix: /b}}]\n      route: [{destination: {host: admin}}]\n    - match: [{uri: {regex: '.*'}}]\n      route: [{destination: {host: admin}}]\n";
+    let l = load(&[&vs("first", "[shop.example.com]", first), &vs("second", "[shop.example.com]", second)]);
+    let at = |path| super::fidelity::route_for(&l.table, "shop.example.com", path);
+    assert_eq!(at("/a").as_deref(), Some("first.0"));
+    assert_eq!(at("/b").as_deref(), Some("second.0"), "the first VirtualService's catch-all no longer hides the second");
+    assert_eq!(at("/x").as_deref(), Some("first.1"), "catch-alls keep their order among themselves");
+    assert_eq!(at("/late").as_deref(), Some("first.1"), "a route after a catch-all is dropped, as Istio drops it");
+    assert!(
+        l.warnings
+            .iter()
+            .any(|w| w.path.ends_with("spec.http[2]") && w.message.contains("after the catch-all route first.1: never reached")),
+        "{:#?}",
+        l.warnings
+    );
+}

@@ -143,3 +143,21 @@ async fn a_rewrite_on_a_match_without_uri_replaces_the_implicit_slash() {
     assert_eq!(web.requests()[0].uri, "/v2foo?a=1", "Envoy's prefix_rewrite of the implicit `/` prefix");
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn split_virtual_services_for_one_host_merge_with_the_catch_all_last() {
+    let (web, api) = (Upstream::start(Behaviour::ok("web")).await, Upstream::start(Behaviour::ok("api")).await);
+    // istio.io's "split large virtual services": one team's file with the default route first.
+    let first = "  - match: [{uri: {prefix: /web}}]\n    route: [{destination: {host: web}}]\n  - route: [{destination: {host: web}}]\n";
+    let second = "  - match: [{uri: {prefix: /api}}]\n    route: [{destination: {host: api}}]\n";
+    let gateway = TestGateway::builder()
+        .file("gw.yaml", EDGE)
+        .file("a.yaml", &virtual_service("shop-web", "[shop.example.com]", "[edge]", first))
+        .file("b.yaml", &virtual_service("shop-api", "[shop.example.com]", "[edge]", second))
+        .file("workloads.yaml", &[workload("web", 80, web.addr), workload("api", 80, api.addr)].join("---\n"))
+        .start()
+        .await;
+    assert_eq!(get(&gateway, "shop.example.com", "/api/items").await.2, "api", "the later fragment is reached");
+    assert_eq!(get(&gateway, "shop.example.com", "/anything").await.2, "web", "the catch-all still takes the rest");
+    gateway.stop().await;
+}

@@ -223,6 +223,7 @@ fn rule_route(
     }
     Ok(PendingRoute {
         plain_http: Default::default(),
+        catch_all_last: false,
         promote: None,
         upgrades: None,
         name: Some(name),

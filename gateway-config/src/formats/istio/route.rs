@@ -96,6 +96,7 @@ pub(super) fn http_route(
     }
     Ok(PendingRoute {
         plain_http: Default::default(),
+        catch_all_last: false,
         promote: None,
         upgrades: None,
         name: Some(name),

@@ -100,13 +100,8 @@ pub(super) fn gateway(cx: &mut ObjectCx<'_, Kind>, gw: &GatewaySpec, ours: &Ours
 
 /// The hosts of a VirtualService this gateway serves: those its bound Gateways' servers expose
 /// (to its namespace), and all of them for the mesh; in the order written, then the narrower
-/// hosts a wildcard became, with how plain-HTTP connections get each (none listed for the
-/// mesh's: served). `None` (noted as scoped out, with the reason) when there are none.
-pub(super) fn served_hosts(
-    cx: &mut ObjectCx<'_, Kind>,
-    vs: &VirtualServiceSpec,
-    ours: &Ours,
-) -> Option<(Vec<String>, BTreeMap<String, PlainHttp>)> {
+/// hosts a wildcard became. `None` (noted as scoped out, with the reason) when there are none.
+pub(super) fn served_hosts(cx: &mut ObjectCx<'_, Kind>, vs: &VirtualServiceSpec, ours: &Ours) -> Option<Served> {
     let ns = cx.namespace();
     let mesh_router = cx.options().mesh;
     let gateways: Vec<String> =
@@ -170,7 +165,16 @@ pub(super) fn served_hosts(
     }
     let hosts =
         written.iter().filter(|h| hosts.contains(*h)).cloned().chain(hosts.iter().filter(|h| !written.contains(h)).cloned()).collect();
-    Some((hosts, plain))
+    Some(Served { hosts, plain_http: plain, gateways: bound })
+}
+
+/// What of a VirtualService this gateway serves.
+pub(super) struct Served {
+    pub hosts: Vec<String>,
+    /// How plain-HTTP connections get each host (none listed: served).
+    pub plain_http: BTreeMap<String, PlainHttp>,
+    /// The Gateways of ours it is bound to, `namespace/name` (empty: served for the mesh only).
+    pub gateways: Vec<String>,
 }
 
 /// A VirtualService host as exposed by a server host: Istio serves a VirtualService host on a

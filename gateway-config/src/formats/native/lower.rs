@@ -165,6 +165,7 @@ fn route(doc: Doc<'_>, order: (usize, usize, usize), path: &str, r: NRoute, defa
     Ok(PendingRoute {
         retries,
         plain_http: Default::default(),
+        catch_all_last: false,
         name: r.name.map(|n| n.0),
         origin: doc.origin(path),
         order,

@@ -447,6 +447,33 @@ pub(crate) fn header_name(s: &str) -> std::result::Result<HeaderName, String> {
     HeaderName::from_bytes(s.as_bytes()).map_err(|_| format!("invalid header name \"{s}\""))
 }
 
+/// A header name where Istio also takes the `:authority` pseudo-header (header matches,
+/// `headers.request.set`). JWT claims (`@request.auth.claims.*`) are refused by name: routing
+/// on them needs Istio's RequestAuthentication, which is not implemented.
+#[derive(Debug, Clone)]
+pub(crate) enum IstioHeader {
+    Name(HeaderName),
+    Authority,
+}
+
+impl<'de> Deserialize<'de> for IstioHeader {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let Scalar(s) = Scalar::deserialize(d)?;
+        if s.eq_ignore_ascii_case(":authority") {
+            return Ok(IstioHeader::Authority);
+        }
+        if s.starts_with("@request.auth.claims") {
+            return Err(de::Error::custom(format!(
+                "\"{s}\": JWT claim routing is not implemented (it needs Istio's RequestAuthentication)"
+            )));
+        }
+        if s.starts_with(':') {
+            return Err(de::Error::custom(format!("pseudo-header \"{s}\" is not implemented here (`:authority` is)")));
+        }
+        header_name(&s).map(IstioHeader::Name).map_err(de::Error::custom)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct HValue(pub HeaderValue);
 
@@ -547,6 +574,20 @@ struct RawMatch {
     exact: Option<Scalar>,
     prefix: Option<Scalar>,
     regex: Option<RegexText>,
+}
+
+/// A `uri` match, where Istio's `{}` (no kind given) is every path (Envoy's prefix `/`).
+#[derive(Debug, Clone)]
+pub(crate) struct UriMatch(pub Option<StringMatch>);
+
+impl<'de> Deserialize<'de> for UriMatch {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let raw = RawMatch::deserialize(d)?;
+        if raw.exact.is_none() && raw.prefix.is_none() && raw.regex.is_none() {
+            return Ok(UriMatch(None));
+        }
+        raw.into_match().map(|m| UriMatch(Some(m.0))).map_err(de::Error::custom)
+    }
 }
 
 impl<'de> Deserialize<'de> for MatchSpec {

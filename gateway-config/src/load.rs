@@ -123,6 +123,24 @@ fn load_one(file: &str, index: usize, text: &str, objects: &mut Objects<Spec>, t
 
 /// Every document of a YAML stream; an unparsable one is an error naming its position.
 fn parse_documents(file: &str, text: &str) -> Result<Vec<Value>, ConfigError> {
+    let mut text = std::borrow::Cow::Borrowed(text);
+    // Each retry quotes one more scalar; a file has at most one per line.
+    for _ in 0..=text.lines().count() {
+        match parse_yaml(file, &text) {
+            Ok(docs) => return Ok(docs),
+            Err((error, Some(fixed))) => {
+                tracing::debug!(%error, "YAML parsed again with a flow scalar quoted, as sigs.k8s.io/yaml reads it");
+                text = std::borrow::Cow::Owned(fixed);
+            }
+            Err((error, None)) => return Err(error),
+        }
+    }
+    parse_yaml(file, &text).map_err(|(error, _)| error)
+}
+
+/// The documents of `text`; on an error, also the text fixed when the error is one that
+/// Kubernetes' YAML reader (sigs.k8s.io/yaml, go-yaml) does not make.
+fn parse_yaml(file: &str, text: &str) -> Result<Vec<Value>, (ConfigError, Option<String>)> {
     use serde::Deserialize;
     let mut docs = Vec::new();
     for (i, de) in serde_norway::Deserializer::from_str(text).enumerate() {
@@ -131,9 +149,34 @@ fn parse_documents(file: &str, text: &str) -> Result<Vec<Value>, ConfigError> {
                 Some(l) => format!("document {} (line {}, column {})", i + 1, l.line(), l.column()),
                 None => format!("document {}", i + 1),
             };
-            ConfigError::new(file, path, format!("invalid YAML: {}", de::one_line(&e)))
+            let message = de::one_line(&e);
+            (ConfigError::new(file, path, format!("invalid YAML: {message}")), quote_flow_scalar(text, &message))
         })?;
         docs.push(doc);
     }
     Ok(docs)
+}
+
+/// go-yaml reads `[1.2.3.4, 001:db8::]` as two strings: in a flow collection a plain scalar
+/// may hold a `:` followed by `]`, `,` or `}` (Istio's own valid ServiceEntry test file writes
+/// an IPv6 address so). libyaml stops there with "found unexpected ':'"; the scalar it was
+/// scanning is quoted, up to the flow indicator that ends it in go-yaml, so it reads the same.
+fn quote_flow_scalar(text: &str, message: &str) -> Option<String> {
+    let (_, at) = message.split_once("found unexpected ':'")?;
+    let (_, at) = at.split_once("while scanning a plain scalar at line ")?;
+    let (line, at) = at.split_once(" column ")?;
+    let column: usize = at.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+    let line: usize = line.trim().parse().ok()?;
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    let target = *lines.get(line.checked_sub(1)?)?;
+    let start = target.char_indices().nth(column.checked_sub(1)?).map(|(i, _)| i)?;
+    let rest = &target[start..];
+    let len = rest.find([',', ']', '}']).unwrap_or(rest.len());
+    let scalar = rest[..len].trim_end();
+    if scalar.is_empty() || scalar.contains(['"', '\\', '#']) {
+        return None;
+    }
+    let fixed = format!("{}\"{scalar}\"{}", &target[..start], &rest[scalar.len()..]);
+    lines[line - 1] = &fixed;
+    Some(lines.join("\n"))
 }

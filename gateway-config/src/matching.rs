@@ -6,7 +6,8 @@ use std::borrow::Cow;
 use http::{HeaderMap, Method};
 
 use crate::model::{
-    Answer, Destination, DestinationId, PathRedirect, PlainHttp, Route, RouteMatch, RouteTable, StringMatch, UriRewrite, VirtualHost,
+    Answer, Destination, DestinationId, HeaderMatch, PathRedirect, PlainHttp, Route, RouteMatch, RouteTable, StringMatch, UriRewrite,
+    VirtualHost,
 };
 use http_rules::{host_matches, split_host_port};
 
@@ -128,7 +129,23 @@ impl RouteMatch {
         }) {
             return false;
         }
-        self.headers.iter().all(|h| headers.get_all(&h.name).iter().any(|v| v.to_str().is_ok_and(|v| h.value.matches(v))))
+        self.headers.iter().all(|h| h.fits(headers))
+    }
+}
+
+impl HeaderMatch {
+    /// Envoy's rule: a header sent several times is matched on its values joined with `,`
+    /// (allocated only then).
+    fn fits(&self, headers: &HeaderMap) -> bool {
+        let mut values = headers.get_all(&self.name).iter();
+        let Some(first) = values.next() else { return false };
+        let Some(second) = values.next() else { return first.to_str().is_ok_and(|v| self.value.matches(v)) };
+        let mut joined = Vec::from(first.as_bytes());
+        for v in std::iter::once(second).chain(values) {
+            joined.push(b',');
+            joined.extend_from_slice(v.as_bytes());
+        }
+        std::str::from_utf8(&joined).is_ok_and(|v| self.value.matches(v))
     }
 }
 

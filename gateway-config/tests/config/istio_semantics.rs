@@ -145,3 +145,39 @@ fn virtual_services_for_one_host_merge_with_catch_alls_last() {
         l.warnings
     );
 }
+
+#[test]
+fn valid_istio_that_once_was_refused_loads() {
+    // `uri: {}` is every path; `:authority` is matched and set as Envoy does.
+    let http = "    - match: [{uri: {}, headers: {':authority': {prefix: api.}}}]\n      headers: {request: {set: {':authority': api.internal, x-a: b}}}\n      route: [{destination: {host: api}}]\n    - route: [{destination: {host: web}}]\n";
+    let l = load(&[&vs("web", "['*']", http)]);
+    let at = |host| super::fidelity::route_for(&l.table, host, "/any/path");
+    assert_eq!(at("api.example.com").as_deref(), Some("web.0"));
+    assert_eq!(at("www.example.com").as_deref(), Some("web.1"));
+    let api = &l.table.routes[0];
+    assert_eq!(api.rewrite_authority.as_ref().map(|a| a.to_str().unwrap()), Some("api.internal"));
+    assert_eq!(api.request_headers.set.len(), 1, "x-a only: `:authority` is the authority rewrite");
+
+    let jwt = "    - match: [{headers: {'@request.auth.claims.group': {exact: admin}}}]\n      route: [{destination: {host: api}}]\n";
+    let err = load_err(&[&vs("web", "['*']", jwt)]);
+    assert!(err.contains("JWT claim routing is not implemented"), "{err}");
+
+    // Istio's own pkg/config/validation/testdata/crds/serviceentry-valid.yaml writes this.
+    let entry = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: full}\nspec:\n  hosts: [\"example.com\"]\n  addresses: [1.2.3.4, 001:db8::]\n  ports: [{name: foo, protocol: HTTP, number: 1234}]\n  resolution: DNS\n";
+    let l = load(&[entry]);
+    assert!(l.warnings.iter().any(|w| w.path.ends_with("spec.addresses")), "{:#?}", l.warnings);
+    assert!(load_err(&["a: [b, c: d: e]"]).contains("invalid YAML"), "other YAML errors stay errors");
+}
+
+#[test]
+fn a_header_sent_twice_is_matched_on_its_joined_value() {
+    let http = "    - match: [{headers: {x-tag: {exact: 'a,b'}}}]\n      route: [{destination: {host: api}}]\n    - route: [{destination: {host: web}}]\n";
+    let l = load(&[&vs("web", "['*']", http)]);
+    let mut twice = HeaderMap::new();
+    twice.append("x-tag", "a".parse().unwrap());
+    twice.append("x-tag", "b".parse().unwrap());
+    assert_eq!(super::fidelity::route_with(&l.table, "w.example.com", "/", &twice).as_deref(), Some("web.0"));
+    let mut once = HeaderMap::new();
+    once.append("x-tag", "a".parse().unwrap());
+    assert_eq!(super::fidelity::route_with(&l.table, "w.example.com", "/", &once).as_deref(), Some("web.1"));
+}

@@ -161,3 +161,21 @@ async fn split_virtual_services_for_one_host_merge_with_the_catch_all_last() {
     assert_eq!(get(&gateway, "shop.example.com", "/anything").await.2, "web", "the catch-all still takes the rest");
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn valid_istio_matches_on_authority_and_joined_headers_route_as_envoy_does() {
+    let (api, web) = (Upstream::start(Behaviour::ok("api")).await, Upstream::start(Behaviour::ok("web")).await);
+    let http = "  - match: [{uri: {}, headers: {':authority': {prefix: api.}}}]\n    headers: {request: {set: {':authority': api.internal}}}\n    route: [{destination: {host: api}}]\n  - match: [{headers: {x-tag: {exact: 'a,b'}}}]\n    route: [{destination: {host: api}}]\n  - route: [{destination: {host: web}}]\n";
+    let gateway = TestGateway::builder()
+        .file("gw.yaml", EDGE)
+        .file("vs.yaml", &virtual_service("shop", "['*']", "[edge]", http))
+        .file("workloads.yaml", &[workload("api", 80, api.addr), workload("web", 80, web.addr)].join("---\n"))
+        .start()
+        .await;
+    assert_eq!(get(&gateway, "api.example.com", "/any").await.2, "api");
+    assert_eq!(api.requests()[0].headers["host"], "api.internal", "`:authority` set is the authority rewrite");
+    assert_eq!(get(&gateway, "www.example.com", "/any").await.2, "web");
+    let twice = client().get(gateway.url("/")).header("x-tag", "a").header("x-tag", "b").send().await.unwrap();
+    assert_eq!(twice.text().await.unwrap(), "api", "a header sent twice is matched on `a,b`");
+    gateway.stop().await;
+}

@@ -7,7 +7,7 @@ use http::StatusCode;
 
 use super::spec::{Destination, DirectBody, DirectResponse, HttpMatch, HttpRedirect, HttpRoute, Kind};
 use crate::context::ObjectCx;
-use crate::de::{self, Doc, HName, MatchSpec, Presence, Result};
+use crate::de::{self, Doc, IstioHeader, MatchSpec, Presence, Result};
 use crate::k8s::names::qualify;
 use crate::model::{
     Answer, CompareSpec, HeaderMatch, HeaderOps, PathRedirect, QueryMatch, Redirect, RouteMatch, StringMatch, UriRewrite, regex_source,
@@ -37,10 +37,27 @@ pub(super) fn http_route(
     for (j, m) in h.matches.iter().flatten().enumerate() {
         matches.push(http_match(doc, &format!("{path}.match[{j}]"), m)?);
     }
-    let (rewrite_uri, rewrite_authority) = match &h.rewrite {
+    let (rewrite_uri, mut rewrite_authority) = match &h.rewrite {
         Some(r) => (r.uri.as_ref().map(|s| UriRewrite::Istio(s.0.clone())), r.authority.as_ref().map(|s| s.0.clone())),
         None => (None, None),
     };
+    let mut request_headers = HeaderOps::default();
+    if let Some(r) = h.headers.as_ref().and_then(|h| h.request.as_ref()) {
+        for (name, value) in &r.set.0 {
+            match name {
+                IstioHeader::Name(name) => request_headers.set.push((name.clone(), value.0.clone())),
+                // Setting `:authority` is what `rewrite.authority` does.
+                IstioHeader::Authority if rewrite_authority.is_none() => {
+                    rewrite_authority = Some(value.0.to_str().unwrap_or_default().to_string());
+                }
+                IstioHeader::Authority => {
+                    cx.warn(&format!("{path}.headers.request.set"), "`:authority` is set by `rewrite.authority` too; the rewrite wins")
+                }
+            }
+        }
+        request_headers.add = r.add.0.iter().map(|(n, v)| (n.0.clone(), v.0.clone())).collect();
+        request_headers.remove = r.remove.iter().map(|n| n.0.clone()).collect();
+    }
     let route_path = format!("{path}.route");
     let actions = [h.route.is_some(), h.redirect.is_some(), h.direct_response.is_some()].iter().filter(|a| **a).count();
     if actions > 1 {
@@ -107,16 +124,7 @@ pub(super) fn http_route(
         rewrite_uri,
         rewrite_authority,
         answer,
-        request_headers: h
-            .headers
-            .as_ref()
-            .and_then(|h| h.request.as_ref())
-            .map(|r| HeaderOps {
-                set: r.set.0.iter().map(|(n, v)| (n.0.clone(), v.0.clone())).collect(),
-                add: r.add.0.iter().map(|(n, v)| (n.0.clone(), v.0.clone())).collect(),
-                remove: r.remove.iter().map(|n| n.0.clone()).collect(),
-            })
-            .unwrap_or_default(),
+        request_headers,
         destinations,
         destinations_origin: doc.origin(&route_path),
         mirrors,
@@ -212,33 +220,35 @@ pub(super) fn http_match(doc: Doc<'_>, path: &str, m: &HttpMatch) -> Result<Rout
             _ => return Err(doc.err(&format!("{path}.method"), "only `exact` method matches are supported")),
         }
     }
-    let headers = m
-        .headers
-        .iter()
-        .flat_map(|h| &h.0)
-        .map(|(HName(name), Presence(value))| HeaderMatch { name: name.clone(), value: value.clone() })
-        .collect();
+    let mut headers = Vec::new();
+    let mut authority = m.authority.as_ref().map(|a| a.0.clone());
+    for (key, Presence(value)) in m.headers.iter().flat_map(|h| &h.0) {
+        match key {
+            IstioHeader::Name(name) => headers.push(HeaderMatch { name: name.clone(), value: value.clone() }),
+            // Envoy matches the `:authority` pseudo-header: the request's authority.
+            IstioHeader::Authority if authority.is_none() => authority = Some(value.clone()),
+            IstioHeader::Authority => {
+                return Err(
+                    doc.err(&format!("{path}.headers"), "`:authority` is matched twice (`authority` and `headers[:authority]`); give one")
+                );
+            }
+        }
+    }
     let query_params = m
         .query_params
         .iter()
         .flat_map(|q| &q.0)
         .map(|(name, Presence(value))| QueryMatch { name: name.clone(), value: value.clone() })
         .collect();
-    let mut uri = m.uri.as_ref().map(|u| u.0.clone());
+    // `uri: {}` names no kind: every path, as Envoy's prefix `/`.
+    let mut uri = m.uri.as_ref().and_then(|u| u.0.clone());
     if m.ignore_uri_case
         && let Some(StringMatch::Regex(re)) = &uri
     {
         let source = regex_source(re).to_string();
         uri = Some(StringMatch::regex(&format!("(?i:{source})")).map_err(|e| doc.err(&format!("{path}.uri"), e.to_string()))?);
     }
-    Ok(RouteMatch {
-        uri,
-        methods,
-        headers,
-        authority: m.authority.as_ref().map(|a| a.0.clone()),
-        query_params,
-        ignore_uri_case: m.ignore_uri_case,
-    })
+    Ok(RouteMatch { uri, methods, headers, authority, query_params, ignore_uri_case: m.ignore_uri_case })
 }
 
 /// `{host, subset, port: {number}}`; the host qualified by the object's namespace.

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::de::{Dur, HName, HValue, MatchSpec, OneOrMany, Ordered, Percent, Port, Presence, Scalar, U32};
+use crate::de::{Dur, HName, HValue, IstioHeader, MatchSpec, OneOrMany, Ordered, Percent, Port, Presence, Scalar, U32, UriMatch};
 
 /// The Istio kinds the gateway reads.
 pub(crate) enum Kind {
@@ -103,7 +103,7 @@ pub(super) struct Headers {
 #[derive(Deserialize)]
 pub(super) struct HeaderOperations {
     #[serde(default)]
-    pub(super) set: Ordered<HValue, HName>,
+    pub(super) set: Ordered<HValue, IstioHeader>,
     #[serde(default)]
     pub(super) add: Ordered<HValue, HName>,
     #[serde(default)]
@@ -112,10 +112,10 @@ pub(super) struct HeaderOperations {
 
 #[derive(Deserialize)]
 pub(super) struct HttpMatch {
-    pub(super) uri: Option<MatchSpec>,
+    pub(super) uri: Option<UriMatch>,
     pub(super) authority: Option<MatchSpec>,
     pub(super) method: Option<MatchSpec>,
-    pub(super) headers: Option<Ordered<Presence, HName>>,
+    pub(super) headers: Option<Ordered<Presence, IstioHeader>>,
     #[serde(rename = "queryParams")]
     pub(super) query_params: Option<Ordered<Presence>>,
     #[serde(rename = "ignoreUriCase", default)]

@@ -6,8 +6,8 @@ use std::borrow::Cow;
 use http::{HeaderMap, Method};
 
 use crate::model::{
-    Answer, Destination, DestinationId, HeaderMatch, PathRedirect, PlainHttp, Route, RouteMatch, RouteTable, StringMatch, UriRewrite,
-    VirtualHost,
+    Answer, Destination, DestinationId, HeaderMatch, PathRedirect, PlainHttp, RedirectPorts, Route, RouteMatch, RouteTable, StringMatch,
+    UriRewrite, VirtualHost,
 };
 use http_rules::{host_matches, split_host_port};
 
@@ -201,10 +201,8 @@ impl RouteHit<'_> {
                 let mut out = to.clone();
                 // Istio gives Envoy `prefix_rewrite`: a match without `uri` is the prefix `/`,
                 // so `/foo` with `rewrite.uri: /v2` becomes `/v2foo`.
-                let implicit = matches!(rewrite, UriRewrite::Istio(_))
-                    && self.fitting_match().is_none_or(|m| m.uri.is_none())
-                    && path.starts_with('/');
-                if let Some(n) = self.matched_prefix(path).or(implicit.then_some(1)) {
+                let matched = if matches!(rewrite, UriRewrite::Istio(_)) { self.envoy_prefix(path) } else { self.matched_prefix(path) };
+                if let Some(n) = matched {
                     out.push_str(path.get(n..).unwrap_or(""));
                 }
                 out
@@ -222,6 +220,13 @@ impl RouteHit<'_> {
     /// The match that selected the route; `None` when it has no matches.
     fn fitting_match(&self) -> Option<&RouteMatch> {
         self.match_index.and_then(|i| self.route.matches.get(i))
+    }
+
+    /// What Envoy's `prefix_rewrite` replaces: the matched prefix, or the implicit `/` of a
+    /// match without `uri`; `None` after an exact or regex match (the whole path goes).
+    fn envoy_prefix(&self, path: &str) -> Option<usize> {
+        let implicit = self.fitting_match().is_none_or(|m| m.uri.is_none()) && path.starts_with('/');
+        self.matched_prefix(path).or(implicit.then_some(1))
     }
 
     /// How much of `path` the fitting match's prefix covered.
@@ -249,10 +254,21 @@ impl RouteHit<'_> {
             }
             Answer::Redirect(r) => {
                 let (req_host, req_port) = authority.map_or(("", None), split_host_port);
-                let scheme = r.scheme.as_deref().unwrap_or(if self.secure { "https" } else { "http" });
+                let req_scheme = if self.secure { "https" } else { "http" };
+                let scheme = r.scheme.as_deref().unwrap_or(req_scheme);
                 let host = r.host.as_deref().unwrap_or(req_host);
-                // A new scheme drops the request's port (its default port is implied).
-                let port = r.port.or(if r.scheme.is_some() { None } else { req_port });
+                let default_port = |scheme: &str, port: u16| matches!((scheme, port), ("http", 80) | ("https", 443));
+                let port = match r.ports {
+                    // A new scheme drops the request's port (its default port is implied).
+                    RedirectPorts::KeepUnlessScheme => r.port.or(if r.scheme.is_some() { None } else { req_port }),
+                    RedirectPorts::Envoy => match (r.port, &r.host) {
+                        (Some(p), _) => Some(p).filter(|p| !default_port(scheme, *p)),
+                        (None, Some(_)) => None,
+                        (None, None) if scheme != req_scheme => req_port.filter(|p| !default_port(req_scheme, *p)),
+                        (None, None) => req_port,
+                    },
+                    RedirectPorts::FromRequest => r.port.or(req_port).filter(|p| !default_port(scheme, *p)),
+                };
                 let (path, query) = match path_and_query.split_once('?') {
                     Some((p, q)) => (p, Some(q)),
                     None => (path_and_query, None),
@@ -261,6 +277,7 @@ impl RouteHit<'_> {
                     None => path.to_string(),
                     Some(PathRedirect::Full(p)) => p.clone(),
                     Some(PathRedirect::Prefix(p)) => replace_prefix(path, self.matched_prefix(path).unwrap_or(0), p),
+                    Some(PathRedirect::IstioPrefix(p)) => format!("{p}{}", path.get(self.envoy_prefix(path).unwrap_or(0)..).unwrap_or("")),
                 };
                 let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
                 let mut location = format!("{scheme}://{host}");

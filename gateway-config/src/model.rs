@@ -210,6 +210,23 @@ pub struct Redirect {
     pub host: Option<String>,
     pub port: Option<u16>,
     pub path: Option<PathRedirect>,
+    /// What becomes of the request's port when `port` is not given.
+    pub ports: RedirectPorts,
+}
+
+/// The port of a redirect's `Location` when the redirect does not give one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedirectPorts {
+    /// The request's port, dropped when the scheme changes (Gateway API).
+    KeepUnlessScheme,
+    /// Envoy's `RedirectAction` (Istio): a new authority drops it; a new scheme drops it only
+    /// when it is the old scheme's default (`:80` for http); a given port replaces it and is
+    /// left out when it is the scheme's default (Istio's ApplyRedirect).
+    Envoy,
+    /// Istio `derivePort: FROM_REQUEST_PORT`: the port the request came to, left out when it
+    /// is the scheme's default.
+    FromRequest,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -219,6 +236,9 @@ pub enum PathRedirect {
     Full(String),
     /// The matched prefix is replaced (Gateway API `ReplacePrefixMatch`).
     Prefix(String),
+    /// Istio `redirect.prefixRewrite` (Envoy's `prefix_rewrite`): the matched prefix, or the
+    /// implicit `/` of a match without `uri`, becomes this text; the rest follows as it is.
+    IstioPrefix(String),
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -181,3 +181,24 @@ fn a_header_sent_twice_is_matched_on_its_joined_value() {
     once.append("x-tag", "a".parse().unwrap());
     assert_eq!(super::fidelity::route_with(&l.table, "w.example.com", "/", &once).as_deref(), Some("web.1"));
 }
+
+#[test]
+fn redirects_treat_ports_as_envoy_does_and_take_every_istio_field() {
+    let http = "    - match: [{uri: {prefix: /authority}}]\n      redirect: {authority: new.example.com}\n    - match: [{uri: {prefix: /scheme}}]\n      redirect: {scheme: https}\n    - match: [{uri: {prefix: /port}}]\n      redirect: {scheme: https, port: 443}\n    - match: [{uri: {prefix: /derive}}]\n      redirect: {derivePort: FROM_REQUEST_PORT, uri: /derived}\n    - match: [{uri: {prefix: /old}}]\n      redirect: {prefixRewrite: /new, redirectCode: 308}\n";
+    let l = load(&[&vs("web", "['*']", http)]);
+    let location = |host: &str, path: &str| {
+        let hit = lookup(&l.table, false, host, path).hit().unwrap();
+        let response = hit.respond(Some(host), path).unwrap();
+        (response.status().as_u16(), response.headers()["location"].to_str().unwrap().to_owned())
+    };
+    let at = |host: &str, path: &str| location(host, path).1;
+    assert_eq!(at("web.example.com:8080", "/authority"), "http://new.example.com/authority", "a new authority drops the port");
+    assert_eq!(at("web.example.com:8080", "/scheme"), "https://web.example.com:8080/scheme", "a new scheme keeps a non-default port");
+    assert_eq!(at("web.example.com:80", "/scheme"), "https://web.example.com/scheme", "and drops the old scheme's default");
+    assert_eq!(at("web.example.com:8080", "/port"), "https://web.example.com/port", "443 is https's default");
+    assert_eq!(at("web.example.com:8080", "/derive"), "http://web.example.com:8080/derived");
+    assert_eq!(at("web.example.com", "/derive"), "http://web.example.com/derived");
+    assert_eq!(location("web.example.com", "/old/page?x=1"), (308, "http://web.example.com/new/page?x=1".to_owned()));
+    let both = "    - redirect: {port: 8443, derivePort: FROM_REQUEST_PORT}\n";
+    assert!(load_err(&[&vs("web", "['*']", both)]).contains("port and derivePort both given"));
+}

@@ -179,3 +179,17 @@ async fn valid_istio_matches_on_authority_and_joined_headers_route_as_envoy_does
     assert_eq!(twice.text().await.unwrap(), "api", "a header sent twice is matched on `a,b`");
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redirects_handle_ports_as_envoy_and_rewrite_the_matched_prefix() {
+    let http = "  - match: [{uri: {prefix: /moved}}]\n    redirect: {authority: new.example.com}\n  - match: [{uri: {prefix: /secure}}]\n    redirect: {scheme: https}\n  - match: [{uri: {prefix: /old}}]\n    redirect: {prefixRewrite: /new, redirectCode: 302}\n";
+    let gateway =
+        TestGateway::builder().file("gw.yaml", EDGE).file("vs.yaml", &virtual_service("answers", "['*']", "[edge]", http)).start().await;
+    assert_eq!(get(&gateway, "web.example.com:8080", "/moved/x").await.1, "http://new.example.com/moved/x");
+    assert_eq!(get(&gateway, "web.example.com:8080", "/secure").await.1, "https://web.example.com:8080/secure");
+    assert_eq!(
+        get(&gateway, "web.example.com", "/old/page?q=1").await,
+        (302, "http://web.example.com/new/page?q=1".to_owned(), String::new())
+    );
+    gateway.stop().await;
+}

@@ -11,7 +11,9 @@ use super::spec::{GMatch, HttpRouteSpec, Kind, NameMatch, PathModifier, Rule};
 use crate::context::ObjectCx;
 use crate::de::{Doc, Result, check_percent, header_name, one_line, translate_re2};
 use crate::k8s::annotations;
-use crate::model::{Answer, CompareSpec, HeaderMatch, HeaderOps, PathRedirect, QueryMatch, Redirect, RouteMatch, StringMatch, UriRewrite};
+use crate::model::{
+    Answer, CompareSpec, HeaderMatch, HeaderOps, PathRedirect, QueryMatch, Redirect, RedirectPorts, RouteMatch, StringMatch, UriRewrite,
+};
 use crate::sources::{PendingMirror, PendingRoute};
 
 /// The specification's precedence, most specific first: path class (exact, prefix, regex),
@@ -148,7 +150,7 @@ fn rule_route(
                 if let Some(p) = &u.path {
                     rewrite_uri = Some(match path_modifier(doc, &format!("{fpath}.urlRewrite.path"), p)? {
                         PathRedirect::Full(s) => UriRewrite::Full(s),
-                        PathRedirect::Prefix(s) => UriRewrite::Prefix(s),
+                        PathRedirect::Prefix(s) | PathRedirect::IstioPrefix(s) => UriRewrite::Prefix(s),
                     });
                 }
             }
@@ -164,6 +166,7 @@ fn rule_route(
                     }
                 };
                 answer = Some(Answer::Redirect(Redirect {
+                    ports: RedirectPorts::KeepUnlessScheme,
                     status,
                     scheme: r.scheme.clone(),
                     host: r.hostname.clone(),

@@ -10,7 +10,8 @@ use crate::context::ObjectCx;
 use crate::de::{self, Doc, IstioHeader, MatchSpec, Presence, Result};
 use crate::k8s::names::qualify;
 use crate::model::{
-    Answer, CompareSpec, HeaderMatch, HeaderOps, PathRedirect, QueryMatch, Redirect, RouteMatch, StringMatch, UriRewrite, regex_source,
+    Answer, CompareSpec, HeaderMatch, HeaderOps, PathRedirect, QueryMatch, Redirect, RedirectPorts, RouteMatch, StringMatch, UriRewrite,
+    regex_source,
 };
 use crate::sources::{DestRef, PendingMirror, PendingRoute};
 
@@ -158,17 +159,38 @@ fn redirect(doc: Doc<'_>, path: &str, r: &HttpRedirect) -> Result<Answer> {
         }
         None => (None, None),
     };
-    if let Some(uri) = &r.uri
-        && !uri.starts_with('/')
-    {
-        return Err(doc.err(&format!("{path}.uri"), format!("\"{uri}\" must start with `/`")));
+    for (key, value) in [("uri", &r.uri), ("prefixRewrite", &r.prefix_rewrite)] {
+        if let Some(v) = value
+            && !v.starts_with('/')
+        {
+            return Err(doc.err(&format!("{path}.{key}"), format!("\"{v}\" must start with `/`")));
+        }
     }
+    if r.uri.is_some() && r.prefix_rewrite.is_some() {
+        return Err(doc.err(path, "uri and prefixRewrite both given; a redirect takes one"));
+    }
+    let ports = match r.derive_port.as_deref().map(str::to_ascii_uppercase).as_deref() {
+        _ if r.port.is_some() && r.derive_port.is_some() => {
+            return Err(doc.err(path, "port and derivePort both given; a redirect takes one"));
+        }
+        None | Some("FROM_PROTOCOL_DEFAULT") => RedirectPorts::Envoy,
+        Some("FROM_REQUEST_PORT") => RedirectPorts::FromRequest,
+        Some(other) => {
+            return Err(doc.err(&format!("{path}.derivePort"), format!("{other} is not FROM_PROTOCOL_DEFAULT or FROM_REQUEST_PORT")));
+        }
+    };
+    let path_redirect = match (&r.uri, &r.prefix_rewrite) {
+        (_, Some(p)) => Some(PathRedirect::IstioPrefix(p.clone())),
+        (Some(u), None) => Some(PathRedirect::Full(u.clone())),
+        (None, None) => None,
+    };
     Ok(Answer::Redirect(Redirect {
         status,
         scheme: r.scheme.clone(),
         host,
         port: r.port.map(|p| p.0).or(port),
-        path: r.uri.clone().map(PathRedirect::Full),
+        path: path_redirect,
+        ports,
     }))
 }
 

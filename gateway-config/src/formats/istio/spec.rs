@@ -133,6 +133,10 @@ pub(super) struct Rewrite {
 #[derive(Deserialize)]
 pub(super) struct HttpRedirect {
     pub(super) uri: Option<String>,
+    #[serde(rename = "prefixRewrite")]
+    pub(super) prefix_rewrite: Option<String>,
+    #[serde(rename = "derivePort")]
+    pub(super) derive_port: Option<String>,
     pub(super) authority: Option<String>,
     pub(super) port: Option<Port>,
     pub(super) scheme: Option<String>,

@@ -80,9 +80,9 @@ spec:
           weight: 80
         - destination: { host: shop, subset: v2, port: { number: 9090 } }
           weight: 20
-      mirror: { host: shop, subset: v3 }
-      mirrorPercentage: { value: 12.5 }
       mirrors:
+        - destination: { host: shop, subset: v3 }
+          percentage: { value: 12.5 }
         - destination: { host: shop, subset: v2 }
           percentage: { value: 50 }
         - destination: { host: api.example.org }

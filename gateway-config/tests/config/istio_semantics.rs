@@ -202,3 +202,44 @@ fn redirects_treat_ports_as_envoy_does_and_take_every_istio_field() {
     let both = "    - redirect: {port: 8443, derivePort: FROM_REQUEST_PORT}\n";
     assert!(load_err(&[&vs("web", "['*']", both)]).contains("port and derivePort both given"));
 }
+
+#[test]
+fn delegate_matches_merge_as_istio_has_conflicts() {
+    let parent = |m: &str| {
+        vs(
+            "root",
+            "[shop.example.com]",
+            &format!("    - match: [{m}]\n      delegate: {{name: child}}\n    - route: [{{destination: {{host: web}}}}]\n"),
+        )
+    };
+    let child = |m: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: child, namespace: shop}}\nspec:\n  http:\n  - match: [{m}]\n    route: [{{destination: {{host: api}}}}]\n"
+        )
+    };
+    let served = |p: &str, c: &str, path: &str| {
+        let l = load(&[&parent(p), &child(c)]);
+        super::fidelity::route_for(&l.table, "shop.example.com", path).is_some_and(|r| r.starts_with("root.0"))
+    };
+    assert!(served("{uri: {prefix: /a}}", "{uri: {exact: /ab}}", "/ab"), "an exact child inside the parent's prefix");
+    assert!(!served("{uri: {regex: '/a.*'}}", "{uri: {regex: '/a.*'}}", "/ab"), "root and child regexes conflict");
+    assert!(!served("{uri: {prefix: /a}}", "{uri: {prefix: /a}, ignoreUriCase: true}", "/ab"), "ignoreUriCase differs");
+    assert!(served("{uri: {prefix: /a}}", "{uri: {prefix: /ab}}", "/abc"));
+}
+
+#[test]
+fn validation_is_as_strict_as_istios_and_websocket_upgrade_is_no_warning() {
+    let both = "    - redirect: {uri: /x}\n      rewrite: {uri: /y}\n";
+    assert!(load_err(&[&vs("web", "['*']", both)]).contains("redirect and rewrite cannot be combined"));
+    let mirrors = "    - route: [{destination: {host: web}}]\n      mirror: {host: api}\n      mirrors: [{destination: {host: admin}}]\n";
+    assert!(load_err(&[&vs("web", "['*']", mirrors)]).contains("mirror and mirrors cannot both be given"));
+    let ws = "    - route: [{destination: {host: web}}]\n      websocketUpgrade: true\n";
+    let l = load(&[&vs("web", "['*']", ws)]);
+    assert!(!l.warnings.iter().any(|w| w.path.contains("websocketUpgrade")), "{:#?}", l.warnings);
+}
+
+#[test]
+fn several_destinations_without_weights_are_refused_as_istio_refuses_them() {
+    let http = "    - route: [{destination: {host: web}}, {destination: {host: api}}]\n";
+    assert!(load_err(&[&vs("web", "['*']", http)]).contains("total destination weight = 0"));
+}

@@ -99,45 +99,52 @@ pub(super) fn delegate(cx: &mut ObjectCx<'_, Kind>, at: &Place, h: &HttpRoute, d
     Ok(added)
 }
 
-/// Istio's delegate rule: a child's match must lie within its parent's; the merged match holds
-/// both. `None` when they conflict.
+/// Istio's delegate rule (pilot/pkg/model/virtualservice.go hasConflict): a child's match
+/// must lie within its parent's; the merged match holds both, the child's condition where
+/// both give one. `None` when they conflict.
 fn merge_matches(parent: &RouteMatch, child: &RouteMatch) -> Option<RouteMatch> {
-    let uri = match (&parent.uri, &child.uri) {
-        (None, c) => c.clone(),
-        (p, None) => p.clone(),
-        (Some(StringMatch::Prefix(p)), Some(c @ (StringMatch::Prefix(s) | StringMatch::Exact(s)))) if s.starts_with(p.as_str()) => {
-            Some(c.clone())
-        }
-        (Some(p), Some(c)) if p.source() == c.source() && std::mem::discriminant(p) == std::mem::discriminant(c) => Some(c.clone()),
-        _ => return None,
-    };
-    let same = |a: &Option<StringMatch>, b: &Option<StringMatch>| match (a, b) {
-        (None, x) | (x, None) => Some(x.clone()),
-        (Some(x), Some(y)) if x.source() == y.source() && std::mem::discriminant(x) == std::mem::discriminant(y) => Some(Some(x.clone())),
-        _ => None,
-    };
-    let authority = same(&parent.authority, &child.authority)?;
-    let methods = match (parent.methods.is_empty(), child.methods.is_empty()) {
-        (true, _) => child.methods.clone(),
-        (_, true) => parent.methods.clone(),
-        _ if parent.methods == child.methods => child.methods.clone(),
-        _ => return None,
-    };
+    if parent.ignore_uri_case != child.ignore_uri_case
+        || conflict(parent.uri.as_ref(), child.uri.as_ref())
+        || conflict(parent.authority.as_ref(), child.authority.as_ref())
+        || !parent.methods.is_empty() && !child.methods.is_empty() && parent.methods != child.methods
+    {
+        return None;
+    }
     let mut headers = parent.headers.clone();
     for h in &child.headers {
-        match headers.iter().find(|p| p.name == h.name) {
-            Some(p) if p.value.source() != h.value.source() => return None,
-            Some(_) => {}
+        match headers.iter().position(|p| p.name == h.name) {
+            Some(i) if conflict(Some(&headers[i].value), Some(&h.value)) => return None,
+            Some(i) => headers[i] = h.clone(),
             None => headers.push(h.clone()),
         }
     }
     let mut query_params = parent.query_params.clone();
     for q in &child.query_params {
-        match query_params.iter().find(|p| p.name == q.name) {
-            Some(p) if p.value.source() != q.value.source() => return None,
-            Some(_) => {}
+        match query_params.iter().position(|p| p.name == q.name) {
+            Some(i) if conflict(Some(&query_params[i].value), Some(&q.value)) => return None,
+            Some(i) => query_params[i] = q.clone(),
             None => query_params.push(q.clone()),
         }
     }
-    Some(RouteMatch { uri, methods, headers, authority, query_params, ignore_uri_case: parent.ignore_uri_case || child.ignore_uri_case })
+    Some(RouteMatch {
+        uri: child.uri.clone().or_else(|| parent.uri.clone()),
+        methods: if child.methods.is_empty() { parent.methods.clone() } else { child.methods.clone() },
+        headers,
+        authority: child.authority.clone().or_else(|| parent.authority.clone()),
+        query_params,
+        ignore_uri_case: child.ignore_uri_case,
+    })
+}
+
+/// Istio's stringMatchConflict: when both give a condition, only an exact child under the
+/// same exact parent, or a prefix or exact child that starts with a prefix parent, lies within
+/// it (a regex on either side always conflicts).
+fn conflict(parent: Option<&StringMatch>, child: Option<&StringMatch>) -> bool {
+    use StringMatch::{Exact, PathPrefix, Prefix};
+    let (Some(parent), Some(child)) = (parent, child) else { return false };
+    match (parent, child) {
+        (Exact(e), Exact(c)) => c != e,
+        (Prefix(p) | PathPrefix(p), Prefix(c) | PathPrefix(c) | Exact(c)) => !c.starts_with(p.as_str()),
+        _ => true,
+    }
 }

@@ -64,6 +64,13 @@ pub(super) fn http_route(
     if actions > 1 {
         return Err(doc.err(path, "route, redirect and directResponse are exclusive; give one"));
     }
+    // Istio's validation refuses these pairs (pkg/config/validation).
+    if h.redirect.is_some() && h.rewrite.is_some() {
+        return Err(doc.err(path, "redirect and rewrite cannot be combined (Istio refuses it)"));
+    }
+    if h.mirror.is_some() && h.mirrors.is_some() {
+        return Err(doc.err(path, "mirror and mirrors cannot both be given (Istio refuses it); use mirrors"));
+    }
     let answer = match (&h.redirect, &h.direct_response) {
         (Some(r), _) => Some(redirect(doc, &format!("{path}.redirect"), r)?),
         (_, Some(d)) => Some(direct_response(doc, &format!("{path}.directResponse"), d)?),
@@ -75,6 +82,11 @@ pub(super) fn http_route(
             for (j, r) in route.iter().enumerate() {
                 let dest = destination(cx, &format!("{route_path}[{j}].destination"), &r.destination)?;
                 destinations.push((dest, r.weight.map(|w| w.0)));
+            }
+            if destinations.len() > 1 && destinations.iter().all(|(_, w)| w.unwrap_or(0) == 0) {
+                return Err(
+                    doc.err(&route_path, "total destination weight = 0: several destinations need weights (Istio refuses them without)")
+                );
             }
         }
         (None, Some(_)) => {}

@@ -82,6 +82,10 @@ pub(super) struct HttpRoute {
     pub(super) timeout: Option<Dur>,
     pub(super) headers: Option<Headers>,
     pub(super) retries: Option<HttpRetry>,
+    /// Deprecated in Istio, and what the gateway does anyway: WebSocket upgrades are tunnelled
+    /// on every route.
+    #[serde(rename = "websocketUpgrade")]
+    pub(super) _websocket_upgrade: Option<bool>,
 }
 
 /// `retries: { attempts: 3, perTryTimeout: 2s, retryOn: "connect-failure,503" }`.

@@ -243,3 +243,16 @@ fn several_destinations_without_weights_are_refused_as_istio_refuses_them() {
     let http = "    - route: [{destination: {host: web}}, {destination: {host: api}}]\n";
     assert!(load_err(&[&vs("web", "['*']", http)]).contains("total destination weight = 0"));
 }
+
+#[test]
+fn gateway_servers_on_several_ports_of_one_kind_are_warned() {
+    let gw = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: edge, namespace: shop}\nspec:\n  servers:\n  - {port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}\n  - {port: {number: 8080, name: alt, protocol: HTTP}, hosts: ['*']}\n  - {port: {number: 443, name: https, protocol: HTTPS}, hosts: ['*']}\n";
+    let l = load_texts_with(
+        [("gw.yaml", gw), ("entries.yaml", ENTRIES), ("vs.yaml", vs("web", "['*']", &to("web")).as_str())],
+        &LoadOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let several: Vec<_> = l.warnings.iter().filter(|w| w.message.contains("per-port routing is not implemented")).collect();
+    assert_eq!(several.len(), 1, "80 and 8080 only: 443 is the TLS listener's: {several:#?}");
+    assert!(several[0].message.starts_with("HTTP servers on ports 80, 8080"), "{}", several[0].message);
+}

@@ -90,6 +90,29 @@ pub(super) fn gateway(cx: &mut ObjectCx<'_, Kind>, gw: &GatewaySpec, ours: &Ours
             }
         }
     }
+    // One listener serves plain HTTP (or TLS, with the `tls:` settings): servers of one kind on
+    // several ports all land on it.
+    for tls in [false, true] {
+        let mut ports: Vec<u16> = gw
+            .servers
+            .iter()
+            .filter(|s| (plain_http(s) == PlainHttp::TlsOnly) == tls)
+            .filter_map(|s| s.port.as_ref().and_then(|p| p.number).map(|n| n.0))
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        if ports.len() > 1 {
+            let list = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
+            cx.warn(
+                "spec.servers",
+                format!(
+                    "{} servers on ports {list}: all are served on the gateway's one {} listener (per-port routing is not implemented)",
+                    if tls { "HTTPS" } else { "HTTP" },
+                    if tls { "TLS" } else { "plain" }
+                ),
+            );
+        }
+    }
     let o = cx.meta();
     if ours.contains_key(&format!("{}/{}", o.namespace, o.name)) {
         cx.loaded("this gateway serves the VirtualServices bound to it".to_string());

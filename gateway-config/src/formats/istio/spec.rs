@@ -46,8 +46,7 @@ pub(super) struct ServerTls {
 
 #[derive(Deserialize)]
 pub(super) struct ServerPort {
-    #[serde(rename = "number")]
-    pub(super) _number: Option<Port>,
+    pub(super) number: Option<Port>,
     #[serde(rename = "name")]
     pub(super) _name: Option<Scalar>,
     pub(super) protocol: Option<String>,

@@ -49,9 +49,9 @@ pub use k8s::annotations::{
 pub use load::{Loaded, load_files, load_files_with, load_str, load_texts, load_texts_with};
 pub use matching::{Lookup, RouteHit, https_redirect};
 pub use model::{
-    Answer, CompareSpec, Destination, DestinationId, Endpoint, HeaderMatch, HeaderOps, IgnorePath, MethodSet, MirrorPolicy, OutlierPolicy,
-    PathRedirect, PlainHttp, PromoteSpec, Protocol, QueryMatch, Redirect, RetryOn, RetryPolicy, Route, RouteMatch, RouteTable, StringMatch,
-    UriRewrite, VerdictSpec, VirtualHost, WeightedDestination,
+    Answer, CaptureSpec, CompareSpec, Destination, DestinationId, Endpoint, HeaderMatch, HeaderOps, IgnorePath, MethodSet, MirrorPolicy,
+    OutlierPolicy, PathRedirect, PlainHttp, PromoteSpec, Protocol, QueryMatch, Redirect, RetryOn, RetryPolicy, Route, RouteMatch, RouteTable,
+    StringMatch, UriRewrite, VerdictSpec, VirtualHost, WeightedDestination,
 };
 pub use normalize::{EscapedSlashes, PathNormalization, PathRejected};
 pub use options::LoadOptions;

@@ -434,7 +434,34 @@ pub struct MirrorPolicy {
     pub compare: Option<CompareSpec>,
     /// Judge the shadow on the comparisons: on by default when the mirror compares.
     pub verdict: Option<VerdictSpec>,
+    /// Record compared exchanges to a HAR file (needs `compare`).
+    pub capture: Option<CaptureSpec>,
 }
+
+/// What a mirror records of its compared exchanges, and where: a HAR 1.2 file (read by browsers,
+/// Charles, mitmproxy, k6 and `gateway replay`), written off the request path.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaptureSpec {
+    pub file: std::path::PathBuf,
+    /// Share (0..=100) of compared exchanges recorded; every mismatch is recorded whatever this says.
+    pub sample_percent: f64,
+    /// Each body is kept up to this many bytes (and marked cut).
+    pub max_body_bytes: usize,
+    /// The file is rotated (`file.1`, `file.2`, ...) before it grows past this.
+    pub max_file_bytes: u64,
+    /// Rotated files kept besides the current one.
+    pub keep_files: usize,
+    /// Headers whose values are replaced, besides `authorization`, `proxy-authorization`,
+    /// `cookie` and `set-cookie`, which always are.
+    #[serde(serialize_with = "ser::header_names")]
+    pub redact_headers: Vec<HeaderName>,
+    /// JSON values in request and response bodies whose values are replaced.
+    pub redact_paths: Vec<IgnorePath>,
+}
+
+pub(crate) const DEFAULT_CAPTURE_MAX_BODY: usize = 64 * 1024;
+pub(crate) const DEFAULT_CAPTURE_FILE_BYTES: u64 = 100 * 1024 * 1024;
+pub(crate) const DEFAULT_CAPTURE_KEEP: usize = 5;
 
 /// Which request methods a mirror copies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -100,6 +100,7 @@ pub(crate) struct PendingMirror {
     pub remove_headers: Vec<HeaderName>,
     pub compare: Option<CompareSpec>,
     pub verdict: Option<VerdictSpec>,
+    pub capture: Option<crate::model::CaptureSpec>,
 }
 
 /// An endpoint as written, before validation makes it an [`Endpoint`](crate::model::Endpoint)
@@ -141,6 +142,7 @@ impl PendingMirror {
             remove_headers: Vec::new(),
             compare: compare.cloned(),
             verdict: compare.map(|_| VerdictSpec::default()),
+            capture: None,
         }
     }
 }

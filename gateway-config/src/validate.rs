@@ -177,6 +177,20 @@ impl Builder<'_> {
             if m.verdict.is_some() && m.compare.is_none() {
                 return Err(m.origin.err("verdict: a verdict needs `compare` on the mirror: the mismatch rate is its main evidence"));
             }
+            if let Some(c) = &m.capture {
+                if m.compare.is_none() {
+                    return Err(m.origin.err("capture: recording needs `compare` on the mirror: the primary's answer is kept only for it"));
+                }
+                if !(0.0..=100.0).contains(&c.sample_percent) {
+                    return Err(m.origin.err(format!("capture.sample: percentage {} is out of range 0..=100", c.sample_percent)));
+                }
+                if c.file.as_os_str().is_empty() {
+                    return Err(m.origin.err("capture.file: a file path is needed"));
+                }
+                if c.max_file_bytes < 1024 || c.keep_files == 0 {
+                    return Err(m.origin.err("capture.rotate: max_size must be at least 1KiB and keep at least 1"));
+                }
+            }
             mirrors.push(MirrorPolicy {
                 name,
                 destination: self.resolve(&m.to)?,
@@ -191,6 +205,7 @@ impl Builder<'_> {
                 remove_headers: m.remove_headers.clone(),
                 compare: m.compare.clone(),
                 verdict: m.verdict.clone(),
+                capture: m.capture.clone(),
             });
         }
         let promote = match &p.promote {

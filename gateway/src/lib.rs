@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod bodies;
+pub mod capture;
 pub mod compare;
 pub mod edge;
 pub mod error;

@@ -16,6 +16,7 @@ use metrics::SharedString;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::bodies::RequestMetrics;
+use crate::capture::Captures;
 use crate::compare::{ComparisonThread, Comparisons};
 use crate::mirror::Mirror;
 use crate::promote::{Promotion, Promotions};
@@ -35,6 +36,8 @@ pub struct Shared {
     pub comparisons: Comparisons,
     pub promotions: Promotions,
     pub pools: Pools,
+    /// The capture files in use, each with its writer thread.
+    pub captures: Captures,
     pub settings: GatewaySettings,
     pub metrics: Option<PrometheusHandle>,
     /// Where shadow and primary answers are diffed, off the request workers.
@@ -54,8 +57,8 @@ impl Shared {
         let comparator =
             ComparisonThread::start(settings.compare.max_pending_bytes).map_err(|e| format!("cannot start the comparator thread: {e}"))?;
         let shadow = ShadowMarker::new(&settings.shadow)?;
-        let (stats, comparisons, promotions, pools) = Default::default();
-        let kept = Registries { stats: &stats, comparisons: &comparisons, promotions: &promotions, pools: &pools };
+        let (stats, comparisons, promotions, pools, captures) = Default::default();
+        let kept = Registries { stats: &stats, comparisons: &comparisons, promotions: &promotions, pools: &pools, captures: &captures };
         let active = Active::build(loaded, &settings, kept);
         Ok(Self {
             active: ArcSwap::from_pointee(active),
@@ -63,6 +66,7 @@ impl Shared {
             comparisons,
             promotions,
             pools,
+            captures,
             settings,
             metrics,
             comparator: Arc::new(comparator),
@@ -76,7 +80,13 @@ impl Shared {
     /// Compiles `loaded` and makes it the generation new requests use.
     pub fn swap(&self, loaded: Loaded) -> usize {
         let settings = &self.settings;
-        let kept = Registries { stats: &self.stats, comparisons: &self.comparisons, promotions: &self.promotions, pools: &self.pools };
+        let kept = Registries {
+            stats: &self.stats,
+            comparisons: &self.comparisons,
+            promotions: &self.promotions,
+            pools: &self.pools,
+            captures: &self.captures,
+        };
         let active = Active::build(loaded, settings, kept);
         let routes = active.routes.len();
         self.active.store(Arc::new(active));
@@ -225,7 +235,15 @@ fn compile_mirror(
     let stats = kept.stats.get(&key, &upstream.label, report);
     stats.set_comparing(comparer.is_some());
     stats.set_verdict(policy.verdict.as_ref());
-    Mirror::new(policy.clone(), upstream, stats, comparer)
+    // A capture file that cannot be opened leaves the mirror running without it, said in the log.
+    let capture = policy.capture.as_ref().and_then(|spec| match kept.captures.sink(route, &policy.name, spec) {
+        Ok(sink) => Some(sink),
+        Err(error) => {
+            tracing::error!(route, mirror = %policy.name, %error, "the mirror's exchanges are not recorded");
+            None
+        }
+    });
+    Mirror::new(policy.clone(), upstream, stats, comparer).with_capture(capture)
 }
 
 /// The registries a generation is compiled from, each the owner of what it keeps.
@@ -235,6 +253,7 @@ pub struct Registries<'a> {
     pub comparisons: &'a Comparisons,
     pub promotions: &'a Promotions,
     pub pools: &'a Pools,
+    pub captures: &'a Captures,
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ pub use echo::CopyChanges;
 pub use noise::{
     Classified, LearnedNoise, NOISE_EVERYWHERE_AFTER_PATTERNS, NoiseField, NoiseFilter, NoiseSummary, STABLE_AFTER_SAMPLES, WARM_UP_SAMPLES,
 };
-pub use path::{JsonPath, PathError};
+pub use path::{JsonPath, PathError, replace_json};
 pub use pattern::path_pattern;
 
 /// Headers whose values differ on every call: never compared (nor are the hop-by-hop ones,

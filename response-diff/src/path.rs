@@ -233,3 +233,61 @@ mod tests {
         assert_eq!(render(&[Step::Key("odd key")]), "$['odd key']");
     }
 }
+
+/// Replaces every value of `value` that one of `paths` names with `with` (for redacting a
+/// recorded body); returns whether any was.
+pub fn replace_json(value: &mut serde_json::Value, paths: &[JsonPath], with: &serde_json::Value) -> bool {
+    fn walk(value: &mut serde_json::Value, location: &[Step<'_>], paths: &[JsonPath], with: &serde_json::Value) -> bool {
+        if paths.iter().any(|p| p.matches(location)) {
+            *value = with.clone();
+            return true;
+        }
+        let mut inner: Vec<Step<'_>> = location.iter().map(Step::reborrow).collect();
+        let mut any = false;
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, child) in map.iter_mut() {
+                    inner.push(Step::Key(key));
+                    any |= walk(child, &inner, paths, with);
+                    inner.pop();
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, child) in items.iter_mut().enumerate() {
+                    inner.push(Step::Index(i));
+                    any |= walk(child, &inner, paths, with);
+                    inner.pop();
+                }
+            }
+            _ => {}
+        }
+        any
+    }
+    !paths.is_empty() && walk(value, &[], paths, with)
+}
+
+impl Step<'_> {
+    fn reborrow(&self) -> Step<'_> {
+        match self {
+            Step::Key(k) => Step::Key(k),
+            Step::Index(i) => Step::Index(*i),
+        }
+    }
+}
+
+#[cfg(test)]
+mod replace_tests {
+    use super::*;
+
+    #[test]
+    fn named_values_are_replaced_at_any_depth_and_others_kept() {
+        let mut value = serde_json::json!({"card": "4111", "items": [{"token": "a", "n": 1}, {"token": "b"}], "name": "Ann"});
+        let paths: Vec<JsonPath> = ["$.card", "$.items[*].token"].iter().map(|p| p.parse().unwrap()).collect();
+        assert!(replace_json(&mut value, &paths, &serde_json::json!("[redacted]")));
+        assert_eq!(
+            value,
+            serde_json::json!({"card": "[redacted]", "items": [{"token": "[redacted]", "n": 1}, {"token": "[redacted]"}], "name": "Ann"})
+        );
+        assert!(!replace_json(&mut value, &["$.absent".parse().unwrap()], &serde_json::Value::Null));
+    }
+}

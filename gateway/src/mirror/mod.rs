@@ -20,6 +20,7 @@ use std::sync::Arc;
 use gateway_config::MirrorPolicy;
 use tokio::sync::Semaphore;
 
+use crate::capture::CaptureSink;
 use crate::compare::{ComparisonThread, MirrorComparison};
 use crate::settings::EjectionSettings;
 use crate::shadow::ShadowMarker;
@@ -38,12 +39,19 @@ pub struct Mirror {
     /// Outlives reloads (kept by route and mirror name).
     pub stats: Arc<MirrorStats>,
     pub comparer: Option<Arc<MirrorComparison>>,
+    /// Records compared exchanges (`capture:`), when set.
+    pub capture: Option<Arc<CaptureSink>>,
 }
 
 impl Mirror {
     pub fn new(policy: MirrorPolicy, upstream: Arc<Upstream>, stats: Arc<MirrorStats>, comparer: Option<Arc<MirrorComparison>>) -> Self {
         let in_flight = Arc::new(Semaphore::new(policy.max_in_flight));
-        Self { policy, upstream, in_flight, stats, comparer }
+        Self { policy, upstream, in_flight, stats, comparer, capture: None }
+    }
+
+    pub fn with_capture(mut self, capture: Option<Arc<CaptureSink>>) -> Self {
+        self.capture = capture;
+        self
     }
 }
 

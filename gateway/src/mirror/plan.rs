@@ -15,7 +15,7 @@ use service_kit::propagation::{self, SHADOW_HEADER};
 use tokio::sync::oneshot;
 
 use super::body::{AnswerWaiter, CaptureBody, CopySender, PrimaryAnswer, TeeBody, copy_channel, hand_over, offer_whole};
-use super::send::{COMPARATOR_BUSY, CompareJob, Copy, NoiseCopy};
+use super::send::{COMPARATOR_BUSY, CaptureJob, CompareJob, Copy, NoiseCopy};
 use super::{CopyContext, Mirror, sampled};
 use crate::bodies::Whole;
 use crate::compare::CAPTURES_PER_COMPARISON;
@@ -164,7 +164,8 @@ impl MirrorPlan {
                 .then(|| primary.pick().and_then(|endpoint| build_copy(request, mirror, context.marker, endpoint, &span, empty())))
                 .flatten()
                 .map(|request| NoiseCopy { request, upstream: primary.clone(), changes: CopyChanges::default(), sampled: by_share });
-            Some(CompareJob::new(comparer.clone(), comparator.clone(), slot, primary_answer, noise, request))
+            let capture = mirror.capture.as_ref().map(|sink| CaptureJob::new(sink.clone(), request, &mirror.policy.name));
+            Some(CompareJob::new(comparer.clone(), comparator.clone(), slot, primary_answer, noise, request).with_capture(capture))
         });
         self.copies.push(Copy {
             request: copy,

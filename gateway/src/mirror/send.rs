@@ -1,8 +1,8 @@
 //! A copy's own task: send it with its own deadline, count and trace how it ended, and, when its
 //! mirror compares, diff its answer with the primary's on the comparator thread.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::{Method, Request};
 use http_body_util::BodyExt;
@@ -14,6 +14,7 @@ use tracing::instrument::WithSubscriber;
 
 use super::body::{AbortFlag, PrimaryAnswer};
 use super::plan::Outgoing;
+use crate::capture::{BodyRecord, CaptureSink, Exchange, RequestHead};
 use crate::compare::{ComparisonThread, MirrorComparison};
 use crate::settings::EjectionSettings;
 use crate::stats::{ANSWERED_BODY_BYTES, MirrorStats, MismatchRecord, Observation, Pair, ShadowOutcome, now_epoch_seconds};
@@ -63,6 +64,92 @@ pub(super) struct CompareJob {
     method: Method,
     path: String,
     request_id: String,
+    /// The exchange's record, when the mirror captures.
+    capture: Option<CaptureJob>,
+}
+
+/// What a capturing mirror keeps of the request until the comparison is done.
+pub(super) struct CaptureJob {
+    sink: Arc<CaptureSink>,
+    started: SystemTime,
+    route: String,
+    mirror: String,
+    method: Method,
+    url: String,
+    version: http::Version,
+    headers: http::HeaderMap,
+    /// The copy's body as it is sent; `None` for a request without one.
+    body: Option<Arc<Mutex<BodyRecord>>>,
+}
+
+impl CaptureJob {
+    pub fn new(sink: Arc<CaptureSink>, request: &Outgoing<'_>, mirror: &str) -> Self {
+        let host = request.host.and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        Self {
+            sink,
+            started: SystemTime::now(),
+            route: request.route.to_owned(),
+            mirror: mirror.to_owned(),
+            method: request.method.clone(),
+            url: format!("http://{host}{}", request.path_and_query),
+            version: request.version,
+            headers: request.headers.clone(),
+            body: request.has_body.then(Default::default),
+        }
+    }
+
+    /// The copy's body, recorded (up to the capture's cap) as it goes to the shadow.
+    fn record(&self, request: Request<BoxBody>) -> Request<BoxBody> {
+        let Some(record) = self.body.clone() else {
+            return request;
+        };
+        let cap = self.sink.spec.max_body_bytes;
+        request.map(move |body| {
+            body.map_frame(move |frame| {
+                if let Some(data) = frame.data_ref() {
+                    record.lock().unwrap_or_else(|p| p.into_inner()).add(data, cap);
+                }
+                frame
+            })
+            .boxed_unsync()
+        })
+    }
+
+    /// Offers the finished exchange to the capture file, when the capture wants it.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        self,
+        result: Classified,
+        primary: Captured,
+        shadow: Captured,
+        latencies: (Duration, Duration),
+        request_id: &str,
+        trace_id: String,
+    ) {
+        if !self.sink.wants(&result, request_id) {
+            return;
+        }
+        let (body, body_truncated) = match &self.body {
+            Some(record) => {
+                let record = std::mem::take(&mut *record.lock().unwrap_or_else(|p| p.into_inner()));
+                (record.kept.freeze(), record.truncated)
+            }
+            None => (bytes::Bytes::new(), false),
+        };
+        self.sink.offer(Exchange {
+            started: self.started,
+            route: self.route,
+            mirror: self.mirror,
+            request: RequestHead { method: self.method, url: self.url, version: self.version, headers: self.headers, body, body_truncated },
+            primary,
+            primary_ms: latencies.0.as_secs_f64() * 1e3,
+            shadow,
+            shadow_ms: latencies.1.as_secs_f64() * 1e3,
+            trace_id,
+            request_id: request_id.to_owned(),
+            result,
+        });
+    }
 }
 
 impl CompareJob {
@@ -84,7 +171,13 @@ impl CompareJob {
             method: request.method.clone(),
             path: request.path_and_query.to_string(),
             request_id: request.headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
+            capture: None,
         }
+    }
+
+    pub fn with_capture(mut self, capture: Option<CaptureJob>) -> Self {
+        self.capture = capture;
+        self
     }
 }
 
@@ -105,6 +198,10 @@ async fn run(copy: Copy) {
     let deadline = tokio::time::Instant::now() + timeout;
     stats.sent();
     let noise = compare.as_ref().and_then(|job| job.noise.as_ref()).is_some();
+    let request = match compare.as_ref().and_then(|job| job.capture.as_ref()) {
+        Some(capture) => capture.record(request),
+        None => request,
+    };
     let (outcome, shadow) = tokio::select! {
         biased;
         () = tokio::time::sleep_until(deadline) => (ShadowOutcome::Timeout, None),
@@ -193,7 +290,7 @@ async fn compare_copy(
     stats: &MirrorStats,
     deadline: tokio::time::Instant,
 ) {
-    let CompareJob { comparer, comparator, _slot: mut slot, primary, noise, changes, method, path, request_id } = job;
+    let CompareJob { comparer, comparator, _slot: mut slot, primary, noise, changes, method, path, request_id, capture } = job;
     let skip = |why: &'static str| {
         span.record("mirror.diff", "skipped");
         span.record("mirror.diff.skip_reason", why);
@@ -235,10 +332,10 @@ async fn compare_copy(
             // What each side really sent, for the mismatch record (not the parsed view).
             let bodies = (matches!(result, Classified::Mismatch(_)) && !comparer.redacts())
                 .then(|| (primary.answered_body(ANSWERED_BODY_BYTES), shadow.answered_body(ANSWERED_BODY_BYTES)));
-            (result, noise, primary_again, bodies)
+            (result, noise, primary_again, bodies, primary, shadow)
         })
         .await;
-    let Some((result, noise, primary_again, bodies)) = diffed else {
+    let Some((result, noise, primary_again, bodies, primary, shadow)) = diffed else {
         return skip(COMPARATOR_BUSY);
     };
     if let Classified::Skipped(reason) = &result {
@@ -277,4 +374,8 @@ async fn compare_copy(
         primary_again: primary_again.as_deref(),
         pair: Pair { primary_status, shadow_status, primary_latency, shadow_latency },
     });
+    if let Some(capture) = capture {
+        let trace_id = propagation::trace_id(span).unwrap_or_default();
+        capture.finish(result, primary, shadow, (primary_latency, shadow_latency), &request_id, trace_id);
+    }
 }

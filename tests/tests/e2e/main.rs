@@ -1,6 +1,7 @@
 //! End-to-end tests: real sockets on 127.0.0.1 ports chosen by the system, real HTTP clients,
 //! a real OTLP receiver. One test binary for the workspace (`cargo nextest run` runs them all).
 
+mod capture;
 mod compare;
 mod controller;
 mod corpus;

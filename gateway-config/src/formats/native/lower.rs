@@ -10,8 +10,9 @@ use serde_norway::Value;
 use super::spec::{CommonMirror, DestText, File, Methods, NMirror, NRoute, NVerdict};
 use crate::de::{Count, Doc, Dur, HName, HValue, Result, Scalar, ShortOrMap, Size, typed};
 use crate::model::{
-    CompareSpec, DEFAULT_MAX_BODY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MIRROR_TIMEOUT, DEFAULT_SAMPLE_HEADER, MethodSet, Protocol, RetryOn,
-    RetryPolicy, UriRewrite, VerdictSpec,
+    CaptureSpec, CompareSpec, DEFAULT_CAPTURE_FILE_BYTES, DEFAULT_CAPTURE_KEEP, DEFAULT_CAPTURE_MAX_BODY, DEFAULT_MAX_BODY,
+    DEFAULT_MAX_IN_FLIGHT, DEFAULT_MIRROR_TIMEOUT, DEFAULT_SAMPLE_HEADER, MethodSet, Protocol, RetryOn, RetryPolicy, UriRewrite,
+    VerdictSpec,
 };
 use crate::sources::{DestRef, NativeService, NativeShape, Origin, PendingMirror, PendingPromote, PendingRoute, Sources};
 
@@ -223,6 +224,15 @@ fn mirror(doc: Doc<'_>, path: &str, m: ShortOrMap<DestText, NMirror>, defaults: 
             })
         }
     };
+    p.capture = m.capture.map(|c| CaptureSpec {
+        file: c.file.0.into(),
+        sample_percent: c.sample.map_or(100.0, |p| p.0),
+        max_body_bytes: c.max_body.map_or(DEFAULT_CAPTURE_MAX_BODY, |s| s.0),
+        max_file_bytes: c.rotate.as_ref().and_then(|r| r.max_size.as_ref()).map_or(DEFAULT_CAPTURE_FILE_BYTES, |s| s.0 as u64),
+        keep_files: c.rotate.as_ref().and_then(|r| r.keep.as_ref()).map_or(DEFAULT_CAPTURE_KEEP, |k| k.0),
+        redact_headers: c.redact_headers.map(|h| h.items.into_iter().map(|h| h.0).collect()).unwrap_or_default(),
+        redact_paths: c.redact_paths.map(|p| p.items.into_iter().map(|p| p.0).collect()).unwrap_or_default(),
+    });
     // On by default when the mirror compares; a verdict without `compare` is refused in validation.
     p.verdict = match m.verdict {
         None => p.compare.as_ref().map(|_| VerdictSpec::default()),
@@ -248,5 +258,6 @@ fn pending_mirror(name: Option<String>, origin: Origin, to: DestRef, percent: f6
         remove_headers: Vec::new(),
         compare: None,
         verdict: None,
+        capture: None,
     }
 }

@@ -250,6 +250,27 @@ pub(super) struct NMirror {
     pub(super) headers: Option<MirrorHeaders>,
     pub(super) compare: Option<ShortOrMap<bool, NCompare>>,
     pub(super) verdict: Option<ShortOrMap<bool, NVerdict>>,
+    pub(super) capture: Option<NCapture>,
+}
+
+/// `capture:` of a mirror: `{ file: shop.har, sample: 10%, max_body: 64KiB,
+/// rotate: { max_size: 100MiB, keep: 5 }, redact_headers: [x-api-key], redact_paths: [$.card] }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NCapture {
+    pub(super) file: Scalar,
+    pub(super) sample: Option<Percent>,
+    pub(super) max_body: Option<Size>,
+    pub(super) rotate: Option<NRotate>,
+    pub(super) redact_headers: Option<OneOrMany<HName>>,
+    pub(super) redact_paths: Option<OneOrMany<JsonPathText>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NRotate {
+    pub(super) max_size: Option<Size>,
+    pub(super) keep: Option<Count>,
 }
 
 /// `verdict:` keys, each read by [`VerdictSpec::set`]: the grammar the Istio annotation shares.

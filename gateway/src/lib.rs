@@ -21,6 +21,7 @@ pub mod mirror;
 pub mod promote;
 pub mod proxy;
 pub mod reload;
+pub mod replay;
 pub mod settings;
 pub mod shadow;
 pub mod state;

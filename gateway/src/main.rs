@@ -5,6 +5,8 @@
 //! SIGHUP, or a change of a file, reloads the configuration.
 //! `gateway verdict --admin URL [--admin URL ...] [--mirror NAME] [--wait DURATION]` asks running
 //! gateways whether their shadows are safe to ship (see `gateway::admin::cli`).
+//! `gateway replay FILE... --candidate URL [--baseline URL] ...` replays captured traffic against a
+//! build before it is deployed and judges it the same way (see `gateway::replay`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,12 +58,17 @@ enum Command {
     /// Ask running gateways whether each mirror's shadow is safe to ship: exit 0 all pass, 1 one
     /// fails, 3 one is still pending after --wait, 2 cannot tell
     Verdict(gateway::admin::cli::Args),
+    /// Send captured requests (HAR files) to a candidate build and judge its answers against the
+    /// recorded ones (or a live --baseline's): exit 0 pass, 1 fail, 3 pending, 2 cannot tell
+    Replay(gateway::replay::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Verdict(args)) = cli.command {
-        return gateway::admin::cli::run(args);
+    match cli.command {
+        Some(Command::Verdict(args)) => return gateway::admin::cli::run(args),
+        Some(Command::Replay(args)) => return gateway::replay::run(args),
+        None => {}
     }
     let mut overrides: Vec<(&'static str, String)> = Vec::new();
     overrides.extend(cli.listen.clone().map(|v| ("listen", v)));

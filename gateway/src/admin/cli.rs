@@ -180,7 +180,7 @@ async fn fetch(client: &Client<HttpConnector, Empty<Bytes>>, admin: &str) -> Res
 }
 
 /// An error and its causes on one line: hyper's own message alone says only "client error".
-fn chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

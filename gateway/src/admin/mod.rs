@@ -115,6 +115,11 @@ struct VerdictQuery {
     status: Option<u16>,
 }
 
+/// The page for `document`: the admin page's, also written by `gateway replay --report`.
+pub fn render_page(document: &MirrorsDocument) -> Result<String, askama::Error> {
+    Page::new(document).render()
+}
+
 async fn page(State(shared): State<Arc<Shared>>) -> Response {
     match Page::new(&document(&shared)).render() {
         Ok(html) => Html(html).into_response(),

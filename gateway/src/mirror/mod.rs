@@ -13,7 +13,7 @@
 
 mod body;
 mod plan;
-mod send;
+pub mod send;
 
 use std::sync::Arc;
 

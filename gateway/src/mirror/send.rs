@@ -260,13 +260,23 @@ async fn send(
     let downstream = request.version();
     let response = upstream.send(request, downstream).await?;
     let to_headers = started.elapsed();
-    let (mut parts, mut body) = response.into_parts();
-    let cap = keep.unwrap_or(0);
+    Ok((read_answer(response, keep.unwrap_or(0)).await?, to_headers))
+}
+
+/// Reads a whole answer, keeping up to `cap` bytes of its body; trailers (gRPC's `grpc-status`)
+/// join the headers, to be compared as the primary's are. `gateway replay` reads its answers so too.
+pub async fn read_answer<B>(response: http::Response<B>, cap: usize) -> Result<Captured, crate::upstream::BoxError>
+where
+    B: http_body::Body<Data = bytes::Bytes>,
+    B::Error: Into<crate::upstream::BoxError>,
+{
+    let (mut parts, body) = response.into_parts();
+    let mut body = std::pin::pin!(body);
     let mut kept = bytes::BytesMut::new();
     let mut truncated = false;
     // Read to the end either way, so the pooled connection can be reused.
     while let Some(frame) = body.frame().await {
-        match frame?.into_data() {
+        match frame.map_err(Into::into)?.into_data() {
             Ok(data) => {
                 let room = cap.saturating_sub(kept.len());
                 truncated |= data.len() > room;
@@ -280,7 +290,7 @@ async fn send(
             }
         }
     }
-    Ok((Captured { status: parts.status.as_u16(), headers: parts.headers, body: kept.freeze(), truncated }, to_headers))
+    Ok(Captured { status: parts.status.as_u16(), headers: parts.headers, body: kept.freeze(), truncated })
 }
 
 async fn compare_copy(

@@ -24,6 +24,7 @@ routes:
         name: v2
         methods: all
         compare: {{ noise_percent: 0 }}
+        verdict: {{ min_compared: 30, max_mismatch_rate: 20%, max_error_rate_increase: 20%, max_latency_increase: 1000% }}
         capture:
           file: {}
           redact_headers: [x-api-key]

@@ -15,6 +15,7 @@ mod hostile_h2;
 mod istio;
 mod properties;
 mod reload;
+mod replay;
 mod retries;
 mod secrets;
 mod services;

@@ -27,13 +27,15 @@ Groups:
   shadows      the shadow fast / 1 s delay / never answering / refusing / resetting, 1 and 16
                connections, both systems: rate against the no-shadow route, p99, primary errors
   compare      256 KiB JSON answers that mismatch on every request: comparison on vs off (gateway)
+  capture      a compared 100% mirror with `capture:` at 100% sampling vs without, alternately (wrk
+               -c16: throughput and p99 of the primary); entries written and dropped (gateway)
   grpc         h2load unary gRPC calls over h2c, 4 connections x 8 streams and 1 x 1, routing only
                and 100% mirror (methods: all), both systems (NGINX: grpc_pass, mirror), and direct;
                backends: nghttpd answering a fixed reply; a grpcio call checks each system first
   websocket    a Python websockets echo server behind both systems, and direct: echo round trips on
                8 connections (messages/s, p50/p99), handshake + echo + close loops (per second)
 
-The grpc, websocket, shadows and compare groups run once, in the first run.
+The grpc, websocket, shadows, compare and capture groups run once, in the first run.
 
 Needs: wrk, nginx, h2load, nghttpd (Debian: wrk nginx-light nghttp2-client nghttp2-server), oha
 (cargo install oha --locked), Python: matplotlib, grpcio, websockets (.ci/requirements.txt); the
@@ -87,7 +89,7 @@ WS_CONNECTIONS = 8
 WS_HANDSHAKE_TASKS = 4
 PEERS = Path(__file__).resolve().parent / "protocol_peers.py"
 
-GROUPS = ["throughput", "latency", "shadows", "compare", "grpc", "websocket", "tls"]
+GROUPS = ["throughput", "latency", "shadows", "compare", "capture", "grpc", "websocket", "tls"]
 GATEWAY_BIN: Path | None = None
 # Commands as run, one of each kind, for BENCHMARKS.md.
 COMMANDS: dict[str, str] = {}
@@ -788,6 +790,37 @@ def compare(bench: Bench, seconds: float) -> dict:
     return out
 
 
+def capture(bench: Bench, seconds: float, primary: Proc, shadow: Proc) -> dict:
+    print(f"\n== capture: a compared mirror, capture at 100% sampling vs off, alternately twice; wrk -t1 -c16, {seconds} s per row", flush=True)
+    out: dict = {"off": [], "on": []}
+    for round_ in range(2):
+        for name in ("off", "on"):
+            har = bench.work / f"capture-{round_}.har"
+            extra = f", capture: {{ file: {har}, sample: 100% }}" if name == "on" else ""
+            routing = bench.work / f"capture-{name}-{round_}.yaml"
+            routing.write_text(f"services: {{ app: {{ v1: [127.0.0.1:{primary.port}], v2: [127.0.0.1:{shadow.port}] }} }}\n"
+                               f"routes: [{{ name: app, to: app/v1, mirrors: [{{ to: app/v2, name: shadow, compare: true{extra} }}] }}]\n")
+            proc = bench.gateway(0, 0, routing)
+            wrk(f"http://127.0.0.1:{proc.port}/index", 4, min(1, seconds))
+            r = wrk(f"http://127.0.0.1:{proc.port}/index", 16, seconds)
+            if name == "on":
+                metrics = urllib_get(f"http://127.0.0.1:{proc.admin}/metrics")
+                for outcome in ("written", "dropped", "failed"):
+                    m = re.search(rf'gateway_capture_entries_total{{[^}}]*outcome="{outcome}"[^}}]*}} (\d+)', metrics)
+                    r[outcome] = int(m.group(1)) if m else 0
+                r["file_mb"] = sum(f.stat().st_size for f in bench.work.glob(f"capture-{round_}.har*")) / 1e6
+            out[name].append(r)
+            show(f"gateway, capture {name}", r)
+            bench.stop(proc)
+    return out
+
+
+def urllib_get(url: str) -> str:
+    import urllib.request
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        return answer.read().decode()
+
+
 def grpc(bench: Bench, seconds: float) -> dict:
     """Unary gRPC calls over h2c: routing only and a 100% mirror (methods: all), both systems, and direct."""
     loads = ", ".join(f"-c{c} -m{m}" for c, m in GRPC_LOADS)
@@ -1065,6 +1098,16 @@ def report(runs: list[dict], info: dict, charts: dict[str, str], args) -> str:
         out += ["### Comparison (gateway; 256 KiB JSON answers, the shadow differs on every request; wrk -c16)", "",
                 table(["mode", "req/s", "p50 ms", "p99 ms", "errors", "peak RSS MB"], rows), "",
                 f"Comparisons: {json.dumps(c.get('comparison', {}))}.", ""]
+    cp = [r["capture"] for r in runs if "capture" in r]
+    if cp:
+        c = cp[0]
+        rows = [[f"capture {k} ({n + 1})", f"{r['rps']:,.0f}", fmt_ms(r["p50_ms"]), fmt_ms(r["p99_ms"]), r["errors"],
+                 f"{r.get('written', '')}", f"{r.get('dropped', '')}"] for k in ("off", "on") for n, r in enumerate(c[k])]
+        rps = med([r["rps"] for r in c["on"]]) / med([r["rps"] for r in c["off"]])
+        p99 = med([r["p99_ms"] for r in c["on"]]) / med([r["p99_ms"] for r in c["off"]])
+        out += ["### Capture (gateway; a compared 100% mirror, `capture:` at 100% sampling vs off, alternately; wrk -c16)", "",
+                table(["mode", "req/s", "p50 ms", "p99 ms", "errors", "entries written", "dropped"], rows), "",
+                f"Capture on, median of the rounds: {rps:.3f}x the throughput, {p99:.3f}x the p99 of capture off.", ""]
     if charts:
         out += ["### Charts", ""] + [f"![{name}]({path})" for name, path in charts.items()] + [""]
     out += [END]
@@ -1281,6 +1324,8 @@ def main() -> int:
                 run["shadows"] = shadows(bench, max(1, seconds / 2), primary)
             if i == 0 and "compare" in groups:
                 run["compare"] = compare(bench, seconds)
+            if i == 0 and "capture" in groups:
+                run["capture"] = capture(bench, seconds, primary, shadow)
             if i == 0 and "grpc" in groups:
                 run["grpc"] = grpc(bench, seconds)
             if i == 0 and "websocket" in groups:

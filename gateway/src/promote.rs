@@ -293,7 +293,12 @@ mod tests {
         assert_eq!(spec.destination, DestinationId(1));
         let settings = crate::settings::UpstreamSettings::defaults();
         let candidate = Arc::new(Upstream::new(loaded.table.destination(spec.destination), &settings));
-        let stats = Arc::new(MirrorStats::new("app", "app/v2", "app/v2", &ReportSettings { recent_mismatches: 1, max_bytes: 1024 }));
+        let stats = Arc::new(MirrorStats::new(
+            "app",
+            "app/v2",
+            "app/v2",
+            &ReportSettings { recent_mismatches: 1, max_bytes: 1024, trace_url: String::new() },
+        ));
         stats.set_verdict(Some(&VerdictSpec {
             min_compared: 10,
             max_latency_increase: 3.0,

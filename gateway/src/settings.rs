@@ -247,6 +247,9 @@ pub struct ReportSettings {
     pub recent_mismatches: usize,
     /// Memory cap for all kept mismatch diffs together, in bytes.
     pub max_bytes: usize,
+    /// A Jaeger UI (`http://jaeger:16686`): the page links each mismatch to its trace. Empty: no links.
+    #[serde(default)]
+    pub trace_url: String,
 }
 
 #[cfg(test)]

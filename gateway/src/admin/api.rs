@@ -170,7 +170,7 @@ mod tests {
             "ns/vs",
             "app/v2",
             "app/v2",
-            &crate::settings::ReportSettings { recent_mismatches: 1, max_bytes: 1024 },
+            &crate::settings::ReportSettings { recent_mismatches: 1, max_bytes: 1024, trace_url: String::new() },
         );
         let key = MirrorKey::new("ns/vs", "app/v2");
         let document = MirrorsDocument {

@@ -115,13 +115,14 @@ struct VerdictQuery {
     status: Option<u16>,
 }
 
-/// The page for `document`: the admin page's, also written by `gateway replay --report`.
-pub fn render_page(document: &MirrorsDocument) -> Result<String, askama::Error> {
-    Page::new(document).render()
+/// The page for `document`: the admin page's, also written by `gateway replay --report`; with
+/// `trace_url` (a Jaeger UI), each mismatch links to its trace.
+pub fn render_page(document: &MirrorsDocument, trace_url: &str) -> Result<String, askama::Error> {
+    Page::new(document).with_trace_url(trace_url).render()
 }
 
 async fn page(State(shared): State<Arc<Shared>>) -> Response {
-    match Page::new(&document(&shared)).render() {
+    match render_page(&document(&shared), &shared.settings.report.trace_url) {
         Ok(html) => Html(html).into_response(),
         Err(error) => {
             tracing::error!(%error, "rendering the admin page");

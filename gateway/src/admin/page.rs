@@ -145,6 +145,9 @@ struct MismatchView {
     shadow_status: u16,
     request_id: String,
     trace_id: String,
+    /// The trace in Jaeger (`report.trace_url`): the primary's server span and, as its child,
+    /// the copy's `mirror` span, which `?uiFind=mirror` highlights.
+    trace_link: Option<String>,
     differences: Vec<DifferenceView>,
     /// What each side answered, as sent (decoded), when kept.
     primary_body: Option<String>,
@@ -189,6 +192,7 @@ impl Page {
                     shadow_status: m.shadow_status,
                     request_id: m.request_id.clone(),
                     trace_id: m.trace_id.clone(),
+                    trace_link: None,
                     differences: m
                         .differences
                         .iter()
@@ -201,6 +205,17 @@ impl Page {
         }
         let rows: Vec<Row> = document.mirrors.iter().map(|r| Row::new(r, document)).collect();
         Page { any_noise: rows.iter().any(|r| r.learned_noise.is_some()), rows, mismatches }
+    }
+
+    /// Links each mismatch's trace id to its trace under `base` (a Jaeger UI: `http://jaeger:16686`).
+    pub fn with_trace_url(mut self, base: &str) -> Self {
+        let base = base.trim_end_matches('/');
+        if !base.is_empty() {
+            for m in self.mismatches.iter_mut().filter(|m| !m.trace_id.is_empty()) {
+                m.trace_link = Some(format!("{base}/trace/{}", m.trace_id));
+            }
+        }
+        self
     }
 }
 
@@ -318,7 +333,8 @@ mod tests {
 
     #[test]
     fn the_page_escapes_what_upstreams_and_clients_sent() {
-        let stats = MirrorStats::new("r<1>", "m\"2", "t/v2", &ReportSettings { recent_mismatches: 3, max_bytes: 4096 });
+        let stats =
+            MirrorStats::new("r<1>", "m\"2", "t/v2", &ReportSettings { recent_mismatches: 3, max_bytes: 4096, trace_url: String::new() });
         let record = MismatchRecord {
             at: 0.0,
             method: "GET".into(),
@@ -379,7 +395,8 @@ mod tests {
 
     #[test]
     fn the_page_shows_the_noise_each_mirror_learned_and_no_section_without_it() {
-        let stats = MirrorStats::new("r", "v2", "t/v2", &ReportSettings { recent_mismatches: 3, max_bytes: 4096 });
+        let stats =
+            MirrorStats::new("r", "v2", "t/v2", &ReportSettings { recent_mismatches: 3, max_bytes: 4096, trace_url: String::new() });
         let html = page(stats.report(), BTreeMap::new());
         assert!(!html.contains("Noise learned"));
         let report = NoiseReport {
@@ -404,5 +421,34 @@ mod tests {
             "12 second requests to the primary · 5 comparisons reclassified as noise · not eligible: 3 by method, 1 with a body"
         ));
         assert!(html.contains("<code>$.seq</code></td><td class=\"num\">9</td>"), "{html}");
+    }
+
+    #[test]
+    fn with_a_trace_url_each_mismatch_links_to_its_trace_and_the_copys_span() {
+        let stats =
+            MirrorStats::new("r", "v2", "t/v2", &ReportSettings { recent_mismatches: 3, max_bytes: 4096, trace_url: String::new() });
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let record = |trace_id: &str| MismatchRecord {
+            at: 0.0,
+            method: "GET".into(),
+            path: "/".into(),
+            request_id: "r-1".into(),
+            trace_id: trace_id.into(),
+            primary_status: 200,
+            shadow_status: 200,
+            differences: vec![Difference { field: "$.x".into(), primary: Some("1".into()), shadow: Some("2".into()) }],
+        };
+        stats.compared(&Classified::Mismatch(Vec::new()), 1.0, || Some(record(trace)));
+        let document = MirrorsDocument {
+            mirrors: vec![stats.report()],
+            noise: BTreeMap::new(),
+            noise_fields: BTreeMap::new(),
+            promotions: Vec::new(),
+        };
+        let linked = Page::new(&document).with_trace_url("http://jaeger:16686/").render().unwrap();
+        assert!(linked.contains(&format!(r#"<a href="http://jaeger:16686/trace/{trace}">{trace}</a>"#)), "{linked}");
+        assert!(linked.contains(&format!(r#"<a href="http://jaeger:16686/trace/{trace}?uiFind=mirror">"#)), "{linked}");
+        let plain = Page::new(&document).with_trace_url("").render().unwrap();
+        assert!(plain.contains(trace) && !plain.contains("/trace/"), "no link without a trace_url");
     }
 }

@@ -74,6 +74,10 @@ pub struct Args {
     /// Write the report as JSON (`/mirrors`'s document) here
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// A Jaeger UI (`http://jaeger:16686`): the report links each mismatch to the trace it was
+    /// recorded with (`_traceId`)
+    #[arg(long, value_name = "URL", default_value = "")]
+    pub trace_url: String,
     /// Each answer must come within this
     #[arg(long, value_name = "DURATION", value_parser = http_rules::duration::parse, default_value = "30s")]
     pub timeout: Duration,
@@ -156,8 +160,12 @@ async fn try_replay(args: &Args, out: &mut impl Write, progress: bool) -> Result
         let key = key(entry);
         judges.entry(key.clone()).or_insert_with(|| {
             let (compare, verdict) = rules.get(&key).cloned().unwrap_or_else(|| (CompareSpec::default(), VerdictSpec::default()));
-            let stats =
-                MirrorStats::new(&key.route, &key.mirror, &args.candidate, &ReportSettings { recent_mismatches: 20, max_bytes: 1 << 20 });
+            let stats = MirrorStats::new(
+                &key.route,
+                &key.mirror,
+                &args.candidate,
+                &ReportSettings { recent_mismatches: 20, max_bytes: 1 << 20, trace_url: String::new() },
+            );
             stats.set_comparing(true);
             stats.set_verdict(Some(&verdict));
             Judge { comparison: MirrorComparison::new(&compare), stats, verdict }
@@ -242,7 +250,7 @@ async fn try_replay(args: &Args, out: &mut impl Write, progress: bool) -> Result
         std::fs::write(path, text).map_err(|e| format!("--json {}: {e}", path.display()))?;
     }
     if let Some(path) = &args.report {
-        let page = crate::admin::render_page(&document).map_err(|e| format!("--report: {e}"))?;
+        let page = crate::admin::render_page(&document, &args.trace_url).map_err(|e| format!("--report: {e}"))?;
         std::fs::write(path, page).map_err(|e| format!("--report {}: {e}", path.display()))?;
     }
     Ok(if states.contains(&State::Fail) {

@@ -248,7 +248,7 @@ mod tests {
     use crate::verdict::State;
 
     fn stats() -> MirrorStats {
-        MirrorStats::new("r", "m", "t/v2", &ReportSettings { recent_mismatches: 3, max_bytes: 4096 })
+        MirrorStats::new("r", "m", "t/v2", &ReportSettings { recent_mismatches: 3, max_bytes: 4096, trace_url: String::new() })
     }
 
     #[test]

@@ -115,7 +115,7 @@ mod tests {
 
     #[test]
     fn recent_mismatches_are_bounded_by_count_and_bytes() {
-        let recent = RecentMismatches::new(&ReportSettings { recent_mismatches: 3, max_bytes: 4096 });
+        let recent = RecentMismatches::new(&ReportSettings { recent_mismatches: 3, max_bytes: 4096, trace_url: String::new() });
         for n in 0..10 {
             recent.remember(record(n, 10));
         }

@@ -89,7 +89,8 @@ async fn httpbin_traffic_replayed_against_the_same_version_passes_and_against_a_
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_capture_replayed_against_a_changed_version_fails_naming_the_field() {
+async fn a_capture_replayed_against_a_changed_version_fails_naming_the_field_and_linking_its_trace() {
+    let receiver = e2e_tests::otlp::Receiver::start_local().await.unwrap();
     let v1 = r#"{"name":"Ann","price":10}"#;
     let (primary, shadow) = (Upstream::start(Behaviour::json(v1)).await, Upstream::start(Behaviour::json(v1)).await);
     let changed = Upstream::start(Behaviour::json(r#"{"name":"Ann","price":12}"#)).await;
@@ -111,7 +112,7 @@ routes:
         shadow.addr,
         file.display()
     );
-    let gateway = TestGateway::builder().file("g.yaml", &config).start().await;
+    let gateway = TestGateway::builder().file("g.yaml", &config).otlp(&receiver).start().await;
     record(&gateway, "shop").await;
     let routing = gateway.files[0].to_str().unwrap().to_owned();
     gateway.stop().await;
@@ -132,7 +133,9 @@ routes:
     let (code, stdout, stderr) = replay(&same.iter().map(String::as_str).collect::<Vec<_>>()).await;
     assert_eq!(code, 0, "the recorded version itself passes: {stdout} {stderr}");
 
-    let changed_args = args(&changed);
+    let html = json.with_extension("html");
+    let mut changed_args = args(&changed);
+    changed_args.extend(["--report".into(), html.to_str().unwrap().to_owned(), "--trace-url".into(), "http://jaeger.example:16686".into()]);
     let (code, stdout, stderr) = replay(&changed_args.iter().map(String::as_str).collect::<Vec<_>>()).await;
     assert_eq!(code, 1, "fail: {stdout} {stderr}");
     assert!(stdout.starts_with("FAIL shop → v2") && stdout.contains("$.price"), "the changed field is named: {stdout}");
@@ -140,6 +143,15 @@ routes:
     let mismatch = &report.mirrors[0].recent_mismatches[0];
     assert_eq!(mismatch.differences[0].field, "$.price");
     assert_eq!((mismatch.differences[0].primary.as_deref(), mismatch.differences[0].shadow.as_deref()), (Some("10"), Some("12")));
+
+    // The mismatch carries the trace id the capture recorded, and the page links to it.
+    let capture: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let recorded =
+        capture["log"]["entries"].as_array().unwrap().iter().find(|e| e["_requestId"] == mismatch.request_id.as_str()).expect("the entry");
+    let trace = recorded["_traceId"].as_str().expect("the capture holds the trace id");
+    assert_eq!((trace.len(), mismatch.trace_id.as_str()), (32, trace));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains(&format!(r#"href="http://jaeger.example:16686/trace/{trace}""#)), "{page}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -361,7 +361,8 @@ mod tests {
 
     #[test]
     fn the_page_shows_each_field_with_its_noise_rate_and_an_example_and_each_pattern_with_its_match_rate() {
-        let stats = MirrorStats::new("r", "v2", "t/v2", &ReportSettings { recent_mismatches: 3, max_bytes: 4096 });
+        let stats =
+            MirrorStats::new("r", "v2", "t/v2", &ReportSettings { recent_mismatches: 3, max_bytes: 4096, trace_url: String::new() });
         let real = Classified::Mismatch(vec![Difference {
             field: "$.rows[4].city".into(),
             primary: Some("\"Oslo\"".into()),
@@ -437,6 +438,8 @@ mod tests {
             primary_status: 200,
             shadow_status: 200,
             differences: vec![Difference { field: "$.x".into(), primary: Some("1".into()), shadow: Some("2".into()) }],
+            primary_body: None,
+            shadow_body: None,
         };
         stats.compared(&Classified::Mismatch(Vec::new()), 1.0, || Some(record(trace)));
         let document = MirrorsDocument {

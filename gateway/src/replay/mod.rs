@@ -35,7 +35,7 @@ use crate::admin::cli::{ERROR, FAIL, PASS, PENDING, chain};
 use crate::capture::har::Har;
 use crate::compare::MirrorComparison;
 use crate::settings::ReportSettings;
-use crate::stats::{MirrorKey, MirrorStats, MismatchRecord, Pair, ShadowOutcome, now_epoch_seconds};
+use crate::stats::{ANSWERED_BODY_BYTES, MirrorKey, MirrorStats, MismatchRecord, Observation, Pair, ShadowOutcome, now_epoch_seconds};
 use crate::verdict::State;
 
 /// Entries without `_route` / `_mirror` (a browser's HAR) are judged under this key.
@@ -273,14 +273,16 @@ async fn one(
 ) -> Result<(), String> {
     let stats = &judge.stats;
     let cap = judge.comparison.max_body_bytes;
-    let (mut expected, expected_ms) = match baseline {
+    let (mut expected, expected_ms, primary_again) = match baseline {
         Some(baseline) => {
             let first = clients.ask(entry, baseline, cap, timeout).await;
             let second = clients.ask(entry, baseline, cap, timeout).await;
             match (first, second) {
                 (Ok((first, ms)), Ok((second, _))) => {
-                    judge.comparison.learn_noise(&entry.path_and_query, &first, &second, &CopyChanges::default());
-                    (first, ms)
+                    // Every request is asked twice: each one estimates how often the baseline
+                    // differs from itself.
+                    let again = judge.comparison.learn_noise(&entry.path_and_query, &first, &second, &CopyChanges::default());
+                    (first, ms, again)
                 }
                 (Err(error), _) | (_, Err(error)) => {
                     stats.compared(&Classified::Skipped(SkipReason::Incomplete("baseline did not answer")), 0.0, || None);
@@ -289,7 +291,7 @@ async fn one(
                 }
             }
         }
-        None => (entry.recorded.clone(), entry.recorded_ms),
+        None => (entry.recorded.clone(), entry.recorded_ms, None),
     };
     stats.sent();
     let (mut answer, answer_ms) = match clients.ask(entry, candidate, cap, timeout).await {
@@ -304,7 +306,7 @@ async fn one(
     if baseline.is_none() {
         align_redactions(&mut expected, &mut answer);
     }
-    let result = judge.comparison.compare(&entry.path_and_query, &expected, &answer, &CopyChanges::default());
+    let (result, noise) = judge.comparison.compare(&entry.path_and_query, &expected, &answer, &CopyChanges::default());
     let (primary_latency, shadow_latency) = (Duration::from_secs_f64(expected_ms.max(0.0) / 1e3), Duration::from_secs_f64(answer_ms / 1e3));
     stats.compared(&result, answer_ms - expected_ms, || match &result {
         Classified::Mismatch(differences) => Some(MismatchRecord {
@@ -316,10 +318,20 @@ async fn one(
             primary_status: expected.status,
             shadow_status: answer.status,
             differences: differences.clone(),
+            // What each side answered, unless the mirror's rules redact bodies.
+            primary_body: (!judge.comparison.redacts()).then(|| expected.answered_body(ANSWERED_BODY_BYTES)),
+            shadow_body: (!judge.comparison.redacts()).then(|| answer.answered_body(ANSWERED_BODY_BYTES)),
         }),
         _ => None,
     });
-    stats.evidence(&result, &Pair { primary_status: expected.status, shadow_status: answer.status, primary_latency, shadow_latency });
+    stats.evidence(&Observation {
+        method: entry.method.as_str(),
+        path: &entry.path_and_query,
+        result: &result,
+        noise: &noise,
+        primary_again: primary_again.as_deref(),
+        pair: Pair { primary_status: expected.status, shadow_status: answer.status, primary_latency, shadow_latency },
+    });
     Ok(())
 }
 

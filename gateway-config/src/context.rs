@@ -12,8 +12,11 @@ use crate::k8s::{Meta, Ref};
 use crate::options::LoadOptions;
 use crate::report::Notes;
 use crate::sources::{Origin, Sources};
+use crate::status::{Reason, Recorded};
 
-/// What the front-ends produce and report while a configuration loads.
+/// What the front-ends produce and report while a configuration loads. Cloned after the files
+/// are read, so each pass of lowering (one more rejected object left out) starts from the same.
+#[derive(Clone)]
 pub(crate) struct Translation {
     pub options: LoadOptions,
     /// What validation builds the table from.
@@ -23,11 +26,19 @@ pub(crate) struct Translation {
     pub warnings: Vec<Warning>,
     /// Per file: what was loaded and what was scoped out.
     pub notes: Notes,
+    /// Per object: scoped out, not accepted, or with references that do not resolve.
+    pub recorded: Recorded,
 }
 
 impl Translation {
     pub fn new(options: &LoadOptions) -> Self {
-        Translation { options: options.clone(), sources: Sources::default(), warnings: Vec::new(), notes: Notes::default() }
+        Translation {
+            options: options.clone(),
+            sources: Sources::default(),
+            warnings: Vec::new(),
+            notes: Notes::default(),
+            recorded: Recorded::default(),
+        }
     }
 
     /// The context for lowering `object`, one of `objects` (its front-end's objects, which its
@@ -89,10 +100,29 @@ impl<'c, S> ObjectCx<'c, S> {
         self.translation.notes.file(&meta.at.file).loaded.push(format!("{}: {what}", meta.title()));
     }
 
-    /// Why this object, valid, is not served here (`--check-config`'s "scoped out").
+    /// Why this object, valid, is not served here (`--check-config`'s "scoped out"): it is
+    /// for another gateway.
     pub fn scoped_out(&mut self, why: String) {
+        self.scoped_out_because(Reason::NotThisGateway, why);
+    }
+
+    /// [`Self::scoped_out`], with the condition reason its status reports.
+    pub fn scoped_out_because(&mut self, reason: Reason, why: String) {
         let meta = self.object.meta;
         self.translation.notes.file(&meta.at.file).scoped_out.push(format!("{}: {why}", meta.title()));
+        if let Some(id) = meta.at.object {
+            self.translation.recorded.scoped_out(id, reason, why);
+        }
+    }
+
+    /// This object is for this gateway but not accepted (`Accepted=False`, `reason`), without
+    /// being wrong: a route its parent's listeners do not allow. It contributes nothing.
+    pub fn not_accepted(&mut self, reason: Reason, why: String) {
+        let meta = self.object.meta;
+        self.translation.notes.file(&meta.at.file).scoped_out.push(format!("{}: not accepted ({}): {why}", meta.title(), reason.as_str()));
+        if let Some(id) = meta.at.object {
+            self.translation.recorded.not_accepted(id, reason, why);
+        }
     }
 
     /// This object's name in route names (see [`crate::k8s::names::route_name_base`]).

@@ -19,6 +19,7 @@ use serde_norway::Value;
 use crate::error::{ConfigError, Warning};
 use crate::model::{IgnorePath, StringMatch};
 use crate::sources::Origin;
+use crate::status::ObjectId;
 
 pub(crate) type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -28,6 +29,9 @@ pub(crate) type Result<T> = std::result::Result<T, ConfigError>;
 pub(crate) struct Doc<'a> {
     pub file: &'a str,
     pub label: &'a str,
+    /// The Kubernetes object this document is, if it is one: its errors reject that object
+    /// alone ([`crate::status`]); `None` (native documents) makes them refuse the configuration.
+    pub object: Option<ObjectId>,
 }
 
 impl Doc<'_> {
@@ -42,7 +46,7 @@ impl Doc<'_> {
     }
 
     pub fn err(&self, path: &str, message: impl AsRef<str>) -> ConfigError {
-        ConfigError::new(self.file, self.path(path), message)
+        ConfigError::new(self.file, self.path(path), message).of_object(self.object)
     }
 
     pub fn warning(&self, path: &str, message: impl AsRef<str>) -> Warning {
@@ -51,7 +55,7 @@ impl Doc<'_> {
 
     /// Where `path` of this document is, for what validation reports later.
     pub fn origin(&self, path: &str) -> Origin {
-        Origin { file: self.file.to_string(), path: self.path(path) }
+        Origin { file: self.file.to_string(), path: self.path(path), object: self.object }
     }
 }
 

@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::status::{ObjectId, Reason};
+
 /// Something the configuration says that the gateway accepts without doing all of it: a field
 /// it does not implement, a replaced object, a subset without endpoints yet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -30,6 +32,11 @@ pub struct ConfigError {
     /// What loading had already noticed (not-implemented fields, ...): shown with the error,
     /// so a refused configuration does not hide them.
     pub warnings: Vec<Warning>,
+    /// The Kubernetes object the error is in: loading rejects that object alone and goes on
+    /// ([`crate::status`]). `None`: the configuration as a whole is refused.
+    pub(crate) object: Option<ObjectId>,
+    /// The condition reason a rejection reports (`Invalid` when not said).
+    pub(crate) reason: Reason,
 }
 
 impl ConfigError {
@@ -40,7 +47,21 @@ impl ConfigError {
             path: one_line(path.as_ref()),
             message: one_line(message.as_ref()),
             warnings: Vec::new(),
+            object: None,
+            reason: Reason::Invalid,
         }
+    }
+
+    /// The same error, in `object`.
+    pub(crate) fn of_object(mut self, object: Option<ObjectId>) -> Self {
+        self.object = object;
+        self
+    }
+
+    /// The same error, reported with `reason` when it rejects an object.
+    pub(crate) fn because(mut self, reason: Reason) -> Self {
+        self.reason = reason;
+        self
     }
 }
 

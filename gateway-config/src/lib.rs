@@ -39,6 +39,7 @@ mod options;
 mod report;
 mod retry;
 mod sources;
+mod status;
 mod validate;
 
 pub use de::parse_size;
@@ -50,9 +51,10 @@ pub use load::{Loaded, load_files, load_files_with, load_str, load_texts, load_t
 pub use matching::{Lookup, RouteHit, https_redirect};
 pub use model::{
     Answer, CaptureSpec, CompareSpec, Destination, DestinationId, Endpoint, HeaderMatch, HeaderOps, IgnorePath, MethodSet, MirrorPolicy,
-    OutlierPolicy, PathRedirect, PlainHttp, PromoteSpec, Protocol, QueryMatch, Redirect, RetryOn, RetryPolicy, Route, RouteMatch, RouteTable,
-    StringMatch, UriRewrite, VerdictSpec, VirtualHost, WeightedDestination,
+    OutlierPolicy, PathRedirect, PlainHttp, PromoteSpec, Protocol, QueryMatch, Redirect, RetryOn, RetryPolicy, Route, RouteMatch,
+    RouteTable, StringMatch, UriRewrite, VerdictSpec, VirtualHost, WeightedDestination,
 };
 pub use normalize::{EscapedSlashes, PathNormalization, PathRejected};
 pub use options::LoadOptions;
 pub use report::FileReport;
+pub use status::{Condition, ConditionType, ObjectState, ObjectStatus, Reason};

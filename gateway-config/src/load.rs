@@ -2,6 +2,7 @@
 //! table. Several files are merged in order; each file is either native or Kubernetes
 //! documents (Istio, Gateway API), and the two can be mixed across files.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde_norway::Value;
@@ -14,6 +15,7 @@ use crate::k8s::{self, Objects};
 use crate::model::RouteTable;
 use crate::options::LoadOptions;
 use crate::report::FileReport;
+use crate::status::{Condition, ConditionType, ObjectId, ObjectState, ObjectStatus};
 use crate::validate;
 
 /// A loaded, validated table and what the loaders could not honour.
@@ -25,6 +27,40 @@ pub struct Loaded {
     pub warnings: Vec<Warning>,
     /// Per input file: what was loaded and what was scoped out, in file order.
     pub files: Vec<FileReport>,
+    /// Every Kubernetes object, in load order: accepted, rejected (with its reason) or scoped
+    /// out. A rejected object is left out; the others are served.
+    pub objects: Vec<ObjectStatus>,
+    /// The errors that rejected objects, in load order.
+    pub rejections: Vec<ConfigError>,
+}
+
+impl Loaded {
+    /// The objects rejected, each with its reason.
+    pub fn rejected(&self) -> impl Iterator<Item = &ObjectStatus> {
+        self.objects.iter().filter(|o| o.state == ObjectState::Rejected)
+    }
+
+    /// This, or the first error that rejected an object: what a check that accepts nothing
+    /// less than every object (`--check-config`, tests) wants.
+    pub fn strict(mut self) -> Result<Loaded, ConfigError> {
+        if self.rejections.is_empty() {
+            return Ok(self);
+        }
+        let mut first = self.rejections.swap_remove(0);
+        first.warnings = self.warnings;
+        Err(first)
+    }
+}
+
+/// A rejected object's conditions: `Accepted=False` with the error's reason and where it is.
+fn rejected_conditions(error: &ConfigError) -> Vec<Condition> {
+    // The file is the object's own (an error names the document it is in).
+    vec![Condition {
+        kind: ConditionType::Accepted,
+        status: false,
+        reason: error.reason,
+        message: format!("{}: {}", error.path, error.message),
+    }]
 }
 
 /// Loads and merges several configuration files, in order, and validates the result.
@@ -56,19 +92,43 @@ pub fn load_texts<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> Re
 /// [`load_texts`] with the options the settings give.
 pub fn load_texts_with<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>, options: &LoadOptions) -> Result<Loaded, ConfigError> {
     let mut translation = Translation::new(options);
-    load_all(files, &mut translation).map_err(|mut e| {
-        e.warnings = std::mem::take(&mut translation.warnings);
-        e
-    })
-}
-
-fn load_all<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>, translation: &mut Translation) -> Result<Loaded, ConfigError> {
     let mut objects = Objects::default();
     for (index, (name, text)) in files.into_iter().enumerate() {
         translation.notes.file(name);
-        load_one(name, index, text, &mut objects, translation)?;
+        if let Err(mut e) = load_one(name, index, text, &mut objects, &mut translation) {
+            e.warnings = std::mem::take(&mut translation.warnings);
+            return Err(e);
+        }
     }
-    formats::lower(&objects, translation)?;
+    // Each pass lowers and validates every object not rejected yet; an error in an object
+    // rejects it and the next pass goes on without it. An error in no object is fatal.
+    let mut rejected: BTreeMap<ObjectId, ConfigError> = BTreeMap::new();
+    loop {
+        let mut pass = translation.clone();
+        let excluded: BTreeSet<ObjectId> = rejected.keys().copied().collect();
+        match lower_and_validate(&objects, &excluded, &mut pass) {
+            Ok(table) => return Ok(finish(table, pass, &objects, &rejected)),
+            Err(e) => match e.object {
+                Some(id) if !rejected.contains_key(&id) => {
+                    tracing::debug!(error = %e, "object rejected");
+                    rejected.insert(id, e);
+                }
+                _ => {
+                    let mut e = e;
+                    e.warnings = std::mem::take(&mut pass.warnings);
+                    return Err(e);
+                }
+            },
+        }
+    }
+}
+
+fn lower_and_validate(
+    objects: &Objects<Spec>,
+    excluded: &BTreeSet<ObjectId>,
+    translation: &mut Translation,
+) -> Result<RouteTable, ConfigError> {
+    formats::lower(objects, excluded, translation)?;
     for (what, was, by) in &objects.replaced {
         translation.notes.file(&was.file).scoped_out.push(format!("{what} ({}): replaced by {}: {}", was.label, by.file, by.label));
     }
@@ -86,11 +146,52 @@ fn load_all<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>, translation
         }
         translation.warnings.push(Warning::new(file, "routes", message));
     }
-    let table = validate::build(std::mem::take(&mut translation.sources), &mut translation.warnings)?;
+    validate::build(std::mem::take(&mut translation.sources), &mut translation.warnings, &mut translation.recorded)
+}
+
+/// The table of the last pass, with every object's status.
+fn finish(table: RouteTable, mut translation: Translation, objects: &Objects<Spec>, rejected: &BTreeMap<ObjectId, ConfigError>) -> Loaded {
     for w in &translation.warnings {
         tracing::debug!(warning = %w, "configuration warning");
     }
-    Ok(Loaded { table, warnings: std::mem::take(&mut translation.warnings), files: std::mem::take(&mut translation.notes.files) })
+    let mut statuses = Vec::with_capacity(objects.items.len() + objects.unreadable.len());
+    for (i, o) in objects.items.iter().enumerate() {
+        let id = ObjectId(i);
+        let (state, conditions) = match rejected.get(&id) {
+            Some(error) => (ObjectState::Rejected, rejected_conditions(error)),
+            None => translation.recorded.status(id, matches!(o.meta.kind.as_str(), "HTTPRoute" | "VirtualService")),
+        };
+        let m = &o.meta;
+        statuses.push(ObjectStatus {
+            kind: m.kind.clone(),
+            namespace: m.namespace.clone(),
+            name: m.name.clone(),
+            file: m.at.file.clone(),
+            document: m.at.label.clone(),
+            state,
+            conditions,
+        });
+    }
+    for u in &objects.unreadable {
+        statuses.push(ObjectStatus {
+            kind: u.kind.clone(),
+            namespace: u.namespace.clone(),
+            name: u.name.clone(),
+            file: u.at.file.clone(),
+            document: u.at.label.clone(),
+            state: ObjectState::Rejected,
+            conditions: rejected_conditions(&u.error),
+        });
+    }
+    let mut rejections: Vec<ConfigError> = rejected.values().cloned().collect();
+    rejections.extend(objects.unreadable.iter().map(|u| u.error.clone()));
+    Loaded {
+        table,
+        warnings: std::mem::take(&mut translation.warnings),
+        files: std::mem::take(&mut translation.notes.files),
+        objects: statuses,
+        rejections,
+    }
 }
 
 fn load_one(file: &str, index: usize, text: &str, objects: &mut Objects<Spec>, translation: &mut Translation) -> Result<(), ConfigError> {
@@ -110,7 +211,7 @@ fn load_one(file: &str, index: usize, text: &str, objects: &mut Objects<Spec>, t
             let label = if several { format!("document {doc_index}") } else { String::new() };
             let sources = &mut translation.sources;
             let before = (sources.routes.len(), sources.services.len());
-            native::load(de::Doc { file, label: &label }, (index, doc_index), doc, sources)?;
+            native::load(de::Doc { file, label: &label, object: None }, (index, doc_index), doc, sources)?;
             let (routes, services) = (sources.routes.len() - before.0, sources.services.len() - before.1);
             translation.notes.file(file).loaded.push(format!(
                 "{}native: {routes} routes, {services} services",

@@ -288,6 +288,14 @@ pub(crate) fn regex_source(re: &Regex) -> &str {
 pub struct WeightedDestination {
     pub id: DestinationId,
     pub weight: u32,
+    /// Changes to requests sent to this destination, after the route's (a Gateway API
+    /// backendRef's `RequestHeaderModifier`).
+    #[serde(skip_serializing_if = "HeaderOps::is_empty")]
+    pub request_headers: HeaderOps,
+    /// Changes to its responses (Gateway API `ResponseHeaderModifier`, the rule's then the
+    /// backendRef's).
+    #[serde(skip_serializing_if = "HeaderOps::is_empty")]
+    pub response_headers: HeaderOps,
 }
 
 /// A host (and optional subset/port) resolved to the endpoints that serve it.
@@ -304,6 +312,15 @@ pub struct Destination {
     /// Ejection of its endpoints (Istio DestinationRule `trafficPolicy.outlierDetection`);
     /// `None`: the gateway's `outlier_detection` settings.
     pub outlier: Option<OutlierPolicy>,
+    /// A Gateway API backend that cannot be sent to (unknown kind, not found, not permitted):
+    /// requests for it are answered 500, as the specification says, and the route's status
+    /// says why (`ResolvedRefs=False`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unresolved: bool,
+    /// Its one endpoint is a Kubernetes Service's cluster DNS name: a name that does not
+    /// resolve means the Service does not exist, answered 500 (`BackendNotFound`), not 502.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cluster_dns: bool,
 }
 
 /// When an endpoint of a destination is ejected, as an Istio DestinationRule says

@@ -18,6 +18,11 @@ pub struct LoadOptions {
     /// Also serve mesh VirtualServices (no `gateways`, or `mesh`), as the mesh's router.
     #[serde(default)]
     pub mesh: bool,
+    /// The data-plane listener terminates TLS (the process settings name a certificate): a
+    /// Gateway API `HTTPS` listener is served only then, never in clear. Not a settings key:
+    /// the gateway sets it from `tls:`.
+    #[serde(skip)]
+    pub tls: bool,
 }
 
 impl LoadOptions {

@@ -13,7 +13,7 @@ pub struct FileReport {
 }
 
 /// Collects the per-file report while loading, files in the order first seen.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct Notes {
     pub files: Vec<FileReport>,
 }

@@ -12,17 +12,20 @@ use crate::model::{
     Answer, CompareSpec, DEFAULT_MAX_BODY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MIRROR_TIMEOUT, DEFAULT_SAMPLE_HEADER, HeaderOps, MethodSet,
     Protocol, RouteMatch, UriRewrite, VerdictSpec,
 };
+use crate::status::{ObjectId, Reason};
 
 /// Where something was written: a file and a path inside it.
 #[derive(Debug, Clone)]
 pub(crate) struct Origin {
     pub file: String,
     pub path: String,
+    /// The Kubernetes object that wrote it: an error here rejects that object alone.
+    pub object: Option<ObjectId>,
 }
 
 impl Origin {
     pub fn err(&self, message: impl Into<String>) -> ConfigError {
-        ConfigError::new(&self.file, &self.path, message.into())
+        ConfigError::new(&self.file, &self.path, message.into()).of_object(self.object)
     }
 }
 
@@ -39,9 +42,27 @@ pub(crate) struct DestRef {
     pub origin: Origin,
     /// The `subset` key (or `to` again in the native format), for unknown-subset errors.
     pub subset_origin: Origin,
-    /// Where to send when nothing else defines the host (a Gateway API `Service` backend is
-    /// its cluster DNS name).
-    pub fallback: Option<HostPort>,
+    /// A Gateway API backend's own rules (`None` for the other formats): where it goes when
+    /// nothing else defines the host, what answers when it cannot be sent to, its filters.
+    pub fallback: Option<GatewayBackend>,
+}
+
+/// What a Gateway API `backendRef` says beyond its host: the specification answers 500 for the
+/// share of requests that go to a backend which cannot be sent to, and the rest are served.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct GatewayBackend {
+    /// A `Service`'s cluster DNS name (`name.namespace.svc`), used when no ServiceEntry or
+    /// native service defines its host: a name that does not resolve answers 500.
+    pub cluster_dns: Option<HostPort>,
+    /// Decided while lowering: the reference is of a kind not implemented, or not permitted.
+    pub unresolved: Option<(Reason, String)>,
+    /// Other hosts the name may mean when its own is defined nowhere: a short Istio `Hostname`
+    /// (`gwa`) is a ServiceEntry's short host, which is stored qualified.
+    pub alternatives: Vec<String>,
+    /// The backendRef's own `RequestHeaderModifier`, after the rule's.
+    pub request_headers: HeaderOps,
+    /// The rule's `ResponseHeaderModifier`, then the backendRef's.
+    pub response_headers: HeaderOps,
 }
 
 #[derive(Debug, Clone)]
@@ -202,7 +223,7 @@ pub(crate) struct SeEndpoint {
 }
 
 /// Everything every file said, merged in order.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Sources {
     pub files: Vec<String>,
     pub routes: Vec<PendingRoute>,

@@ -5,18 +5,20 @@
 use std::collections::HashMap;
 
 use crate::de::Result;
-use crate::error::{ConfigError, Warning};
+use crate::error::Warning;
 use crate::model::{
     Destination, DestinationId, Endpoint, MirrorPolicy, PlainHttp, PromoteSpec, Protocol, Route, RouteTable, UriRewrite, VirtualHost,
     WeightedDestination, label,
 };
 use crate::sources::{DestRef, HostPort, IstioSubset, NativeShape, PendingRoute, Sources, TlsRule};
+use crate::status::{Reason, Recorded};
 use http_rules::host_matches;
 
-pub(crate) fn build(sources: Sources, warnings: &mut Vec<Warning>) -> Result<RouteTable> {
+/// `recorded` gets the references that do not resolve (Gateway API backends answered 500).
+pub(crate) fn build(sources: Sources, warnings: &mut Vec<Warning>, recorded: &mut Recorded) -> Result<RouteTable> {
     check_duplicate_definitions(&sources, warnings)?;
 
-    let mut builder = Builder { sources: &sources, ids: HashMap::new(), destinations: Vec::new(), warnings };
+    let mut builder = Builder { sources: &sources, ids: HashMap::new(), destinations: Vec::new(), warnings, recorded };
     let mut names: HashMap<String, String> = HashMap::new();
     let mut routes = Vec::with_capacity(sources.routes.len());
     for (index, pending) in sources.routes.iter().enumerate() {
@@ -118,6 +120,7 @@ struct Builder<'s> {
     ids: HashMap<(String, Option<String>, Option<u16>), DestinationId>,
     destinations: Vec<Destination>,
     warnings: &'s mut Vec<Warning>,
+    recorded: &'s mut Recorded,
 }
 
 impl Builder<'_> {
@@ -143,7 +146,9 @@ impl Builder<'_> {
                 None if any_weight => 0,
                 None => equal_share,
             };
-            destinations.push(WeightedDestination { id: self.resolve(dest)?, weight });
+            let (request_headers, response_headers) =
+                dest.fallback.as_ref().map(|g| (g.request_headers.clone(), g.response_headers.clone())).unwrap_or_default();
+            destinations.push(WeightedDestination { id: self.resolve(dest)?, weight, request_headers, response_headers });
         }
         if p.answer.is_none() && destinations.iter().all(|d| d.weight == 0) {
             return Err(p.destinations_origin.err("weights are all zero: no destination would get traffic"));
@@ -260,7 +265,83 @@ impl Builder<'_> {
         })
     }
 
+    /// The destination `r` names. A Gateway API backend that cannot be sent to (decided while
+    /// lowering, or a host nothing defines and no cluster DNS name stands for) becomes one that
+    /// answers 500, its reason in the route's status.
     fn resolve(&mut self, r: &DestRef) -> Result<DestinationId> {
+        let Some(backend) = &r.fallback else { return self.resolve_known(r) };
+        if let Some((reason, why)) = &backend.unresolved {
+            return Ok(self.unresolved(r, *reason, why));
+        }
+        if self.defines(&r.host) {
+            return self.resolve_known(r);
+        }
+        if let Some(host) = self.alternative(r, &backend.alternatives) {
+            return self.resolve_known(&DestRef { host, ..r.clone() });
+        }
+        if backend.cluster_dns.is_some() {
+            return self.resolve_known(r);
+        }
+        let why = format!("no ServiceEntry or native service defines host \"{}\": requests for this backend are answered 500", r.written);
+        Ok(self.unresolved(r, Reason::BackendNotFound, &why))
+    }
+
+    /// A destination that answers 500, and the route's `ResolvedRefs=False` condition.
+    fn unresolved(&mut self, r: &DestRef, reason: Reason, why: &str) -> DestinationId {
+        self.warnings.push(Warning::new(&r.origin.file, &r.origin.path, why));
+        if let Some(object) = r.origin.object {
+            self.recorded.unresolved(object, reason, format!("{}: {why}", r.origin.path));
+        }
+        let id = DestinationId(self.destinations.len());
+        self.destinations.push(Destination {
+            host: r.written.clone(),
+            subset: None,
+            port: r.port,
+            endpoints: Vec::new(),
+            protocol: Protocol::default(),
+            outlier: None,
+            unresolved: true,
+            cluster_dns: false,
+        });
+        id
+    }
+
+    /// A native service, ServiceEntry or DestinationRule defines `host`.
+    fn defines(&self, host: &str) -> bool {
+        let s = self.sources;
+        s.services.iter().any(|svc| native_names(&svc.host, host))
+            || s.service_entries.iter().any(|e| e.hosts.iter().any(|h| host_matches(h, host)))
+            || s.subsets.iter().any(|d| host_matches(&d.host, host))
+    }
+
+    /// The first of `alternatives` something defines; for a short name (`gwa`), else the one
+    /// ServiceEntry host `gwa.<namespace>.svc.cluster.local` there is (a ServiceEntry's short
+    /// host is stored qualified by its own namespace).
+    fn alternative(&self, r: &DestRef, alternatives: &[String]) -> Option<String> {
+        if let Some(found) = alternatives.iter().find(|h| self.defines(h)) {
+            return Some(found.clone());
+        }
+        if r.host.contains('.') {
+            return None;
+        }
+        let prefix = format!("{}.", r.host);
+        let mut found: Vec<&String> = self
+            .sources
+            .service_entries
+            .iter()
+            .flat_map(|e| &e.hosts)
+            .filter(|h| {
+                h.strip_prefix(&prefix).and_then(|rest| rest.strip_suffix(".svc.cluster.local")).is_some_and(|ns| !ns.contains('.'))
+            })
+            .collect();
+        found.dedup();
+        match found.as_slice() {
+            [one] => Some((*one).clone()),
+            _ => None,
+        }
+    }
+
+    fn resolve_known(&mut self, r: &DestRef) -> Result<DestinationId> {
         let key = (r.host.clone(), r.subset.clone(), r.port);
         if let Some(id) = self.ids.get(&key) {
             return Ok(*id);
@@ -303,6 +384,9 @@ impl Builder<'_> {
         let id = DestinationId(self.destinations.len());
         let protocol = self.protocol(r);
         let outlier = self.outlier(r);
+        let dns = r.fallback.as_ref().and_then(|g| g.cluster_dns.as_ref());
+        let cluster_dns =
+            matches!((dns, endpoints.as_slice()), (Some(d), [only]) if only.host().eq_ignore_ascii_case(&d.host) && only.port() == d.port);
         self.destinations.push(Destination {
             host: r.written.clone(),
             subset: r.subset.clone(),
@@ -310,6 +394,8 @@ impl Builder<'_> {
             endpoints,
             protocol,
             outlier,
+            unresolved: false,
+            cluster_dns,
         });
         self.ids.insert(key, id);
         Ok(id)
@@ -381,7 +467,7 @@ impl Builder<'_> {
             .find(|e| e.hosts.iter().any(|h| h.eq_ignore_ascii_case(&r.host)))
             .or_else(|| s.service_entries.iter().find(|e| e.hosts.iter().any(|h| host_matches(h, &r.host))));
         if subsets.is_empty() && entry.is_none() {
-            if let Some(fallback) = &r.fallback {
+            if let Some(fallback) = r.fallback.as_ref().and_then(|g| g.cluster_dns.as_ref()) {
                 return Ok(vec![fallback.clone()]);
             }
             return Err(r
@@ -396,7 +482,7 @@ impl Builder<'_> {
             },
         };
         let Some(entry) = entry else {
-            if let Some(fallback) = &r.fallback {
+            if let Some(fallback) = r.fallback.as_ref().and_then(|g| g.cluster_dns.as_ref()) {
                 return Ok(vec![fallback.clone()]);
             }
             return Err(r
@@ -451,14 +537,10 @@ impl Builder<'_> {
             (None, Some(p)) => format!("port {p}"),
             (None, None) => "every port".to_string(),
         };
-        Err(ConfigError::new(
-            &r.origin.file,
-            &r.origin.path,
-            format!(
+        Err(r.origin.err(format!(
                 "host \"{}\" has tls.mode {} for {which} ({}: {}): TLS origination is not implemented, and the gateway never sends plaintext where TLS is asked for",
-                r.written, rule.mode, rule.origin.file, rule.origin.path
-            ),
-        ))
+            r.written, rule.mode, rule.origin.file, rule.origin.path
+        )))
     }
 }
 

@@ -41,18 +41,24 @@ pub enum GatewayError {
     UpstreamMalformed,
     #[error("no healthy upstream")]
     NoHealthyUpstream,
+    /// A Gateway API backend that cannot be sent to: of a kind not implemented, not permitted
+    /// (no ReferenceGrant), defined nowhere, or a Service whose cluster DNS name does not
+    /// resolve. The specification answers 500; the route's status says why.
+    #[error("backend not found")]
+    BackendNotFound,
 }
 
 /// Who caused a [`GatewayError`]. Retries and endpoint health (the upstream layer) count only
 /// the upstream's failures: a client that sends a broken body must not eject the endpoint it
-/// was sent to. Pingora has a third source, `Internal`; nothing the gateway answers today is its
-/// own fault, so the first such error adds it (and answers 500).
+/// was sent to; nor does a route whose backend is configured wrong (`Internal`, as Pingora's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorSource {
     /// The client: its request cannot be served as sent (a 4xx).
     Downstream,
     /// The destination: it did not answer in time, or there is nothing to send to (a 5xx).
     Upstream,
+    /// The gateway's configuration: a route's backend that does not resolve (a 500).
+    Internal,
 }
 
 impl ErrorSource {
@@ -60,6 +66,7 @@ impl ErrorSource {
         match self {
             ErrorSource::Downstream => "downstream",
             ErrorSource::Upstream => "upstream",
+            ErrorSource::Internal => "internal",
         }
     }
 }
@@ -76,6 +83,7 @@ impl GatewayError {
             | GatewayError::UpstreamUnavailable
             | GatewayError::UpstreamMalformed
             | GatewayError::NoHealthyUpstream => ErrorSource::Upstream,
+            GatewayError::BackendNotFound => ErrorSource::Internal,
         }
     }
 
@@ -90,6 +98,7 @@ impl GatewayError {
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::UpstreamUnavailable | GatewayError::UpstreamMalformed => StatusCode::BAD_GATEWAY,
             GatewayError::NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::BackendNotFound => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -124,7 +133,7 @@ mod tests {
     }
 
     #[test]
-    fn the_client_s_errors_are_4xx_and_the_upstream_s_5xx() {
+    fn the_client_s_errors_are_4xx_the_upstream_s_5xx_and_the_configuration_s_500() {
         let every = [
             GatewayError::NoRoute,
             GatewayError::MethodNotAllowed,
@@ -138,9 +147,14 @@ mod tests {
             GatewayError::UpstreamTimeout,
             GatewayError::UpstreamUnavailable,
             GatewayError::NoHealthyUpstream,
+            GatewayError::BackendNotFound,
         ];
         for error in every {
-            let expected = if error.status().is_client_error() { ErrorSource::Downstream } else { ErrorSource::Upstream };
+            let expected = match error.status() {
+                s if s.is_client_error() => ErrorSource::Downstream,
+                StatusCode::INTERNAL_SERVER_ERROR => ErrorSource::Internal,
+                _ => ErrorSource::Upstream,
+            };
             assert!(error.status().is_client_error() || error.status().is_server_error(), "{error}");
             assert_eq!(error.source(), expected, "{error}");
         }

@@ -90,13 +90,13 @@ fn main() -> ExitCode {
     if let Some(files) = cli.check_config {
         let mut all = settings.config.clone();
         all.extend(files);
-        return check_config(&all, &settings.scope);
+        return check_config(&all, &settings.load_options());
     }
     if settings.config.is_empty() {
         eprintln!("gateway: config: no routing file given (use --config FILE or GATEWAY_CONFIG)");
         return ExitCode::from(2);
     }
-    let loaded = match gateway_config::load_files_with(&settings.config, &settings.scope) {
+    let loaded = match gateway_config::load_files_with(&settings.config, &settings.load_options()) {
         Ok(loaded) => loaded,
         Err(error) => {
             for warning in &error.warnings {
@@ -109,9 +109,7 @@ fn main() -> ExitCode {
     let workers = settings.workers;
     service_kit::cli::run("gateway", env!("CARGO_PKG_VERSION"), workers, |version| async move {
         let metrics = service_kit::metrics::install_prometheus().context("installing the metrics recorder")?;
-        for warning in &loaded.warnings {
-            tracing::warn!(%warning, "configuration field not implemented");
-        }
+        gateway::reload::log_loaded(&loaded);
         let routes = loaded.table.routes.len();
         let poll = settings.reload.poll_interval;
         let gateway = Gateway::bind(settings, loaded, Some(metrics)).await?;
@@ -134,8 +132,25 @@ fn check_config(files: &[PathBuf], scope: &gateway_config::LoadOptions) -> ExitC
         Ok(loaded) => {
             print_file_reports(&loaded);
             let mirrors: usize = loaded.table.routes.iter().map(|r| r.mirrors.len()).sum();
-            println!("ok: {} routes, {} mirrors, {} destinations", loaded.table.routes.len(), mirrors, loaded.table.destinations.len());
-            ExitCode::SUCCESS
+            let rejected = loaded.rejected().count();
+            if rejected == 0 {
+                println!("ok: {} routes, {} mirrors, {} destinations", loaded.table.routes.len(), mirrors, loaded.table.destinations.len());
+                return ExitCode::SUCCESS;
+            }
+            // The gateway would serve the rest; a check still fails, so CI catches the object.
+            // One line per rejected object: what a refused configuration would have said.
+            for object in loaded.rejected() {
+                let reason = object.conditions.first().map_or("Invalid", |c| c.reason.as_str());
+                eprintln!("rejected: {} ({reason}): {}", object.title(), object.rejection().unwrap_or_default());
+            }
+            println!(
+                "{rejected} object{} rejected (not served; the rest would be): {} routes, {} mirrors, {} destinations",
+                if rejected == 1 { "" } else { "s" },
+                loaded.table.routes.len(),
+                mirrors,
+                loaded.table.destinations.len()
+            );
+            ExitCode::FAILURE
         }
         Err(error) => {
             for warning in &error.warnings {
@@ -156,6 +171,9 @@ fn print_file_reports(loaded: &gateway_config::Loaded) {
         }
         for line in &report.scoped_out {
             println!("  scoped out: {line}");
+        }
+        for object in loaded.objects.iter().filter(|o| o.file == report.file) {
+            println!("  object: {} [{}]: {}", object.title(), object.state.as_str(), object.summary());
         }
         for warning in loaded.warnings.iter().filter(|w| w.file == report.file) {
             println!("  not implemented / warning: {}: {}", warning.path, warning.message);

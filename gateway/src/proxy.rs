@@ -122,12 +122,20 @@ where
     let mut request = request;
     let upgrade = upgrade::requested(&mut request, &hit.route.upgrades);
     let (mut parts, body) = request.into_parts();
-    let endpoint = primary.pick().ok_or(GatewayError::NoHealthyUpstream)?.clone();
+    let endpoint = match primary.pick() {
+        Some(endpoint) => endpoint.clone(),
+        None if primary.unresolved => return Err(GatewayError::BackendNotFound),
+        None => return Err(GatewayError::NoHealthyUpstream),
+    };
+    let backend_headers = route.backend_headers(primary);
     let path_and_query = rewrite(&hit, &parts.uri)?;
     let uri = upstream_uri(&endpoint, &path_and_query)?;
     let host = route.rewrite_authority.clone().or(host);
     proxy_headers(&mut parts.headers, host.as_ref(), parts.extensions.get::<ClientAddr>(), parts.extensions.get::<Arc<TlsConnection>>());
     hit.route.request_headers.apply(&mut parts.headers);
+    if let Some(backend) = backend_headers {
+        backend.request.apply(&mut parts.headers);
+    }
     if let Some(upgrade) = &upgrade {
         upgrade.restore(&mut parts.headers);
     }
@@ -190,6 +198,9 @@ where
         GatewayError::UpstreamMalformed
     })?;
     strip_hop_by_hop(response.headers_mut());
+    if let Some(backend) = backend_headers {
+        backend.response.apply(response.headers_mut());
+    }
     if let Some(upgrade) = upgrade {
         upgrade.finish(&mut response, upstream_protocol);
     }
@@ -348,6 +359,11 @@ impl Sending<'_> {
             tracing::info!(parent: self.span, error = %error, %failure, "the client's request body failed; upstream request reset");
             return Err(Failed { failure: Failure::Other, error: GatewayError::ClientBody(failure) });
         }
+        if self.primary.cluster_dns && is_dns_failure(&error) {
+            // No such Service: the configuration's fault, not the endpoint's (no health count).
+            tracing::warn!(parent: self.span, destination = %self.primary.label, endpoint = endpoint.as_str(), "the Service's cluster DNS name does not resolve: no such Service (500)");
+            return Err(Failed { failure: Failure::Other, error: GatewayError::BackendNotFound });
+        }
         let failure = Failure::of(&error);
         tracing::warn!(parent: self.span, error = %error, source = ?std::error::Error::source(&error), destination = %self.primary.label, endpoint = endpoint.as_str(), reason = failure.as_str(), "upstream request failed");
         self.health(endpoint, failure.is_gateway_failure());
@@ -405,6 +421,19 @@ impl Sending<'_> {
             }
         }
     }
+}
+
+/// The connection failed because the endpoint's name does not resolve (hyper's connector says
+/// `dns error` for it, whatever the resolver's own words).
+fn is_dns_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.to_string() == "dns error" {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Phase: every request gets an `x-request-id` (kept when the client sent one).

@@ -25,8 +25,9 @@ impl Reloader {
     /// Loads the configured files again. On error the running table is untouched.
     pub fn reload(&self) -> Result<usize, String> {
         let files: &[PathBuf] = &self.shared.settings.config;
-        let outcome =
-            gateway_config::load_files_with(files, &self.shared.settings.scope).map_err(|e| e.to_string()).map(|loaded| self.swap(loaded));
+        let outcome = gateway_config::load_files_with(files, &self.shared.settings.load_options())
+            .map_err(|e| e.to_string())
+            .map(|loaded| self.swap(loaded));
         match &outcome {
             Ok(routes) => tracing::info!(routes, "configuration reloaded"),
             Err(error) => tracing::error!(%error, "configuration rejected; the previous one keeps serving"),
@@ -37,9 +38,7 @@ impl Reloader {
 
     /// Swaps in an already loaded table; returns its number of routes.
     pub fn swap(&self, loaded: Loaded) -> usize {
-        for warning in &loaded.warnings {
-            tracing::warn!(%warning, "configuration field not implemented");
-        }
+        log_loaded(&loaded);
         self.shared.swap(loaded)
     }
 
@@ -58,5 +57,15 @@ impl Reloader {
 
     pub fn reload_count(&self) -> u64 {
         self.shared.reload_status().0
+    }
+}
+
+/// Logs what loading could not honour and every object it rejected (the others serve).
+pub fn log_loaded(loaded: &Loaded) {
+    for warning in &loaded.warnings {
+        tracing::warn!(%warning, "configuration field not implemented");
+    }
+    for object in loaded.rejected() {
+        tracing::error!(object = %object.title(), status = %object.summary(), "object rejected; the other objects serve");
     }
 }

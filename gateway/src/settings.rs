@@ -49,6 +49,14 @@ pub struct GatewaySettings {
     pub requests: RequestSettings,
 }
 
+impl GatewaySettings {
+    /// What loading the routing files needs to know of this process: its `scope`, and whether
+    /// its listener terminates TLS (a Gateway API HTTPS listener is served only then).
+    pub fn load_options(&self) -> gateway_config::LoadOptions {
+        gateway_config::LoadOptions { tls: self.tls.enabled(), ..self.scope.clone() }
+    }
+}
+
 /// Who may mark a request as shadow traffic (`x-shadow`); see `shadow.rs`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,12 +5,13 @@
 //! it, each by its own owner: mirror statistics and comparisons by [`MirrorKey`], promotions by
 //! route, upstream pools by destination and endpoints.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use gateway_config::{Loaded, MirrorPolicy, Route, RouteTable, Warning};
+use gateway_config::{HeaderOps, Loaded, MirrorPolicy, ObjectState, ObjectStatus, Route, RouteTable, Warning};
 use http::HeaderValue;
 use metrics::SharedString;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -48,6 +49,9 @@ pub struct Shared {
     pub unrouted: Arc<RequestMetrics>,
     reloads: AtomicU64,
     last_reload_error: Mutex<Option<String>>,
+    /// Every object kind any generation had: `gateway_config_objects` drops to 0 for a kind
+    /// that is gone rather than keeping its last count.
+    object_kinds: Mutex<BTreeSet<String>>,
 }
 
 impl Shared {
@@ -60,6 +64,8 @@ impl Shared {
         let (stats, comparisons, promotions, pools, captures) = Default::default();
         let kept = Registries { stats: &stats, comparisons: &comparisons, promotions: &promotions, pools: &pools, captures: &captures };
         let active = Active::build(loaded, &settings, kept);
+        let object_kinds = Mutex::new(BTreeSet::new());
+        count_objects(&object_kinds, &active.objects);
         Ok(Self {
             active: ArcSwap::from_pointee(active),
             stats,
@@ -74,6 +80,7 @@ impl Shared {
             unrouted: Arc::new(RequestMetrics::new(SharedString::const_str(""), SharedString::const_str(""))),
             reloads: AtomicU64::new(0),
             last_reload_error: Mutex::new(None),
+            object_kinds,
         })
     }
 
@@ -89,6 +96,7 @@ impl Shared {
         };
         let active = Active::build(loaded, settings, kept);
         let routes = active.routes.len();
+        count_objects(&self.object_kinds, &active.objects);
         self.active.store(Arc::new(active));
         self.reloads.fetch_add(1, Ordering::Relaxed);
         routes
@@ -103,12 +111,28 @@ impl Shared {
     }
 }
 
+/// `gateway_config_objects{kind,state}`: how many objects of each kind are accepted, rejected
+/// and scoped out in the generation being swapped in.
+fn count_objects(kinds: &Mutex<BTreeSet<String>>, objects: &[ObjectStatus]) {
+    let mut kinds = kinds.lock().unwrap_or_else(|p| p.into_inner());
+    kinds.extend(objects.iter().map(|o| o.kind.clone()));
+    for kind in kinds.iter() {
+        for state in ObjectState::ALL {
+            let count = objects.iter().filter(|o| o.kind == *kind && o.state == state).count();
+            #[allow(clippy::cast_precision_loss)] // a count of objects
+            metrics::gauge!("gateway_config_objects", "kind" => kind.clone(), "state" => state.as_str()).set(count as f64);
+        }
+    }
+}
+
 /// One generation of routing.
 pub struct Active {
     pub table: RouteTable,
     /// By route index (`RouteHit::index`): everything a request needs once its route is known.
     pub routes: Vec<CompiledRoute>,
     pub warnings: Vec<Warning>,
+    /// Every Kubernetes object of the configuration with its status.
+    pub objects: Vec<ObjectStatus>,
     pub loaded_at: SystemTime,
 }
 
@@ -130,12 +154,25 @@ pub struct CompiledRoute {
     /// its mirrors', which a promotion sends to), and of its own answers (no destination).
     request_metrics: Vec<(Arc<Upstream>, Arc<RequestMetrics>)>,
     answered: Arc<RequestMetrics>,
+    /// Header changes of the destinations that have their own (Gateway API backendRef filters).
+    backend_headers: Vec<(Arc<Upstream>, BackendHeaders)>,
+}
+
+/// A destination's own header changes: of the requests sent to it, of its responses.
+pub struct BackendHeaders {
+    pub request: HeaderOps,
+    pub response: HeaderOps,
 }
 
 impl CompiledRoute {
     /// This request's destination: the promotion's candidate for its share, else by weight.
     pub fn pick(&self) -> &Arc<Upstream> {
         self.promotion.as_ref().and_then(|p| p.choose()).unwrap_or_else(|| self.destinations.pick())
+    }
+
+    /// The header changes of `destination` as this route's backend, if it has any.
+    pub fn backend_headers(&self, destination: &Arc<Upstream>) -> Option<&BackendHeaders> {
+        self.backend_headers.iter().find(|(upstream, _)| Arc::ptr_eq(upstream, destination)).map(|(_, headers)| headers)
     }
 
     /// Where a request of this route sent to `destination` (`None`: answered by the route) is counted.
@@ -184,10 +221,10 @@ impl Active {
     /// Cannot fail: the model holds parsed values, so whatever loaded (and passed
     /// `--check-config`) is served.
     pub fn build(loaded: Loaded, settings: &GatewaySettings, kept: Registries<'_>) -> Self {
-        let Loaded { table, warnings, .. } = loaded;
+        let Loaded { table, warnings, objects, .. } = loaded;
         let upstreams: Vec<_> = table.destinations.iter().map(|d| kept.pools.get(d, &settings.upstream)).collect();
         let routes = table.routes.iter().map(|route| CompiledRoute::new(route, &upstreams, settings, kept)).collect();
-        Self { table, routes, warnings, loaded_at: SystemTime::now() }
+        Self { table, routes, warnings, objects, loaded_at: SystemTime::now() }
     }
 }
 
@@ -208,7 +245,16 @@ impl CompiledRoute {
                 request_metrics.push((upstream.clone(), Arc::new(RequestMetrics::new(label.clone(), upstream.metric_label.clone()))));
             }
         }
+        let backend_headers = route
+            .destinations
+            .iter()
+            .filter(|d| !(d.request_headers.is_empty() && d.response_headers.is_empty()))
+            .map(|d| {
+                (upstreams[d.id.0].clone(), BackendHeaders { request: d.request_headers.clone(), response: d.response_headers.clone() })
+            })
+            .collect();
         Self {
+            backend_headers,
             answered: Arc::new(RequestMetrics::new(label.clone(), SharedString::const_str(""))),
             label,
             destinations,
@@ -275,6 +321,8 @@ mod tests {
                 endpoints: vec![Endpoint::new(host, 1).unwrap()],
                 protocol: Default::default(),
                 outlier: None,
+                unresolved: false,
+                cluster_dns: false,
             };
             Arc::new(Upstream::new(&destination, &settings))
         };

@@ -105,7 +105,7 @@ impl<'a> Builder<'a> {
         overrides.extend(self.settings);
         let settings = GatewaySettings::load(Sources { overrides, ..Sources::default() }).map_err(|e| e.to_string())?;
         let settings = GatewaySettings { config: paths.clone(), ..settings };
-        let loaded = gateway_config::load_files_with(&paths, &settings.scope).map_err(|e| e.to_string())?;
+        let loaded = gateway_config::load_files_with(&paths, &settings.load_options()).map_err(|e| e.to_string())?;
         let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
         let admin = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
         let gateway = Gateway::with_listeners(listener, admin, settings, loaded, Some(recorder())).map_err(|e| e.to_string())?;
@@ -222,6 +222,21 @@ impl TestGateway {
     /// `/config` (its routes and destinations are the model's, as JSON).
     pub async fn config(&self) -> serde_json::Value {
         crate::get_json(&self.admin_url("/config")).await.1
+    }
+
+    /// `/config`'s `objects`: every Kubernetes object with its status.
+    pub async fn objects(&self) -> Vec<gateway_config::ObjectStatus> {
+        let config = self.config().await;
+        serde_json::from_value(config["objects"].clone()).unwrap_or_else(|e| panic!("/config objects: {e}: {config}"))
+    }
+
+    /// The status of `kind namespace/name` in `/config`.
+    pub async fn object(&self, kind: &str, namespace: &str, name: &str) -> gateway_config::ObjectStatus {
+        let all = self.objects().await;
+        all.iter()
+            .find(|o| o.kind == kind && o.namespace == namespace && o.name == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {kind} {namespace}/{name} in /config: {all:?}"))
     }
 
     /// `/metrics`.

@@ -11,12 +11,15 @@ pub(crate) mod gateway_api;
 pub(crate) mod istio;
 pub(crate) mod native;
 
+use std::collections::BTreeSet;
+
 use serde_norway::Value;
 
 use crate::context::Translation;
 use crate::de::{Doc, Result};
 use crate::error::Warning;
 use crate::k8s::{Kinds, Objects, Read};
+use crate::status::ObjectId;
 
 /// A Kubernetes object's spec, in the types of the front-end its group belongs to.
 pub(crate) enum Spec {
@@ -28,6 +31,10 @@ impl Kinds for Spec {
     fn read(api: &str, kind: &str, value: Value, doc: Doc<'_>, warnings: &mut Vec<Warning>) -> Result<Option<Read<Spec>>> {
         use gateway_api::GROUP as GATEWAY_API;
         use istio::GROUP as ISTIO;
+        if api == "v1" && kind == "Namespace" {
+            // Only its labels matter: a Gateway API listener selects namespaces by them.
+            return Ok(gateway_api::read_namespace(value, doc)?.map(|r| r.map(Spec::GatewayApi)));
+        }
         let (group, version) = api.split_once('/').unwrap_or(("", api));
         let group = match group {
             ISTIO if istio::VERSIONS.contains(&version) => ISTIO,
@@ -60,17 +67,18 @@ impl Kinds for Spec {
 
 /// Lowers every Kubernetes object, by front-end: Istio's first, then the Gateway API's (whose
 /// routes are ordered by precedence, after every other route).
-pub(crate) fn lower(objects: &Objects<Spec>, translation: &mut Translation) -> Result<()> {
+/// Objects in `excluded` (rejected) are left out.
+pub(crate) fn lower(objects: &Objects<Spec>, excluded: &BTreeSet<ObjectId>, translation: &mut Translation) -> Result<()> {
     istio::build(
         translation,
-        &objects.of(|s| match s {
+        &objects.of(excluded, |s| match s {
             Spec::Istio(k) => Some(k),
             Spec::GatewayApi(_) => None,
         }),
     )?;
     gateway_api::build(
         translation,
-        &objects.of(|s| match s {
+        &objects.of(excluded, |s| match s {
             Spec::GatewayApi(k) => Some(k),
             Spec::Istio(_) => None,
         }),

@@ -13,4 +13,4 @@ mod object;
 mod read;
 
 pub(crate) use object::{Meta, Objects, Ref};
-pub(crate) use read::{Kinds, Read, collect, spec};
+pub(crate) use read::{Kinds, Read, collect, metadata_only, spec};

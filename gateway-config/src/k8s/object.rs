@@ -3,7 +3,10 @@
 //! place in the load order, the way an applied update keeps an object's creation time.
 
 use crate::de::Doc;
-use crate::error::Warning;
+use std::collections::BTreeSet;
+
+use crate::error::{ConfigError, Warning};
+use crate::status::ObjectId;
 
 /// Where an object was written.
 #[derive(Debug, Clone)]
@@ -11,11 +14,13 @@ pub(crate) struct Located {
     pub file: String,
     /// `document 4 (VirtualService target)`, `document 1 (List) items[2] (...)`.
     pub label: String,
+    /// The object's place in [`Objects::items`] once inserted.
+    pub object: Option<ObjectId>,
 }
 
 impl Located {
     pub fn doc(&self) -> Doc<'_> {
-        Doc { file: &self.file, label: &self.label }
+        Doc { file: &self.file, label: &self.label, object: self.object }
     }
 }
 
@@ -27,6 +32,7 @@ pub(crate) struct Meta {
     pub namespace: String,
     pub name: String,
     pub annotations: Vec<(String, String)>,
+    pub labels: Vec<(String, String)>,
     pub at: Located,
     /// (file, document) of the first object with this identity.
     pub order: (usize, usize),
@@ -72,18 +78,33 @@ pub(crate) struct Objects<S> {
     pub items: Vec<Object<S>>,
     /// Objects replaced by a later one: (what, where it was, where the replacement is).
     pub replaced: Vec<(String, Located, Located)>,
+    /// Documents whose spec does not read (a wrong type, a missing required key): each is
+    /// rejected on its own, and an earlier object of the same identity stays, as it would in a
+    /// cluster whose API server refused the update.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A document that names an object but does not read as one.
+pub(crate) struct Unreadable {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub at: Located,
+    pub error: ConfigError,
 }
 
 impl<S> Default for Objects<S> {
     fn default() -> Self {
-        Objects { items: Vec::new(), replaced: Vec::new() }
+        Objects { items: Vec::new(), replaced: Vec::new(), unreadable: Vec::new() }
     }
 }
 
 impl<S> Objects<S> {
     pub fn insert(&mut self, mut object: Object<S>, warnings: &mut Vec<Warning>) {
-        match self.items.iter_mut().find(|o| o.meta.same_identity(&object.meta)) {
-            Some(existing) => {
+        match self.items.iter().position(|o| o.meta.same_identity(&object.meta)) {
+            Some(index) => {
+                let existing = &mut self.items[index];
+                object.meta.at.object = Some(ObjectId(index));
                 warnings.push(object.meta.at.doc().warning(
                     "",
                     format!(
@@ -97,12 +118,21 @@ impl<S> Objects<S> {
                 object.meta.order = existing.meta.order;
                 *existing = object;
             }
-            None => self.items.push(object),
+            None => {
+                object.meta.at.object = Some(ObjectId(self.items.len()));
+                self.items.push(object);
+            }
         }
     }
 
     /// The objects one front-end reads (`pick` says which, and gives their spec), in load order.
-    pub fn of<T>(&self, pick: impl Fn(&S) -> Option<&T>) -> Vec<Ref<'_, T>> {
-        self.items.iter().filter_map(|o| pick(&o.spec).map(|spec| Ref { meta: &o.meta, spec })).collect()
+    /// Rejected objects (`excluded`) are left out: to the others they do not exist.
+    pub fn of<T>(&self, excluded: &BTreeSet<ObjectId>, pick: impl Fn(&S) -> Option<&T>) -> Vec<Ref<'_, T>> {
+        self.items
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !excluded.contains(&ObjectId(*i)))
+            .filter_map(|(_, o)| pick(&o.spec).map(|spec| Ref { meta: &o.meta, spec }))
+            .collect()
     }
 }

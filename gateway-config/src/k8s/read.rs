@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_norway::Value;
 
-use super::object::{Located, Meta, Object, Objects};
+use super::object::{Located, Meta, Object, Objects, Unreadable};
 use crate::de::{Doc, Ordered, Result, Scalar, kind_of, typed};
 use crate::error::Warning;
 
@@ -41,9 +41,9 @@ pub(crate) struct Metadata {
     namespace: Option<String>,
     #[serde(default)]
     annotations: Ordered<Scalar>,
-    // Labels select objects in Kubernetes; nothing here selects by them.
-    #[serde(default, rename = "labels")]
-    _labels: Ordered<Scalar>,
+    /// What selectors select by (a Gateway API listener's namespace `Selector`).
+    #[serde(default)]
+    labels: Ordered<Scalar>,
 }
 
 /// Adds the objects of one file (documents numbered from 1, as positioned in the stream).
@@ -79,7 +79,7 @@ fn one<S: Kinds>(
     objects: &mut Objects<S>,
     warnings: &mut Vec<Warning>,
 ) -> Result<()> {
-    let doc = Doc { file, label: &label };
+    let doc = Doc { file, label: &label, object: None };
     if !value.is_mapping() {
         return Err(doc.err("", format!("expected a mapping, found {}", kind_of(&value))));
     }
@@ -105,7 +105,19 @@ fn one<S: Kinds>(
         }
         return Ok(());
     }
-    let Some(Read { group, metadata, spec }) = S::read(&api, &kind, value, doc, warnings)? else {
+    let identity = |key: &str| value.get("metadata").and_then(|m| m.get(key)).and_then(Value::as_str).unwrap_or("").to_string();
+    let (name, namespace) = (identity("name"), identity("namespace"));
+    let read = match S::read(&api, &kind, value, doc, warnings) {
+        Ok(read) => read,
+        Err(error) => {
+            // The object is rejected on its own; the others load.
+            let namespace = if namespace.is_empty() { "default".to_string() } else { namespace };
+            let at = Located { file: file.to_string(), label: label.clone(), object: None };
+            objects.unreadable.push(Unreadable { kind, namespace, name, at, error });
+            return Ok(());
+        }
+    };
+    let Some(Read { group, metadata, spec }) = read else {
         return Ok(());
     };
     let meta = Meta {
@@ -115,7 +127,8 @@ fn one<S: Kinds>(
         namespace: metadata.namespace.filter(|n| !n.is_empty()).unwrap_or_else(|| "default".to_string()),
         name: metadata.name.unwrap_or_default(),
         annotations: metadata.annotations.0.into_iter().map(|(k, v)| (k, v.0)).collect(),
-        at: Located { file: file.to_string(), label: label.clone() },
+        labels: metadata.labels.0.into_iter().map(|(k, v)| (k, v.0)).collect(),
+        at: Located { file: file.to_string(), label: label.clone(), object: None },
         order,
     };
     objects.insert(Object { meta, spec }, warnings);
@@ -145,6 +158,22 @@ pub(crate) fn spec<T: DeserializeOwned, S>(
         warnings.push(doc.warning(&path, message));
     }
     Ok(Some(Read { group, metadata: envelope.metadata, spec: wrap(envelope.spec) }))
+}
+
+#[derive(Deserialize)]
+struct MetadataOnly {
+    #[serde(rename = "apiVersion")]
+    _api_version: String,
+    #[serde(rename = "kind")]
+    _kind: String,
+    #[serde(default)]
+    metadata: Metadata,
+}
+
+/// An object of which only the metadata matters (a `Namespace`: its labels), as `spec`.
+pub(crate) fn metadata_only<S>(group: &'static str, value: Value, doc: Doc<'_>, spec: S) -> Result<Option<Read<S>>> {
+    let (envelope, _spec_and_status) = typed::<MetadataOnly>(value, doc)?;
+    Ok(Some(Read { group, metadata: envelope.metadata, spec }))
 }
 
 /// `spec.http[0].match[1].queryParams` or `spec.rules[0].matches[1].x`: a condition of a match.

@@ -70,7 +70,7 @@ fn native_example_routes_like_the_tutorial() {
 
 #[test]
 fn tutorial_without_service_entries_says_endpoints_are_missing() {
-    let err = load_files(&[example("istio/istio.yaml")]).unwrap_err();
+    let err = load_files(&[example("istio/istio.yaml")]).and_then(gateway_config::Loaded::strict).unwrap_err();
     assert!(err.file.ends_with("istio.yaml"));
     assert_eq!(err.path, "document 2 (VirtualService proxy): spec.http[0].route[0].destination.host");
     assert!(err.message.contains("missing endpoints"), "{err}");

@@ -47,7 +47,7 @@ pub(super) fn load(docs: &[&str]) -> Loaded {
 
 pub(super) fn load_err(docs: &[&str]) -> String {
     let text = docs.join("\n---\n");
-    match load_texts([("gw.yaml", GATEWAY), ("entries.yaml", ENTRIES), ("test.yaml", text.as_str())]) {
+    match load_texts([("gw.yaml", GATEWAY), ("entries.yaml", ENTRIES), ("test.yaml", text.as_str())]).and_then(Loaded::strict) {
         Ok(l) => panic!("expected an error, got {:#?}", l.table.routes),
         Err(e) => e.to_string(),
     }

@@ -22,7 +22,10 @@ fn every_invalid_fixture_fails_with_its_message() {
     let all = fixtures();
     assert!(all.len() > 30, "{} fixtures", all.len());
     for (path, expect) in all {
-        let err = gateway_config::load_files(std::slice::from_ref(&path)).expect_err(&path.display().to_string());
+        // Refused whole, or (a Kubernetes object) rejected on its own.
+        let err = gateway_config::load_files(std::slice::from_ref(&path))
+            .and_then(gateway_config::Loaded::strict)
+            .expect_err(&path.display().to_string());
         let shown = format!("{}: {}", err.path, err.message);
         assert!(shown.starts_with(&expect), "{}:\n expected {expect:?}\n got      {shown:?}", path.display());
         assert!(!err.to_string().contains('\n'), "one line: {err}");

@@ -1,6 +1,6 @@
 //! The Gateway API front-end: Gateway + HTTPRoute into the same routing model.
 
-use gateway_config::{Loaded, MethodSet, load_texts};
+use gateway_config::{Loaded, MethodSet, ObjectState, Reason, load_texts};
 use http::{HeaderMap, HeaderValue, Method};
 
 const GATEWAY: &str = r#"
@@ -154,20 +154,29 @@ spec:
     assert_eq!(name(&l, Method::GET, "a.example.com", "/", &[]).as_deref(), Some("api.0"));
     assert_eq!(name(&l, Method::GET, "example.org", "/", &[]), None);
     let scoped: Vec<&String> = l.files.iter().flat_map(|f| &f.scoped_out).collect();
-    assert!(scoped.iter().any(|s| s.starts_with("HTTPRoute elsewhere/foreign: attaches to no listener")), "{scoped:?}");
+    // Named our Gateway, refused by its listener: not accepted, with the Gateway API's reason.
+    assert!(
+        scoped.iter().any(|s| s.starts_with(
+            "HTTPRoute elsewhere/foreign: not accepted (NotAllowedByListeners): spec.parentRefs[0]: listener api takes routes of namespace shop only"
+        )),
+        "{scoped:?}"
+    );
+    let foreign = l.objects.iter().find(|o| o.name == "foreign").unwrap();
+    assert_eq!((foreign.state, foreign.conditions[0].reason), (ObjectState::Rejected, Reason::NotAllowedByListeners));
     assert!(scoped.iter().any(|s| s.starts_with("HTTPRoute shop/mesh: a mesh route")), "{scoped:?}");
+    assert_eq!(l.objects.iter().find(|o| o.name == "mesh").unwrap().state, ObjectState::ScopedOut);
 }
 
 #[test]
 fn gateway_api_errors_name_the_key() {
     let bad = ROUTE.replace("fraction: { numerator: 1, denominator: 3 }", "fraction: { numerator: 4, denominator: 3 }");
-    let err = load_texts([("gateway.yaml", GATEWAY), ("routes.yaml", bad.as_str())]).unwrap_err().to_string();
+    let err = load_texts([("gateway.yaml", GATEWAY), ("routes.yaml", bad.as_str())]).and_then(Loaded::strict).unwrap_err().to_string();
     assert!(
         err.starts_with("routes.yaml: document 1 (HTTPRoute shop): spec.rules[0].filters[1].requestMirror.fraction: numerator must be <="),
         "{err}"
     );
     let bad = ROUTE.replace("type: Exact, value: /catalog/special", "type: Fuzzy, value: /catalog/special");
-    let err = load_texts([("gateway.yaml", GATEWAY), ("routes.yaml", bad.as_str())]).unwrap_err().to_string();
+    let err = load_texts([("gateway.yaml", GATEWAY), ("routes.yaml", bad.as_str())]).and_then(Loaded::strict).unwrap_err().to_string();
     assert!(err.contains("spec.rules[1].matches[0].path.type: unknown path match type \"Fuzzy\""), "{err}");
 }
 
@@ -175,14 +184,17 @@ fn gateway_api_errors_name_the_key() {
 fn a_backend_in_another_namespace_needs_a_reference_grant() {
     let l = load_texts([("gateway.yaml", GATEWAY), ("routes.yaml", ROUTE)]).unwrap();
     let hit = l.table.find(&Method::GET, "/catalog/special", &HeaderMap::new(), Some("shop.example.com")).unwrap();
-    assert!(hit.route.destinations.is_empty());
-    assert_eq!(hit.respond(None, "/catalog/special").unwrap().status(), 500);
+    // Its backend answers 500 (the gateway answers for an unresolved destination).
+    assert!(l.table.destination(hit.route.destinations[0].id).unresolved);
     assert!(
-        l.warnings.iter().any(|w| w.path.ends_with("spec.rules[1].backendRefs[0]")
+        l.warnings.iter().any(|w| w.path.ends_with("spec.rules[1].backendRefs[0].name")
             && w.message.starts_with("Service other/special is in another namespace and no ReferenceGrant")),
         "{:?}",
         l.warnings
     );
+    let route = l.objects.iter().find(|o| o.kind == "HTTPRoute").unwrap();
+    assert_eq!(route.state, ObjectState::Accepted);
+    assert_eq!((route.conditions[1].status, route.conditions[1].reason), (false, Reason::RefNotPermitted));
 }
 
 #[test]

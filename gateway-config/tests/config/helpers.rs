@@ -13,8 +13,9 @@ pub fn load(text: &str) -> Loaded {
     }
 }
 
+/// The error that refuses `text`, or the one that rejects an object of it (the first).
 pub fn load_err(text: &str) -> String {
-    match load_texts_with([("test.yaml", text)], &mesh()) {
+    match load_texts_with([("test.yaml", text)], &mesh()).and_then(Loaded::strict) {
         Ok(l) => panic!("expected an error, got {:#?}", l.table.routes),
         Err(e) => e.to_string(),
     }

@@ -10,6 +10,7 @@ mod istio;
 mod istio_semantics;
 mod layout;
 mod native;
+mod objects;
 mod protocols;
 mod robustness;
 mod verdict;

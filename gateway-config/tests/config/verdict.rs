@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use gateway_config::{VerdictSpec, load_texts};
+use gateway_config::{Loaded, VerdictSpec, load_texts};
 
 use crate::helpers::{load, load_err};
 
@@ -83,7 +83,7 @@ fn istio(annotations: &str) -> String {
 
 #[test]
 fn the_istio_annotation_sets_or_turns_off_the_verdict() {
-    let load = |annotations: &str| load_texts([("entries.yaml", ISTIO), ("vs.yaml", istio(annotations).as_str())]);
+    let load = |annotations: &str| load_texts([("entries.yaml", ISTIO), ("vs.yaml", istio(annotations).as_str())]).and_then(Loaded::strict);
     let loaded = load(r#"mirror.gateway/compare: "true""#).unwrap();
     assert_eq!(loaded.table.routes[0].mirrors[0].verdict, Some(VerdictSpec::default()));
     let loaded =

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use gateway_config::{Destination, Route, Warning};
+use gateway_config::{Destination, ObjectStatus, Route, Warning};
 use serde::{Deserialize, Serialize, Serializer};
 
 pub use crate::compare::NoiseReport;
@@ -133,6 +133,9 @@ pub struct ConfigDocument<'a> {
     pub reloads: u64,
     pub last_reload_error: Option<String>,
     pub warnings: &'a [Warning],
+    /// Every Kubernetes object with its conditions: accepted, rejected (with the reason) or
+    /// scoped out.
+    pub objects: &'a [ObjectStatus],
     pub routes: &'a [Route],
     pub destinations: &'a [Destination],
 }

@@ -44,6 +44,7 @@ async fn config(State(shared): State<Arc<Shared>>) -> Response {
         reloads,
         last_reload_error,
         warnings: &active.warnings,
+        objects: &active.objects,
         routes: &active.table.routes,
         destinations: &active.table.destinations,
     })

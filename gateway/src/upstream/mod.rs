@@ -79,6 +79,11 @@ pub struct Upstream {
     pub retry_budget: RetryBudget,
     /// The destination's own ejection rule (Istio `outlierDetection`); `None`: the settings'.
     pub outlier: Option<OutlierPolicy>,
+    /// A Gateway API backend that does not resolve: requests for it are answered 500.
+    pub unresolved: bool,
+    /// Its endpoint is a Service's cluster DNS name: a name that does not resolve is a Service
+    /// that does not exist (500), not an unreachable upstream (502).
+    pub cluster_dns: bool,
 }
 
 impl Upstream {
@@ -116,6 +121,8 @@ impl Upstream {
             ejection: Ejection::default(),
             retry_budget: RetryBudget::default(),
             outlier: destination.outlier,
+            unresolved: destination.unresolved,
+            cluster_dns: destination.cluster_dns,
             endpoints: Endpoints::new(endpoints),
         }
     }
@@ -309,9 +316,9 @@ fn endpoints(destination: &Destination) -> Vec<Authority> {
     destination.endpoints.iter().map(|e| e.authority().clone()).collect()
 }
 
-/// What identifies a pool: the destination, the endpoints it sends to, in order, how, and when
-/// they are ejected.
-type PoolKey = (String, Vec<Authority>, Protocol, Option<OutlierPolicy>);
+/// What identifies a pool: the destination, the endpoints it sends to, in order, how, when
+/// they are ejected, whether it resolves and whether its endpoint is a cluster DNS name.
+type PoolKey = (String, Vec<Authority>, Protocol, Option<OutlierPolicy>, bool, bool);
 
 /// Every destination's pool, shared by the routing generations that use it. A reload that keeps
 /// a destination's endpoints keeps its pool (warm connections, round-robin position), as Envoy
@@ -325,7 +332,14 @@ pub struct Pools {
 impl Pools {
     /// The pool for `destination`: the one in use when its endpoints are unchanged, else a new one.
     pub fn get(&self, destination: &Destination, settings: &UpstreamSettings) -> Arc<Upstream> {
-        let key = (destination.label(), endpoints(destination), destination.protocol, destination.outlier);
+        let key = (
+            destination.label(),
+            endpoints(destination),
+            destination.protocol,
+            destination.outlier,
+            destination.unresolved,
+            destination.cluster_dns,
+        );
         let mut pools = self.by_key.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         pools.retain(|_, pool| pool.strong_count() > 0);
         if let Some(kept) = pools.get(&key).and_then(Weak::upgrade) {
@@ -362,6 +376,8 @@ mod tests {
             endpoints: vec![endpoint("a", 1), endpoint("b", 2)],
             protocol: Protocol::Http1,
             outlier: None,
+            unresolved: false,
+            cluster_dns: false,
         };
         let settings = settings();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -380,6 +396,8 @@ mod tests {
             endpoints,
             protocol: Protocol::Http1,
             outlier: None,
+            unresolved: false,
+            cluster_dns: false,
         };
         let settings = settings();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -409,6 +427,8 @@ mod tests {
             endpoints: vec![endpoint("a", 1)],
             protocol,
             outlier: None,
+            unresolved: false,
+            cluster_dns: false,
         };
         let version = |protocol, downstream| Upstream::new(&destination(protocol), &settings).version_for(downstream);
         use http::Version as V;

@@ -98,7 +98,7 @@ impl TlsGateway {
         let overrides = vec![("reload.poll_interval", "50ms".to_owned())];
         let settings = GatewaySettings::load(Sources { overrides, ..Sources::default() }).unwrap();
         let settings = GatewaySettings { config: vec![path.clone()], tls, ..settings };
-        let loaded = gateway_config::load_files_with(&[path], &settings.scope).unwrap();
+        let loaded = gateway_config::load_files_with(&[path], &settings.load_options()).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let gateway = Gateway::with_listeners(listener, admin, settings, loaded, Some(recorder())).unwrap();

@@ -38,13 +38,20 @@ pub(crate) fn read(kind: &str, value: Value, doc: Doc<'_>, warnings: &mut Vec<Wa
     }
 }
 
+/// A core `v1` `Namespace`: its labels, which a listener's `allowedRoutes.namespaces.selector`
+/// selects by.
+pub(crate) fn read_namespace(value: Value, doc: Doc<'_>) -> Result<Option<Read<Kind>>> {
+    crate::k8s::metadata_only("", value, doc, Kind::Namespace)
+}
+
 /// Turns the Gateway API objects into sources: the Gateways this gateway is first, then the
 /// routes attached to their listeners, ordered by precedence after the other formats' routes.
 pub(crate) fn build(translation: &mut Translation, objects: &[Ref<'_, Kind>]) -> Result<()> {
+    let namespaces = attach::Namespaces::new(objects);
     let mut listeners = Vec::new();
     for &o in objects {
         if let Kind::Gateway(g) = o.spec {
-            attach::gateway(&mut translation.object(o, objects), g, &mut listeners);
+            attach::gateway(&mut translation.object(o, objects), g, &namespaces, &mut listeners);
         }
     }
     let mut entries = Vec::new();
@@ -60,6 +67,7 @@ pub(crate) fn build(translation: &mut Translation, objects: &[Ref<'_, Kind>]) ->
                     rules::lower(&mut cx, route, &hosts, &mut entries)?;
                 }
             }
+            Kind::Namespace => cx.loaded(format!("labels {}", attach::labels_text(o.meta))),
             Kind::Gateway(_) => {}
         }
     }

@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 
 use http::StatusCode;
 
-use super::backends::{backend, granted, ungranted};
+use super::backends::{backend, granted, header_ops, mirror_backend, not_permitted, ungranted};
 use super::spec::{GMatch, HttpRouteSpec, Kind, NameMatch, PathModifier, Rule};
 use crate::context::ObjectCx;
 use crate::de::{Doc, Result, check_percent, header_name, one_line, translate_re2};
@@ -15,6 +15,7 @@ use crate::model::{
     Answer, CompareSpec, HeaderMatch, HeaderOps, PathRedirect, QueryMatch, Redirect, RedirectPorts, RouteMatch, StringMatch, UriRewrite,
 };
 use crate::sources::{PendingMirror, PendingRoute};
+use crate::status::Reason;
 
 /// The specification's precedence, most specific first: path class (exact, prefix, regex),
 /// longer path, with a method, more headers, more query parameters, then the older route (load
@@ -88,7 +89,8 @@ fn match_of(doc: Doc<'_>, path: &str, m: &GMatch) -> Result<(RouteMatch, u8, usi
         "RegularExpression" => (regex(doc, &format!("{path}.path.value"), &value)?, 2),
         other => {
             return Err(doc
-                .err(&format!("{path}.path.type"), format!("unknown path match type \"{other}\" (Exact, PathPrefix, RegularExpression)")));
+                .err(&format!("{path}.path.type"), format!("unknown path match type \"{other}\" (Exact, PathPrefix, RegularExpression)"))
+                .because(Reason::UnsupportedValue));
         }
     };
     let mut headers = Vec::new();
@@ -134,16 +136,13 @@ fn rule_route(
     let mut answer = None;
     let mut mirrors = Vec::new();
     let mut request_headers = HeaderOps::default();
+    let mut response_headers = HeaderOps::default();
     for (i, f) in rule.filters.iter().enumerate() {
         let fpath = format!("{path}.filters[{i}]");
         let missing = || doc.err(&fpath, format!("filter type {} needs its settings", f.kind));
         match f.kind.as_str() {
-            "RequestHeaderModifier" => {
-                let m = f.request_header_modifier.as_ref().ok_or_else(missing)?;
-                request_headers.set.extend(m.set.iter().map(|p| (p.name.0.clone(), p.value.0.clone())));
-                request_headers.add.extend(m.add.iter().map(|p| (p.name.0.clone(), p.value.0.clone())));
-                request_headers.remove.extend(m.remove.iter().map(|h| h.0.clone()));
-            }
+            "RequestHeaderModifier" => header_ops(f.request_header_modifier.as_ref().ok_or_else(missing)?, &mut request_headers),
+            "ResponseHeaderModifier" => header_ops(f.response_header_modifier.as_ref().ok_or_else(missing)?, &mut response_headers),
             "URLRewrite" => {
                 let u = f.url_rewrite.as_ref().ok_or_else(missing)?;
                 rewrite_authority = u.hostname.clone();
@@ -157,12 +156,20 @@ fn rule_route(
             "RequestRedirect" => {
                 let r = f.request_redirect.as_ref().ok_or_else(missing)?;
                 let code = r.status_code.map_or(302, |c| c.0);
+                // 301 and 302 are Core; 303, 307 and 308 Extended (HTTPRoute303/307/308RedirectStatusCode).
                 let status = match code {
                     301 => StatusCode::MOVED_PERMANENTLY,
                     302 => StatusCode::FOUND,
+                    303 => StatusCode::SEE_OTHER,
+                    307 => StatusCode::TEMPORARY_REDIRECT,
+                    308 => StatusCode::PERMANENT_REDIRECT,
                     _ => {
                         return Err(doc
-                            .err(&format!("{fpath}.requestRedirect.statusCode"), format!("{code}: Gateway API redirects are 301 or 302")));
+                            .err(
+                                &format!("{fpath}.requestRedirect.statusCode"),
+                                format!("{code}: Gateway API redirects are 301, 302, 303, 307 or 308"),
+                            )
+                            .because(Reason::UnsupportedValue));
                     }
                 };
                 answer = Some(Answer::Redirect(Redirect {
@@ -195,7 +202,7 @@ fn rule_route(
                     cx.warn(&mpath, why);
                     continue;
                 }
-                let to = backend(cx, &mpath, &m.backend_ref)?;
+                let to = mirror_backend(cx, &mpath, &m.backend_ref)?;
                 mirrors.push(PendingMirror::imported(doc.origin(&mpath), to, percent, served.compare));
             }
             other => cx.warn(&fpath, format!("filter type {other} is not implemented by this gateway; ignored")),
@@ -211,16 +218,11 @@ fn rule_route(
         // The specification: no backend and no filter that answers -> the gateway answers 500.
         answer = Some(Answer::Direct { status: StatusCode::INTERNAL_SERVER_ERROR, body: Vec::new() });
         cx.warn(path, "no backendRefs: requests are answered 500, as the Gateway API specifies");
-    } else if let Some((i, b)) = rule.backend_refs.iter().enumerate().find(|(_, b)| !granted(cx, b)) {
-        // The specification answers 500 for requests to a backend the route may not use; this
-        // gateway answers 500 for the whole rule.
-        let why = ungranted(cx, b, "the rule answers 500");
-        cx.warn(&format!("{path}.backendRefs[{i}]"), why);
-        answer = Some(Answer::Direct { status: StatusCode::INTERNAL_SERVER_ERROR, body: Vec::new() });
-        mirrors.clear();
     } else {
+        // A backend that cannot be sent to answers 500 for its share; the others serve theirs.
         for (i, b) in rule.backend_refs.iter().enumerate() {
-            let dest = backend(cx, &format!("{path}.backendRefs[{i}]"), b)?;
+            let bpath = format!("{path}.backendRefs[{i}]");
+            let dest = if granted(cx, b) { backend(cx, &bpath, b, &response_headers)? } else { not_permitted(cx, &bpath, b) };
             destinations.push((dest, Some(b.weight.map_or(1, |w| w.0))));
         }
     }
@@ -241,9 +243,30 @@ fn rule_route(
         destinations,
         destinations_origin: origin(&format!("{path}.backendRefs")),
         mirrors,
-        timeout: rule.timeouts.as_ref().and_then(|t| t.request).map(|d| d.0),
-        retries: rule.retry.as_ref().map(|r| super::retry::policy(cx, &format!("{path}.retry"), r)),
+        timeout: timeout(rule),
+        retries: rule.retry.as_ref().map(|r| {
+            let mut policy = super::retry::policy(cx, &format!("{path}.retry"), r);
+            // With retries, `backendRequest` is each attempt's own deadline.
+            policy.per_try_timeout = rule.timeouts.as_ref().and_then(|t| t.backend_request).map(|d| d.0).filter(|d| !d.is_zero());
+            policy
+        }),
     })
+}
+
+/// The rule's deadline: `timeouts.request`; without a `retry`, `timeouts.backendRequest` when
+/// shorter (the one request to the backend is then the whole of it; the specification requires
+/// backendRequest <= request); with one, `backendRequest` bounds each attempt instead (its
+/// retry policy's per-try timeout). Zero is no timeout, as the specification says.
+fn timeout(rule: &Rule) -> Option<std::time::Duration> {
+    let t = rule.timeouts.as_ref()?;
+    if rule.retry.is_some() {
+        return t.request.map(|d| d.0);
+    }
+    match (t.request.map(|d| d.0), t.backend_request.map(|d| d.0)) {
+        (Some(r), Some(b)) if !b.is_zero() && (r.is_zero() || b < r) => Some(b),
+        (Some(r), _) => Some(r),
+        (None, b) => b,
+    }
 }
 
 fn path_modifier(doc: Doc<'_>, path: &str, p: &PathModifier) -> Result<PathRedirect> {

@@ -11,6 +11,8 @@ pub(crate) enum Kind {
     Gateway(GatewaySpec),
     HttpRoute(HttpRouteSpec),
     ReferenceGrant(ReferenceGrantSpec),
+    /// A core `Namespace` (its labels are in its metadata).
+    Namespace,
 }
 
 #[derive(Deserialize)]
@@ -25,8 +27,7 @@ pub(crate) struct GatewaySpec {
 pub(super) struct Listener {
     pub(super) name: Option<String>,
     pub(super) hostname: Option<String>,
-    #[serde(rename = "port")]
-    pub(super) _port: Option<Port>,
+    pub(super) port: Option<Port>,
     pub(super) protocol: Option<String>,
     #[serde(rename = "allowedRoutes")]
     pub(super) allowed_routes: Option<AllowedRoutes>,
@@ -35,11 +36,36 @@ pub(super) struct Listener {
 #[derive(Deserialize)]
 pub(super) struct AllowedRoutes {
     pub(super) namespaces: Option<RouteNamespaces>,
+    pub(super) kinds: Option<Vec<RouteGroupKind>>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct RouteGroupKind {
+    pub(super) group: Option<String>,
+    pub(super) kind: String,
 }
 
 #[derive(Deserialize)]
 pub(super) struct RouteNamespaces {
     pub(super) from: Option<String>,
+    pub(super) selector: Option<LabelSelector>,
+}
+
+/// A Kubernetes label selector: every `matchLabels` pair and every `matchExpressions` term.
+#[derive(Deserialize, Clone)]
+pub(super) struct LabelSelector {
+    #[serde(rename = "matchLabels", default)]
+    pub(super) match_labels: std::collections::BTreeMap<String, String>,
+    #[serde(rename = "matchExpressions", default)]
+    pub(super) match_expressions: Vec<LabelExpression>,
+}
+
+#[derive(Deserialize, Clone)]
+pub(super) struct LabelExpression {
+    pub(super) key: String,
+    pub(super) operator: String,
+    #[serde(default)]
+    pub(super) values: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -60,6 +86,7 @@ pub(super) struct ParentRef {
     pub(super) kind: Option<String>,
     #[serde(rename = "sectionName")]
     pub(super) section_name: Option<String>,
+    pub(super) port: Option<Port>,
 }
 
 #[derive(Deserialize)]
@@ -87,6 +114,8 @@ pub(super) struct Retry {
 #[derive(Deserialize)]
 pub(super) struct Timeouts {
     pub(super) request: Option<Dur>,
+    #[serde(rename = "backendRequest")]
+    pub(super) backend_request: Option<Dur>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -120,6 +149,8 @@ pub(super) struct Filter {
     pub(super) kind: String,
     #[serde(rename = "requestHeaderModifier")]
     pub(super) request_header_modifier: Option<HeaderModifier>,
+    #[serde(rename = "responseHeaderModifier")]
+    pub(super) response_header_modifier: Option<HeaderModifier>,
     #[serde(rename = "requestMirror")]
     pub(super) request_mirror: Option<RequestMirror>,
     #[serde(rename = "urlRewrite")]
@@ -216,4 +247,7 @@ pub(super) struct BackendRef {
     pub(super) namespace: Option<String>,
     pub(super) port: Option<Port>,
     pub(super) weight: Option<U32>,
+    /// Filters of this backend alone (`RequestHeaderModifier`, `ResponseHeaderModifier`).
+    #[serde(default)]
+    pub(super) filters: Vec<Filter>,
 }

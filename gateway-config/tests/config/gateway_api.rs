@@ -209,3 +209,24 @@ fn a_rule_s_retry_maps_codes_attempts_and_backoff_and_a_code_that_is_no_error_is
     assert!(on.connect_failure && on.refused_stream && on.reset, "answers that never came are retried too");
     assert!(loaded.warnings.iter().any(|w| w.to_string().contains("retry.codes[1]")), "{:?}", loaded.warnings);
 }
+
+/// An HTTPS listener's routes are served when the process terminates TLS (its one listener is
+/// then TLS), and not accepted otherwise: never in clear.
+#[test]
+fn an_https_listener_takes_routes_only_when_the_gateway_terminates_tls() {
+    let gw = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: edge, namespace: shop}\nspec:\n  listeners: [{name: https, port: 443, protocol: HTTPS}]\n";
+    let route = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: web, namespace: shop}\nspec:\n  parentRefs: [{name: edge}]\n  rules: [{backendRefs: [{name: web, port: 80}]}]\n";
+    let load = |tls: bool| {
+        gateway_config::load_texts_with(
+            [("gw.yaml", gw), ("route.yaml", route)],
+            &gateway_config::LoadOptions { tls, ..Default::default() },
+        )
+        .unwrap()
+    };
+    let served = load(true);
+    assert_eq!(served.table.routes.len(), 1);
+    let clear = load(false);
+    assert!(clear.table.routes.is_empty());
+    let status = clear.objects.iter().find(|o| o.kind == "HTTPRoute").unwrap();
+    assert_eq!((status.state, status.conditions[0].reason), (ObjectState::Rejected, Reason::NotAllowedByListeners));
+}

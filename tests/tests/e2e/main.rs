@@ -9,6 +9,7 @@ mod datasette;
 mod faults;
 mod framing;
 mod gateway;
+mod gateway_api;
 mod grpc;
 mod hostile;
 mod hostile_h2;

@@ -302,3 +302,44 @@ async fn routes_of_an_https_listener_are_never_served_in_clear_nor_of_a_listener
     assert!(gateway.object("HTTPRoute", NS, "secure").await.conditions[0].message.contains("never served in clear"));
     gateway.stop().await;
 }
+
+/// httproute-partially-invalid-via-invalid-reference-grant: a backend in another namespace whose
+/// ReferenceGrant does not cover it answers 500 (RefNotPermitted) and the covered sibling rule
+/// serves; in one weighted rule, only the share of the uncovered backend answers 500.
+#[tokio::test]
+async fn a_backend_no_reference_grant_covers_answers_500_and_its_siblings_serve() {
+    let infra = Infra::start().await;
+    let (app_v1, app_v2) = (Upstream::start(Behaviour::ok("app-v1")).await, Upstream::start(Behaviour::ok("app-v2")).await);
+    let app = "gateway-conformance-app-backend";
+    let services = [service("app-backend-v1", &app_v1), service("app-backend-v2", &app_v2)].join("---\n").replace(NS, app);
+    let grant = format!(
+        "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {{name: invalid-reference-grant, namespace: {app}}}\nspec:\n  from: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: {NS}}}]\n  to: [{{group: '', kind: Service, name: app-backend-v1}}]\n"
+    );
+    let routes = route(
+        "invalid-reference-grant",
+        &format!(
+            "  parentRefs: [{{name: same-namespace}}]\n  rules:\n  - matches: [{{path: {{type: PathPrefix, value: /v2}}}}]\n    backendRefs: [{{name: app-backend-v2, namespace: {app}, port: 8080}}]\n  - matches: [{{path: {{type: PathPrefix, value: /split}}}}]\n    backendRefs: [{{name: app-backend-v1, namespace: {app}, port: 8080, weight: 1}}, {{name: app-backend-v2, namespace: {app}, port: 8080, weight: 1}}]\n  - backendRefs: [{{name: app-backend-v1, namespace: {app}, port: 8080}}]\n"
+        ),
+    );
+    let gateway = TestGateway::builder()
+        .file("gateway.yaml", &gateway(HTTP_LISTENER))
+        .file("services.yaml", &format!("{}---\n{services}", infra.services()))
+        .file("grant.yaml", &grant)
+        .file("routes.yaml", &routes)
+        .start()
+        .await;
+    assert_eq!(status(&gateway, "/v2").await, 500);
+    let response = send(&gateway, reqwest::Method::GET, "/").await;
+    assert_eq!((response.status().as_u16(), response.text().await.unwrap()), (200, "app-v1".to_string()));
+    let mut answers = std::collections::BTreeMap::new();
+    for _ in 0..60 {
+        *answers.entry(status(&gateway, "/split").await).or_insert(0) += 1;
+    }
+    assert!(answers.get(&200).is_some_and(|n| *n > 0) && answers.get(&500).is_some_and(|n| *n > 0), "both shares: {answers:?}");
+    assert_eq!(answers.keys().copied().collect::<Vec<_>>(), [200, 500], "{answers:?}");
+    assert!(app_v2.requests().is_empty(), "nothing reaches the backend no grant covers");
+    let object = gateway.object("HTTPRoute", NS, "invalid-reference-grant").await;
+    let resolved = object.conditions.iter().find(|c| c.kind == ConditionType::ResolvedRefs).expect("ResolvedRefs");
+    assert_eq!((object.state, resolved.status, resolved.reason), (ObjectState::Accepted, false, Reason::RefNotPermitted));
+    gateway.stop().await;
+}

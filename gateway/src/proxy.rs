@@ -423,12 +423,13 @@ impl Sending<'_> {
     }
 }
 
-/// The connection failed because the endpoint's name does not resolve (hyper's connector says
-/// `dns error` for it, whatever the resolver's own words).
+/// The connection failed because the endpoint's name does not resolve: the resolver's error
+/// under the connect error (std's `getaddrinfo` failure, or a connector's `dns error`).
 fn is_dns_failure(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);
     while let Some(e) = cause {
-        if e.to_string() == "dns error" {
+        let text = e.to_string();
+        if text == "dns error" || text.starts_with("failed to lookup address information") {
             return true;
         }
         cause = e.source();

@@ -476,6 +476,8 @@ mod tests {
                 endpoints: vec![endpoint("127.0.0.1", addr.port())],
                 protocol: Protocol::Http2,
                 outlier: None,
+                unresolved: false,
+                cluster_dns: false,
             };
             let upstream = Upstream::new(&destination, &settings());
             let error = upstream.send(request_to(addr), Version::HTTP_2).await.err().expect("reset");
@@ -494,6 +496,8 @@ mod tests {
                 endpoints: vec![endpoint("127.0.0.1", addr.port())],
                 protocol,
                 outlier: None,
+                unresolved: false,
+                cluster_dns: false,
             };
             let upstream = Upstream::new(&destination, &settings());
             let error = upstream.send(request_to(addr), Version::HTTP_11).await.err().expect("refused");
@@ -545,6 +549,8 @@ mod tests {
             endpoints: vec![endpoint("127.0.0.1", addr.port())],
             protocol: Protocol::Http1,
             outlier: None,
+            unresolved: false,
+            cluster_dns: false,
         };
         Upstream::new(&destination, &settings())
     }

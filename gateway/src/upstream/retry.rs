@@ -272,6 +272,8 @@ mod tests {
                 endpoints: vec![gateway_config::Endpoint::new("127.0.0.1", addr.port()).unwrap()],
                 protocol: gateway_config::Protocol::Http1,
                 outlier: None,
+                unresolved: false,
+                cluster_dns: false,
             };
             super::super::Upstream::new(&destination, &crate::settings::UpstreamSettings::defaults())
         };

@@ -227,7 +227,7 @@ fn parse_documents(file: &str, text: &str) -> Result<Vec<Value>, ConfigError> {
     let mut text = std::borrow::Cow::Borrowed(text);
     // Each retry quotes one more scalar; a file has at most one per line.
     for _ in 0..=text.lines().count() {
-        match parse_yaml(file, &text) {
+        match parse_yaml(file, &text).map_err(|failed| *failed) {
             Ok(docs) => return Ok(docs),
             Err((error, Some(fixed))) => {
                 tracing::debug!(%error, "YAML parsed again with a flow scalar quoted, as sigs.k8s.io/yaml reads it");
@@ -236,12 +236,13 @@ fn parse_documents(file: &str, text: &str) -> Result<Vec<Value>, ConfigError> {
             Err((error, None)) => return Err(error),
         }
     }
-    parse_yaml(file, &text).map_err(|(error, _)| error)
+    parse_yaml(file, &text).map_err(|failed| failed.0)
 }
 
 /// The documents of `text`; on an error, also the text fixed when the error is one that
 /// Kubernetes' YAML reader (sigs.k8s.io/yaml, go-yaml) does not make.
-fn parse_yaml(file: &str, text: &str) -> Result<Vec<Value>, (ConfigError, Option<String>)> {
+/// (Boxed: the error is the rare path, and a large one would be copied on every return.)
+fn parse_yaml(file: &str, text: &str) -> Result<Vec<Value>, Box<(ConfigError, Option<String>)>> {
     use serde::Deserialize;
     let mut docs = Vec::new();
     for (i, de) in serde_norway::Deserializer::from_str(text).enumerate() {
@@ -251,7 +252,7 @@ fn parse_yaml(file: &str, text: &str) -> Result<Vec<Value>, (ConfigError, Option
                 None => format!("document {}", i + 1),
             };
             let message = de::one_line(&e);
-            (ConfigError::new(file, path, format!("invalid YAML: {message}")), quote_flow_scalar(text, &message))
+            Box::new((ConfigError::new(file, path, format!("invalid YAML: {message}")), quote_flow_scalar(text, &message)))
         })?;
         docs.push(doc);
     }

@@ -105,10 +105,16 @@ async fn a_destination_rule_asking_for_tls_on_the_routed_port_is_refused_by_name
         virtual_service("app", "['*']", "[edge]", "  - route: [{destination: {host: app}}]\n"),
         workload("app", 80, app.addr),
     ];
-    let err = TestGateway::builder().file("routing.yaml", &routing.join("---\n")).file("dr.yaml", rule).try_start().await.err();
-    let err = err.expect("refused: plaintext where Istio would encrypt");
-    assert!(err.contains("tls.mode SIMPLE for port 80") && err.contains("TLS origination is not implemented"), "{err}");
-    assert!(app.requests().is_empty());
+    // As a controller does: the VirtualService that would send plaintext is rejected on its own,
+    // with the reason, and the gateway serves the rest.
+    let gateway = TestGateway::builder().file("routing.yaml", &routing.join("---\n")).file("dr.yaml", rule).start().await;
+    let rejected = gateway.object("VirtualService", "default", "app").await;
+    assert_eq!(rejected.state, gateway_config::ObjectState::Rejected, "refused: plaintext where Istio would encrypt");
+    let reason = &rejected.conditions[0].message;
+    assert!(reason.contains("tls.mode SIMPLE for port 80") && reason.contains("TLS origination is not implemented"), "{reason}");
+    assert_eq!(get(&gateway, "app", "/").await.0, 404, "nothing serves the rejected route");
+    assert!(app.requests().is_empty(), "no plaintext reached the upstream");
+    gateway.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

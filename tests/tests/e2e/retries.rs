@@ -12,6 +12,20 @@ fn retries(metrics: &e2e_tests::metrics::Metrics, reason: &str) -> f64 {
     metric("gateway_upstream_retries_total").label("reason", reason).find(metrics).unwrap_or(0.0)
 }
 
+/// Two endpoints of the Istio host `echo`: one answering 503, one answering 200, and the
+/// ServiceEntry placing them.
+async fn busy_and_ok() -> (Upstream, Upstream, String) {
+    let failing =
+        Upstream::start(Behaviour::Answer { status: StatusCode::SERVICE_UNAVAILABLE, body: "busy".into(), headers: vec![] }).await;
+    let ok = Upstream::start(Behaviour::ok("ok")).await;
+    let entry = format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: echo}}\nspec:\n  hosts: [echo]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: {}}}}}, {{address: 127.0.0.1, ports: {{http: {}}}}}]\n",
+        failing.addr.port(),
+        ok.addr.port()
+    );
+    (failing, ok, entry)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn with_one_endpoint_of_two_down_every_request_is_served_and_none_is_retried_twice() {
     let up = Upstream::start(Behaviour::ok("up")).await;
@@ -116,14 +130,7 @@ async fn in_an_outage_retries_stay_within_the_budget_and_the_refused_ones_are_co
 
 #[tokio::test(flavor = "multi_thread")]
 async fn istio_retries_retry_the_listed_status_with_the_body_in_hand_and_unknown_conditions_are_warned() {
-    let failing =
-        Upstream::start(Behaviour::Answer { status: StatusCode::SERVICE_UNAVAILABLE, body: "busy".into(), headers: vec![] }).await;
-    let ok = Upstream::start(Behaviour::ok("ok")).await;
-    let entry = format!(
-        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: echo}}\nspec:\n  hosts: [echo]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: {}}}}}, {{address: 127.0.0.1, ports: {{http: {}}}}}]\n",
-        failing.addr.port(),
-        ok.addr.port()
-    );
+    let (failing, ok, entry) = busy_and_ok().await;
     let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: echo}\nspec:\n  hosts: ['*']\n  http:\n  - route: [{destination: {host: echo}}]\n    retries: {attempts: 1, perTryTimeout: 2s, retryOn: \"503,envoy-ratelimited\"}\n";
     let gateway = TestGateway::builder()
         .file("entries.yaml", &entry)
@@ -147,14 +154,7 @@ async fn istio_retries_retry_the_listed_status_with_the_body_in_hand_and_unknown
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_istio_destination_rule_s_outlier_detection_ejects_the_failing_endpoint_after_its_own_count() {
-    let failing =
-        Upstream::start(Behaviour::Answer { status: StatusCode::SERVICE_UNAVAILABLE, body: "busy".into(), headers: vec![] }).await;
-    let ok = Upstream::start(Behaviour::ok("ok")).await;
-    let entry = format!(
-        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: echo}}\nspec:\n  hosts: [echo]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: {}}}}}, {{address: 127.0.0.1, ports: {{http: {}}}}}]\n",
-        failing.addr.port(),
-        ok.addr.port()
-    );
+    let (failing, _ok, entry) = busy_and_ok().await;
     let rules = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: echo}\nspec:\n  hosts: ['*']\n  http:\n  - route: [{destination: {host: echo}}]\n    retries: {attempts: 1, retryOn: \"503\"}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: echo}\nspec:\n  host: echo\n  trafficPolicy:\n    outlierDetection: {consecutiveGatewayErrors: 2, interval: 10s, baseEjectionTime: 1m, maxEjectionPercent: 50}\n";
     // The settings' default would eject after 5: the rule's 2 decides.
     let gateway = TestGateway::builder().file("entries.yaml", &entry).file("rules.yaml", rules).setting("scope.mesh", "true").start().await;
